@@ -1,0 +1,106 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Every ``[docker]`` option of the driver, in one place.
+
+The options register themselves on import (nova-compute imports the driver
+after parsing its config files, and oslo.config accepts late registration).
+``list_opts`` feeds the ``oslo.config.opts`` entry point used by
+oslo-config-generator.
+"""
+
+from oslo_config import cfg
+
+CONF = cfg.CONF
+
+docker_group = cfg.OptGroup(
+    'docker', title='Docker driver options',
+    help='Options for the nova-docker compute driver '
+         '(compute_driver = docker.DockerDriver).')
+
+docker_opts = [
+    cfg.StrOpt('api_url',
+               default='unix:///var/run/docker.sock',
+               help='URL of the Docker Engine API: unix:///path for the '
+                    'local socket (default), or tcp://host:port. With '
+                    'tcp://, set tls_verify and the certificate options.'),
+    cfg.StrOpt('api_version',
+               default='auto',
+               help='Docker Engine API version to use. "auto" negotiates '
+                    'with the engine, which is what works across Docker '
+                    '20.10 (API 1.41) and Docker 28+ (minimum API 1.44). '
+                    'Pin a version only to work around an engine bug.'),
+    cfg.IntOpt('api_timeout',
+               default=120, min=1,
+               help='Seconds to wait for one Docker API call (image load '
+                    'and save streams are not bounded by this).'),
+    cfg.BoolOpt('tls_verify',
+                default=False,
+                help='Use TLS and verify the engine certificate against '
+                     'ca_file. Only meaningful with a tcp:// api_url.'),
+    cfg.StrOpt('ca_file',
+               help='CA certificate that signed the Docker engine '
+                    'certificate.'),
+    cfg.StrOpt('cert_file',
+               help='Client certificate for TLS client authentication.'),
+    cfg.StrOpt('key_file',
+               help='Private key of cert_file.'),
+    cfg.IntOpt('pids_limit',
+               default=4096, min=-1,
+               help='Maximum number of processes in one instance '
+                    '(Docker pids-limit). -1 means unlimited.'),
+    cfg.IntOpt('cpu_period_us',
+               default=100000, min=1000, max=1000000,
+               help='CFS period in microseconds used to turn flavor vCPUs '
+                    'into a CPU quota (quota = vcpus * period).'),
+    cfg.BoolOpt('cpu_quota',
+                default=True,
+                help='Cap each instance at its flavor vCPUs with a CFS '
+                     'quota. When False only CPU shares (a weight) are '
+                     'set, so idle host CPU can be borrowed.'),
+    cfg.StrOpt('sandbox_image',
+               default='nova-docker/sandbox:1',
+               help='Docker image of the per-instance sandbox container '
+                    'that holds the network namespace. If absent it is '
+                    'built at start-up from sandbox_binary (no registry '
+                    'needed).'),
+    cfg.StrOpt('sandbox_binary',
+               default='/bin/busybox',
+               help='Static binary used to build sandbox_image when the '
+                    'engine does not have it (Debian: busybox-static). It '
+                    'must provide "sleep".'),
+    cfg.IntOpt('console_log_bytes',
+               default=100 * 1024, min=1024,
+               help='Upper bound of get_console_output, in bytes: the tail '
+                    'of the container log.'),
+    cfg.IntOpt('image_load_chunk_size',
+               default=1024 * 1024, min=4096,
+               help='Bytes per chunk streamed between Glance and Docker '
+                    '(bounds the memory an image transfer uses).'),
+    cfg.StrOpt('integration_bridge',
+               help='OVS bridge to plug ports into. Default: the bridge '
+                    'Neutron names in the port binding '
+                    '(vif_details bridge_name, else [neutron]ovs_bridge).'),
+    cfg.StrOpt('ovsdb_connection',
+               default='unix:/var/run/openvswitch/db.sock',
+               help='OVSDB connection used to plug ports. It also sets '
+                    '[os_vif_ovs]ovsdb_connection when that is left at its '
+                    'TCP default, which no stock Open vSwitch listens on.'),
+]
+
+CONF.register_group(docker_group)
+CONF.register_opts(docker_opts, group=docker_group)
+
+
+def list_opts():
+    """oslo.config.opts entry point: the [docker] group and its options."""
+    return [(docker_group, docker_opts)]

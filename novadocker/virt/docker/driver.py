@@ -1,0 +1,363 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""DockerDriver: Nova instances as Docker containers.
+
+A thin translation of Nova calls. The Docker I/O lives in ``images``
+(Glance tarballs in the Docker store), ``guest`` (the sandbox and workload
+containers of an instance), ``vifs`` (Neutron ports in the sandbox's network
+namespace) and ``hostinfo`` (what the host offers).
+"""
+
+import os_resource_classes as orc
+from nova.compute import power_state
+from nova import exception
+from nova.i18n import _
+from nova.virt import driver
+from nova.virt import hardware
+from oslo_log import log as logging
+from oslo_utils import excutils
+
+from novadocker import conf
+from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import guest as guest_mod
+from novadocker.virt.docker import hostinfo
+from novadocker.virt.docker import images
+from novadocker.virt.docker import vifs
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
+
+
+class DockerDriver(driver.ComputeDriver):
+    """Runs each Nova instance as a Docker container."""
+
+    # Start from the base dict so every key is present: the resource
+    # tracker removes a trait only for keys set to False.
+    capabilities = dict(
+        driver.ComputeDriver.capabilities,
+        has_imagecache=False,
+        supports_evacuate=False,
+        supports_migrate_to_same_host=False,
+        supports_attach_interface=False,
+        supports_device_tagging=False,
+        supports_tagged_attach_interface=False,
+        supports_tagged_attach_volume=False,
+        supports_extend_volume=False,
+        supports_multiattach=False,
+        supports_trusted_certs=False,
+        supports_image_type_raw=True,
+    )
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi)
+        self._api = None
+        self._host = None
+        self._nodename = None
+        self._vifs = vifs.VIFPlugger()
+
+    # -- plumbing ----------------------------------------------------------
+
+    @property
+    def api(self):
+        """The Docker API client, opened on first use."""
+        if self._api is None:
+            self._api = docker_client.connect()
+        return self._api
+
+    @property
+    def _guests(self) -> guest_mod.Guests:
+        return guest_mod.Guests(self.api, self._host or CONF.host)
+
+    @property
+    def _images(self) -> images.ImageStore:
+        return images.ImageStore(self.api)
+
+    # -- host --------------------------------------------------------------
+
+    def init_host(self, host):
+        """Check the engine, build the sandbox image, note the node name."""
+        self._host = host
+        self._nodename = host
+        try:
+            with docker_client.translate_errors('ping'):
+                self.api.ping()
+        except docker_client.DockerUnavailable as exc:
+            raise exception.NovaException(
+                _('nova-docker cannot start: %s. Is dockerd running, and '
+                  'may the nova user use its socket (docker group)?') % exc
+            ) from exc
+        images.ensure_sandbox_image(self.api)
+        LOG.info('nova-docker: Docker %s (API %s) at %s',
+                 hostinfo.read_host(self.api).docker_version,
+                 self.api.api_version, CONF.docker.api_url)
+
+    def cleanup_host(self, host):
+        if self._api is not None:
+            self._api.close()
+
+    def get_available_nodes(self, refresh=False):
+        return [self._nodename or CONF.host]
+
+    def get_nodenames_by_uuid(self, refresh=False):
+        from nova.virt import node
+        return {node.get_local_node_uuid(): self.get_available_nodes()[0]}
+
+    def node_is_available(self, nodename):
+        return nodename in self.get_available_nodes()
+
+    def get_host_ip_addr(self):
+        return CONF.my_ip
+
+    def get_host_uptime(self):
+        with open('/proc/uptime') as uptime:
+            seconds = float(uptime.read().split()[0])
+        return _('up %d seconds') % seconds
+
+    def get_available_resource(self, nodename):
+        return hostinfo.resource_dict(hostinfo.read_host(self.api), nodename)
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        host = hostinfo.read_host(self.api)
+        inventory = provider_tree.data(nodename).inventory
+        ratios = self._get_allocation_ratios(inventory)
+        provider_tree.update_inventory(nodename, {
+            orc.VCPU: {
+                'total': host.vcpus, 'min_unit': 1, 'max_unit': host.vcpus,
+                'step_size': 1, 'allocation_ratio': ratios[orc.VCPU],
+                'reserved': CONF.reserved_host_cpus},
+            orc.MEMORY_MB: {
+                'total': host.memory_mb, 'min_unit': 1,
+                'max_unit': host.memory_mb, 'step_size': 1,
+                'allocation_ratio': ratios[orc.MEMORY_MB],
+                'reserved': CONF.reserved_host_memory_mb},
+            orc.DISK_GB: {
+                'total': host.disk_gb, 'min_unit': 1,
+                'max_unit': host.disk_gb, 'step_size': 1,
+                'allocation_ratio': ratios[orc.DISK_GB],
+                'reserved': self._get_reserved_host_disk_gb_from_config()},
+        })
+
+    # -- listing -----------------------------------------------------------
+
+    def list_instances(self):
+        return self._guests.list_names()
+
+    def list_instance_uuids(self):
+        return self._guests.list_instance_uuids()
+
+    def instance_exists(self, instance):
+        return self._guests.find(instance) is not None
+
+    def get_info(self, instance, use_cache=True):
+        state = self._guests.inspect(instance)
+        return hardware.InstanceInfo(
+            state=guest_mod.power_state_of(state['State']),
+            internal_id=state['Id'])
+
+    # -- spawn and destroy -------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        # Reject bad input before anything is created on the host.
+        images.check_image_acceptable(image_meta)
+        network_info = network_info or []
+        self._vifs.validate(instance, network_info)
+        guests = self._guests
+        loaded_here = self._images.local_image_id(image_meta.id) is None
+        try:
+            docker_image = self._images.ensure_image(context, image_meta)
+            sandbox_id = self._create_sandbox(instance, network_info)
+            self._plug_and_wait(instance, network_info, power_on)
+            guests.create_workload(instance, docker_image, image_meta,
+                                   sandbox_id)
+            if power_on:
+                self._start_workload(instance)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                LOG.warning('Spawn failed; removing what it created',
+                            instance=instance)
+                self._remove_instance(instance, network_info)
+                if loaded_here:
+                    self._remove_image_if_unused(image_meta.id)
+        LOG.info('Instance spawned as container %s', instance.name,
+                 instance=instance)
+
+    def _create_sandbox(self, instance, network_info) -> str:
+        dns, search = vifs.dns_config(network_info)
+        return self._guests.create_sandbox(
+            instance, CONF.docker.sandbox_image, dns, search)
+
+    def _plug_and_wait(self, instance, network_info, power_on) -> None:
+        """Plug the ports into the sandbox; wait for Neutron to bind them.
+
+        Like libvirt, wait only for ports Neutron has not marked active, and
+        only when the instance will run (the event comes on a status change).
+        """
+        events = []
+        if power_on and CONF.vif_plugging_timeout:
+            events = [('network-vif-plugged', vif['id'])
+                      for vif in network_info if vif.get('active') is False]
+        pid = self._guests.sandbox_pid(instance)
+        try:
+            with self.virtapi.wait_for_instance_event(
+                    instance, events, deadline=CONF.vif_plugging_timeout,
+                    error_callback=self._neutron_failed_callback):
+                self._vifs.plug(instance, network_info, pid)
+        except exception.InstanceEventTimeout:
+            LOG.warning('Timeout waiting for %s', events, instance=instance)
+            if CONF.vif_plugging_is_fatal:
+                raise exception.VirtualInterfaceCreateException()
+
+    @staticmethod
+    def _neutron_failed_callback(event_name, instance):
+        LOG.error('Neutron reported failure on event %s', event_name,
+                  instance=instance)
+        if CONF.vif_plugging_is_fatal:
+            raise exception.VirtualInterfaceCreateException()
+
+    def _start_workload(self, instance) -> None:
+        """Start the workload; a refused start is a readable fault."""
+        try:
+            self._guests.start(instance)
+        except docker_client.DockerOperationFailed as exc:
+            reason = exc.kwargs.get('reason', str(exc))
+            if 'executable file not found' in reason or \
+                    'no such file or directory' in reason:
+                raise exception.ImageUnacceptable(
+                    image_id=instance.image_ref,
+                    reason=_('its command cannot run: %s') % reason)
+            raise exception.InstanceDeployFailure(
+                reason=_('the container did not start: %s') % reason)
+
+    def _remove_instance(self, instance, network_info) -> None:
+        """Unplug the ports and remove both containers. Idempotent."""
+        try:
+            self._vifs.unplug(instance, network_info)
+        finally:
+            self._guests.remove(instance)
+
+    def _remove_image_if_unused(self, image_id) -> None:
+        try:
+            with docker_client.translate_errors('remove image',
+                                                image_id=image_id):
+                self.api.remove_image(images.glance_tag(image_id),
+                                      force=False)
+        except exception.ImageNotFound:
+            pass
+        except docker_client.DockerOperationFailed as exc:
+            LOG.info('Image %s kept: %s', image_id, exc)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        self._remove_instance(instance, network_info or [])
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        if destroy_vifs:
+            self._vifs.unplug(instance, network_info or [])
+        self._guests.remove(instance)
+
+    # -- power -------------------------------------------------------------
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        """Stop the workload: its stop signal, then SIGKILL after timeout.
+
+        The sandbox keeps running, so the ports stay plugged and bound.
+        """
+        self._guests.stop(instance, timeout)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        self._ensure_sandbox(instance, network_info or [])
+        self._start_workload(instance)
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        """SOFT: graceful stop then start. HARD: kill then start."""
+        timeout = CONF.shutdown_timeout if reboot_type == 'SOFT' else 0
+        self._guests.stop(instance, timeout)
+        self._ensure_sandbox(instance, network_info or [])
+        self._start_workload(instance)
+
+    def pause(self, instance):
+        self._guests.pause(instance)
+
+    def unpause(self, instance):
+        self._guests.unpause(instance)
+
+    def suspend(self, context, instance):
+        """Freeze the processes (cgroup freezer); memory stays allocated,
+        as with nova-lxd. The power state reads PAUSED."""
+        self._guests.pause(instance)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        self._guests.unpause(instance)
+
+    def soft_delete(self, instance):
+        self._guests.stop(instance, CONF.shutdown_timeout)
+
+    def restore(self, instance):
+        self._start_workload(instance)
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        """After a host or dockerd restart: sandbox, ports, then workload."""
+        self._ensure_sandbox(instance, network_info or [])
+        if self._guests.power_state(instance) != power_state.RUNNING:
+            self._start_workload(instance)
+
+    def _ensure_sandbox(self, instance, network_info) -> None:
+        """Bring the sandbox back with its ports if dockerd lost it."""
+        state = self._guests.inspect(instance, guest_mod.ROLE_SANDBOX)
+        if state['State']['Running']:
+            return
+        LOG.info('Sandbox was not running; restarting it and re-plugging '
+                 'the ports', instance=instance)
+        self._guests.start(instance, guest_mod.ROLE_SANDBOX)
+        self._vifs.plug(instance, network_info,
+                        self._guests.sandbox_pid(instance))
+
+    # -- networking --------------------------------------------------------
+
+    def plug_vifs(self, instance, network_info):
+        """Idempotent: (re)plug every port into the running sandbox."""
+        sandbox = self._guests.find(instance, guest_mod.ROLE_SANDBOX)
+        if sandbox is None:
+            return
+        state = self._guests.inspect(instance, guest_mod.ROLE_SANDBOX)
+        if not state['State']['Running']:
+            self._guests.start(instance, guest_mod.ROLE_SANDBOX)
+        self._vifs.plug(instance, network_info or [],
+                        self._guests.sandbox_pid(instance))
+
+    def unplug_vifs(self, instance, network_info):
+        self._vifs.unplug(instance, network_info or [])
+
+    # -- reading -----------------------------------------------------------
+
+    def get_console_output(self, context, instance):
+        return self._guests.console_log(instance,
+                                        CONF.docker.console_log_bytes)
+
+    def get_instance_diagnostics(self, instance):
+        from novadocker.virt.docker import diagnostics
+        return diagnostics.instance_diagnostics(
+            self._guests.inspect(instance), self._guests.stats(instance))
+
+    def get_diagnostics(self, instance):
+        from novadocker.virt.docker import diagnostics
+        return diagnostics.legacy_diagnostics(self._guests.stats(instance))

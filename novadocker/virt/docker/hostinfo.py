@@ -1,0 +1,107 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""What the compute host offers, as Nova's resource tracker wants it.
+
+CPU and memory come from the engine (``docker info``, which sees the
+cgroup limits Docker itself runs under), disk from the filesystem that holds
+Docker's data root, since that is where image layers and container writable
+layers live.
+"""
+
+import dataclasses
+import os
+import re
+
+from nova.objects import fields as obj_fields
+from oslo_serialization import jsonutils
+from oslo_utils import units
+
+from novadocker.virt.docker import client as docker_client
+
+
+@dataclasses.dataclass(frozen=True)
+class HostResources:
+    vcpus: int
+    memory_mb: int
+    memory_mb_used: int
+    disk_gb: int
+    disk_gb_used: int
+    arch: str
+    docker_version: str
+    docker_root: str
+
+    @property
+    def hypervisor_version(self) -> int:
+        """'20.10.24+dfsg1' -> 20010024, the integer form Nova stores."""
+        parts = [int(p) for p in re.findall(r'\d+', self.docker_version)[:3]]
+        parts += [0] * (3 - len(parts))
+        return parts[0] * 1000000 + parts[1] * 1000 + parts[2]
+
+    def cpu_info(self) -> str:
+        return jsonutils.dumps({'arch': self.arch, 'model': 'container',
+                                'vendor': 'docker',
+                                'topology': {'cells': 1, 'sockets': 1,
+                                             'cores': self.vcpus,
+                                             'threads': 1},
+                                'features': []})
+
+
+def _memory_used_mb() -> int:
+    """Host memory in use (total minus available) from /proc/meminfo."""
+    values = {}
+    with open('/proc/meminfo') as meminfo:
+        for line in meminfo:
+            key, _sep, rest = line.partition(':')
+            values[key] = int(rest.split()[0])
+    return (values['MemTotal'] - values['MemAvailable']) // 1024
+
+
+def read_host(api) -> HostResources:
+    """One ``docker info`` call plus a statvfs of the data root."""
+    with docker_client.translate_errors('info'):
+        info = api.info()
+    root = info.get('DockerRootDir') or '/var/lib/docker'
+    stat = os.statvfs(root)
+    total = stat.f_blocks * stat.f_frsize
+    free = stat.f_bavail * stat.f_frsize
+    arch = obj_fields.Architecture.canonicalize(
+        info.get('Architecture') or os.uname().machine)
+    return HostResources(
+        vcpus=int(info.get('NCPU') or os.cpu_count()),
+        memory_mb=int(info['MemTotal']) // units.Mi,
+        memory_mb_used=_memory_used_mb(),
+        disk_gb=total // units.Gi,
+        disk_gb_used=(total - free) // units.Gi,
+        arch=arch,
+        docker_version=info.get('ServerVersion', '0'),
+        docker_root=root)
+
+
+def resource_dict(host: HostResources, nodename: str) -> dict:
+    """The dict get_available_resource returns."""
+    return {
+        'vcpus': host.vcpus,
+        'memory_mb': host.memory_mb,
+        'local_gb': host.disk_gb,
+        'vcpus_used': 0,   # the resource tracker counts instance claims
+        'memory_mb_used': host.memory_mb_used,
+        'local_gb_used': host.disk_gb_used,
+        'hypervisor_type': obj_fields.HVType.DOCKER,
+        'hypervisor_version': host.hypervisor_version,
+        'hypervisor_hostname': nodename,
+        'cpu_info': host.cpu_info(),
+        'disk_available_least': host.disk_gb - host.disk_gb_used,
+        'supported_instances': [(host.arch, obj_fields.HVType.DOCKER,
+                                 obj_fields.VMMode.EXE)],
+        'numa_topology': None,
+    }

@@ -1,0 +1,446 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Glance images in the local Docker store.
+
+A Glance image (``container_format=docker``: a ``docker save`` tarball,
+plain or gzip, Docker or OCI layout) is streamed from Glance straight into
+``docker load`` and tagged ``nova-docker/glance:<glance image id>``. The
+tags inside the tarball are rewritten on the way, so a tenant's tarball can
+never re-point a name the host uses (``mariadb:10.11`` of a Kolla host, say),
+and the Glance name never has to match a Docker name. The Glance multihash
+is checked on the same pass. Nothing touches the disk but Docker's store.
+"""
+
+import hashlib
+import io
+import json
+import queue
+import tarfile
+import threading
+import typing
+
+from nova import exception
+from nova.i18n import _
+from nova.image import glance
+from nova import utils
+from oslo_log import log as logging
+
+from novadocker import conf
+from novadocker.virt.docker import client as docker_client
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
+
+IMAGE_API = glance.API()
+GLANCE_REPOSITORY = 'nova-docker/glance'
+UPLOAD_HINT = _('nova-docker boots Docker images only: upload one with '
+                '"docker save IMAGE | openstack image create '
+                '--container-format docker --disk-format raw NAME"')
+# Tarball members that carry image names: they are rewritten in flight.
+_MANIFEST = 'manifest.json'
+_REPOSITORIES = 'repositories'
+_OCI_INDEX = 'index.json'
+_NAME_ANNOTATIONS = ('io.containerd.image.name',
+                     'org.opencontainers.image.ref.name')
+
+
+class ImageTransferFailed(exception.NovaException):
+    msg_fmt = _("Transfer of image %(image_id)s failed: %(reason)s")
+
+
+def glance_tag(image_id: str) -> str:
+    """The local name of a Glance image."""
+    return '%s:%s' % (GLANCE_REPOSITORY, image_id)
+
+
+def check_image_acceptable(image_meta) -> None:
+    """Refuse anything that is not a docker save tarball, before any I/O."""
+    container_format = getattr(image_meta, 'container_format', None) \
+        if image_meta.obj_attr_is_set('container_format') else None
+    if container_format != 'docker':
+        raise exception.ImageUnacceptable(
+            image_id=image_meta.id,
+            reason=_('container_format is %(fmt)r. %(hint)s') % {
+                'fmt': container_format, 'hint': UPLOAD_HINT})
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of a chunk iterator that hashes what passes.
+
+    tarfile reads it with read(n); every byte goes through ``hasher``, so
+    the Glance checksum is verified on the single pass Docker needs anyway.
+    """
+
+    def __init__(self, chunks: typing.Iterable[bytes], hasher=None):
+        super().__init__()
+        self._chunks = iter(chunks)
+        self._pending = b''
+        self._hasher = hasher
+        self.size = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        while not self._pending:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                return 0
+            if chunk:
+                if self._hasher is not None:
+                    self._hasher.update(chunk)
+                self.size += len(chunk)
+                self._pending = bytes(chunk)
+        n = min(len(buf), len(self._pending))
+        buf[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def drain(self):
+        """Consume the rest (tar end blocks, gzip trailer) for the hash."""
+        while self.readinto(bytearray(65536)):
+            pass
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _QueueWriter(io.RawIOBase):
+    """Write side of a bounded pipe between two threads.
+
+    Buffers up to ``chunk_size`` bytes per queue item; with a queue of
+    ``depth`` items the pipe never holds more than (depth + 1) chunks.
+    """
+
+    def __init__(self, q: queue.Queue, chunk_size: int,
+                 cancelled: threading.Event):
+        super().__init__()
+        self._q = q
+        self._buf = bytearray()
+        self._chunk_size = chunk_size
+        self._cancelled = cancelled
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._buf += data
+        while len(self._buf) >= self._chunk_size:
+            self._put(bytes(self._buf[:self._chunk_size]))
+            del self._buf[:self._chunk_size]
+        return len(data)
+
+    def flush_all(self):
+        if self._buf:
+            self._put(bytes(self._buf))
+            self._buf = bytearray()
+
+    def _put(self, item):
+        while True:
+            if self._cancelled.is_set():
+                raise _Cancelled()
+            try:
+                self._q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+def _rename_manifest(data: bytes, new_tag: str) -> bytes:
+    entries = json.loads(data)
+    if not isinstance(entries, list) or len(entries) != 1:
+        raise ValueError(_('manifest.json describes %d images; a Glance '
+                           'image must hold exactly one') %
+                         (len(entries) if isinstance(entries, list) else 0))
+    entries[0]['RepoTags'] = [new_tag]
+    return json.dumps(entries).encode()
+
+
+def _rename_oci_index(data: bytes, new_tag: str) -> bytes:
+    index = json.loads(data)
+    manifests = index.get('manifests') or []
+    if len(manifests) != 1:
+        raise ValueError(_('index.json describes %d images; a Glance image '
+                           'must hold exactly one') % len(manifests))
+    annotations = manifests[0].setdefault('annotations', {})
+    for key in _NAME_ANNOTATIONS:
+        annotations.pop(key, None)
+    annotations['io.containerd.image.name'] = 'docker.io/' + new_tag
+    annotations['org.opencontainers.image.ref.name'] = new_tag.split(':')[1]
+    return json.dumps(index).encode()
+
+
+def retag_tarball(source: io.RawIOBase, new_tag: str,
+                  chunk_size: int) -> typing.Iterator[bytes]:
+    """Stream ``source`` (a docker save tarball, maybe gzipped) as a plain
+    tarball whose only image name is ``new_tag``.
+
+    The rewrite runs in a thread that feeds a bounded queue; the generator
+    returned here is the request body of docker load. Closing the generator
+    early (load refused) stops the thread. A malformed tarball raises
+    ValueError from the generator, which aborts the upload.
+    """
+    q: queue.Queue = queue.Queue(maxsize=4)
+    cancelled = threading.Event()
+    done = object()
+    failure: typing.List[BaseException] = []
+
+    def produce():
+        writer = _QueueWriter(q, chunk_size, cancelled)
+        try:
+            with tarfile.open(fileobj=source, mode='r|*') as tin, \
+                    tarfile.open(fileobj=writer, mode='w|',
+                                 format=tarfile.PAX_FORMAT) as tout:
+                seen_names = False
+                for member in tin:
+                    name = member.name.lstrip('./')
+                    if name in (_MANIFEST, _OCI_INDEX, _REPOSITORIES):
+                        seen_names = True
+                        if name == _REPOSITORIES:
+                            continue   # legacy name list: the manifest wins
+                        data = tin.extractfile(member).read()
+                        if name == _MANIFEST:
+                            data = _rename_manifest(data, new_tag)
+                        else:
+                            data = _rename_oci_index(data, new_tag)
+                        member.size = len(data)
+                        tout.addfile(member, io.BytesIO(data))
+                    elif member.isreg():
+                        tout.addfile(member, tin.extractfile(member))
+                    else:
+                        tout.addfile(member)
+                if not seen_names:
+                    raise ValueError(_('no manifest.json or index.json: not '
+                                       'a docker save tarball'))
+            source.drain() if hasattr(source, 'drain') else None
+            writer.flush_all()
+        except _Cancelled:
+            return
+        except (tarfile.TarError, EOFError, OSError, ValueError,
+                json.JSONDecodeError, KeyError) as exc:
+            failure.append(exc)
+        except BaseException as exc:  # surfaced to the consumer, not lost
+            failure.append(exc)
+        finally:
+            while not cancelled.is_set():
+                try:
+                    q.put(done, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    producer = threading.Thread(target=produce, daemon=True,
+                                name='nova-docker-image-stream')
+    producer.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        cancelled.set()
+        producer.join(timeout=30)
+
+
+class ImageStore:
+    """Loads, finds and removes the driver's images in the Docker store."""
+
+    def __init__(self, api):
+        self._api = api
+
+    def local_image_id(self, image_id: str) -> typing.Optional[str]:
+        """Docker ID of the loaded Glance image, or None if not loaded."""
+        try:
+            with docker_client.translate_errors('inspect image',
+                                                image_id=image_id):
+                return self._api.inspect_image(glance_tag(image_id))['Id']
+        except exception.ImageNotFound:
+            return None
+
+    def ensure_image(self, context, image_meta) -> str:
+        """Make the Glance image available locally; return its Docker ID.
+
+        One download per image, however many boots ask for it at once: the
+        lock is per Glance image ID, so different images load in parallel.
+        """
+        check_image_acceptable(image_meta)
+        image_id = image_meta.id
+
+        @utils.synchronized('nova-docker-image-%s' % image_id)
+        def _locked():
+            docker_id = self.local_image_id(image_id)
+            if docker_id is not None:
+                self.touch(image_id)
+                return docker_id
+            return self._load_from_glance(context, image_meta)
+
+        return _locked()
+
+    def touch(self, image_id: str) -> None:
+        """Record a use: re-tagging moves the image's LastTagTime, which is
+        what image cache ageing reads."""
+        with docker_client.translate_errors('tag image', image_id=image_id):
+            self._api.tag(glance_tag(image_id), GLANCE_REPOSITORY,
+                          tag=image_id, force=True)
+
+    def _load_from_glance(self, context, image_meta) -> str:
+        image_id = image_meta.id
+        meta = IMAGE_API.get(context, image_id)
+        algo = meta.get('os_hash_algo')
+        expected = meta.get('os_hash_value')
+        hasher = None
+        if algo and expected:
+            try:
+                hasher = hashlib.new(algo)
+            except ValueError:
+                LOG.warning('Image %s: unknown hash algorithm %s, the '
+                            'download is not verified', image_id, algo)
+        else:
+            LOG.warning('Image %s has no os_hash_value in Glance; the '
+                        'download is not verified', image_id)
+        LOG.info('Loading image %s from Glance into Docker', image_id)
+        chunks = IMAGE_API.download(context, image_id)
+        if chunks is None:
+            raise ImageTransferFailed(image_id=image_id,
+                                      reason=_('Glance returned no data'))
+        reader = _ChunkReader(chunks, hasher)
+        body = retag_tarball(reader, glance_tag(image_id),
+                             CONF.docker.image_load_chunk_size)
+        try:
+            self._docker_load(image_id, body)
+            if hasher is not None and hasher.hexdigest() != expected:
+                raise exception.ImageUnacceptable(
+                    image_id=image_id,
+                    reason=_('checksum mismatch: Glance says %(algo)s '
+                             '%(exp)s, the data hashes to %(got)s') % {
+                                 'algo': algo, 'exp': expected,
+                                 'got': hasher.hexdigest()})
+            docker_id = self.local_image_id(image_id)
+            if docker_id is None:
+                raise exception.ImageUnacceptable(
+                    image_id=image_id,
+                    reason=_('docker load did not report the image'))
+        except Exception:
+            self.remove(image_id)
+            raise
+        finally:
+            body.close()
+        LOG.info('Image %s loaded as %s (%d bytes)', image_id, docker_id,
+                 reader.size)
+        return docker_id
+
+    def _docker_load(self, image_id: str, body) -> None:
+        """POST the body to docker load and check what it reports."""
+        loaded = []
+        try:
+            with docker_client.translate_errors('load image',
+                                                image_id=image_id):
+                for message in self._api.load_image(body):
+                    if 'error' in message or 'errorDetail' in message:
+                        detail = (message.get('errorDetail') or {}).get(
+                            'message') or message.get('error')
+                        raise exception.ImageUnacceptable(
+                            image_id=image_id,
+                            reason=_('docker load failed: %s') % detail)
+                    stream = message.get('stream', '')
+                    if stream.startswith('Loaded image'):
+                        loaded.append(stream.split(':', 1)[1].strip())
+        except (ValueError, tarfile.TarError, EOFError) as exc:
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason=_('not a valid docker save tarball (%(err)s). '
+                         '%(hint)s') % {'err': exc, 'hint': UPLOAD_HINT})
+        except docker_client.DockerUnavailable:
+            raise
+        except exception.ImageUnacceptable:
+            raise
+        except exception.NovaException as exc:
+            # A transfer error surfaces here as a broken upload: find the
+            # real cause in the body generator when there is one.
+            raise exception.ImageUnacceptable(
+                image_id=image_id, reason=str(exc)) from exc
+        except IOError as exc:
+            raise ImageTransferFailed(image_id=image_id, reason=str(exc))
+        if glance_tag(image_id) not in loaded:
+            raise exception.ImageUnacceptable(
+                image_id=image_id,
+                reason=_('docker load reported %s, not the image') %
+                (loaded or 'nothing'))
+
+    def remove(self, image_id: str) -> None:
+        """Remove the loaded image, if any. Idempotent."""
+        try:
+            with docker_client.translate_errors('remove image',
+                                                image_id=image_id):
+                self._api.remove_image(glance_tag(image_id), force=True)
+        except exception.ImageNotFound:
+            pass
+
+    def list_loaded(self) -> typing.List[dict]:
+        """The images this driver loaded (tagged from Glance)."""
+        with docker_client.translate_errors('list images'):
+            return self._api.images(name=GLANCE_REPOSITORY)
+
+
+def sandbox_image_archive(binary_path: str) -> bytes:
+    """A one-file root filesystem: the static binary as /bin/busybox."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        tar.add(binary_path, arcname='bin/busybox')
+        for name in ('dev', 'proc', 'sys', 'etc'):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def ensure_sandbox_image(api) -> str:
+    """Build the sandbox image locally if the engine lacks it.
+
+    No registry is needed: the image is ``docker import`` of a static
+    binary (busybox-static), whose ``sleep`` holds the network namespace.
+    """
+    name = CONF.docker.sandbox_image
+    try:
+        with docker_client.translate_errors('inspect sandbox image',
+                                            image_id=name):
+            return api.inspect_image(name)['Id']
+    except exception.ImageNotFound:
+        pass
+    repository, _sep, tag = name.rpartition(':')
+    if not repository:
+        repository, tag = name, 'latest'
+    try:
+        archive = sandbox_image_archive(CONF.docker.sandbox_binary)
+    except OSError as exc:
+        raise exception.NovaException(
+            _('Cannot build the sandbox image %(name)s from %(bin)s: '
+              '%(err)s. Install busybox-static or set [docker]'
+              'sandbox_binary / sandbox_image.') % {
+                'name': name, 'bin': CONF.docker.sandbox_binary,
+                'err': exc})
+    LOG.info('Building sandbox image %s from %s', name,
+             CONF.docker.sandbox_binary)
+    with docker_client.translate_errors('import sandbox image'):
+        api.import_image_from_data(
+            archive, repository=repository, tag=tag,
+            changes=['ENTRYPOINT ["/bin/busybox"]',
+                     'CMD ["sleep", "2147483647"]',
+                     'LABEL org.openstack.nova-docker.role=sandbox-image'])
+        return api.inspect_image(name)['Id']
