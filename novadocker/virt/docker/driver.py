@@ -211,7 +211,7 @@ class DockerDriver(driver.ComputeDriver):
         pid = self._guests.sandbox_pid(instance)
         try:
             with self.virtapi.wait_for_instance_event(
-                    instance, events, deadline=CONF.vif_plugging_timeout,
+                    instance, events, timeout=CONF.vif_plugging_timeout,
                     error_callback=self._neutron_failed_callback):
                 self._vifs.plug(instance, network_info, pid)
         except exception.InstanceEventTimeout:

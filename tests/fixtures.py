@@ -1,0 +1,348 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Test helpers shared by the functional and integration tests.
+
+Everything here uses the real Docker engine: images are built locally from
+busybox-static (there is no registry) and ``docker save``d.
+"""
+
+import functools
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import unittest
+import uuid
+
+import docker
+import fixtures
+
+BUSYBOX = '/bin/busybox'
+BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping',
+                   'hostname', 'true', 'false', 'touch', 'mkdir', 'ifconfig',
+                   'route', 'nc', 'wget', 'ps', 'kill', 'top', 'grep', 'sed',
+                   'env', 'id', 'date', 'printf', 'test', 'rm', 'ln', 'dd',
+                   'head', 'tail', 'wc', 'uname', 'ping6', 'arp', 'mount',
+                   'sysctl', 'udhcpc')
+TEST_LABEL = 'org.openstack.nova-docker.test'
+
+
+def in_ci() -> bool:
+    return os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+
+
+def require_functional(test: unittest.TestCase, *, ovs: bool = False,
+                       root: bool = True) -> None:
+    """Make sure the real environment is there.
+
+    Locally a missing Docker engine or Open vSwitch skips the test; in CI
+    (CI=true) it fails it, because a skipped test proves nothing.
+    """
+    problems = []
+    if root and os.geteuid() != 0:
+        problems.append('not running as root')
+    try:
+        docker.APIClient(version='auto', timeout=10).ping()
+    except Exception as exc:
+        problems.append('Docker engine unreachable: %s' % exc)
+    if not os.path.exists(BUSYBOX):
+        problems.append('%s missing (apt-get install busybox-static)'
+                        % BUSYBOX)
+    if ovs and not os.path.exists('/var/run/openvswitch/db.sock'):
+        problems.append('Open vSwitch is not running')
+    if problems:
+        message = '; '.join(problems)
+        if in_ci():
+            test.fail('functional environment missing: ' + message)
+        test.skipTest(message)
+
+
+def docker_api() -> docker.APIClient:
+    return docker.APIClient(version='auto', timeout=120)
+
+
+def busybox_rootfs(extra_files: dict = None) -> bytes:
+    """A root filesystem tarball: busybox-static and its applet links."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        tar.add(BUSYBOX, arcname='bin/busybox')
+        for directory in ('etc', 'tmp', 'proc', 'sys', 'dev', 'root', 'var',
+                          'run', 'sbin', 'usr', 'usr/bin'):
+            info = tarfile.TarInfo(directory)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if directory == 'tmp' else 0o755
+            tar.addfile(info)
+        for applet in BUSYBOX_APPLETS:
+            info = tarfile.TarInfo('bin/' + applet)
+            info.type = tarfile.SYMTYPE
+            info.linkname = 'busybox'
+            tar.addfile(info)
+        for name, content in (extra_files or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def build_saved_image(changes=('CMD ["/bin/sh"]',), repo_tag=None,
+                      extra_files=None) -> bytes:
+    """``docker import`` a busybox rootfs, ``docker save`` it, remove it.
+
+    Returns the saved tarball (Docker layout, as this engine writes it).
+    ``repo_tag`` is the name inside the tarball, which the driver must
+    ignore; it defaults to a throwaway unique name.
+    """
+    api = docker_api()
+    repo_tag = repo_tag or 'nova-docker-test/build-%s:latest' % (
+        uuid.uuid4().hex[:12])
+    repository, tag = repo_tag.rsplit(':', 1)
+    api.import_image_from_data(busybox_rootfs(extra_files),
+                               repository=repository, tag=tag,
+                               changes=list(changes))
+    try:
+        return b''.join(api.get_image(repo_tag))
+    finally:
+        api.remove_image(repo_tag, force=True)
+
+
+@functools.lru_cache(maxsize=None)
+def default_image_tarball() -> bytes:
+    """The everyday test image: busybox whose CMD sleeps forever.
+
+    It is tagged 'busybox:latest' inside the tarball on purpose: the driver
+    must not take names from tarballs.
+    """
+    return build_saved_image(
+        changes=('CMD ["/bin/sleep", "2147483647"]',
+                 'ENV NOVA_DOCKER_TEST=1', 'WORKDIR /tmp'),
+        repo_tag='nova-docker-test/busybox:latest')
+
+
+def to_oci_layout(docker_tarball: bytes) -> bytes:
+    """Rewrite a legacy ``docker save`` tarball into the layout Docker 25+
+    writes: OCI ``index.json`` + ``blobs/sha256`` and the compatibility
+    ``manifest.json`` pointing into the blobs."""
+    src = tarfile.open(fileobj=io.BytesIO(docker_tarball))
+    manifest = json.load(src.extractfile('manifest.json'))[0]
+    blobs = {}
+
+    def blob(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return digest
+
+    config = src.extractfile(manifest['Config']).read()
+    config_digest = blob(config)
+    layers = [src.extractfile(layer).read() for layer in manifest['Layers']]
+    layer_digests = [blob(layer) for layer in layers]
+    oci_manifest = json.dumps({
+        'schemaVersion': 2,
+        'mediaType': 'application/vnd.oci.image.manifest.v1+json',
+        'config': {'mediaType': 'application/vnd.oci.image.config.v1+json',
+                   'digest': 'sha256:' + config_digest,
+                   'size': len(config)},
+        'layers': [{'mediaType': 'application/vnd.oci.image.layer.v1.tar',
+                    'digest': 'sha256:' + d, 'size': len(blobs[d])}
+                   for d in layer_digests]}).encode()
+    manifest_digest = blob(oci_manifest)
+    index = json.dumps({
+        'schemaVersion': 2,
+        'mediaType': 'application/vnd.oci.image.index.v1+json',
+        'manifests': [{
+            'mediaType': 'application/vnd.oci.image.manifest.v1+json',
+            'digest': 'sha256:' + manifest_digest,
+            'size': len(oci_manifest),
+            'annotations': {
+                'io.containerd.image.name': 'docker.io/library/oci:latest',
+                'org.opencontainers.image.ref.name': 'latest'}}]}).encode()
+    compat = json.dumps([{
+        'Config': 'blobs/sha256/' + config_digest,
+        'RepoTags': ['oci:latest'],
+        'Layers': ['blobs/sha256/' + d for d in layer_digests]}]).encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w') as tar:
+        def add(name, data=None):
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        add('blobs')
+        add('blobs/sha256')
+        for digest, data in blobs.items():
+            add('blobs/sha256/' + digest, data)
+        add('index.json', index)
+        add('manifest.json', compat)
+        add('oci-layout', b'{"imageLayoutVersion": "1.0.0"}')
+    return out.getvalue()
+
+
+def gzipped(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=1)
+
+
+class FakeGlanceAPI:
+    """Stands in for nova.image.glance.API: it stores and serves real bytes.
+
+    download() returns a chunk iterator, as the real API does when given
+    neither data nor dest_path; update() reads file-like data as glanceclient
+    does (``.read(n)``), so snapshot code is exercised for real.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self):
+        self.images = {}
+        self.data = {}
+        self.download_count = {}
+
+    def add(self, data: bytes, container_format='docker', disk_format='raw',
+            name=None, properties=None, corrupt_hash=False) -> dict:
+        image_id = str(uuid.uuid4())
+        digest = hashlib.sha512(data).hexdigest()
+        if corrupt_hash:
+            digest = hashlib.sha512(b'something else').hexdigest()
+        meta = {'id': image_id, 'name': name or 'image-' + image_id[:8],
+                'container_format': container_format,
+                'disk_format': disk_format, 'status': 'active',
+                'size': len(data), 'os_hash_algo': 'sha512',
+                'os_hash_value': digest,
+                'checksum': hashlib.md5(data).hexdigest(),
+                'min_ram': 0, 'min_disk': 0,
+                'properties': dict(properties or {})}
+        self.images[image_id] = meta
+        self.data[image_id] = data
+        return meta
+
+    def get(self, context, image_id, include_locations=False,
+            show_deleted=True):
+        return dict(self.images[image_id])
+
+    def download(self, context, image_id, data=None, dest_path=None,
+                 trusted_certs=None):
+        self.download_count[image_id] = self.download_count.get(
+            image_id, 0) + 1
+        blob = self.data[image_id]
+        return iter([blob[i:i + self.CHUNK]
+                     for i in range(0, len(blob), self.CHUNK)])
+
+    def create(self, context, image_meta, data=None):
+        meta = dict(image_meta)
+        meta.setdefault('id', str(uuid.uuid4()))
+        meta.setdefault('properties', {})
+        meta.setdefault('status', 'queued')
+        self.images[meta['id']] = meta
+        return dict(meta)
+
+    def update(self, context, image_id, image_meta, data=None,
+               purge_props=True):
+        meta = self.images[image_id]
+        meta.update({k: v for k, v in image_meta.items()
+                     if k != 'properties'})
+        meta.setdefault('properties', {}).update(
+            image_meta.get('properties', {}))
+        if data is not None:
+            hasher = hashlib.sha512()
+            out = io.BytesIO()
+            while True:
+                chunk = data.read(self.CHUNK)
+                if not chunk:
+                    break
+                hasher.update(chunk)
+                out.write(chunk)
+            self.data[image_id] = out.getvalue()
+            meta.update(size=out.tell(), status='active',
+                        os_hash_algo='sha512',
+                        os_hash_value=hasher.hexdigest())
+        return dict(meta)
+
+    def delete(self, context, image_id):
+        self.images.pop(image_id, None)
+        self.data.pop(image_id, None)
+
+
+class FakeGlanceFixture(fixtures.Fixture):
+    """Patch the driver's Glance API with a FakeGlanceAPI."""
+
+    def _setUp(self):
+        self.api = FakeGlanceAPI()
+        self.useFixture(fixtures.MonkeyPatch(
+            'novadocker.virt.docker.images.IMAGE_API', self.api))
+
+
+class DockerLeakCheck(fixtures.Fixture):
+    """Fail the test if it leaves containers (or forbidden images) behind.
+
+    Containers are scoped by the compute host name the test uses, so tests
+    running in parallel on one engine do not see each other's. A loaded
+    Glance image staying in the cache after a good boot is by design; a test
+    of a failure calls ``forbid_images()`` so that any image the failed
+    spawn loaded counts as a leak.
+    """
+
+    def __init__(self, host: str, image_ids_getter):
+        super().__init__()
+        self.host = host
+        self.image_ids_getter = image_ids_getter
+        self.images_forbidden = False
+
+    def _setUp(self):
+        self.api = docker_api()
+        self.addCleanup(self._check)
+
+    def forbid_images(self):
+        self.images_forbidden = True
+
+    def containers(self) -> list:
+        return self.api.containers(
+            all=True,
+            filters={'label': ['org.openstack.nova.host=%s' % self.host]})
+
+    def loaded_images(self) -> list:
+        return ['nova-docker/glance:%s' % image_id
+                for image_id in self.image_ids_getter()
+                if self.api.images(name='nova-docker/glance:%s' % image_id)]
+
+    def leftovers(self) -> list:
+        found = ['container %s' % c['Names'][0] for c in self.containers()]
+        if self.images_forbidden:
+            found += ['image %s' % name for name in self.loaded_images()]
+        return found
+
+    def _check(self):
+        leftovers = self.leftovers()
+        # Remove everything so one failure does not cascade into others.
+        for container in self.containers():
+            self.api.remove_container(container['Id'], force=True)
+        for name in self.loaded_images():
+            try:
+                self.api.remove_image(name, force=True)
+            except docker.errors.NotFound:
+                pass
+        if leftovers:
+            raise AssertionError('test left behind: %s' % ', '.join(leftovers))
+
+
+def which(binary: str) -> str:
+    path = shutil.which(binary)
+    if not path:
+        raise RuntimeError('%s not found' % binary)
+    return path

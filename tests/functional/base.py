@@ -1,0 +1,107 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Base class for tests that drive DockerDriver against the real engine."""
+
+import random
+import uuid
+
+from nova.compute import vm_states
+from nova import context as nova_context
+from nova import objects
+from nova.virt import fake as fake_virt
+from oslo_config import fixture as config_fixture
+import testtools
+
+import nova.conf  # noqa: F401  (registers nova's options)
+from novadocker import conf
+from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import guest
+from tests import fixtures as nd_fixtures
+
+objects.register_all()
+CONF = conf.CONF
+
+
+class DriverTestCase(testtools.TestCase):
+    """A DockerDriver on the real engine, with a unique compute host name.
+
+    The unique host label scopes the leak check, so these tests may run in
+    parallel with each other on one engine.
+    """
+
+    NEEDS_OVS = False
+
+    def setUp(self):
+        super().setUp()
+        nd_fixtures.require_functional(self, ovs=self.NEEDS_OVS)
+        self.host = 'ndtest-%s' % uuid.uuid4().hex[:10]
+        self.conf = self.useFixture(config_fixture.Config(CONF))
+        state_path = self.useFixture(
+            __import__('fixtures').TempDir()).path
+        self.conf.config(host=self.host, state_path=state_path,
+                         instances_path=state_path, shutdown_timeout=5,
+                         vif_plugging_timeout=0)
+        self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        self.context = nova_context.get_admin_context()
+        self.api = nd_fixtures.docker_api()
+        self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
+            self.host, lambda: list(self.glance.images)))
+        self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        self.driver.init_host(self.host)
+
+    def add_image(self, data: bytes = None, **kwargs) -> objects.ImageMeta:
+        if data is None:
+            data = nd_fixtures.default_image_tarball()
+        meta = self.glance.add(data, **kwargs)
+        return objects.ImageMeta.from_dict(meta)
+
+    def make_instance(self, image_meta=None, vcpus=1, memory_mb=128,
+                      **kwargs) -> objects.Instance:
+        flavor = objects.Flavor(
+            id=1, flavorid='1', name='m1.test', vcpus=vcpus,
+            memory_mb=memory_mb, root_gb=1, ephemeral_gb=0, swap=0,
+            extra_specs={}, rxtx_factor=1.0, is_public=True,
+            vcpu_weight=None, disabled=False)
+        instance = objects.Instance(
+            context=self.context, id=random.randint(1, 2 ** 31 - 1),
+            uuid=str(uuid.uuid4()), flavor=flavor, host=self.host,
+            node=self.host, vcpus=vcpus, memory_mb=memory_mb,
+            image_ref=image_meta.id if image_meta else None,
+            hostname='srv-%s' % uuid.uuid4().hex[:6],
+            vm_state=vm_states.BUILDING, task_state=None,
+            project_id='project', user_id='user', metadata={},
+            system_metadata={}, **kwargs)
+        return instance
+
+    def spawn(self, image_meta=None, network_info=None, **kwargs):
+        image_meta = image_meta or self.add_image()
+        instance = self.make_instance(image_meta, **kwargs)
+        self.driver.spawn(self.context, instance, image_meta, [], None, {},
+                          network_info=network_info)
+        self.addCleanup(self.driver.destroy, self.context, instance,
+                        network_info)
+        return instance
+
+    def inspect(self, instance, role=guest.ROLE_WORKLOAD) -> dict:
+        return self.driver._guests.inspect(instance, role)
+
+    def exec_in(self, instance, *cmd) -> str:
+        """Run a command in the workload container; return its output."""
+        container = self.driver._guests.get(instance)
+        exec_id = self.api.exec_create(container, list(cmd))
+        output = self.api.exec_start(exec_id)
+        result = self.api.exec_inspect(exec_id)
+        if result['ExitCode'] != 0:
+            raise AssertionError('%s exited %s: %s' % (
+                cmd, result['ExitCode'], output))
+        return output.decode()
