@@ -58,6 +58,7 @@ class DriverTestCase(testtools.TestCase):
             self.host, lambda: list(self.glance.images)))
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         self.driver.init_host(self.host)
+        self.addCleanup(self.driver.cleanup_host, self.host)
 
     def add_image(self, data: bytes = None, **kwargs) -> objects.ImageMeta:
         if data is None:

@@ -43,13 +43,16 @@ class DockerOperationFailed(exception.NovaException):
     msg_fmt = _("Docker refused %(operation)s: %(reason)s")
 
 
-def connect() -> docker.APIClient:
+def connect(timeout: typing.Optional[float] = -1) -> docker.APIClient:
     """Open an API client to the configured engine.
 
     The API version is negotiated (``api_version = auto``): the SDK asks the
     engine for its version once, so one client works with engines that no
     longer accept old API versions (Docker 28+ wants at least 1.44) and
     with older engines such as Debian's 20.10 (1.41).
+
+    :param timeout: seconds per API call; the default is
+        ``[docker]api_timeout``, None waits forever (event streams).
     """
     tls = None
     if CONF.docker.tls_verify or CONF.docker.cert_file:
@@ -62,7 +65,8 @@ def connect() -> docker.APIClient:
     with translate_errors('connect'):
         return docker.APIClient(base_url=CONF.docker.api_url,
                                 version=CONF.docker.api_version,
-                                timeout=CONF.docker.api_timeout,
+                                timeout=(CONF.docker.api_timeout
+                                         if timeout == -1 else timeout),
                                 tls=tls)
 
 

@@ -29,6 +29,7 @@ from oslo_utils import excutils
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import images
@@ -64,6 +65,7 @@ class DockerDriver(driver.ComputeDriver):
         self._host = None
         self._nodename = None
         self._vifs = vifs.VIFPlugger()
+        self._events = None
 
     # -- plumbing ----------------------------------------------------------
 
@@ -97,11 +99,17 @@ class DockerDriver(driver.ComputeDriver):
                   'may the nova user use its socket (docker group)?') % exc
             ) from exc
         images.ensure_sandbox_image(self.api)
+        self._events = events.EventListener(
+            lambda: docker_client.connect(timeout=None), host,
+            self.emit_event)
+        self._events.start()
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
                  self.api.api_version, CONF.docker.api_url)
 
     def cleanup_host(self, host):
+        if self._events is not None:
+            self._events.stop()
         if self._api is not None:
             self._api.close()
 

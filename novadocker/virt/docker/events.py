@@ -1,0 +1,115 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Docker container events as Nova lifecycle events.
+
+When a workload exits by itself (its process ends, the OOM killer, someone
+runs ``docker stop``), Nova should learn it at once rather than at the next
+power-state sync (every 10 minutes by default); libvirt does the same with
+its domain events. A daemon thread follows ``docker events`` for this host's
+workload containers and hands each transition to the compute manager.
+"""
+
+import threading
+import time
+import typing
+
+from nova.virt import event as virtevent
+from oslo_log import log as logging
+
+from novadocker.virt.docker import guest
+
+LOG = logging.getLogger(__name__)
+
+# Docker event action -> Nova lifecycle transition.
+TRANSITIONS = {
+    'start': virtevent.EVENT_LIFECYCLE_STARTED,
+    'die': virtevent.EVENT_LIFECYCLE_STOPPED,
+    'pause': virtevent.EVENT_LIFECYCLE_PAUSED,
+    'unpause': virtevent.EVENT_LIFECYCLE_RESUMED,
+}
+
+
+def to_lifecycle_event(message: dict) -> typing.Optional[
+        virtevent.LifecycleEvent]:
+    """The Nova event for one decoded Docker event, or None to ignore it."""
+    if message.get('Type') != 'container':
+        return None
+    transition = TRANSITIONS.get(message.get('Action') or
+                                 message.get('status'))
+    attributes = (message.get('Actor') or {}).get('Attributes') or {}
+    uuid = attributes.get(guest.LABEL_INSTANCE)
+    if transition is None or not uuid or \
+            attributes.get(guest.LABEL_ROLE) != guest.ROLE_WORKLOAD:
+        return None
+    return virtevent.LifecycleEvent(uuid, transition)
+
+
+class EventListener:
+    """Follows ``docker events`` and calls ``emit`` for each transition.
+
+    Reconnects with a short back-off when the engine goes away (a dockerd
+    restart), so events resume without a nova-compute restart.
+    """
+
+    def __init__(self, api_factory: typing.Callable, host: str,
+                 emit: typing.Callable[[virtevent.Event], None]):
+        self._api_factory = api_factory
+        self._host = host
+        self._emit = emit
+        self._stopping = threading.Event()
+        self._stream = None
+        self._thread = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='nova-docker-events')
+        self._thread.start()
+
+    def stop(self, timeout: float = 5) -> None:
+        self._stopping.set()
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:   # closing a dead stream may fail; irrelevant
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        filters = {'type': 'container',
+                   'label': ['%s=%s' % (guest.LABEL_HOST, self._host),
+                             '%s=%s' % (guest.LABEL_ROLE,
+                                        guest.ROLE_WORKLOAD)]}
+        # After a reconnect, replay from where the last stream broke so no
+        # transition is lost (Docker keeps a short event history).
+        since = int(time.time())
+        while not self._stopping.is_set():
+            try:
+                api = self._api_factory()
+                self._stream = api.events(filters=filters, decode=True,
+                                          since=since)
+                for message in self._stream:
+                    since = max(since, int(message.get('time', since)))
+                    lifecycle = to_lifecycle_event(message)
+                    if lifecycle is not None:
+                        LOG.debug('Docker event %s for instance %s',
+                                  message.get('Action'),
+                                  lifecycle.get_instance_uuid())
+                        self._emit(lifecycle)
+            except Exception as exc:
+                if self._stopping.is_set():
+                    break
+                LOG.warning('Lost the Docker event stream (%s); '
+                            'reconnecting', exc)
+            self._stopping.wait(2)

@@ -1,0 +1,59 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Docker events reach Nova as lifecycle events."""
+
+import queue
+
+from nova.virt import event as virtevent
+
+from tests.functional import base
+
+
+class LifecycleEventTest(base.DriverTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.received = queue.Queue()
+        self.driver.register_event_listener(self.received.put)
+        self.addCleanup(self.driver.register_event_listener, None)
+
+    def wait_for(self, uuid, transition):
+        """Next event for uuid with the transition (others are skipped)."""
+        seen = []
+        while True:
+            try:
+                event = self.received.get(timeout=30)
+            except queue.Empty:
+                self.fail('no %s event for %s; saw %s' % (
+                    virtevent.NAMES[transition], uuid, seen))
+            seen.append((event.get_instance_uuid(), event.get_name()))
+            if event.get_instance_uuid() == uuid and \
+                    event.get_transition() == transition:
+                return event
+
+    def test_workload_killed_outside_nova_emits_stopped(self):
+        instance = self.spawn()
+        container = self.driver._guests.get(instance)
+        self.api.kill(container)   # behind Nova's back
+        self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
+
+    def test_pause_and_start_are_reported(self):
+        instance = self.spawn()
+        self.driver.pause(instance)
+        self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_PAUSED)
+        self.driver.unpause(instance)
+        self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_RESUMED)
+        self.driver.power_off(instance, timeout=0)
+        self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
+        self.driver.power_on(self.context, instance, [])
+        self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_STARTED)

@@ -1,0 +1,85 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import threading
+from unittest import mock
+
+import docker
+from nova.virt import event as virtevent
+import testtools
+
+from novadocker.virt.docker import events
+from novadocker.virt.docker import guest
+
+
+def docker_event(action, role=guest.ROLE_WORKLOAD, uuid='u-1',
+                 kind='container'):
+    return {'Type': kind, 'Action': action, 'time': 1700000000,
+            'Actor': {'ID': 'c1', 'Attributes': {
+                guest.LABEL_INSTANCE: uuid, guest.LABEL_ROLE: role}}}
+
+
+class ToLifecycleEventTest(testtools.TestCase):
+
+    def test_transitions(self):
+        for action, transition in (
+                ('start', virtevent.EVENT_LIFECYCLE_STARTED),
+                ('die', virtevent.EVENT_LIFECYCLE_STOPPED),
+                ('pause', virtevent.EVENT_LIFECYCLE_PAUSED),
+                ('unpause', virtevent.EVENT_LIFECYCLE_RESUMED)):
+            event = events.to_lifecycle_event(docker_event(action))
+            self.assertEqual(('u-1', transition),
+                             (event.get_instance_uuid(),
+                              event.get_transition()))
+
+    def test_ignored(self):
+        for message in (docker_event('create'), docker_event('exec_start'),
+                        docker_event('die', role=guest.ROLE_SANDBOX),
+                        docker_event('die', kind='image'),
+                        docker_event('die', uuid=None)):
+            self.assertIsNone(events.to_lifecycle_event(message), message)
+
+
+class EventListenerTest(testtools.TestCase):
+
+    def test_reconnects_and_replays_from_last_event(self):
+        """A broken stream (dockerd restart) is reopened from the time of
+        the last event seen, so transitions in the gap are not lost."""
+        api = mock.create_autospec(docker.APIClient, instance=True)
+        emitted = []
+        done = threading.Event()
+
+        def first_stream(**kwargs):
+            yield docker_event('die')
+            raise docker.errors.APIError('engine went away')
+
+        def second_stream(**kwargs):
+            yield docker_event('start')
+            done.set()
+            return
+            yield
+
+        api.events.side_effect = [first_stream(), second_stream(),
+                                  iter(())]
+        listener = events.EventListener(lambda: api, 'host-1', emitted.append)
+        with mock.patch.object(events.time, 'time', return_value=1600000000):
+            listener._stopping.wait = lambda t: done.is_set() and \
+                listener._stopping.set()
+            listener._run()
+        self.assertEqual([virtevent.EVENT_LIFECYCLE_STOPPED,
+                          virtevent.EVENT_LIFECYCLE_STARTED],
+                         [e.get_transition() for e in emitted])
+        first, second = api.events.call_args_list[:2]
+        self.assertEqual(1600000000, first.kwargs['since'])
+        self.assertEqual(1700000000, second.kwargs['since'])
+        self.assertIn('org.openstack.nova.host=host-1',
+                      first.kwargs['filters']['label'])
