@@ -33,6 +33,7 @@ from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import images
+from novadocker.virt.docker import snapshot as snapshot_mod
 from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
@@ -46,10 +47,10 @@ class DockerDriver(driver.ComputeDriver):
     # tracker removes a trait only for keys set to False.
     capabilities = dict(
         driver.ComputeDriver.capabilities,
-        has_imagecache=False,
+        has_imagecache=True,
         supports_evacuate=False,
         supports_migrate_to_same_host=False,
-        supports_attach_interface=False,
+        supports_attach_interface=True,
         supports_device_tagging=False,
         supports_tagged_attach_interface=False,
         supports_tagged_attach_volume=False,
@@ -57,6 +58,9 @@ class DockerDriver(driver.ComputeDriver):
         supports_multiattach=False,
         supports_trusted_certs=False,
         supports_image_type_raw=True,
+        # Not in the base dict but in CAPABILITY_TRAITS_MAP: list it so a
+        # stale trait would be removed too.
+        supports_stateless_firmware=False,
     )
 
     def __init__(self, virtapi, read_only=False):
@@ -319,41 +323,70 @@ class DockerDriver(driver.ComputeDriver):
         self._guests.stop(instance, CONF.shutdown_timeout)
 
     def restore(self, instance):
+        self._ensure_sandbox(instance, None)
         self._start_workload(instance)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         """After a host or dockerd restart: sandbox, ports, then workload."""
-        self._ensure_sandbox(instance, network_info or [])
+        restarted = self._ensure_sandbox(instance, network_info or [])
         if self._guests.power_state(instance) != power_state.RUNNING:
             self._start_workload(instance)
+        elif restarted:
+            # Still running in the namespace of the old sandbox: move it
+            # into the new one, which has the ports.
+            self._guests.stop(instance, CONF.shutdown_timeout)
+            self._start_workload(instance)
 
-    def _ensure_sandbox(self, instance, network_info) -> None:
-        """Bring the sandbox back with its ports if dockerd lost it."""
+    def _ensure_sandbox(self, instance, network_info) -> bool:
+        """Make the sandbox run with every port plugged; True if it had to
+        be restarted (dockerd or the host restarted).
+
+        Plugging is idempotent, so correct ports are left alone. With
+        network_info None (restore), the ports come from the instance's
+        info cache, and only when the sandbox had to be restarted.
+        """
         state = self._guests.inspect(instance, guest_mod.ROLE_SANDBOX)
-        if state['State']['Running']:
-            return
-        LOG.info('Sandbox was not running; restarting it and re-plugging '
-                 'the ports', instance=instance)
-        self._guests.start(instance, guest_mod.ROLE_SANDBOX)
+        restarted = not state['State']['Running']
+        if restarted:
+            LOG.info('Sandbox was not running; restarting it and '
+                     're-plugging the ports', instance=instance)
+            self._guests.start(instance, guest_mod.ROLE_SANDBOX)
+        if network_info is None:
+            if not restarted:
+                return False
+            network_info = instance.get_network_info()
         self._vifs.plug(instance, network_info,
                         self._guests.sandbox_pid(instance))
+        return restarted
 
     # -- networking --------------------------------------------------------
 
     def plug_vifs(self, instance, network_info):
-        """Idempotent: (re)plug every port into the running sandbox."""
-        sandbox = self._guests.find(instance, guest_mod.ROLE_SANDBOX)
-        if sandbox is None:
+        """Idempotent: (re)plug every port into the sandbox, starting it
+        if dockerd or a host reboot stopped it (nova-compute calls this for
+        every instance at start-up)."""
+        if self._guests.find(instance, guest_mod.ROLE_SANDBOX) is None:
             return
-        state = self._guests.inspect(instance, guest_mod.ROLE_SANDBOX)
-        if not state['State']['Running']:
-            self._guests.start(instance, guest_mod.ROLE_SANDBOX)
-        self._vifs.plug(instance, network_info or [],
-                        self._guests.sandbox_pid(instance))
+        try:
+            self._ensure_sandbox(instance, network_info or [])
+        except docker_client.DockerOperationFailed as exc:
+            raise exception.VirtualInterfacePlugException(
+                _('the network sandbox did not start: %s') % exc) from exc
 
     def unplug_vifs(self, instance, network_info):
         self._vifs.unplug(instance, network_info or [])
+
+    def attach_interface(self, context, instance, image_meta, vif):
+        """Hot-plug a port as the next free ethN of the running sandbox."""
+        pid = self._guests.sandbox_pid(instance)
+        ifname = self._vifs.attach(instance, vif, pid)
+        LOG.info('Port %(port)s attached as %(ifname)s',
+                 {'port': vif['id'], 'ifname': ifname}, instance=instance)
+
+    def detach_interface(self, context, instance, vif):
+        """Remove a port: both veth ends, its OVS port, any qbr layout."""
+        self._vifs.detach(instance, vif)
 
     # -- reading -----------------------------------------------------------
 
@@ -369,3 +402,45 @@ class DockerDriver(driver.ComputeDriver):
     def get_diagnostics(self, instance):
         from novadocker.virt.docker import diagnostics
         return diagnostics.legacy_diagnostics(self._guests.stats(instance))
+
+    # -- snapshots and the image cache -------------------------------------
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        """docker commit (paused) streamed by docker save into Glance."""
+        snapshot_mod.Snapshotter(
+            self.api, self._guests, self._host or CONF.host).take(
+                context, instance, image_id, update_task_state)
+
+    def manage_image_cache(self, context, all_instances):
+        """Age out loaded Glance images no instance uses any more.
+
+        Honours [image_cache]remove_unused_base_images and
+        remove_unused_original_minimum_age_seconds; images the driver did
+        not load, or that any container uses, are never removed.
+        """
+        in_use = {inst.image_ref for inst in all_instances
+                  if inst.image_ref}
+        result = images.age_cache(
+            self.api, in_use,
+            CONF.image_cache.remove_unused_original_minimum_age_seconds,
+            CONF.image_cache.remove_unused_base_images)
+        orphans = snapshot_mod.remove_orphans(self.api,
+                                              self._host or CONF.host)
+        LOG.debug('Image cache pass: %(n)d in use, removed %(removed)s, '
+                  'kept %(kept)s, orphaned snapshot images removed '
+                  '%(orphans)s', {'n': len(result['in_use']),
+                                  'removed': result['removed'],
+                                  'kept': result['kept'],
+                                  'orphans': orphans})
+
+    def cache_image(self, context, image_id):
+        """Pre-cache an image (nova's cache_images API); True if loaded."""
+        store = self._images
+        if store.local_image_id(image_id) is not None:
+            store.touch(image_id)
+            return False
+        from nova import objects
+        image_meta = objects.ImageMeta.from_image_ref(
+            context, images.IMAGE_API, image_id)
+        store.ensure_image(context, image_meta)
+        return True

@@ -240,11 +240,17 @@ class Guests:
     def console_log(self, instance, max_bytes: int) -> bytes:
         """The tail of the workload's log, at most max_bytes."""
         container_id = self.get(instance)
-        # Ask Docker for a bounded number of lines first so a huge log is
-        # not transferred whole, then cut to the byte budget.
+        # Docker can only tail by lines: ask for a few lines and widen
+        # until the budget is filled or the whole log came back, so a huge
+        # log is never transferred whole and short lines still fill it.
+        lines = max(64, max_bytes // 128)
         with docker_client.translate_errors('logs', instance=instance):
-            data = self._api.logs(container_id, stdout=True, stderr=True,
-                                  tail=max(100, max_bytes // 40))
+            while True:
+                data = self._api.logs(container_id, stdout=True,
+                                      stderr=True, tail=lines)
+                if len(data) >= max_bytes or data.count(b'\n') < lines:
+                    break
+                lines *= 4
         return data[-max_bytes:]
 
     def stats(self, instance) -> dict:

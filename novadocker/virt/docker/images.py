@@ -34,6 +34,7 @@ from nova.i18n import _
 from nova.image import glance
 from nova import utils
 from oslo_log import log as logging
+from oslo_utils import timeutils
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
@@ -444,3 +445,128 @@ def ensure_sandbox_image(api) -> str:
                      'CMD ["sleep", "2147483647"]',
                      'LABEL org.openstack.nova-docker.role=sandbox-image'])
         return api.inspect_image(name)['Id']
+
+
+# -- image cache ageing ------------------------------------------------------
+#
+# The Docker store is the cache: every image the driver loaded is tagged
+# nova-docker/glance:<glance id>, and ImageStore.touch() re-tags it on each
+# use, which moves the image's Metadata.LastTagTime. That is "last used".
+
+
+class CachedImage(typing.NamedTuple):
+    """One Glance image in the local cache."""
+    glance_id: str
+    docker_id: str
+    last_used: typing.Any   # aware datetime (UTC)
+
+
+def _last_used(inspected: dict):
+    """LastTagTime (moved by every touch), else the creation time."""
+    stamp = (inspected.get('Metadata') or {}).get('LastTagTime') or ''
+    if stamp and not stamp.startswith('0001-'):
+        return timeutils.parse_isotime(stamp)
+    return timeutils.parse_isotime(inspected['Created'])
+
+
+def list_cached(api) -> typing.List[CachedImage]:
+    """The images the driver loaded: only the nova-docker/glance tags."""
+    with docker_client.translate_errors('list images'):
+        found = api.images(name=GLANCE_REPOSITORY)
+    prefix = GLANCE_REPOSITORY + ':'
+    cached = []
+    for image in found:
+        glance_ids = [tag[len(prefix):] for tag in image.get('RepoTags') or []
+                      if tag.startswith(prefix)]
+        if not glance_ids:
+            continue
+        try:
+            with docker_client.translate_errors('inspect image',
+                                                image_id=image['Id']):
+                inspected = api.inspect_image(image['Id'])
+        except exception.ImageNotFound:
+            continue   # removed meanwhile
+        for glance_id in glance_ids:
+            cached.append(CachedImage(glance_id, image['Id'],
+                                      _last_used(inspected)))
+    return cached
+
+
+def images_used_by_containers(api) -> typing.Set[str]:
+    """Docker image IDs of every container on the engine, in any state and
+    whoever made it: an image a container uses is never aged out."""
+    with docker_client.translate_errors('list containers'):
+        return {c['ImageID'] for c in api.containers(all=True)}
+
+
+def age_cache(api, in_use_glance_ids: typing.Iterable[str],
+              min_age_seconds: int, remove_unused: bool = True,
+              now=None) -> typing.Dict[str, typing.List[str]]:
+    """One pass of image cache ageing over the driver's own images.
+
+    An image is in use when an instance Nova lists uses its Glance ID or any
+    container on the engine uses its Docker image. Images in use are touched,
+    so their age restarts when the last user goes. Unused images last used
+    at least ``min_age_seconds`` ago are removed if ``remove_unused``.
+    Returns the Glance IDs by outcome: in_use, removed, kept.
+    """
+    in_use_glance_ids = set(in_use_glance_ids)
+    used_docker_ids = images_used_by_containers(api)
+    now = now or timeutils.utcnow(with_timezone=True)
+    result: typing.Dict[str, typing.List[str]] = {
+        'in_use': [], 'removed': [], 'kept': []}
+    store = ImageStore(api)
+    for image in list_cached(api):
+        if (image.glance_id in in_use_glance_ids or
+                image.docker_id in used_docker_ids):
+            result['in_use'].append(image.glance_id)
+            try:
+                store.touch(image.glance_id)
+            except exception.NovaException as exc:
+                LOG.warning('Image cache: could not touch %s: %s',
+                            image.glance_id, exc)
+            continue
+        age = (now - image.last_used).total_seconds()
+        if not remove_unused or age < min_age_seconds:
+            result['kept'].append(image.glance_id)
+            continue
+        if _remove_if_still_unused(api, image.glance_id, min_age_seconds):
+            result['removed'].append(image.glance_id)
+        else:
+            result['kept'].append(image.glance_id)
+    return result
+
+
+def _remove_if_still_unused(api, glance_id: str,
+                            min_age_seconds: int) -> bool:
+    """Untag one image under its load lock, after looking again: a spawn
+    may have touched it, or a container started using it, meanwhile."""
+
+    @utils.synchronized('nova-docker-image-%s' % glance_id)
+    def _locked() -> bool:
+        tag = glance_tag(glance_id)
+        try:
+            with docker_client.translate_errors('inspect image',
+                                                image_id=glance_id):
+                inspected = api.inspect_image(tag)
+            age = (timeutils.utcnow(with_timezone=True) -
+                   _last_used(inspected)).total_seconds()
+            if age < min_age_seconds:
+                return False
+            if inspected['Id'] in images_used_by_containers(api):
+                return False
+            # force=False: Docker refuses if a container uses the image,
+            # and only untags if the image has other names too.
+            with docker_client.translate_errors('remove image',
+                                                image_id=glance_id):
+                api.remove_image(tag, force=False)
+        except exception.ImageNotFound:
+            return False
+        except docker_client.DockerOperationFailed as exc:
+            LOG.info('Image cache: %s kept: %s', glance_id, exc)
+            return False
+        LOG.info('Image cache: removed image %s, unused for %d seconds',
+                 glance_id, age)
+        return True
+
+    return _locked()

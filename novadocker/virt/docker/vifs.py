@@ -12,17 +12,50 @@
 
 """Neutron ports inside an instance's network namespace.
 
-The interface the driver uses. Work in progress: only instances without
-ports are supported until the OVS plugging lands.
+Per port: a veth pair whose host end is named ``vif['devname']`` and whose
+other end is ``ethN`` in the sandbox's namespace (``/proc/<pid>/ns/net``).
+os-vif does the OVS side: with a ``VIFOpenVSwitch`` and ``create_port`` it
+adds the pre-made host end to the integration bridge with the Neutron
+external_ids (iface-id, iface-status, attached-mac, vm-uuid); for
+``ovs_hybrid_plug`` ports (``VIFBridge``) it builds ``qbr``/``qvb``/``qvo``
+and the host end is enslaved to ``qbr``. Everything else (veth, MAC, MTU,
+addresses, routes, sysctls) is ``linux_net``: netlink in a privsep context.
+
+Plugging is idempotent: a host end whose peer is a veth in the sandbox's
+namespace with the port's MAC is kept and reconfigured in place; anything
+else of that name (and any stale OVS port or qbr layout) is replaced.
 """
 
+import ipaddress
+import threading
 import typing
 
+import os_vif
+from os_vif import exception as osv_exception
+from os_vif.objects import vif as osv_vif
 from nova import exception
 from nova.i18n import _
 from nova.network import model as network_model
+from nova.network import os_vif_util
+from oslo_log import log as logging
+from pyroute2 import NetlinkError
+from vif_plug_ovs import ovs as ovs_plugin
+
+from novadocker import conf
+from novadocker.virt.docker import linux_net
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
 
 SUPPORTED_VIF_TYPES = (network_model.VIF_TYPE_OVS,)
+SUPPORTED_VNIC_TYPES = (network_model.VNIC_TYPE_NORMAL,)
+
+# Failures of one plugging step, turned into Nova exceptions.
+_PLUG_ERRORS = (osv_exception.ExceptionBase, NetlinkError, OSError,
+                linux_net.NetnsGone, RuntimeError)
+
+_os_vif_lock = threading.Lock()
+_os_vif_connection: typing.Optional[str] = None
 
 
 def dns_config(network_info) -> typing.Tuple[typing.List[str],
@@ -37,27 +70,263 @@ def dns_config(network_info) -> typing.Tuple[typing.List[str],
     return servers, []
 
 
+def netns_path(pid: int) -> str:
+    return '/proc/%d/ns/net' % pid
+
+
+def _version(address: str) -> int:
+    return ipaddress.ip_address(address).version
+
+
+def _gateway(subnet) -> typing.Optional[str]:
+    gateway = subnet.get('gateway')
+    return gateway['address'] if gateway and gateway.get('address') \
+        else None
+
+
+def _subnets_with_ips(vif) -> list:
+    return [s for s in vif['network']['subnets']
+            if s.get('cidr') and any(ip['type'] == 'fixed'
+                                     for ip in s['ips'])]
+
+
+def default_gateways(network_info) -> typing.Dict[str, typing.Tuple]:
+    """Per IP version, (port id, gateway) of the first port in
+    network_info order that has a subnet gateway."""
+    chosen: typing.Dict[int, typing.Tuple[str, str]] = {}
+    for vif in network_info or []:
+        for subnet in _subnets_with_ips(vif):
+            gateway = _gateway(subnet)
+            if gateway and _version(gateway) not in chosen:
+                chosen[_version(gateway)] = (vif['id'], gateway)
+    return chosen
+
+
+def vif_spec(vif, ifname: typing.Optional[str],
+             default_via: typing.Sequence[str] = (),
+             default_if_missing: bool = False) -> dict:
+    """What linux_net needs for one port (see its module docstring).
+
+    ``default_via`` are the gateways this port carries the default
+    route(s) through; ``default_if_missing`` adds them only where the
+    namespace has no default route yet (hot-plug).
+    """
+    addresses = []
+    routes = []
+    for subnet in _subnets_with_ips(vif):
+        prefixlen = ipaddress.ip_network(subnet['cidr'],
+                                         strict=False).prefixlen
+        for ip in subnet['ips']:
+            if ip['type'] == 'fixed':
+                addresses.append([ip['address'], prefixlen])
+        for route in subnet.get('routes') or []:
+            gateway = _gateway(route)
+            if gateway and route.get('cidr'):
+                routes.append({'dst': route['cidr'], 'gateway': gateway,
+                               'if_missing': False})
+    for gateway in default_via:
+        routes.append({'dst': '::/0' if _version(gateway) == 6
+                       else '0.0.0.0/0',
+                       'gateway': gateway, 'if_missing': default_if_missing})
+    mtu = vif['network'].get_meta('mtu') if vif.get('network') else None
+    return {'host_dev': vif['devname'], 'mac': vif['address'],
+            'mtu': int(mtu) if mtu else None, 'ifname': ifname,
+            'master': None, 'addresses': addresses, 'routes': routes}
+
+
+def vif_specs(network_info) -> typing.List[dict]:
+    """Specs of all ports: eth0, eth1, ... in network_info order; the
+    default route per IP version via the first port with a gateway."""
+    gateways = default_gateways(network_info)
+    specs = []
+    for index, vif in enumerate(network_info or []):
+        via = [gw for port_id, gw in gateways.values() if port_id == vif['id']]
+        specs.append(vif_spec(vif, 'eth%d' % index, via))
+    return specs
+
+
+def _os_vif_ovs_default() -> typing.Optional[str]:
+    for opt in ovs_plugin.OvsPlugin.CONFIG_OPTS:
+        if opt.name == 'ovsdb_connection':
+            return opt.default
+    return None
+
+
+def _ensure_os_vif() -> None:
+    """Load os-vif with its OVS plugin talking to [docker]ovsdb_connection.
+
+    The plugin copies [os_vif_ovs]ovsdb_connection when it loads, and
+    nova-compute loads it at start-up with the TCP default, which a stock
+    Open vSwitch does not listen on. Unless the operator changed that
+    option, point it at ours and reload the plugins (once per process).
+    """
+    global _os_vif_connection
+    with _os_vif_lock:
+        os_vif.initialize()     # registers [os_vif_ovs]; no-op when loaded
+        current = CONF.os_vif_ovs.ovsdb_connection
+        wanted = (CONF.docker.ovsdb_connection
+                  if current == _os_vif_ovs_default() else current)
+        if _os_vif_connection == wanted:
+            return
+        if current != wanted:
+            CONF.set_override('ovsdb_connection', wanted, 'os_vif_ovs')
+        os_vif.initialize(reset=True)
+        _os_vif_connection = wanted
+
+
+def _validate_vif(vif) -> None:
+    if vif['type'] not in SUPPORTED_VIF_TYPES:
+        raise exception.VirtualInterfaceCreateException(
+            _('Port %(port)s has VIF type %(type)s; nova-docker '
+              'supports %(ok)s') % {
+                'port': vif['id'], 'type': vif['type'],
+                'ok': ', '.join(SUPPORTED_VIF_TYPES)})
+    vnic_type = vif.get('vnic_type') or network_model.VNIC_TYPE_NORMAL
+    if vnic_type not in SUPPORTED_VNIC_TYPES:
+        raise exception.VirtualInterfaceCreateException(
+            _('Port %(port)s has vnic_type %(vnic)s; nova-docker supports '
+              'only %(ok)s ports (a veth per port)') % {
+                'port': vif['id'], 'vnic': vnic_type,
+                'ok': ', '.join(SUPPORTED_VNIC_TYPES)})
+    if not vif.get('devname') or not vif.get('address'):
+        raise exception.VirtualInterfaceCreateException(
+            _('Port %s has no device name or MAC address') % vif['id'])
+
+
 class VIFPlugger:
-    """Plugs and unplugs all ports of an instance."""
+    """Plugs and unplugs the ports of an instance."""
 
     def validate(self, instance, network_info) -> None:
+        """Reject ports this driver cannot plug, before anything exists."""
         for vif in network_info or []:
-            if vif['type'] not in SUPPORTED_VIF_TYPES:
-                raise exception.VirtualInterfaceCreateException(
-                    _('Port %(port)s has VIF type %(type)s; nova-docker '
-                      'supports %(ok)s') % {
-                        'port': vif['id'], 'type': vif['type'],
-                        'ok': ', '.join(SUPPORTED_VIF_TYPES)})
+            _validate_vif(vif)
+
+    # -- helpers -----------------------------------------------------------
+
+    @staticmethod
+    def os_vif_objects(instance, vif):
+        """The os-vif VIF and InstanceInfo for a port.
+
+        The driver makes the host device itself, so os-vif must always add
+        it to OVS (create_port), never make a tap of its own.
+        """
+        _ensure_os_vif()
+        obj = os_vif_util.nova_to_osvif_vif(vif)
+        if obj is None:
+            raise exception.VirtualInterfacePlugException(
+                _('Port %s cannot be converted for os-vif') % vif['id'])
+        profile = obj.port_profile
+        if isinstance(obj, osv_vif.VIFOpenVSwitch):
+            profile.create_port = True
+            if 'create_tap' in profile.fields:
+                profile.create_tap = False
+        if CONF.docker.integration_bridge:
+            obj.network.bridge = CONF.docker.integration_bridge
+            if isinstance(obj, osv_vif.VIFOpenVSwitch):
+                obj.bridge_name = CONF.docker.integration_bridge
+        return obj, os_vif_util.nova_to_osvif_instance(instance)
+
+    def _plug_one(self, instance, vif, spec: dict, netns: str) -> str:
+        obj, info = self.os_vif_objects(instance, vif)
+        hybrid = isinstance(obj, osv_vif.VIFBridge)
+        if hybrid:
+            spec = dict(spec, master=obj.bridge_name)
+        if linux_net.find_peer(netns, spec['host_dev'], spec['mac']) is None:
+            # Not plugged, or plugged into a namespace that is gone (a
+            # restarted sandbox): drop any stale OVS port or qbr layout,
+            # because OVS's userspace datapath does not pick up a new
+            # device under an existing port.
+            os_vif.unplug(obj, info)
+        if hybrid:
+            os_vif.plug(obj, info)
+            ifname = linux_net.plug_veth(netns, spec)
+        else:
+            ifname = linux_net.plug_veth(netns, spec)
+            os_vif.plug(obj, info)
+        LOG.debug('Port %(port)s plugged: %(host)s <-> %(ifname)s',
+                  {'port': vif['id'], 'host': spec['host_dev'],
+                   'ifname': ifname}, instance=instance)
+        return ifname
+
+    def _unplug_one(self, instance, vif) -> None:
+        obj, info = self.os_vif_objects(instance, vif)
+        os_vif.unplug(obj, info)
+        # os-vif removes the host end itself only when it is the OVS port;
+        # for hybrid ports the veth on qbr is ours to delete.
+        linux_net.delete_link(vif['devname'])
+
+    # -- interface used by the driver --------------------------------------
 
     def plug(self, instance, network_info, netns_pid: int) -> None:
-        if network_info:
-            raise NotImplementedError()
+        """Plug every port into the sandbox namespace. Idempotent."""
+        if not network_info:
+            return
+        self.validate(instance, network_info)
+        if not netns_pid:
+            raise exception.VirtualInterfacePlugException(
+                _('the network sandbox of instance %s is not running')
+                % instance.uuid)
+        netns = netns_path(netns_pid)
+        for vif, spec in zip(network_info, vif_specs(network_info)):
+            try:
+                self._plug_one(instance, vif, spec, netns)
+            except _PLUG_ERRORS as exc:
+                LOG.error('Plugging port %(port)s failed: %(exc)s',
+                          {'port': vif['id'], 'exc': exc},
+                          instance=instance)
+                raise exception.VirtualInterfacePlugException(
+                    _('plugging port %(port)s failed: %(exc)s') % {
+                        'port': vif['id'], 'exc': exc}) from exc
 
     def unplug(self, instance, network_info) -> None:
-        pass
+        """Remove the host side of every port (the veth, the OVS port, the
+        qbr layout). Tries every port; re-raises the first failure."""
+        failure = None
+        for vif in network_info or []:
+            if vif['type'] not in SUPPORTED_VIF_TYPES or not vif.get(
+                    'devname'):
+                continue    # rejected by validate: nothing was created
+            try:
+                self._unplug_one(instance, vif)
+            except _PLUG_ERRORS as exc:
+                LOG.error('Unplugging port %(port)s failed: %(exc)s',
+                          {'port': vif['id'], 'exc': exc},
+                          instance=instance)
+                failure = failure or exception.VirtualInterfaceUnplugException(
+                    reason='port %s: %s' % (vif['id'], exc))
+        if failure is not None:
+            raise failure
 
-    def attach(self, instance, vif, netns_pid: int) -> None:
-        raise NotImplementedError()
+    def attach(self, instance, vif, netns_pid: int) -> str:
+        """Hot-plug one port as the next free ethN; returns its name.
 
-    def detach(self, instance, vif, netns_pid: int) -> None:
-        raise NotImplementedError()
+        Its gateway becomes the default route only where the instance has
+        none for that IP version. On failure nothing of it is left.
+        """
+        _validate_vif(vif)
+        if not netns_pid:
+            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid)
+        gateways = [gw for _port, gw in default_gateways([vif]).values()]
+        spec = vif_spec(vif, None, gateways, default_if_missing=True)
+        try:
+            return self._plug_one(instance, vif, spec, netns_path(netns_pid))
+        except _PLUG_ERRORS as exc:
+            LOG.error('Attaching port %(port)s failed: %(exc)s',
+                      {'port': vif['id'], 'exc': exc}, instance=instance)
+            try:
+                self._unplug_one(instance, vif)
+            except _PLUG_ERRORS:
+                LOG.exception('Cleaning up port %s failed', vif['id'],
+                              instance=instance)
+            raise exception.InterfaceAttachFailed(
+                instance_uuid=instance.uuid) from exc
+
+    def detach(self, instance, vif) -> None:
+        """Remove one port: both veth ends, the OVS port, any qbr layout."""
+        try:
+            self._unplug_one(instance, vif)
+        except _PLUG_ERRORS as exc:
+            LOG.error('Detaching port %(port)s failed: %(exc)s',
+                      {'port': vif['id'], 'exc': exc}, instance=instance)
+            raise exception.InterfaceDetachFailed(
+                instance_uuid=instance.uuid) from exc

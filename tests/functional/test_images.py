@@ -1,0 +1,264 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Glance images into the real Docker store: identity, formats, caching,
+and clean-up after bad input."""
+
+import concurrent.futures
+import io
+import json
+import tarfile
+import threading
+import uuid
+
+import docker.errors
+from nova.compute import power_state
+from nova import exception
+
+from novadocker.virt.docker import images
+from tests import fixtures as nd_fixtures
+from tests.functional import base
+
+
+def unique_tarball(cmd='["/bin/sleep", "2147483647"]', repo_tag=None):
+    """A freshly built image: its Docker ID and its layer are this test's
+    alone (Docker skips importing a layer it already has)."""
+    unique = uuid.uuid4().hex
+    return nd_fixtures.build_saved_image(
+        changes=('CMD %s' % cmd, 'ENV NOVA_DOCKER_UNIQUE=%s' % unique),
+        repo_tag=repo_tag, extra_files={'etc/unique': unique.encode()})
+
+
+def image_id_of(tarball: bytes) -> str:
+    """The Docker image ID a docker save tarball holds (its config
+    digest), read from the tarball itself."""
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        config = json.load(tar.extractfile('manifest.json'))[0]['Config']
+    return 'sha256:' + config.split('/')[-1].replace('.json', '')
+
+
+class ImageTestCase(base.DriverTestCase):
+
+    def assertImageAbsent(self, docker_id):
+        self.assertRaises(docker.errors.ImageNotFound,
+                          self.api.inspect_image, docker_id)
+
+    def assertLoadedAs(self, instance, meta, tarball):
+        """The workload runs the tarball's image, known by Glance ID."""
+        expected = image_id_of(tarball)
+        self.assertEqual(expected, self.inspect(instance)['Image'])
+        loaded = self.api.inspect_image(images.glance_tag(meta.id))
+        self.assertEqual(expected, loaded['Id'])
+        self.assertEqual([images.glance_tag(meta.id)], loaded['RepoTags'])
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(instance).state)
+
+
+class ImageIdentityTest(ImageTestCase):
+
+    def test_glance_id_not_names(self):
+        """A misleading Glance name, and a tarball claiming a tag the host
+        uses for another image: the host's tag must not move."""
+        host_tag = 'ndtest-host/app-%s:1' % uuid.uuid4().hex[:8]
+        tarball = unique_tarball(repo_tag=host_tag)   # removed after save
+        repository, tag = host_tag.split(':')
+        self.api.import_image_from_data(
+            nd_fixtures.busybox_rootfs(), repository=repository, tag=tag,
+            changes=['CMD ["/bin/sleep", "1"]'])
+        self.addCleanup(self.api.remove_image, host_tag, force=True)
+        host_image = self.api.inspect_image(host_tag)['Id']
+        self.assertNotEqual(host_image, image_id_of(tarball))
+
+        meta = self.add_image(tarball, name=host_tag)
+        instance = self.spawn(meta)
+        self.assertLoadedAs(instance, meta, tarball)
+        self.assertEqual(host_image, self.api.inspect_image(host_tag)['Id'])
+        self.assertEqual([host_tag],
+                         self.api.inspect_image(host_tag)['RepoTags'])
+
+    def test_glance_name_of_another_glance_image(self):
+        first_tar, second_tar = unique_tarball(), unique_tarball()
+        first = self.add_image(first_tar)
+        second = self.add_image(second_tar,
+                                name=images.glance_tag(first.id))
+        one = self.spawn(first)
+        two = self.spawn(second)
+        self.assertLoadedAs(one, first, first_tar)
+        self.assertLoadedAs(two, second, second_tar)
+
+
+class ImageFormatTest(ImageTestCase):
+
+    def _boots(self, transform):
+        tarball = unique_tarball()
+        meta = self.add_image(transform(tarball))
+        instance = self.spawn(meta)
+        self.assertLoadedAs(instance, meta, tarball)
+
+    def test_plain_tarball(self):
+        self._boots(lambda t: t)
+
+    def test_gzip_tarball(self):
+        self._boots(nd_fixtures.gzipped)
+
+    def test_oci_layout(self):
+        self._boots(nd_fixtures.to_oci_layout)
+
+    def test_oci_layout_gzip(self):
+        self._boots(lambda t: nd_fixtures.gzipped(
+            nd_fixtures.to_oci_layout(t)))
+
+
+class ImageCacheTest(ImageTestCase):
+
+    def test_cached_image_is_reused(self):
+        meta = self.add_image(unique_tarball())
+        first = self.spawn(meta)
+        second = self.spawn(meta)
+        self.driver.destroy(self.context, first, [])
+        third = self.spawn(meta)
+        self.assertEqual(1, self.glance.download_count[meta.id])
+        self.assertEqual(self.inspect(second)['Image'],
+                         self.inspect(third)['Image'])
+
+    def test_concurrent_boots_download_once(self):
+        meta = self.add_image(unique_tarball())
+        count = 3
+        instances = [self.make_instance(meta) for _ in range(count)]
+        for instance in instances:
+            self.addCleanup(self.driver.destroy, self.context, instance, [])
+        # Hold every boot at the door until all have arrived, so they
+        # really ask for the image at the same time.
+        barrier = threading.Barrier(count, timeout=60)
+        check = images.check_image_acceptable
+
+        def together(image_meta):
+            barrier.wait()
+            return check(image_meta)
+        self.useFixture(__import__('fixtures').MonkeyPatch(
+            'novadocker.virt.docker.images.check_image_acceptable',
+            together))
+
+        def boot(instance):
+            self.driver.spawn(self.context, instance, meta, [], None, {},
+                              network_info=[])
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            for future in [pool.submit(boot, i) for i in instances]:
+                future.result()
+        self.assertEqual(1, self.glance.download_count[meta.id])
+        self.assertEqual(sorted(i.uuid for i in instances),
+                         self.driver.list_instance_uuids())
+        for instance in instances:
+            self.assertEqual(power_state.RUNNING,
+                             self.driver.get_info(instance).state)
+
+
+class ImageFailureTest(ImageTestCase):
+    """Bad images: a clear Nova error, and nothing left on the host."""
+
+    def setUp(self):
+        super().setUp()
+        self.leaks.forbid_images()
+
+    def _fails(self, data, expected=exception.ImageUnacceptable, **kwargs):
+        meta = self.add_image(data, **kwargs)
+        instance = self.make_instance(meta)
+        exc = self.assertRaises(
+            expected, self.driver.spawn, self.context, instance, meta, [],
+            None, {}, network_info=[])
+        self.assertEqual([], self.leaks.containers())
+        self.assertEqual([], self.api.images(
+            name=images.glance_tag(meta.id)))
+        self.assertFalse(self.driver.instance_exists(instance))
+        return exc, meta
+
+    def test_non_docker_container_format(self):
+        exc, meta = self._fails(b'\x00' * 4096, container_format='bare',
+                                disk_format='qcow2')
+        self.assertIn('--container-format docker', str(exc))
+        self.assertIn('docker save', str(exc))
+        self.assertNotIn(meta.id, self.glance.download_count)
+
+    def test_corrupt_tarball(self):
+        exc, _meta = self._fails(b'this is not a tarball at all\n' * 4000)
+        self.assertIn('docker save', str(exc))
+
+    def test_truncated_tarball(self):
+        tarball = unique_tarball()
+        self._fails(tarball[:int(len(tarball) * 0.6)])
+        self.assertImageAbsent(image_id_of(tarball))
+
+    def test_truncated_gzip_tarball(self):
+        tarball = unique_tarball()
+        data = nd_fixtures.gzipped(tarball)
+        self._fails(data[:len(data) // 2])
+        self.assertImageAbsent(image_id_of(tarball))
+
+    def test_corrupt_layer(self):
+        """A well-formed docker save whose layer is garbage: Docker itself
+        refuses it."""
+        tarball = unique_tarball()
+        src = tarfile.open(fileobj=io.BytesIO(tarball))
+        layer = json.load(src.extractfile('manifest.json'))[0]['Layers'][0]
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode='w') as tar:
+            for member in src:
+                data = src.extractfile(member) if member.isreg() else None
+                if member.name == layer:
+                    data = io.BytesIO(b'\x13' * member.size)
+                tar.addfile(member, data)
+        exc, _meta = self._fails(out.getvalue())
+        self.assertIn('docker load failed', str(exc))
+        self.assertImageAbsent(image_id_of(tarball))
+
+    def test_not_a_docker_save(self):
+        self._fails(nd_fixtures.busybox_rootfs())
+
+    def test_multi_image_tarball(self):
+        tarball = unique_tarball()
+        src = tarfile.open(fileobj=io.BytesIO(tarball))
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode='w') as tar:
+            for member in src:
+                data = src.extractfile(member) if member.isreg() else None
+                if member.name == 'manifest.json':
+                    entry = json.load(data)[0]
+                    twice = json.dumps([entry, dict(
+                        entry, RepoTags=['second:image'])]).encode()
+                    member.size = len(twice)
+                    data = io.BytesIO(twice)
+                tar.addfile(member, data)
+        exc, _meta = self._fails(out.getvalue())
+        self.assertIn('exactly one', str(exc))
+        self.assertImageAbsent(image_id_of(tarball))
+        self.assertRaises(docker.errors.ImageNotFound,
+                          self.api.inspect_image, 'second:image')
+
+    def test_checksum_mismatch(self):
+        tarball = unique_tarball()
+        exc, meta = self._fails(tarball, corrupt_hash=True)
+        self.assertIn('checksum mismatch', str(exc))
+        self.assertEqual(1, self.glance.download_count[meta.id])
+        self.assertImageAbsent(image_id_of(tarball))
+
+    def test_command_does_not_exist(self):
+        tarball = unique_tarball(cmd='["/no/such/command"]')
+        exc, _meta = self._fails(tarball)
+        self.assertIn('/no/such/command', str(exc))
+        self.assertImageAbsent(image_id_of(tarball))
+
+    def test_os_command_line_does_not_exist(self):
+        tarball = unique_tarball()
+        exc, _meta = self._fails(tarball, properties={
+            'os_command_line': 'nosuchbinary --flag'})
+        self.assertIn('nosuchbinary', str(exc))
+        self.assertImageAbsent(image_id_of(tarball))

@@ -1,0 +1,439 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Every lifecycle operation of DockerDriver on the real Docker engine."""
+
+import datetime
+import functools
+import time
+import uuid
+
+from nova.compute import power_state
+from nova import exception
+from nova.virt import fake as fake_virt
+
+from novadocker import conf
+from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import guest
+from novadocker.virt.docker import images
+from tests import fixtures as nd_fixtures
+from tests.functional import base
+
+CONF = conf.CONF
+MEBI = 1024 * 1024
+
+
+@functools.lru_cache(maxsize=None)
+def graceful_image() -> bytes:
+    """PID 1 exits 0 on SIGTERM (a well-behaved init)."""
+    return nd_fixtures.build_saved_image(changes=(
+        'CMD ["/bin/sh", "-c", '
+        '"trap \'exit 0\' TERM; while :; do sleep 1; done"]',))
+
+
+@functools.lru_cache(maxsize=None)
+def entrypoint_image() -> bytes:
+    """ENTRYPOINT + CMD: the CMD leaves a marker, then sleeps."""
+    return nd_fixtures.build_saved_image(changes=(
+        'ENTRYPOINT ["/bin/sh", "-c"]',
+        'CMD ["echo cmd-ran > /tmp/marker; exec sleep 2147483647"]'))
+
+
+def wait_for(predicate, what, timeout=60):
+    """Poll until predicate() is true (not a timing assertion: the
+    deadline only stops a hung test)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out waiting for %s' % what)
+        time.sleep(0.1)
+
+
+class LifecycleTest(base.DriverTestCase):
+
+    def state(self, instance):
+        return self.driver.get_info(instance).state
+
+    def started_at(self, instance):
+        return self.inspect(instance)['State']['StartedAt']
+
+    def exits_since(self, instance, since):
+        """Exit codes of the workload's 'die' events since ``since``."""
+        container = self.driver._guests.get(instance)
+        events = self.api.events(
+            since=since, until=datetime.datetime.utcnow() +
+            datetime.timedelta(seconds=1), decode=True,
+            filters={'container': container, 'event': 'die'})
+        return [int(e['Actor']['Attributes']['exitCode']) for e in events]
+
+    def now(self):
+        return datetime.datetime.utcnow() - datetime.timedelta(seconds=1)
+
+    # -- spawn -------------------------------------------------------------
+
+    def test_spawn_names_labels_hostname_limits(self):
+        instance = self.spawn(vcpus=2, memory_mb=96)
+        info = self.inspect(instance)
+        self.assertEqual('/' + instance.name, info['Name'])
+        self.assertEqual({guest.LABEL_INSTANCE: instance.uuid,
+                          guest.LABEL_HOST: self.host,
+                          guest.LABEL_ROLE: guest.ROLE_WORKLOAD},
+                         {k: v for k, v in info['Config']['Labels'].items()
+                          if k.startswith('org.openstack')})
+        self.assertEqual(instance.hostname,
+                         self.exec_in(instance, 'hostname').strip())
+        config = info['HostConfig']
+        self.assertEqual(96 * MEBI, config['Memory'])
+        self.assertEqual(96 * MEBI, config['MemorySwap'])
+        self.assertEqual(2 * CONF.docker.cpu_period_us, config['CpuQuota'])
+        self.assertEqual(CONF.docker.cpu_period_us, config['CpuPeriod'])
+        self.assertEqual(2048, config['CpuShares'])
+        self.assertEqual(CONF.docker.pids_limit, config['PidsLimit'])
+        self.assertIn('no-new-privileges', config['SecurityOpt'])
+        self.assertFalse(config['Privileged'])
+        self.assertEqual('no', config['RestartPolicy']['Name'])
+        sandbox = self.inspect(instance, guest.ROLE_SANDBOX)
+        self.assertEqual('container:' + sandbox['Id'], config['NetworkMode'])
+        # The limits are real inside the container, not just recorded.
+        self.assertIn('NoNewPrivs:\t1', self.exec_in(
+            instance, 'cat', '/proc/1/status'))
+        memory_limit = self.exec_in(
+            instance, 'sh', '-c',
+            'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null '
+            '|| cat /sys/fs/cgroup/memory.max')
+        self.assertEqual(96 * MEBI, int(memory_limit))
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+
+    def test_image_entrypoint_and_cmd_honoured(self):
+        instance = self.spawn(self.add_image(entrypoint_image()))
+        info = self.inspect(instance)
+        self.assertEqual('/bin/sh', info['Path'])
+        self.assertEqual(['-c', 'echo cmd-ran > /tmp/marker; '
+                          'exec sleep 2147483647'], info['Args'])
+        wait_for(lambda: self._marker(instance), 'the CMD to run')
+        self.assertEqual('cmd-ran', self._marker(instance))
+
+    def test_os_command_line_overrides_cmd(self):
+        meta = self.add_image(entrypoint_image(), properties={
+            'os_command_line':
+                '"echo override-ran > /tmp/marker; exec sleep 2147483647"'})
+        instance = self.spawn(meta)
+        info = self.inspect(instance)
+        self.assertEqual('/bin/sh', info['Path'])   # ENTRYPOINT kept
+        self.assertEqual(['-c', 'echo override-ran > /tmp/marker; '
+                          'exec sleep 2147483647'], info['Args'])
+        wait_for(lambda: self._marker(instance), 'the command to run')
+        self.assertEqual('override-ran', self._marker(instance))
+
+    def _marker(self, instance):
+        return self.exec_in(instance, 'sh', '-c',
+                            'cat /tmp/marker 2>/dev/null; true').strip()
+
+    # -- destroy -------------------------------------------------------------
+
+    def test_destroy_is_idempotent(self):
+        instance = self.spawn()
+        self.driver.destroy(self.context, instance, [])
+        self.assertFalse(self.driver.instance_exists(instance))
+        self.assertEqual([], self.leaks.containers())
+        self.driver.destroy(self.context, instance, [])
+        never = self.make_instance(self.add_image())
+        self.driver.destroy(self.context, never, [])
+        self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
+                          instance)
+        self.assertEqual([], self.driver.list_instances())
+
+    # -- power -----------------------------------------------------------------
+
+    def test_power_off_graceful(self):
+        instance = self.spawn(self.add_image(graceful_image()))
+        since = self.now()
+        # A generous timeout: had it been used up, the process would have
+        # been SIGKILLed (137), not exited 0 on its own.
+        self.driver.power_off(instance, timeout=120, retry_interval=5)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+        self.assertEqual(0, self.inspect(instance)['State']['ExitCode'])
+        self.assertEqual([0], self.exits_since(instance, since))
+
+    def test_power_off_kills_after_timeout(self):
+        # The default image's PID 1 is sleep, which ignores SIGTERM.
+        instance = self.spawn()
+        self.driver.power_off(instance, timeout=1, retry_interval=1)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+        self.assertEqual(137, self.inspect(instance)['State']['ExitCode'])
+
+    def test_power_on_keeps_sandbox(self):
+        instance = self.spawn()
+        sandbox = self.inspect(instance, guest.ROLE_SANDBOX)
+        self.driver.power_off(instance, timeout=0)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+        # The sandbox (network namespace, ports) stays up while off.
+        self.assertTrue(self.inspect(
+            instance, guest.ROLE_SANDBOX)['State']['Running'])
+        self.driver.power_on(self.context, instance, [])
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        after = self.inspect(instance, guest.ROLE_SANDBOX)
+        self.assertEqual(sandbox['Id'], after['Id'])
+        self.assertEqual(sandbox['State']['StartedAt'],
+                         after['State']['StartedAt'])
+
+    def test_power_on_restarts_a_lost_sandbox(self):
+        instance = self.spawn()
+        self.driver.power_off(instance, timeout=0)
+        self.api.stop(self.driver._guests.get(instance, guest.ROLE_SANDBOX),
+                      timeout=0)
+        self.driver.power_on(self.context, instance, [])
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertTrue(self.inspect(
+            instance, guest.ROLE_SANDBOX)['State']['Running'])
+
+    def test_reboot_soft(self):
+        instance = self.spawn(self.add_image(graceful_image()))
+        before = self.started_at(instance)
+        since = self.now()
+        self.driver.reboot(self.context, instance, [], 'SOFT')
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertNotEqual(before, self.started_at(instance))
+        self.assertEqual([0], self.exits_since(instance, since))
+
+    def test_reboot_hard(self):
+        instance = self.spawn(self.add_image(graceful_image()))
+        before = self.started_at(instance)
+        since = self.now()
+        self.driver.reboot(self.context, instance, [], 'HARD')
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertNotEqual(before, self.started_at(instance))
+        # Killed, not asked: even a SIGTERM-friendly process gets 137.
+        self.assertEqual([137], self.exits_since(instance, since))
+
+    def test_reboot_hard_from_stopped_and_paused(self):
+        instance = self.spawn()
+        self.driver.power_off(instance, timeout=0)
+        self.driver.reboot(self.context, instance, [], 'HARD')
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.driver.pause(instance)
+        before = self.started_at(instance)
+        self.driver.reboot(self.context, instance, [], 'HARD')
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertNotEqual(before, self.started_at(instance))
+
+    def test_pause_unpause(self):
+        instance = self.spawn()
+        self.driver.pause(instance)
+        self.assertEqual(power_state.PAUSED, self.state(instance))
+        self.assertTrue(self.inspect(instance)['State']['Paused'])
+        self.driver.unpause(instance)
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertFalse(self.inspect(instance)['State']['Paused'])
+        self.assertEqual('ok', self.exec_in(instance, 'echo', 'ok').strip())
+
+    def test_suspend_resume_freezes(self):
+        instance = self.spawn()
+        pid = self.inspect(instance)['State']['Pid']
+        self.driver.suspend(self.context, instance)
+        info = self.inspect(instance)
+        self.assertTrue(info['State']['Paused'])
+        self.assertEqual(pid, info['State']['Pid'])   # frozen, not stopped
+        self.assertEqual(power_state.PAUSED, self.state(instance))
+        self.driver.resume(self.context, instance, [])
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertEqual(pid, self.inspect(instance)['State']['Pid'])
+
+    def test_power_off_a_paused_instance(self):
+        instance = self.spawn()
+        self.driver.pause(instance)
+        self.driver.power_off(instance, timeout=0)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+
+    def test_soft_delete_restore(self):
+        instance = self.spawn(self.add_image(graceful_image()))
+        before = self.started_at(instance)
+        self.driver.soft_delete(instance)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+        self.assertTrue(self.driver.instance_exists(instance))
+        self.assertEqual(0, self.inspect(instance)['State']['ExitCode'])
+        self.driver.restore(instance)
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertNotEqual(before, self.started_at(instance))
+
+    def test_rebuild_default_impl(self):
+        """What ComputeManager._rebuild_default_impl does: power off
+        (clean), destroy, spawn the same instance from the new image."""
+        old_meta = self.add_image()
+        instance = self.spawn(old_meta)
+        old_id = self.inspect(instance)['Id']
+        new_meta = self.add_image(entrypoint_image())
+        self.driver.power_off(instance, CONF.shutdown_timeout, 1)
+        self.driver.destroy(self.context, instance, [],
+                            block_device_info=None)
+        instance.image_ref = new_meta.id
+        self.driver.spawn(self.context, instance, new_meta, [], None, {},
+                          network_info=[])
+        info = self.inspect(instance)
+        self.assertNotEqual(old_id, info['Id'])
+        self.assertEqual('/' + instance.name, info['Name'])
+        self.assertEqual(
+            self.api.inspect_image(images.glance_tag(new_meta.id))['Id'],
+            info['Image'])
+        self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        wait_for(lambda: self._marker(instance), 'the new image to run')
+
+    # -- reading ---------------------------------------------------------------
+
+    def test_get_info_states(self):
+        instance = self.spawn()
+        info = self.driver.get_info(instance)
+        self.assertEqual(power_state.RUNNING, info.state)
+        self.assertEqual(self.inspect(instance)['Id'], info.internal_id)
+        self.driver.pause(instance)
+        self.assertEqual(power_state.PAUSED, self.state(instance))
+        self.driver.power_off(instance, timeout=0)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+        self.driver.destroy(self.context, instance, [])
+        self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
+                          instance)
+
+    def test_console_output_is_the_bounded_log_tail(self):
+        self.conf.config(console_log_bytes=2048, group='docker')
+        meta = self.add_image(properties={'os_command_line': (
+            '/bin/sh -c "i=0; while [ $i -lt 400 ]; do '
+            'echo console-line-$i-abcdefghijklmnopqrstuvwxyz; '
+            'i=$((i+1)); done; exec sleep 2147483647"')})
+        instance = self.spawn(meta)
+        container = self.driver._guests.get(instance)
+        wait_for(lambda: b'console-line-399-' in self.api.logs(container),
+                 'the output')
+        full = self.api.logs(container)
+        self.assertGreater(len(full), 5 * 2048)
+        output = self.driver.get_console_output(self.context, instance)
+        self.assertEqual(2048, len(output))
+        self.assertEqual(full[-2048:], output)
+        self.assertTrue(output.rstrip().endswith(
+            b'console-line-399-abcdefghijklmnopqrstuvwxyz'))
+
+    def test_console_output_short_log(self):
+        meta = self.add_image(properties={'os_command_line': (
+            '/bin/sh -c "echo hello-console; exec sleep 2147483647"')})
+        instance = self.spawn(meta)
+        wait_for(lambda: b'hello-console' in self.driver.get_console_output(
+            self.context, instance), 'the output')
+        self.assertEqual(b'hello-console\r\n',
+                         self.driver.get_console_output(self.context,
+                                                        instance))
+
+    def test_diagnostics(self):
+        instance = self.spawn(memory_mb=64)
+        diags = self.driver.get_instance_diagnostics(instance)
+        self.assertEqual('running', diags.state)
+        self.assertEqual('docker', diags.hypervisor)
+        self.assertEqual(64, diags.memory_details.maximum)
+        self.assertLessEqual(diags.memory_details.used, 64)
+        self.assertGreaterEqual(len(diags.cpu_details), 1)
+        self.assertGreater(sum(c.time for c in diags.cpu_details), 0)
+        self.assertGreaterEqual(diags.uptime, 0)
+        legacy = self.driver.get_diagnostics(instance)
+        self.assertEqual(64 * 1024, legacy['memory'])
+        self.assertGreater(legacy['memory-actual'], 0)
+        self.assertGreater(legacy['cpu0_time'], 0)
+        self.driver.power_off(instance, timeout=0)
+        self.assertEqual('shutdown',
+                         self.driver.get_instance_diagnostics(instance).state)
+
+
+class OwnershipTest(base.DriverTestCase):
+    """Containers not labelled for this host are never listed or touched."""
+
+    def _foreign(self, labels):
+        name = 'ndtest-foreign-%s' % uuid.uuid4().hex[:8]
+        created = self.api.create_container(
+            CONF.docker.sandbox_image, name=name, labels=labels,
+            host_config=self.api.create_host_config(network_mode='none'))
+        self.addCleanup(self.api.remove_container, created['Id'], force=True)
+        self.api.start(created['Id'])
+        return created['Id']
+
+    def test_foreign_containers_untouched(self):
+        instance = self.spawn()
+        plain = self._foreign({})
+        other_host = 'ndtest-other-%s' % uuid.uuid4().hex[:8]
+        # Same instance UUID, another compute host: still not ours.
+        twin = self._foreign({guest.LABEL_INSTANCE: instance.uuid,
+                              guest.LABEL_HOST: other_host,
+                              guest.LABEL_ROLE: guest.ROLE_WORKLOAD})
+        stranger = self.make_instance(self.add_image())
+        alien = self._foreign({guest.LABEL_INSTANCE: stranger.uuid,
+                               guest.LABEL_HOST: other_host,
+                               guest.LABEL_ROLE: guest.ROLE_WORKLOAD})
+
+        self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
+        self.assertEqual([instance.name], self.driver.list_instances())
+        self.assertFalse(self.driver.instance_exists(stranger))
+        for call in (self.driver.get_info,
+                     lambda i: self.driver.power_off(i, timeout=0),
+                     self.driver.pause,
+                     lambda i: self.driver.get_console_output(
+                         self.context, i)):
+            self.assertRaises(exception.InstanceNotFound, call, stranger)
+        self.driver.destroy(self.context, stranger, [])
+        self.driver.destroy(self.context, instance, [])
+        self.driver.destroy(self.context, instance, [])
+
+        for container in (plain, twin, alien):
+            state = self.api.inspect_container(container)['State']
+            self.assertTrue(state['Running'], container)
+            self.assertFalse(state['Paused'], container)
+        self.assertEqual([], self.driver.list_instance_uuids())
+
+
+class ReconcileTest(base.DriverTestCase):
+    """A nova-compute restart: a new driver object on the same host."""
+
+    def _restart(self):
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver.init_host(self.host)
+        return driver
+
+    def test_restart_keeps_instances_running(self):
+        running = self.spawn()
+        stopped = self.spawn()
+        self.driver.power_off(stopped, timeout=0)
+        before = {i.uuid: self.inspect(i) for i in (running, stopped)}
+
+        driver = self._restart()
+        # What ComputeManager.init_host does next.
+        self.assertEqual(sorted([running.uuid, stopped.uuid]),
+                         driver.list_instance_uuids())
+        for instance in (running, stopped):
+            driver.plug_vifs(instance, [])
+        self.assertEqual(power_state.RUNNING,
+                         driver.get_info(running, use_cache=False).state)
+        self.assertEqual(power_state.SHUTDOWN,
+                         driver.get_info(stopped, use_cache=False).state)
+        for instance in (running, stopped):
+            after = self.inspect(instance)
+            self.assertEqual(before[instance.uuid]['Id'], after['Id'])
+            self.assertEqual(before[instance.uuid]['State']['StartedAt'],
+                             after['State']['StartedAt'])
+
+    def test_resume_state_on_host_boot(self):
+        instance = self.spawn()
+        # What a host reboot leaves: both containers exited.
+        for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX):
+            self.api.stop(self.driver._guests.get(instance, role), timeout=0)
+        driver = self._restart()
+        self.assertEqual(power_state.SHUTDOWN, driver.get_info(
+            instance, use_cache=False).state)
+        driver.resume_state_on_host_boot(self.context, instance, [], None)
+        self.assertEqual(power_state.RUNNING, driver.get_info(instance).state)
+        self.assertTrue(self.inspect(
+            instance, guest.ROLE_SANDBOX)['State']['Running'])

@@ -1,0 +1,158 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""client.translate_errors: each Docker/requests error -> one Nova error."""
+
+from unittest import mock
+
+import docker
+import docker.errors
+from nova import exception
+from oslo_config import fixture as config_fixture
+import requests.exceptions
+import testtools
+
+from novadocker import conf
+from novadocker.virt.docker import client
+from tests.unit import fake_docker
+
+
+def _api_error(cls, status, explanation):
+    return cls('%d Client Error' % status,
+               response=mock.Mock(status_code=status),
+               explanation=explanation)
+
+
+class TranslateErrorsTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(config_fixture.Config(conf.CONF)).config(
+            api_url='unix:///run/test-docker.sock', group='docker')
+        self.instance = fake_docker.new_instance()
+
+    def _translate(self, error, **kwargs):
+        try:
+            with client.translate_errors('do things', **kwargs):
+                raise error
+        except Exception as exc:
+            return exc
+        self.fail('nothing raised')
+
+    def test_container_not_found_is_instance_not_found(self):
+        exc = self._translate(_api_error(docker.errors.NotFound, 404,
+                                         'No such container: x'),
+                              instance=self.instance)
+        self.assertIsInstance(exc, exception.InstanceNotFound)
+        self.assertIn(self.instance.uuid, str(exc))
+        self.assertTrue(client.is_not_found(exc))
+
+    def test_image_not_found_is_image_not_found(self):
+        exc = self._translate(_api_error(docker.errors.ImageNotFound, 404,
+                                         'No such image: x'),
+                              image_id='glance-id')
+        self.assertIsInstance(exc, exception.ImageNotFound)
+        self.assertIn('glance-id', str(exc))
+        self.assertTrue(client.is_not_found(exc))
+
+    def test_not_found_without_subject_is_operation_failed(self):
+        exc = self._translate(_api_error(docker.errors.NotFound, 404,
+                                         'no such thing'))
+        self.assertIsInstance(exc, client.DockerOperationFailed)
+        self.assertIn('do things', str(exc))
+        self.assertIn('no such thing', str(exc))
+        self.assertFalse(client.is_not_found(exc))
+
+    def test_image_load_error_is_image_unacceptable(self):
+        exc = self._translate(docker.errors.ImageLoadError('bad layer'),
+                              image_id='glance-id')
+        self.assertIsInstance(exc, exception.ImageUnacceptable)
+        self.assertIn('bad layer', str(exc))
+        self.assertIn('glance-id', str(exc))
+
+    def test_conflict_is_operation_failed_with_explanation(self):
+        exc = self._translate(
+            _api_error(docker.errors.APIError, 409,
+                       'container is not running'), instance=self.instance)
+        self.assertIsInstance(exc, client.DockerOperationFailed)
+        self.assertEqual('container is not running', exc.kwargs['reason'])
+
+    def test_server_error_is_operation_failed(self):
+        exc = self._translate(_api_error(docker.errors.APIError, 500,
+                                         'OCI runtime create failed'))
+        self.assertIsInstance(exc, client.DockerOperationFailed)
+        self.assertIn('OCI runtime create failed', str(exc))
+
+    def test_connection_error_is_hypervisor_unavailable(self):
+        exc = self._translate(requests.exceptions.ConnectionError(
+            'Connection refused'))
+        self.assertIsInstance(exc, client.DockerUnavailable)
+        self.assertIsInstance(exc, exception.HypervisorUnavailable)
+        self.assertIn('unix:///run/test-docker.sock', str(exc))
+        self.assertIn('Connection refused', str(exc))
+
+    def test_timeout_is_hypervisor_unavailable(self):
+        exc = self._translate(requests.exceptions.ReadTimeout('timed out'))
+        self.assertIsInstance(exc, client.DockerUnavailable)
+
+    def test_sdk_error_is_hypervisor_unavailable(self):
+        # What APIClient(version='auto') raises when it cannot negotiate.
+        exc = self._translate(docker.errors.DockerException(
+            'Error while fetching server API version'))
+        self.assertIsInstance(exc, client.DockerUnavailable)
+        self.assertIn('fetching server API version', str(exc))
+
+    def test_nova_exceptions_pass_unchanged(self):
+        original = exception.InstanceNotFound(instance_id='x')
+        self.assertIs(original, self._translate(original))
+
+    def test_other_exceptions_pass_unchanged(self):
+        original = ValueError('a bug')
+        self.assertIs(original, self._translate(original))
+
+    def test_cause_is_kept(self):
+        original = _api_error(docker.errors.APIError, 500, 'boom')
+        exc = self._translate(original)
+        self.assertIs(original, exc.__cause__)
+
+
+class ConnectTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(conf.CONF))
+
+    @mock.patch.object(docker, 'APIClient', autospec=True)
+    def test_negotiates_version_and_uses_timeout(self, api_class):
+        self.cfg.config(api_url='unix:///x.sock', api_timeout=33,
+                        group='docker')
+        self.assertIs(api_class.return_value, client.connect())
+        api_class.assert_called_once_with(
+            base_url='unix:///x.sock', version='auto', timeout=33, tls=None)
+
+    @mock.patch.object(docker, 'APIClient', autospec=True)
+    def test_tls(self, api_class):
+        self.cfg.config(api_url='tcp://h:2376', tls_verify=True,
+                        ca_file='/ca.pem', cert_file='/c.pem',
+                        key_file='/k.pem', group='docker')
+        with mock.patch('docker.tls.TLSConfig', autospec=True) as tls:
+            client.connect()
+        tls.assert_called_once_with(client_cert=('/c.pem', '/k.pem'),
+                                    ca_cert='/ca.pem', verify=True)
+        self.assertIs(tls.return_value,
+                      api_class.call_args.kwargs['tls'])
+
+    @mock.patch.object(docker, 'APIClient', autospec=True)
+    def test_unreachable_engine(self, api_class):
+        api_class.side_effect = docker.errors.DockerException(
+            'Error while fetching server API version: No such file')
+        self.assertRaises(client.DockerUnavailable, client.connect)

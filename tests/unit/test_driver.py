@@ -1,0 +1,248 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""DockerDriver against a stateful specced engine: spawn clean-up after a
+failure injected at each step, and the host side."""
+
+from unittest import mock
+
+import docker.errors
+from nova.compute import power_state
+from nova import exception
+from nova import objects
+from nova.virt import fake as fake_virt
+from oslo_config import fixture as config_fixture
+import testtools
+
+from novadocker import conf
+from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import guest
+from novadocker.virt.docker import images
+from tests import fixtures as nd_fixtures
+from tests.unit import fake_docker
+
+CONF = conf.CONF
+
+
+def _api_error(status, explanation, cls=docker.errors.APIError):
+    return cls('%d Server Error' % status,
+               response=mock.Mock(status_code=status),
+               explanation=explanation)
+
+
+class DriverTestBase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.cfg.config(host='unit-host', vif_plugging_timeout=0)
+        self.engine = fake_docker.FakeEngine()
+        self.engine.images[CONF.docker.sandbox_image] = 'sha256:sandbox'
+        self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        self.driver._api = self.engine.api
+        self.driver._host = 'unit-host'
+        self.context = mock.sentinel.context
+
+    def add_image(self, **kwargs):
+        return objects.ImageMeta.from_dict(self.glance.add(
+            fake_docker.saved_tarball(('evil/name:latest',)), **kwargs))
+
+    def spawn(self, image_meta, instance=None):
+        instance = instance or fake_docker.new_instance()
+        self.driver.spawn(self.context, instance, image_meta, [], None, {},
+                          network_info=[])
+        return instance
+
+    def glance_tags(self):
+        return sorted(t for t in self.engine.images
+                      if t.startswith(images.GLANCE_REPOSITORY))
+
+
+class SpawnTest(DriverTestBase):
+
+    def test_spawn_creates_sandbox_and_workload(self):
+        meta = self.add_image()
+        instance = self.spawn(meta)
+        roles = sorted(c['labels'][guest.LABEL_ROLE]
+                       for c in self.engine.containers.values())
+        self.assertEqual([guest.ROLE_SANDBOX, guest.ROLE_WORKLOAD], roles)
+        self.assertEqual([images.glance_tag(meta.id)], self.glance_tags())
+        self.assertNotIn('evil/name:latest', self.engine.images)
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(instance).state)
+
+    def test_power_on_false_creates_but_does_not_start(self):
+        meta = self.add_image()
+        instance = fake_docker.new_instance()
+        self.driver.spawn(self.context, instance, meta, [], None, {},
+                          network_info=[], power_on=False)
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.driver.get_info(instance).state)
+
+
+class SpawnCleanupTest(DriverTestBase):
+    """A failure at each step leaves no container and no loaded image."""
+
+    def assertNothingLeft(self):
+        self.assertEqual({}, self.engine.containers)
+        self.assertEqual([], self.glance_tags())
+
+    def _fail_spawn(self, meta, expected=exception.NovaException):
+        exc = self.assertRaises(expected, self.spawn, meta)
+        self.assertNothingLeft()
+        return exc
+
+    def test_non_docker_image_touches_nothing(self):
+        meta = self.add_image(container_format='bare')
+        exc = self._fail_spawn(meta, exception.ImageUnacceptable)
+        self.assertIn('--container-format docker', str(exc))
+        self.assertEqual({}, self.glance.download_count)
+        self.assertEqual([], self.engine.api.method_calls)
+
+    def test_download_refused(self):
+        meta = self.add_image()
+        with mock.patch.object(self.glance, 'download', autospec=True,
+                               side_effect=exception.GlanceConnectionFailed(
+                                   server='glance', reason='503')):
+            self._fail_spawn(meta, exception.GlanceConnectionFailed)
+
+    def test_download_breaks_mid_stream(self):
+        meta = self.add_image()
+        data = self.glance.data[meta.id]
+
+        def broken(*args, **kwargs):
+            yield data[:1024]
+            raise IOError('connection reset by Glance')
+        with mock.patch.object(self.glance, 'download', autospec=True,
+                               side_effect=broken):
+            exc = self._fail_spawn(meta, images.ImageTransferFailed)
+        self.assertIn('connection reset by Glance', str(exc))
+
+    def test_checksum_mismatch(self):
+        meta = self.add_image(corrupt_hash=True)
+        exc = self._fail_spawn(meta, exception.ImageUnacceptable)
+        self.assertIn('checksum mismatch', str(exc))
+        self.assertEqual(1, self.engine.loads)   # it was loaded, then removed
+
+    def test_load_refused(self):
+        meta = self.add_image()
+
+        def refuse(data, quiet=None):
+            b''.join(data)
+            return iter([{'errorDetail': {'message': 'invalid tar header'},
+                          'error': 'invalid tar header'}])
+        self.engine.api.load_image.side_effect = refuse
+        exc = self._fail_spawn(meta, exception.ImageUnacceptable)
+        self.assertIn('invalid tar header', str(exc))
+
+    def test_load_reports_another_name(self):
+        meta = self.add_image()
+
+        def other(data, quiet=None):
+            b''.join(data)
+            self.engine.images['something:else'] = 'sha256:x'
+            return iter([{'stream': 'Loaded image: something:else\n'}])
+        self.engine.api.load_image.side_effect = other
+        self._fail_spawn(meta, exception.ImageUnacceptable)
+
+    def test_sandbox_create_fails(self):
+        meta = self.add_image()
+        self.engine.api.create_container.side_effect = _api_error(
+            500, 'no space left on device')
+        exc = self._fail_spawn(meta, docker_client.DockerOperationFailed)
+        self.assertIn('no space left on device', str(exc))
+
+    def test_workload_create_fails(self):
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+
+        def create_sandbox_only(image, **kwargs):
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                raise _api_error(500, 'invalid mount config')
+            return create(image, **kwargs)
+        self.engine.api.create_container.side_effect = create_sandbox_only
+        exc = self._fail_spawn(meta, docker_client.DockerOperationFailed)
+        self.assertIn('invalid mount config', str(exc))
+
+    def test_workload_start_fails_command_missing(self):
+        meta = self.add_image()
+        start = self.engine.api.start.side_effect
+        sandboxes = []
+
+        def start_sandbox_only(cid):
+            if self.engine.containers[cid]['labels'][guest.LABEL_ROLE] == \
+                    guest.ROLE_WORKLOAD:
+                raise _api_error(
+                    400, 'OCI runtime create failed: exec: "/nope": stat '
+                         '/nope: no such file or directory: unknown')
+            sandboxes.append(cid)
+            return start(cid)
+        self.engine.api.start.side_effect = start_sandbox_only
+        exc = self._fail_spawn(meta, exception.ImageUnacceptable)
+        self.assertIn('/nope', str(exc))
+        self.assertEqual(1, len(sandboxes))   # it got that far
+
+    def test_workload_start_fails_otherwise(self):
+        meta = self.add_image()
+        start = self.engine.api.start.side_effect
+
+        def start_sandbox_only(cid):
+            if self.engine.containers[cid]['labels'][guest.LABEL_ROLE] == \
+                    guest.ROLE_WORKLOAD:
+                raise _api_error(500, 'cgroup: device busy')
+            return start(cid)
+        self.engine.api.start.side_effect = start_sandbox_only
+        exc = self._fail_spawn(meta, exception.InstanceDeployFailure)
+        self.assertIn('device busy', str(exc))
+
+    def test_cached_image_survives_a_failed_spawn(self):
+        meta = self.add_image()
+        first = self.spawn(meta)
+        self.engine.api.create_container.side_effect = _api_error(
+            500, 'boom')
+        self.assertRaises(docker_client.DockerOperationFailed,
+                          self.spawn, meta)
+        self.assertEqual([images.glance_tag(meta.id)], self.glance_tags())
+        self.assertEqual(1, self.glance.download_count[meta.id])
+        # Only the failed spawn's containers went away.
+        self.assertEqual({first.uuid}, {
+            c['labels'][guest.LABEL_INSTANCE]
+            for c in self.engine.containers.values()})
+
+
+class DestroyTest(DriverTestBase):
+
+    def test_destroy_is_idempotent(self):
+        instance = self.spawn(self.add_image())
+        self.driver.destroy(self.context, instance, [])
+        self.driver.destroy(self.context, instance, [])
+        self.driver.destroy(self.context, fake_docker.new_instance(), [])
+        self.assertEqual({}, self.engine.containers)
+
+    def test_get_info_of_missing_instance(self):
+        self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
+                          fake_docker.new_instance())
+
+
+class InitHostTest(DriverTestBase):
+
+    def test_unreachable_engine_has_a_clear_message(self):
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        with mock.patch.object(docker_client, 'connect', autospec=True,
+                               side_effect=docker_client.DockerUnavailable(
+                                   url='unix:///nowhere', reason='refused')):
+            exc = self.assertRaises(exception.NovaException,
+                                    driver.init_host, 'h')
+        self.assertIn('docker group', str(exc))
+        self.assertIn('unix:///nowhere', str(exc))

@@ -1,0 +1,222 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""guest.py mapping logic against a specced Docker client."""
+
+from unittest import mock
+
+from nova.compute import power_state
+from nova import exception
+from nova import objects
+from nova.virt import fake as fake_virt
+from oslo_config import fixture as config_fixture
+import testtools
+
+from novadocker import conf
+from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import guest
+from tests.unit import fake_docker
+
+CONF = conf.CONF
+
+
+class PowerStateTest(testtools.TestCase):
+
+    def test_each_docker_status(self):
+        expected = {
+            'created': power_state.SHUTDOWN,
+            'running': power_state.RUNNING,
+            'paused': power_state.PAUSED,
+            'restarting': power_state.RUNNING,
+            'removing': power_state.SHUTDOWN,
+            'exited': power_state.SHUTDOWN,
+            'dead': power_state.CRASHED,
+        }
+        for status, state in expected.items():
+            self.assertEqual(state, guest.power_state_of(
+                {'Status': status, 'OOMKilled': False}), status)
+
+    def test_oom_killed_is_crashed(self):
+        self.assertEqual(power_state.CRASHED, guest.power_state_of(
+            {'Status': 'exited', 'OOMKilled': True}))
+
+    def test_unknown_status_is_nostate(self):
+        self.assertEqual(power_state.NOSTATE,
+                         guest.power_state_of({'Status': 'bogus'}))
+        self.assertEqual(power_state.NOSTATE, guest.power_state_of({}))
+
+
+class CommandOverrideTest(testtools.TestCase):
+
+    def _meta(self, **props):
+        return objects.ImageMeta.from_dict(
+            {'id': 'x', 'container_format': 'docker', 'properties': props})
+
+    def test_os_command_line_is_split_like_a_shell(self):
+        self.assertEqual(['/bin/sh', '-c', 'echo hi; sleep 9'],
+                         guest.command_override(self._meta(
+                             os_command_line='/bin/sh -c "echo hi; sleep 9"')))
+
+    def test_absent_or_empty_keeps_image_cmd(self):
+        self.assertIsNone(guest.command_override(self._meta()))
+        self.assertIsNone(guest.command_override(
+            self._meta(os_command_line='')))
+
+
+class GuestsTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.engine.images['img:1'] = 'sha256:img'
+        self.engine.images['sandbox:1'] = 'sha256:sandbox'
+        self.guests = guest.Guests(self.api, 'host-a')
+
+    def _spawned(self, **kwargs):
+        instance = fake_docker.new_instance(**kwargs)
+        sandbox = self.guests.create_sandbox(instance, 'sandbox:1')
+        self.guests.create_workload(instance, 'img:1', objects.ImageMeta(
+            id='x', properties=objects.ImageMetaProps()), sandbox)
+        self.guests.start(instance)
+        return instance
+
+    def test_workload_host_config_from_flavor(self):
+        self.cfg.config(pids_limit=321, cpu_period_us=50000, group='docker')
+        instance = fake_docker.new_instance(vcpus=3, memory_mb=512)
+        config = self.guests.workload_host_config(instance, 'sbx')
+        self.assertEqual(512 * 1024 * 1024, config['Memory'])
+        self.assertEqual(config['Memory'], config['MemorySwap'])
+        self.assertEqual(3 * 50000, config['CpuQuota'])
+        self.assertEqual(50000, config['CpuPeriod'])
+        self.assertEqual(3 * 1024, config['CpuShares'])
+        self.assertEqual(321, config['PidsLimit'])
+        self.assertEqual(['no-new-privileges'], config['SecurityOpt'])
+        self.assertFalse(config.get('Privileged', False))
+        self.assertEqual({'Name': 'no'}, config['RestartPolicy'])
+        self.assertEqual('container:sbx', config['NetworkMode'])
+
+    def test_cpu_shares_only_when_quota_disabled(self):
+        self.cfg.config(cpu_quota=False, group='docker')
+        config = self.guests.workload_host_config(
+            fake_docker.new_instance(vcpus=2), 'sbx')
+        self.assertNotIn('CpuQuota', config)
+        self.assertNotIn('CpuPeriod', config)
+        self.assertEqual(2048, config['CpuShares'])
+
+    def test_sandbox_is_locked_down(self):
+        instance = fake_docker.new_instance(hostname='web-1')
+        sandbox_id = self.guests.create_sandbox(instance, 'sandbox:1',
+                                                ['10.0.0.2'], ['example'])
+        created = self.engine.containers[sandbox_id]
+        config = created['host_config']
+        self.assertEqual('none', config['NetworkMode'])
+        self.assertEqual(['ALL'], config['CapDrop'])
+        self.assertEqual(['no-new-privileges'], config['SecurityOpt'])
+        self.assertEqual({'Name': 'no'}, config['RestartPolicy'])
+        self.assertEqual(['10.0.0.2'], config['Dns'])
+        self.assertEqual('web-1', created['kwargs']['hostname'])
+        self.assertEqual(instance.name + '-sandbox', created['name'])
+        self.assertTrue(created['running'])
+        self.assertEqual({guest.LABEL_INSTANCE: instance.uuid,
+                          guest.LABEL_HOST: 'host-a',
+                          guest.LABEL_ROLE: guest.ROLE_SANDBOX},
+                         created['labels'])
+
+    def test_workload_named_labelled_and_command_override(self):
+        instance = fake_docker.new_instance()
+        meta = objects.ImageMeta.from_dict(
+            {'id': 'x', 'properties': {'os_command_line': 'sleep 5'}})
+        cid = self.guests.create_workload(instance, 'img:1', meta, 'sbx')
+        created = self.engine.containers[cid]
+        self.assertEqual(instance.name, created['name'])
+        self.assertEqual(['sleep', '5'], created['command'])
+        self.assertEqual({guest.LABEL_INSTANCE: instance.uuid,
+                          guest.LABEL_HOST: 'host-a',
+                          guest.LABEL_ROLE: guest.ROLE_WORKLOAD},
+                         created['labels'])
+        self.assertFalse(created['running'])
+
+    def test_listing_is_one_call_filtered_by_host(self):
+        instances = [self._spawned() for _ in range(3)]
+        # Someone else's containers on the same engine.
+        self.engine.containers['other'] = dict(
+            name='kolla_mariadb', labels={}, running=True, paused=False)
+        self.engine.containers['other-host'] = dict(
+            name='other-host-vm', running=True, paused=False,
+            labels={guest.LABEL_INSTANCE: 'u', guest.LABEL_HOST: 'host-b',
+                    guest.LABEL_ROLE: guest.ROLE_WORKLOAD})
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver._api = self.api
+        driver._host = 'host-a'
+
+        self.api.reset_mock()
+        uuids = driver.list_instance_uuids()
+        self.assertEqual(sorted(i.uuid for i in instances), uuids)
+        self.assertEqual(1, len(self.api.method_calls))
+        filters = self.api.containers.call_args.kwargs['filters']['label']
+        self.assertIn('%s=host-a' % guest.LABEL_HOST, filters)
+        self.assertTrue(self.api.containers.call_args.kwargs['all'])
+
+        self.api.reset_mock()
+        self.assertEqual(sorted(i.name for i in instances),
+                         driver.list_instances())
+        self.assertEqual(1, len(self.api.method_calls))
+
+    def test_stop_unfreezes_first_and_passes_timeout(self):
+        instance = self._spawned()
+        self.guests.pause(instance)
+        self.guests.stop(instance, 17)
+        self.api.unpause.assert_called_once()
+        self.api.stop.assert_called_once_with(mock.ANY, timeout=17)
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.guests.power_state(instance))
+
+    def test_missing_container_is_instance_not_found(self):
+        instance = fake_docker.new_instance()
+        for call in (self.guests.inspect, self.guests.start,
+                     self.guests.pause, self.guests.stats,
+                     lambda i: self.guests.stop(i, 1),
+                     lambda i: self.guests.console_log(i, 2048)):
+            self.assertRaises(exception.InstanceNotFound, call, instance)
+
+    def test_remove_is_idempotent_and_scoped(self):
+        instance = self._spawned()
+        other = self._spawned()
+        self.guests.remove(instance)
+        self.guests.remove(instance)
+        self.assertIsNone(self.guests.find(instance))
+        self.assertIsNone(self.guests.find(instance, guest.ROLE_SANDBOX))
+        self.assertIsNotNone(self.guests.find(other))
+        self.assertEqual(2, len(self.engine.containers))
+
+    def test_console_log_widens_until_budget_is_full(self):
+        instance = self._spawned()
+        log = b''.join(b'%05d\n' % i for i in range(20000))   # 6 bytes/line
+
+        def logs(container, stdout=True, stderr=True, tail='all', **kw):
+            return b''.join(log.splitlines(True)[-tail:])
+        self.api.logs.side_effect = logs
+        out = self.guests.console_log(instance, 4096)
+        self.assertEqual(log[-4096:], out)
+        # It started small and never asked for the whole log.
+        tails = [c.kwargs['tail'] for c in self.api.logs.call_args_list]
+        self.assertEqual(sorted(tails), tails)
+        self.assertLess(tails[-1], 20000)
+
+    def test_console_log_short_log_returned_whole(self):
+        instance = self._spawned()
+        self.api.logs.return_value = b'hello\nworld\n'
+        self.assertEqual(b'hello\nworld\n',
+                         self.guests.console_log(instance, 4096))
+        self.assertEqual(1, self.api.logs.call_count)

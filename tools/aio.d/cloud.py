@@ -1,0 +1,248 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The API-side steps of tools/aio, through openstacksdk.
+
+One Python process per step instead of one ``openstack`` command per
+resource (each costs ~2 s of start-up). Every call raises on failure, so a
+step either did all it says or fails with the API's own message.
+
+Run by tools/aio with OS_CLIENT_CONFIG_FILE pointing at the all-in-one's
+clouds.yaml.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import openstack
+
+SERVICE_USERS = ('nova', 'placement', 'glance', 'neutron')
+CATALOG = (('nova', 'compute', 'http://127.0.0.1:8774/v2.1'),
+           ('placement', 'placement', 'http://127.0.0.1:8778'),
+           ('glance', 'image', 'http://127.0.0.1:9292'),
+           ('neutron', 'network', 'http://127.0.0.1:9696'))
+FLAVORS = (('1', 'm1.tiny', 256, 1, 1), ('2', 'm1.small', 512, 1, 1))
+DEMO_SG = 'demo-ssh-icmp'
+
+
+def admin():
+    return openstack.connect(cloud='aio-admin')
+
+
+def demo():
+    return openstack.connect(cloud='aio')
+
+
+def ensure_role(conn, name):
+    return conn.identity.find_role(name) or conn.identity.create_role(
+        name=name)
+
+
+def catalog(args):
+    """Service project, service users, endpoints; the demo project/user."""
+    conn = admin()
+    service = conn.identity.find_project('service') or \
+        conn.identity.create_project(name='service', domain_id='default')
+    admin_role = ensure_role(conn, 'admin')
+    service_role = ensure_role(conn, 'service')
+    member_role = ensure_role(conn, 'member')
+    for name in SERVICE_USERS:
+        user = conn.identity.find_user(name) or conn.identity.create_user(
+            name=name, password=args.password, domain_id='default')
+        for role in (admin_role, service_role):
+            conn.identity.assign_project_role_to_user(service, user, role)
+    for name, stype, url in CATALOG:
+        svc = conn.identity.find_service(name) or \
+            conn.identity.create_service(name=name, type=stype)
+        for interface in ('public', 'internal'):
+            conn.identity.create_endpoint(service_id=svc.id,
+                                          interface=interface, url=url,
+                                          region_id='RegionOne')
+    project = conn.identity.find_project('demo') or \
+        conn.identity.create_project(name='demo', domain_id='default')
+    user = conn.identity.find_user('demo') or conn.identity.create_user(
+        name='demo', password=args.password, domain_id='default',
+        default_project_id=project.id)
+    conn.identity.assign_project_role_to_user(project, user, member_role)
+    print('catalog: %s; demo project %s' % (
+        ', '.join(c[1] for c in CATALOG), project.id))
+
+
+def wait_compute(args):
+    """Until nova-compute reports up (it exits early on bad config)."""
+    conn = admin()
+    deadline = time.time() + args.timeout
+    while time.time() < deadline:
+        try:
+            states = [s.state for s in conn.compute.services(
+                binary='nova-compute')]
+        except openstack.exceptions.SDKException as exc:
+            states = ['error: %s' % exc]
+        if 'up' in states:
+            print('nova-compute is up')
+            return
+        time.sleep(1)
+    sys.exit('nova-compute did not report up within %ds (last: %s); see '
+             'the nova-compute log' % (args.timeout, states))
+
+
+def demo_resources(args):
+    """External network, demo network + router, security group, flavors."""
+    conn = admin()
+    public = conn.network.find_network('public')
+    if public is None:
+        public = conn.network.create_network(
+            name='public', is_router_external=True,
+            provider_network_type='flat', provider_physical_network='public')
+        # No gateway: the router gets no default route, so nothing from a
+        # tenant network can leave this machine; floating IPs stay
+        # reachable from the host, which is on this very subnet.
+        conn.network.create_subnet(
+            network_id=public.id, name='public-subnet', ip_version=4,
+            cidr=args.ext_cidr, gateway_ip=None, is_dhcp_enabled=False,
+            allocation_pools=[{'start': args.pool_start,
+                               'end': args.pool_end}])
+    for flavor_id, name, ram, vcpus, disk in FLAVORS:
+        if conn.compute.find_flavor(name) is None:
+            conn.compute.create_flavor(id=flavor_id, name=name, ram=ram,
+                                       vcpus=vcpus, disk=disk)
+    user = demo()
+    private = user.network.find_network('private')
+    if private is None:
+        private = user.network.create_network(name='private')
+        subnet = user.network.create_subnet(
+            network_id=private.id, name='private-subnet', ip_version=4,
+            cidr=args.private_cidr)
+        router = user.network.create_router(
+            name='router1', external_gateway_info={'network_id': public.id})
+        user.network.add_interface_to_router(router, subnet_id=subnet.id)
+    if user.network.find_security_group(DEMO_SG) is None:
+        sg = user.network.create_security_group(
+            name=DEMO_SG, description='ICMP and SSH from anywhere')
+        user.network.create_security_group_rule(
+            security_group_id=sg.id, direction='ingress', ethertype='IPv4',
+            protocol='icmp')
+        user.network.create_security_group_rule(
+            security_group_id=sg.id, direction='ingress', ethertype='IPv4',
+            protocol='tcp', port_range_min=22, port_range_max=22)
+    print('networks public (%s) and private (%s), router1, security group '
+          '%s, flavors %s' % (args.ext_cidr, args.private_cidr, DEMO_SG,
+                              ', '.join(f[1] for f in FLAVORS)))
+
+
+def wait_status(conn, server, timeout, want='ACTIVE'):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        server = conn.compute.get_server(server.id)
+        if server.status == want:
+            return server
+        if server.status == 'ERROR':
+            fault = (server.fault or {}).get('message', 'no fault recorded')
+            raise RuntimeError('server %s went to ERROR: %s' % (
+                server.name, fault))
+        time.sleep(0.5)
+    raise RuntimeError('server %s still %s after %ds' % (
+        server.name, server.status, timeout))
+
+
+def boot(args):
+    """The demo server with a floating IP; prints its addresses as JSON."""
+    user = demo()
+    image = user.image.find_image(args.image, ignore_missing=False)
+    flavor = user.compute.find_flavor('m1.tiny', ignore_missing=False)
+    private = user.network.find_network('private', ignore_missing=False)
+    public = user.network.find_network('public', ignore_missing=False)
+    started = time.time()
+    server = user.compute.create_server(
+        name=args.name, image_id=image.id, flavor_id=flavor.id,
+        networks=[{'uuid': private.id}],
+        security_groups=[{'name': DEMO_SG}])
+    server = wait_status(user, server, args.timeout)
+    active = time.time() - started
+    port = next(user.network.ports(device_id=server.id))
+    fip = user.network.create_ip(floating_network_id=public.id,
+                                 port_id=port.id)
+    result = {'name': server.name, 'id': server.id,
+              'fixed_ip': port.fixed_ips[0]['ip_address'],
+              'floating_ip': fip.floating_ip_address,
+              'seconds_to_active': round(active, 1)}
+    print(json.dumps(result))
+    with open(args.output, 'w') as out:
+        json.dump(result, out)
+
+
+def cleanup(args):
+    """Delete every server (the driver removes containers and ports);
+    print the Glance image IDs so their Docker copies can go too."""
+    conn = admin()
+    servers = list(conn.compute.servers(all_projects=True))
+    for server in servers:
+        conn.compute.delete_server(server.id)
+    for server in servers:
+        try:
+            conn.compute.wait_for_delete(server, wait=args.timeout)
+        except openstack.exceptions.SDKException as exc:
+            print('server %s not deleted: %s' % (server.id, exc),
+                  file=sys.stderr)
+    print('deleted %d server(s)' % len(servers), file=sys.stderr)
+    for image in conn.image.images():
+        print(image.id)
+
+
+def status(args):
+    conn = admin()
+    for svc in conn.compute.services():
+        print('  %-16s %-8s %-5s %s' % (svc.binary, svc.host, svc.state,
+                                        svc.status))
+    for agent in conn.network.agents():
+        print('  %-28s %-8s %s' % (agent.agent_type, agent.host,
+                                   'alive' if agent.is_alive else 'DEAD'))
+    for server in conn.compute.servers(all_projects=True):
+        addresses = ', '.join(
+            a['addr'] for net in server.addresses.values() for a in net)
+        print('  server %-20s %-8s %s' % (server.name, server.status,
+                                          addresses))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest='cmd', required=True)
+    p = sub.add_parser('catalog')
+    p.add_argument('--password', required=True)
+    p.set_defaults(func=catalog)
+    p = sub.add_parser('wait-compute')
+    p.add_argument('--timeout', type=int, default=180)
+    p.set_defaults(func=wait_compute)
+    p = sub.add_parser('demo')
+    for opt in ('--ext-cidr', '--pool-start', '--pool-end',
+                '--private-cidr'):
+        p.add_argument(opt, required=True)
+    p.set_defaults(func=demo_resources)
+    p = sub.add_parser('boot')
+    p.add_argument('--image', default='busybox')
+    p.add_argument('--name', default='demo1')
+    p.add_argument('--timeout', type=int, default=300)
+    p.add_argument('--output', required=True)
+    p.set_defaults(func=boot)
+    p = sub.add_parser('cleanup')
+    p.add_argument('--timeout', type=int, default=120)
+    p.set_defaults(func=cleanup)
+    p = sub.add_parser('status')
+    p.set_defaults(func=status)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == '__main__':
+    main()
