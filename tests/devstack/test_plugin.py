@@ -186,6 +186,40 @@ class TestSettings(PluginTestCase):
             self.assertEqual(glance_before, f.read())
 
 
+class TestLocalConfSample(PluginTestCase):
+    """devstack/local.conf.sample says what the plugin really does."""
+
+    def localrc(self) -> list:
+        with open(os.path.join(REPO, 'devstack', 'local.conf.sample')) as f:
+            text = f.read()
+        return text.split('[[local|localrc]]\n', 1)[1].splitlines()
+
+    def test_enables_the_plugin_with_the_docker_driver(self):
+        script = '\n'.join(
+            ['function enable_plugin { echo "plugin $*"; }',
+             'function disable_service { echo "disabled $*"; }']
+            + self.localrc() + ['echo "VIRT_DRIVER=$VIRT_DRIVER"'])
+        result = subprocess.run(['bash', '-c', script], env=self.env,
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(0, result.returncode, result.stderr)
+        self.assertIn('VIRT_DRIVER=docker\n', result.stdout)
+        self.assertRegex(result.stdout, r'(?m)^plugin nova-docker \S+$')
+
+    def test_documented_defaults_are_the_defaults(self):
+        documented = [line[1:].split('=', 1) for line in self.localrc()
+                      if line.startswith('#NOVA_DOCKER_')]
+        self.assertGreater(len(documented), 2)
+        script = ['source "%s"' % STUBS,
+                  'source "%s/devstack/settings"' % REPO]
+        script += ['echo "%s=${%s}"' % (name, name) for name, _ in documented]
+        result = subprocess.run(['bash', '-c', '\n'.join(script)],
+                                env=self.env, capture_output=True, text=True,
+                                timeout=60)
+        self.assertEqual(0, result.returncode, result.stderr)
+        for name, value in documented:
+            self.assertIn('%s=%s\n' % (name, value), result.stdout)
+
+
 class TestInstall(PluginTestCase):
 
     def test_installs_docker_busybox_and_the_package(self):

@@ -84,6 +84,7 @@ class HostResourcesTest(base.DriverTestCase):
         nova_node.LOCAL_NODE_UUID = None
         restarted = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         restarted.init_host(self.host)
+        self.addCleanup(restarted.cleanup_host, self.host)
         self.assertEqual({node_uuid: self.host},
                          restarted.get_nodenames_by_uuid())
 
@@ -187,6 +188,7 @@ class InitHostTest(base.DriverTestCase):
         self.addCleanup(self.api.remove_image, name, force=True)
         driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         driver.init_host(self.host)
+        self.addCleanup(driver.cleanup_host, self.host)
         config = self.api.inspect_image(name)['Config']
         self.assertEqual(['/bin/busybox'], config['Entrypoint'])
         # And a guest can boot with it.

@@ -20,8 +20,8 @@ In production one nova-compute owns the engine's nova-docker/glance images.
 """
 
 import time
-import uuid
 from unittest import mock
+import uuid
 
 import docker.errors
 import fixtures

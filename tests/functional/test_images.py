@@ -21,6 +21,7 @@ import threading
 import uuid
 
 import docker.errors
+import fixtures
 from nova.compute import power_state
 from nova import exception
 
@@ -144,7 +145,7 @@ class ImageCacheTest(ImageTestCase):
         def together(image_meta):
             barrier.wait()
             return check(image_meta)
-        self.useFixture(__import__('fixtures').MonkeyPatch(
+        self.useFixture(fixtures.MonkeyPatch(
             'novadocker.virt.docker.images.check_image_acceptable',
             together))
 

@@ -111,6 +111,16 @@ class LifecycleTest(base.DriverTestCase):
             'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null '
             '|| cat /sys/fs/cgroup/memory.max')
         self.assertEqual(96 * MEBI, int(memory_limit))
+        pids_max = self.exec_in(
+            instance, 'sh', '-c',
+            'cat /sys/fs/cgroup/pids/pids.max 2>/dev/null '
+            '|| cat /sys/fs/cgroup/pids.max')
+        self.assertEqual(CONF.docker.pids_limit, int(pids_max))
+        cpu_quota = self.exec_in(
+            instance, 'sh', '-c',
+            'cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null '
+            '|| cut -d" " -f1 /sys/fs/cgroup/cpu.max')
+        self.assertEqual(2 * CONF.docker.cpu_period_us, int(cpu_quota))
         self.assertEqual(power_state.RUNNING, self.state(instance))
 
     def test_image_entrypoint_and_cmd_honoured(self):
@@ -138,7 +148,7 @@ class LifecycleTest(base.DriverTestCase):
         return self.exec_in(instance, 'sh', '-c',
                             'cat /tmp/marker 2>/dev/null; true').strip()
 
-    # -- destroy -------------------------------------------------------------
+    # -- destroy -----------------------------------------------------------
 
     def test_destroy_is_idempotent(self):
         instance = self.spawn()
@@ -152,7 +162,7 @@ class LifecycleTest(base.DriverTestCase):
                           instance)
         self.assertEqual([], self.driver.list_instances())
 
-    # -- power -----------------------------------------------------------------
+    # -- power ---------------------------------------------------------------
 
     def test_power_off_graceful(self):
         instance = self.spawn(self.add_image(graceful_image()))
@@ -288,7 +298,7 @@ class LifecycleTest(base.DriverTestCase):
         self.assertEqual(power_state.RUNNING, self.state(instance))
         wait_for(lambda: self._marker(instance), 'the new image to run')
 
-    # -- reading ---------------------------------------------------------------
+    # -- reading -------------------------------------------------------------
 
     def test_get_info_states(self):
         instance = self.spawn()
@@ -401,6 +411,7 @@ class ReconcileTest(base.DriverTestCase):
     def _restart(self):
         driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         driver.init_host(self.host)
+        self.addCleanup(driver.cleanup_host, self.host)
         return driver
 
     def test_restart_keeps_instances_running(self):

@@ -81,6 +81,12 @@ class NetworkTestCase(base.DriverTestCase):
         self.assertRaises(AssertionError, self.exec_in, instance, command,
                           '-c', '1', '-w', '2', address)
 
+    def assertUnplugged(self, *vifs) -> None:
+        for vif in vifs:
+            for name in nf.device_names(vif['id']):
+                self.assertFalse(nf.link_exists(name), name)
+                self.assertIsNone(nf.port_bridge(name), name)
+
     def spawn_on(self, network_info, **kwargs):
         return self.spawn(network_info=network_info, **kwargs)
 
@@ -164,8 +170,7 @@ class PlugTest(NetworkTestCase):
         self.assertPings(a, self.ip_of(vif_b))
         self.assertPings(b, self.ip_of(vif_a))
         self.driver.destroy(self.context, a, [vif_a])
-        for name in names.values():
-            self.assertFalse(nf.link_exists(name), name)
+        self.assertUnplugged(vif_a)
         self.assertEqual([vif_b['devname']], nf.bridge_ports(self.bridge))
 
     def test_destroy_leaves_nothing(self):
@@ -259,17 +264,17 @@ class HotplugTest(NetworkTestCase):
 
         self.driver.detach_interface(self.context, instance, vif1)
         self.assertEqual({'lo', 'eth0'}, set(self.links(instance)))
-        self.assertFalse(nf.link_exists(vif1['devname']))
-        self.assertIsNone(nf.port_bridge(vif1['devname']))
+        self.assertUnplugged(vif1)
         self.assertNoPing(other, self.ip_of(vif1))
-        self.assertPings(other, self.ip_of(vif0))
+        self.assertEqual(vif0['address'],
+                         self.links(instance)['eth0']['mac'])
 
         # The freed name is reused by the next attach.
         vif2 = second()
         self.driver.attach_interface(self.context, instance, None, vif2)
         self.assertEqual(vif2['address'], self.links(instance)['eth1']['mac'])
         self.driver.destroy(self.context, instance, [vif0, vif2])
-        self.assertEqual([], self.net_leaks.leftovers())
+        self.assertUnplugged(vif0, vif1, vif2)
 
     def test_attach_to_instance_without_ports_gets_default_route(self):
         instance = self.spawn_on([])
@@ -287,8 +292,7 @@ class HotplugTest(NetworkTestCase):
                           self.driver.attach_interface, self.context,
                           instance, None, bad)
         self.assertEqual({'lo', 'eth0'}, set(self.links(instance)))
-        self.assertFalse(nf.link_exists(bad['devname']))
-        self.assertIsNone(nf.port_bridge(bad['devname']))
+        self.assertUnplugged(bad)
 
 
 class LifecycleTest(NetworkTestCase):
@@ -343,7 +347,6 @@ class LifecycleTest(NetworkTestCase):
         self.api.stop(self.driver._guests.get(self.instance,
                                               guest.ROLE_SANDBOX),
                       timeout=0)
-        self.assertFalse(nf.link_exists(self.vif['devname']))
         self.assertEqual(self.bridge, nf.port_bridge(self.vif['devname']))
         self.driver.power_on(self.context, self.instance, [self.vif])
         self.assertConnected()

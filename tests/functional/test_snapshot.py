@@ -266,9 +266,9 @@ class SnapshotFaultTest(SnapshotTestBase):
 
     def test_glance_unreachable_before_anything_is_made(self):
         image_id = self.new_snapshot_record()
-        with mock.patch.object(
-                self.glance, 'get', side_effect=exception.GlanceConnectionFailed(
-                    server='glance:9292', reason='connection refused')), \
+        refused = exception.GlanceConnectionFailed(
+            server='glance:9292', reason='connection refused')
+        with mock.patch.object(self.glance, 'get', side_effect=refused), \
                 mock.patch.object(self.driver.api, 'commit',
                                   wraps=self.driver.api.commit) as commit:
             self.assertRaises(exception.GlanceConnectionFailed,

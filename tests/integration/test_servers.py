@@ -19,10 +19,14 @@ the Docker API (State.Status, StartedAt, Image), not the driver's view.
 
 from tests.integration import base  # isort:skip  (imports nova first)
 
+import copy
 import functools
 import os
 import time
 
+import jsonschema
+from nova.api.openstack.compute.schemas import server_diagnostics as \
+    diagnostics_schema
 import nova.virt.docker
 from nova.compute import power_state
 from nova import conf as nova_conf
@@ -212,26 +216,42 @@ class ServerLifecycleTest(base.IntegrationTestCase):
                 break
             time.sleep(0.5)
         self.assertIn(CONSOLE_MARKER, output)
-        # What Docker logged is what the API returns.
+        # What Docker logged is what the API returns (the API strips
+        # control characters such as the terminal's carriage returns).
         self.assertEqual(
-            self.docker.logs(self.workload(server)['Id']).decode(), output)
+            self.docker.logs(self.workload(server)['Id']).decode().replace(
+                '\r', ''), output)
+        # Nova's tail keeps the last N '\n'-separated pieces; the log ends
+        # with a newline, so two pieces are the marker line and ''.
         last = self.api.post_server_action(
-            server['id'], {'os-getConsoleOutput': {'length': 1}})['output']
-        self.assertEqual(CONSOLE_MARKER, last.strip())
+            server['id'], {'os-getConsoleOutput': {'length': 2}})['output']
+        self.assertEqual(CONSOLE_MARKER + '\n', last)
 
     def test_server_diagnostics(self):
+        # The 2.48+ response schema allows only in-tree driver names for
+        # 'driver' (Nova's HypervisorDriver enum has no docker), and the
+        # test harness turns response validation failures into a 500.
+        # Production default is 'warn'; run with it and validate the rest
+        # of the body against Nova's own schema below.
+        self.flags(response_validation='warn', group='api')
         server = self.boot()
         diags = self.admin_api.get_server_diagnostics(server['id'])
+        schema = copy.deepcopy(
+            diagnostics_schema.index_response_v248)
+        schema['properties']['driver'] = {'type': ['string', 'null']}
+        jsonschema.validate(diags, schema)
+        self.assertIsNone(diags['driver'])
         self.assertEqual('running', diags['state'])
         self.assertEqual('docker', diags['hypervisor'])
         self.assertEqual(128, diags['memory_details']['maximum'])
-        self.assertGreater(diags['memory_details']['used'], -1)
+        self.assertLessEqual(diags['memory_details']['used'], 128)
         self.assertGreaterEqual(diags['num_cpus'], 1)
         self.assertGreater(sum(c['time'] for c in diags['cpu_details']), 0)
         self.assertEqual(0, diags['num_nics'])   # networks='none'
-        self.action(server, 'pause', expected_state='PAUSED')
-        self.assertEqual('paused', self.admin_api.get_server_diagnostics(
-            server['id'])['state'])
+        # The same figures Docker reports for the container.
+        stats = self.docker.stats(self.workload(server)['Id'], stream=False)
+        self.assertEqual(stats['memory_stats']['limit'] // units.Mi,
+                         diags['memory_details']['maximum'])
 
     def test_bare_image_fails_with_readable_fault_and_leaves_nothing(self):
         image_id = self.upload_image(b'\x00' * 4096, container_format='bare')
@@ -240,7 +260,7 @@ class ServerLifecycleTest(base.IntegrationTestCase):
         fault = self.admin_api.get_server(server['id'])['fault']
         self.assertIn('container_format', fault['message'])
         self.assertIn("'bare'", fault['message'])
-        self.assertIn('--container-format docker', fault['message'])
+        self.assertIn('Docker images only', fault['message'])
         self.assertNoContainers(server['id'])
         self.assertFalse(self.docker_image_loaded(image_id))
         # Refused before any download.
@@ -263,9 +283,11 @@ class ServerLifecycleTest(base.IntegrationTestCase):
         self.assertEqual(before['Id'], after['Id'])
         self.assertEqual(before['State']['StartedAt'],
                          after['State']['StartedAt'])
-        # And the new service drives it.
+        # And the new service drives it, through to delete.
         self.action(server, 'os-stop', expected_state='SHUTOFF')
         self.assertContainerStatus(server, 'exited')
+        self._delete_server(server)
+        self.assertNoContainers(server['id'])
 
 
 class PlacementTest(base.IntegrationTestCase):

@@ -19,26 +19,18 @@ from tests.integration import base  # isort:skip  (imports nova first)
 import io
 import json
 import tarfile
-import warnings
+import uuid
 
+import fixtures
 from nova import context as nova_context
 from nova import objects
-from sqlalchemy import exc as sqla_exc
 
+from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
+from tests import fixtures as nd_fixtures
 
 
 class SnapshotThroughAPITest(base.IntegrationTestCase):
-
-    def setUp(self):
-        super().setUp()
-        # nova's WarningsFixture makes SQLAlchemy deprecations raised from
-        # nova errors; with SQLAlchemy 2.1, nova 34's lazy load of
-        # instance.image_meta (the shelve API path) uses the deprecated
-        # noload(). Not a driver matter: let that one warning pass.
-        warnings.filterwarnings(
-            'ignore', message=r'The noload\(\) option is deprecated',
-            category=sqla_exc.SADeprecationWarning)
 
     def snapshot_images_here(self) -> list:
         suffix = snapshot.snapshot_tag('x', self.compute_host).split(
@@ -47,6 +39,23 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
                     name=snapshot.SNAPSHOT_REPOSITORY)
                 for tag in image.get('RepoTags') or []
                 if tag.endswith(suffix)]
+
+    def remove_cached_later(self) -> list:
+        """Glance IDs whose cached Docker image the test removes at the
+        end. Unshelve deletes the shelved snapshot from Glance, so the
+        Glance-driven leak check would not know its cached image. Call it
+        before booting: cleanups run in reverse, after the server is gone.
+        """
+        image_ids = []
+
+        def remove():
+            for image_id in image_ids:
+                tag = images.glance_tag(image_id)
+                if self.docker.images(name=tag):
+                    self.docker.remove_image(tag, force=True)
+
+        self.addCleanup(remove)
+        return image_ids
 
     def create_image(self, server, name='nd-snap') -> str:
         """POST createImage; wait until the server has no task left."""
@@ -90,6 +99,7 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
 
     def test_shelve_offload_unshelve(self):
         self.flags(shelved_offload_time=-1)   # keep it on the host
+        shelved_ids = self.remove_cached_later()
         server = self.boot()
         self.exec_in(server, 'sh', '-c', 'echo before-shelve > /root/mark')
 
@@ -97,7 +107,8 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
         self.wait_for_task_done(server)
         self.assertContainerStatus(server, 'exited')
         shelved = self.api.get_server(server['id'])
-        image = self.glance.show(None, self._shelved_image(server))
+        shelved_ids.append(self._shelved_image(server))
+        image = self.glance.show(None, shelved_ids[0])
         self.assertEqual('docker', image['container_format'])
         self.assertEqual('active', image['status'])
 
@@ -114,13 +125,20 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
         self.assertEqual('before-shelve\n',
                          self.exec_in(server, 'cat', '/root/mark'))
         self.assertEqual([], self.snapshot_images_here())
+        # The server runs the shelved snapshot, which Nova then deleted
+        # from Glance; the cached copy stays while the container uses it.
+        self.assertEqual(self.docker.inspect_image(
+            images.glance_tag(shelved_ids[0]))['Id'],
+            self.workload(server)['Image'])
 
     def test_shelve_with_immediate_offload_then_unshelve(self):
         self.flags(shelved_offload_time=0)
+        shelved_ids = self.remove_cached_later()
         server = self.boot()
         self.exec_in(server, 'sh', '-c', 'echo offloaded > /root/mark')
         server = self._shelve_server(server)   # SHELVED_OFFLOADED
         self.wait_for_task_done(server)
+        shelved_ids.append(self._shelved_image(server))
         self.assertNoContainers(server['id'])
         server = self._unshelve_server(server)
         self.assertEqual('offloaded\n',
@@ -168,3 +186,37 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
         self.assertEqual(1, len(faults))
         self.assertIn('failed while uploading to Glance: glance-api '
                       'connection reset', faults[0].message)
+
+    def test_image_cache_pass_of_the_compute_manager(self):
+        # Nova's own periodic: it lists this host's instances from the
+        # database and hands them to manage_image_cache.
+        self.flags(remove_unused_original_minimum_age_seconds=0,
+                   group='image_cache')
+
+        def distinct():
+            return nd_fixtures.build_saved_image(
+                changes=('CMD ["/bin/sleep", "2147483647"]',),
+                extra_files={'etc/unique': uuid.uuid4().hex.encode()})
+
+        kept = self.upload_image(distinct())
+        server = self.boot(kept)
+        unused = self.upload_image(distinct())
+        gone = self.boot(unused)
+        self.api.delete_server(gone['id'])
+        self._wait_until_deleted(gone)
+        self.assertTrue(self.docker_image_loaded(unused))
+        # Only this test's images: other tests share the engine, and their
+        # images may be unused for a moment between load and boot.
+        real_list_cached = images.list_cached
+        own = self.useFixture(fixtures.MockPatchObject(
+            images, 'list_cached', side_effect=lambda api: [
+                image for image in real_list_cached(api)
+                if image.glance_id in (kept, unused)]))
+
+        self.compute.manager._run_image_cache_manager_pass(
+            nova_context.get_admin_context())
+
+        self.assertTrue(own.mock.called)
+        self.assertTrue(self.docker_image_loaded(kept))
+        self.assertFalse(self.docker_image_loaded(unused))
+        self.assertContainerStatus(server, 'running')

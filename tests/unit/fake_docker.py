@@ -22,8 +22,8 @@ import io
 import json
 import random
 import tarfile
-import uuid
 from unittest import mock
+import uuid
 
 import docker
 import docker.errors

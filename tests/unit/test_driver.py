@@ -16,6 +16,7 @@ failure injected at each step, and the host side."""
 from unittest import mock
 
 import docker.errors
+import fixtures
 from nova.compute import power_state
 from nova import exception
 from nova import objects
@@ -53,6 +54,7 @@ class DriverTestBase(testtools.TestCase):
         self.driver._api = self.engine.api
         self.driver._host = 'unit-host'
         self.context = mock.sentinel.context
+        self.useFixture(fixtures.FakeLogger())
 
     def add_image(self, **kwargs):
         return objects.ImageMeta.from_dict(self.glance.add(
@@ -219,6 +221,29 @@ class SpawnCleanupTest(DriverTestBase):
         self.assertEqual({first.uuid}, {
             c['labels'][guest.LABEL_INSTANCE]
             for c in self.engine.containers.values()})
+
+    def test_image_another_boot_loaded_survives(self):
+        """Two boots of one uncached image: the one that did not load it
+        fails, and must not take the image away from the other."""
+        meta = self.add_image()
+        check = images.check_image_acceptable
+        calls = []
+
+        def other_boot_loads_meanwhile(image_meta):
+            calls.append(image_meta.id)
+            if len(calls) == 2:   # inside ensure_image, before its lock
+                images.ImageStore(self.engine.api).ensure_image(
+                    self.context, image_meta)
+            return check(image_meta)
+        self.useFixture(fixtures.MonkeyPatch(
+            'novadocker.virt.docker.images.check_image_acceptable',
+            other_boot_loads_meanwhile))
+        self.engine.api.create_container.side_effect = _api_error(
+            500, 'boom')
+        self.assertRaises(docker_client.DockerOperationFailed,
+                          self.spawn, meta)
+        self.assertEqual([images.glance_tag(meta.id)], self.glance_tags())
+        self.assertEqual(1, self.glance.download_count[meta.id])
 
 
 class DestroyTest(DriverTestBase):

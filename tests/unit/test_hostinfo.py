@@ -15,12 +15,16 @@
 import os
 import tempfile
 
+import fixtures
 from nova.compute import power_state
+import nova.conf  # noqa: F401  (registers instances_path)
 from nova.objects import fields
+from oslo_config import fixture as config_fixture
 from oslo_serialization import jsonutils
 from oslo_utils import units
 import testtools
 
+from novadocker import conf
 from novadocker.virt.docker import diagnostics
 from novadocker.virt.docker import hostinfo
 from tests.unit import fake_docker
@@ -46,6 +50,18 @@ class HostInfoTest(testtools.TestCase):
                          host.disk_gb)
         self.assertEqual(28001003, host.hypervisor_version)
         self.assertEqual(1, self.engine.api.info.call_count)
+
+    def test_data_root_not_visible_falls_back_to_instances_path(self):
+        self.engine.api.info.return_value['DockerRootDir'] = os.path.join(
+            self.root, 'not-mounted-here')
+        cfg = self.useFixture(config_fixture.Config(conf.CONF))
+        cfg.config(instances_path=self.root)
+        logger = self.useFixture(fixtures.FakeLogger())
+        host = hostinfo.read_host(self.engine.api)
+        stat = os.statvfs(self.root)
+        self.assertEqual(stat.f_blocks * stat.f_frsize // units.Gi,
+                         host.disk_gb)
+        self.assertIn('not-mounted-here', logger.output)
 
     def test_version_forms(self):
         for version, number in (('20.10.24+dfsg1', 20010024),

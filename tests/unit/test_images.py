@@ -20,6 +20,7 @@ import queue
 import tarfile
 import threading
 
+import fixtures
 from nova import exception
 from nova import objects
 import testtools
@@ -168,7 +169,7 @@ class StreamMemoryTest(testtools.TestCase):
             q = _TrackingQueue(maxsize)
             queues.append(q)
             return q
-        self.useFixture(__import__('fixtures').MonkeyPatch(
+        self.useFixture(fixtures.MonkeyPatch(
             'novadocker.virt.docker.images.queue.Queue', make_queue))
 
         pulled = [0]

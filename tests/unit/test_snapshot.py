@@ -427,4 +427,3 @@ class DriverImageCacheTest(testtools.TestCase):
         self.assertIn('%s=%s' % (guest.LABEL_ROLE, guest.ROLE_WORKLOAD),
                       filters)
         self.assertEqual(b'data', glance.data[image_id])
-

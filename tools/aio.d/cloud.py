@@ -21,6 +21,7 @@ clouds.yaml.
 """
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -83,18 +84,29 @@ def wait_compute(args):
     """Until nova-compute reports up (it exits early on bad config)."""
     conn = admin()
     deadline = time.time() + args.timeout
+    since = datetime.datetime.fromtimestamp(args.since,
+                                            datetime.timezone.utc)
     while time.time() < deadline:
         try:
-            states = [s.state for s in conn.compute.services(
-                binary='nova-compute')]
+            services = list(conn.compute.services(binary='nova-compute'))
+            states = [s.state for s in services]
+            fresh = [s for s in services if s.state == 'up' and
+                     s.updated_at and _utc(s.updated_at) > since]
         except openstack.exceptions.SDKException as exc:
-            states = ['error: %s' % exc]
-        if 'up' in states:
+            states, fresh = ['error: %s' % exc], []
+        if fresh:
             print('nova-compute is up')
             return
         time.sleep(1)
     sys.exit('nova-compute did not report up within %ds (last: %s); see '
              'the nova-compute log' % (args.timeout, states))
+
+
+def _utc(stamp: str) -> datetime.datetime:
+    parsed = datetime.datetime.fromisoformat(stamp.replace('Z', '+00:00'))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
 
 
 def demo_resources(args):
@@ -223,6 +235,8 @@ def main():
     p.set_defaults(func=catalog)
     p = sub.add_parser('wait-compute')
     p.add_argument('--timeout', type=int, default=180)
+    p.add_argument('--since', type=float, default=0,
+                   help='a heartbeat newer than this epoch time')
     p.set_defaults(func=wait_compute)
     p = sub.add_parser('demo')
     for opt in ('--ext-cidr', '--pool-start', '--pool-end',

@@ -186,9 +186,9 @@ class DockerDriver(driver.ComputeDriver):
         network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
-        loaded_here = self._images.local_image_id(image_meta.id) is None
+        store = self._images
         try:
-            docker_image = self._images.ensure_image(context, image_meta)
+            docker_image = store.ensure_image(context, image_meta)
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
@@ -200,7 +200,7 @@ class DockerDriver(driver.ComputeDriver):
                 LOG.warning('Spawn failed; removing what it created',
                             instance=instance)
                 self._remove_instance(instance, network_info)
-                if loaded_here:
+                if store.loaded:
                     self._remove_image_if_unused(image_meta.id)
         LOG.info('Instance spawned as container %s', instance.name,
                  instance=instance)

@@ -23,10 +23,15 @@ import os
 import re
 
 from nova.objects import fields as obj_fields
+from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
+from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +71,31 @@ def _memory_used_mb() -> int:
     return (values['MemTotal'] - values['MemAvailable']) // 1024
 
 
+def _statvfs(root: str) -> os.statvfs_result:
+    """The filesystem of Docker's data root, as seen from here.
+
+    nova-compute may run where that path is not visible (in a container,
+    as Kolla deploys it, or against a remote engine): then the filesystem
+    of [DEFAULT]instances_path stands in, with a warning, rather than the
+    resource tracker failing on every pass.
+    """
+    try:
+        return os.statvfs(root)
+    except OSError as exc:
+        LOG.warning('Cannot read the Docker data root %(root)s (%(err)s); '
+                    'reporting the disk of instances_path %(path)s instead. '
+                    'Mount %(root)s into nova-compute for a true figure.',
+                    {'root': root, 'err': exc,
+                     'path': CONF.instances_path})
+        return os.statvfs(CONF.instances_path)
+
+
 def read_host(api) -> HostResources:
     """One ``docker info`` call plus a statvfs of the data root."""
     with docker_client.translate_errors('info'):
         info = api.info()
     root = info.get('DockerRootDir') or '/var/lib/docker'
-    stat = os.statvfs(root)
+    stat = _statvfs(root)
     total = stat.f_blocks * stat.f_frsize
     free = stat.f_bavail * stat.f_frsize
     arch = obj_fields.Architecture.canonicalize(

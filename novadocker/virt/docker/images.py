@@ -85,7 +85,11 @@ class _ChunkReader(io.RawIOBase):
     def __init__(self, chunks: typing.Iterable[bytes], hasher=None):
         super().__init__()
         self._chunks = iter(chunks)
-        self._pending = b''
+        # The current chunk and how far it has been read: tarfile reads
+        # 10 KiB at a time, and re-slicing a large chunk on every read
+        # would copy it over and over.
+        self._pending = memoryview(b'')
+        self._offset = 0
         self._hasher = hasher
         self.size = 0
 
@@ -93,7 +97,7 @@ class _ChunkReader(io.RawIOBase):
         return True
 
     def readinto(self, buf):
-        while not self._pending:
+        while self._offset >= len(self._pending):
             try:
                 chunk = next(self._chunks)
             except StopIteration:
@@ -102,10 +106,11 @@ class _ChunkReader(io.RawIOBase):
                 if self._hasher is not None:
                     self._hasher.update(chunk)
                 self.size += len(chunk)
-                self._pending = bytes(chunk)
-        n = min(len(buf), len(self._pending))
-        buf[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+                self._pending = memoryview(bytes(chunk))
+                self._offset = 0
+        n = min(len(buf), len(self._pending) - self._offset)
+        buf[:n] = self._pending[self._offset:self._offset + n]
+        self._offset += n
         return n
 
     def drain(self):
@@ -263,6 +268,10 @@ class ImageStore:
 
     def __init__(self, api):
         self._api = api
+        # True once this store loaded an image from Glance: a failed spawn
+        # removes only an image it loaded itself, not one another boot
+        # loaded a moment before.
+        self.loaded = False
 
     def local_image_id(self, image_id: str) -> typing.Optional[str]:
         """Docker ID of the loaded Glance image, or None if not loaded."""
@@ -343,6 +352,7 @@ class ImageStore:
             body.close()
         LOG.info('Image %s loaded as %s (%d bytes)', image_id, docker_id,
                  reader.size)
+        self.loaded = True
         return docker_id
 
     def _docker_load(self, image_id: str, body) -> None:

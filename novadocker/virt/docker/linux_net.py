@@ -244,9 +244,7 @@ def plug_veth(netns_path: str, spec: dict) -> str:
                           else _free_ifname(inside, spec.get('ifname')))
             created = peer is None
             if created:
-                stale = host.link_lookup(ifname=spec['host_dev'])
-                if stale:
-                    host.link('del', index=stale[0])
+                _delete(host, spec['host_dev'])    # a stale one
                 peer_attrs = {'ifname': ifname, 'net_ns_fd': netns_fd,
                               'address': spec['mac']}
                 if spec.get('mtu'):

@@ -1,0 +1,144 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Driver spawn + destroy of a cached image vs the raw Docker floor.
+
+The floor is what ``docker run -d IMAGE`` + ``docker rm -f`` cost through
+the Docker SDK (create, start, remove) for the same image, measured in the
+same run, interleaved with the driver runs so both see the same machine
+load. The driver does more on purpose (a sandbox container holding the
+network namespace, a cache check, labels, limits); the ratio says what
+that costs.
+
+    python benchmarks/spawn.py [-n 10]
+
+Needs root and a running Docker engine; builds its test image locally
+(no registry) and removes everything it created.
+"""
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+import warnings
+
+warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+warnings.simplefilter('ignore', DeprecationWarning)
+os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+import fixtures  # noqa: E402
+from nova import context as nova_context  # noqa: E402
+from nova import objects  # noqa: E402
+from nova.virt import fake as fake_virt  # noqa: E402
+from oslo_config import fixture as config_fixture  # noqa: E402
+
+import nova.conf  # noqa: E402,F401  (registers nova's options)
+from novadocker import conf  # noqa: E402
+from novadocker.virt.docker import driver as docker_driver  # noqa: E402
+from novadocker.virt.docker import images  # noqa: E402
+from tests import fixtures as nd_fixtures  # noqa: E402
+
+CONF = conf.CONF
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-n', type=int, default=10,
+                        help='measured iterations of each (default 10)')
+    args = parser.parse_args()
+    objects.register_all()
+
+    host = 'ndbench-%s' % uuid.uuid4().hex[:8]
+    with fixtures.TempDir() as tmp, \
+            config_fixture.Config(CONF) as cfg, \
+            nd_fixtures.FakeGlanceFixture() as glance_fixture:
+        cfg.config(host=host, state_path=tmp.path, instances_path=tmp.path,
+                   vif_plugging_timeout=0)
+        glance = glance_fixture.api
+        api = nd_fixtures.docker_api()
+        ctx = nova_context.get_admin_context()
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver.init_host(host)
+        meta = objects.ImageMeta.from_dict(
+            glance.add(nd_fixtures.default_image_tarball()))
+        flavor = objects.Flavor(
+            id=1, flavorid='1', name='bench', vcpus=1, memory_mb=128,
+            root_gb=1, ephemeral_gb=0, swap=0, extra_specs={},
+            rxtx_factor=1.0, is_public=True, vcpu_weight=None, disabled=False)
+
+        def new_instance():
+            return objects.Instance(
+                context=ctx, id=random.randint(2 ** 20, 2 ** 31 - 1),
+                uuid=str(uuid.uuid4()), flavor=flavor,
+                host=host, node=host, vcpus=1, memory_mb=128,
+                image_ref=meta.id, hostname='bench', project_id='p',
+                user_id='u', metadata={}, system_metadata={})
+
+        def driver_once():
+            instance = new_instance()
+            start = time.perf_counter()
+            driver.spawn(ctx, instance, meta, [], None, {}, network_info=[])
+            driver.destroy(ctx, instance, [])
+            return time.perf_counter() - start
+
+        tag = images.glance_tag(meta.id)
+
+        def raw_once():
+            start = time.perf_counter()
+            created = api.create_container(tag, detach=True, tty=True)
+            api.start(created['Id'])
+            api.remove_container(created['Id'], force=True)
+            return time.perf_counter() - start
+
+        try:
+            # Warm-up: loads the image into the cache (not measured).
+            driver_once()
+            raw_once()
+            driver_times, raw_times = [], []
+            for _ in range(args.n):
+                driver_times.append(driver_once())
+                raw_times.append(raw_once())
+        finally:
+            for container in api.containers(all=True, filters={
+                    'label': ['org.openstack.nova.host=%s' % host]}):
+                api.remove_container(container['Id'], force=True)
+            images.ImageStore(api).remove(meta.id)
+            driver.cleanup_host(host)
+
+    d50, d90 = percentile(driver_times, .5), percentile(driver_times, .9)
+    r50, r90 = percentile(raw_times, .5), percentile(raw_times, .9)
+    print('spawn+destroy of a cached image, n=%d (Docker %s)' % (
+        args.n, api.version()['Version']))
+    print('  %-34s p50 %7.1f ms  p90 %7.1f ms' % (
+        'driver (sandbox + workload)', d50 * 1000, d90 * 1000))
+    print('  %-34s p50 %7.1f ms  p90 %7.1f ms' % (
+        'raw docker run -d + rm -f (SDK)', r50 * 1000, r90 * 1000))
+    print('  ratio driver/raw                   p50 %7.2f     p90 %7.2f' % (
+        d50 / r50, d90 / r90))
+    print('  mean driver %.1f ms, raw %.1f ms' % (
+        statistics.mean(driver_times) * 1000,
+        statistics.mean(raw_times) * 1000))
+
+
+if __name__ == '__main__':
+    main()

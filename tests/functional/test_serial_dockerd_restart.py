@@ -1,0 +1,131 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""After a dockerd restart the driver's recovery path restores instances
+and their network.
+
+Restarting dockerd (without live-restore) stops every container: the
+sandboxes' namespaces die and take the veths with them, while the OVS port
+records stay behind. nova-compute's start-up then calls init_host,
+plug_vifs and resume_state_on_host_boot, which must bring everything back.
+Runs alone (test_serial_*): it restarts the shared dockerd.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import docker
+from nova.compute import power_state
+from nova.virt import fake as fake_virt
+
+from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import guest
+from tests.functional import test_network
+from tests import fixtures as nd_fixtures
+from tests import net_fixtures as nf
+
+PIDFILE = '/var/run/docker.pid'
+
+
+def _docker_up() -> bool:
+    try:
+        return docker.APIClient(version='auto', timeout=5).ping()
+    except Exception:
+        return False
+
+
+def restart_dockerd() -> None:
+    """Stop dockerd (it stops every container) and start it again with the
+    same command line and log."""
+    with open(PIDFILE) as handle:
+        pid = int(handle.read())
+    with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+        argv = [a.decode() for a in handle.read().split(b'\0') if a]
+    log = os.readlink('/proc/%d/fd/2' % pid)
+    os.kill(pid, signal.SIGTERM)
+    for _attempt in range(240):
+        if not os.path.exists('/proc/%d' % pid):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError('dockerd %d did not stop' % pid)
+    with open(log if log.startswith('/') else os.devnull, 'ab') as out:
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=out, start_new_session=True)
+    for _attempt in range(240):
+        if _docker_up():
+            return
+        time.sleep(0.5)
+    raise AssertionError('dockerd did not come back')
+
+
+class DockerdRestartTest(test_network.NetworkTestCase):
+
+    def test_recovery_restores_instances_and_connectivity(self):
+        port = self.ports.network(0)
+        second = self.ports.network(1)
+        vif_a, vif_b = port(), port(hybrid=True)
+        vif_a2 = second()
+        self.useFixture(nf.HybridFirewall(vif_b['devname']))
+        a = self.spawn_on([vif_a, vif_a2])
+        b = self.spawn_on([vif_b])
+        vif_s = port()
+        stopped = self.spawn_on([vif_s])
+        self.driver.power_off(stopped, timeout=0)
+        self.assertPings(a, self.ip_of(vif_b))
+        instances = {a.uuid: [vif_a, vif_a2], b.uuid: [vif_b],
+                     stopped.uuid: [vif_s]}
+
+        restart_dockerd()
+        self.api = nd_fixtures.docker_api()
+
+        for instance in (a, b):
+            sandbox = self.api.inspect_container(
+                self.driver._guests.get(instance, guest.ROLE_SANDBOX))
+            self.assertFalse(sandbox['State']['Running'])
+        # The OVS records survived; the veth of the plain port did not.
+        self.assertEqual(self.bridge, nf.port_bridge(vif_a['devname']))
+
+        # nova-compute start-up, with a fresh driver object. (The old one
+        # reconnects too: the clean-ups destroy through it.)
+        self.driver._api = None
+        self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        self.driver.init_host(self.host)
+        db_states = {a.uuid: power_state.RUNNING,
+                     b.uuid: power_state.RUNNING,
+                     stopped.uuid: power_state.SHUTDOWN}
+        for instance in (a, b, stopped):
+            network_info = instances[instance.uuid]
+            self.driver.plug_vifs(instance, network_info)
+            if db_states[instance.uuid] == power_state.RUNNING:
+                self.driver.resume_state_on_host_boot(
+                    self.context, instance, network_info, None)
+
+        for instance in (a, b):
+            self.assertEqual(power_state.RUNNING,
+                             self.driver.get_info(instance).state)
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.driver.get_info(stopped).state)
+        self.assertPings(a, self.ip_of(vif_b))
+        self.assertPings(b, self.ip_of(vif_a))
+        self.assertPings(b, self.ip_of(vif_a, 6))
+        links = self.links(a)
+        self.assertEqual({'lo', 'eth0', 'eth1'}, set(links))
+        self.assertEqual(vif_a2['address'], links['eth1']['mac'])
+        self.assertEqual(nf.device_names(vif_b['id'])[1],
+                         nf.link_master(vif_b['devname']))
+        # The stopped instance's port is plugged again too (its sandbox
+        # runs), and it starts with its network.
+        self.driver.power_on(self.context, stopped, [vif_s])
+        self.assertPings(stopped, self.ip_of(vif_a))

@@ -1,0 +1,167 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Neutron ports through Nova's API, plugged for real.
+
+NeutronFixture ports are bound to a private userspace-datapath OVS bridge
+(``binding:vif_details`` bridge_name/datapath_type, as the OVS agent would
+report them), so Nova builds network_info as in production and the driver
+plugs real veths. Privsep runs in-process (nova's fixtures forbid helpers).
+"""
+
+from tests.integration import base  # isort:skip  (imports nova first)
+
+import copy
+import random
+import time
+import uuid
+
+from novadocker.virt.docker import guest
+from tests import net_fixtures as nf
+
+WAIT = 240   # x 0.5 s, bounds waits only
+
+
+class NetworkIntegrationTest(base.IntegrationTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.bridge = self.useFixture(nf.OVSBridge()).name
+        self.port_ids = []
+        self.useFixture(nf.NetworkLeakCheck(self.port_ids))
+        self.useFixture(nf.PrivsepInProcess())
+        self.next_ip = 100
+
+    def make_port(self, status='ACTIVE') -> dict:
+        """A Neutron port on network_1 bound to the test bridge."""
+        template = self.neutron.port_1
+        port = copy.deepcopy(template)
+        self.next_ip += 1
+        port.update(
+            id=str(uuid.uuid4()), status=status,
+            mac_address='fa:16:3e:%02x:%02x:%02x' % tuple(
+                random.randint(0, 255) for _ in range(3)),
+            fixed_ips=[{'ip_address': '192.168.1.%d' % self.next_ip,
+                        'subnet_id': template['fixed_ips'][0]['subnet_id']}],
+            **{'binding:vif_details': {
+                'bridge_name': self.bridge, 'datapath_type': 'netdev',
+                'port_filter': False, 'ovs_hybrid_plug': False}})
+        self.neutron._ports[port['id']] = port
+        self.port_ids.append(port['id'])
+        return port
+
+    @staticmethod
+    def ip(port) -> str:
+        return port['fixed_ips'][0]['ip_address']
+
+    def devname(self, port) -> str:
+        return ('tap' + port['id'])[:14]
+
+    def assertPings(self, server, address):
+        self.exec_in(server, 'ping', '-c', '2', '-w', '10', address)
+
+    def wait_for(self, predicate, what):
+        for _attempt in range(WAIT):
+            if predicate():
+                return
+            time.sleep(0.5)
+        self.fail('timed out waiting for %s' % what)
+
+    def test_two_servers_on_ports_ping_each_other(self):
+        port_a, port_b = self.make_port(), self.make_port()
+        a = self.boot(networks=[{'port': port_a['id']}])
+        b = self.boot(networks=[{'port': port_b['id']}])
+        self.assertPings(a, self.ip(port_b))
+        self.assertPings(b, self.ip(port_a))
+        # The ports carry what Neutron binds by, on the bridge Neutron named.
+        for server, port in ((a, port_a), (b, port_b)):
+            self.assertEqual(self.bridge,
+                             nf.port_bridge(self.devname(port)))
+            self.assertEqual(
+                {'iface-id': port['id'], 'iface-status': 'active',
+                 'attached-mac': port['mac_address'],
+                 'vm-uuid': server['id']},
+                nf.interface_external_ids(self.devname(port)))
+        out = self.exec_in(a, 'ip', '-o', 'link', 'show', 'eth0')
+        self.assertIn('mtu 1450', out)   # network_1's MTU
+        self.assertIn(port_a['mac_address'], out)
+        self.assertIn('default via 192.168.1.1 dev eth0',
+                      self.exec_in(a, 'ip', 'route'))
+        for server in (a, b):
+            self.api.delete_server(server['id'])
+            self._wait_until_deleted(server)
+            self.assertNoContainers(server['id'])
+        self.assertEqual([], nf.bridge_ports(self.bridge))
+
+    def test_interface_attach_detach_through_the_api(self):
+        port_a, port_b, port_c = (self.make_port(), self.make_port(),
+                                  self.make_port())
+        a = self.boot(networks=[{'port': port_a['id']}])
+        b = self.boot(networks=[{'port': port_b['id']}])
+        self.api.attach_interface(
+            a['id'], {'interfaceAttachment': {'port_id': port_c['id']}})
+        self.wait_for(lambda: port_c['id'] in [
+            i['port_id'] for i in self.api.get_port_interfaces(a['id'])],
+            'the interface to be attached')
+        out = self.exec_in(a, 'ip', '-o', 'link', 'show', 'eth1')
+        self.assertIn(port_c['mac_address'], out)
+        self.assertEqual(self.bridge, nf.port_bridge(self.devname(port_c)))
+        self.assertPings(b, self.ip(port_c))
+
+        self.api.detach_interface(a['id'], port_c['id'])
+        self.wait_for(lambda: port_c['id'] not in [
+            i['port_id'] for i in self.api.get_port_interfaces(a['id'])],
+            'the interface to be detached')
+        self.wait_task_done_and_unplugged(a, port_c)
+        self.assertNotIn('eth1', self.exec_in(a, 'ip', '-o', 'link'))
+        self.assertPings(b, self.ip(port_a))
+
+    def wait_task_done_and_unplugged(self, server, port):
+        self.wait_for_task_done(server)
+        self.assertFalse(nf.link_exists(self.devname(port)))
+        self.assertIsNone(nf.port_bridge(self.devname(port)))
+
+    def test_boot_waits_for_network_vif_plugged(self):
+        port = self.make_port(status='DOWN')
+        self.flags(vif_plugging_timeout=300, vif_plugging_is_fatal=True)
+        image_id = self.upload_image()
+        server = self.api.post_server({'server': {
+            'name': 'nd-wait', 'imageRef': image_id,
+            'flavorRef': self.flavor_id,
+            'networks': [{'port': port['id']}]}})
+        self.addCleanup(self._delete_if_exists, server)
+        # The port gets plugged into the sandbox; the workload waits.
+        self.wait_for(lambda: nf.port_bridge(self.devname(port)),
+                      'the port to be plugged')
+        self.assertEqual('BUILD', self.api.get_server(server['id'])['status'])
+        containers = self.containers_of(server['id'])
+        self.assertEqual({guest.ROLE_SANDBOX}, set(containers))
+        self.admin_api.create_server_external_events([{
+            'name': 'network-vif-plugged', 'server_uuid': server['id'],
+            'tag': port['id'], 'status': 'completed'}])
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertContainerStatus(server, 'running')
+        self.assertIn(port['mac_address'],
+                      self.exec_in(server, 'ip', '-o', 'link', 'show',
+                                   'eth0'))
+
+    def test_vif_plugged_timeout_is_fatal_and_leaves_nothing(self):
+        port = self.make_port(status='DOWN')
+        self.flags(vif_plugging_timeout=3, vif_plugging_is_fatal=True)
+        server = self.boot(networks=[{'port': port['id']}],
+                           expected_state='ERROR')
+        # nova's wording for VirtualInterfaceCreateException in spawn.
+        self.assertIn('Failed to allocate the network(s), not rescheduling',
+                      server['fault']['message'])
+        self.assertNoContainers(server['id'])
+        self.assertFalse(nf.link_exists(self.devname(port)))
+        self.assertEqual([], nf.bridge_ports(self.bridge))

@@ -1,0 +1,298 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Port plugging logic: network_info -> specs, validation, the os-vif
+objects and the order of the plugging steps (privileged steps mocked)."""
+
+import fixtures
+import os_vif
+from os_vif import exception as osv_exception
+from os_vif.objects import vif as osv_vif
+from nova import exception
+from nova.network import model as network_model
+from nova import objects
+from oslo_config import fixture as config_fixture
+import testtools
+
+from novadocker import conf
+from novadocker.virt.docker import linux_net
+from novadocker.virt.docker import vifs
+
+CONF = conf.CONF
+objects.register_all()
+
+
+def make_vif(number=0, v4=True, v6=False, gateway=True, mtu=1450,
+             hybrid=False, routes=(), dns=(), vif_type='ovs',
+             vnic_type='normal', delegate_create=True, port_id=None):
+    port_id = port_id or '%08d-aaaa-bbbb-cccc-dddddddddddd' % number
+    subnets = []
+    if v4:
+        subnets.append(network_model.Subnet(
+            cidr='10.0.%d.0/24' % number,
+            gateway=network_model.IP(address='10.0.%d.1' % number,
+                                     type='gateway') if gateway else None,
+            ips=[network_model.FixedIP(address='10.0.%d.5' % number),
+                 network_model.FixedIP(address='10.0.%d.6' % number)],
+            dns=[network_model.IP(address=a, type='dns') for a in dns],
+            routes=[network_model.Route(
+                cidr=c, gateway=network_model.IP(address=g, type='gateway'))
+                for c, g in routes]))
+    if v6:
+        subnets.append(network_model.Subnet(
+            cidr='fd00:%d::/64' % number,
+            gateway=network_model.IP(address='fd00:%d::1' % number,
+                                     type='gateway') if gateway else None,
+            ips=[network_model.FixedIP(address='fd00:%d::5' % number)]))
+    network = network_model.Network(id='net-%d' % number, bridge='br-int',
+                                    subnets=subnets, mtu=mtu)
+    return network_model.VIF(
+        id=port_id, address='fa:16:3e:00:00:%02x' % number,
+        network=network, type=vif_type,
+        details={network_model.VIF_DETAILS_OVS_HYBRID_PLUG: hybrid,
+                 network_model.VIF_DETAILS_PORT_FILTER: hybrid},
+        devname=('tap' + port_id)[:14], ovs_interfaceid=port_id,
+        vnic_type=vnic_type, delegate_create=delegate_create, active=True)
+
+
+def make_instance():
+    return objects.Instance(uuid='11111111-2222-3333-4444-555555555555',
+                            project_id='p', display_name='x', id=7)
+
+
+class SpecTest(testtools.TestCase):
+
+    def test_names_follow_network_info_order(self):
+        specs = vifs.vif_specs([make_vif(0), make_vif(1), make_vif(2)])
+        self.assertEqual(['eth0', 'eth1', 'eth2'],
+                         [s['ifname'] for s in specs])
+
+    def test_mtu_comes_from_network_meta(self):
+        vif = make_vif(mtu=1442)
+        vif['mtu'] = 9000     # the field old nova-docker read; not Neutron's
+        spec = vifs.vif_specs([vif])[0]
+        self.assertEqual(1442, spec['mtu'])
+        self.assertIsNone(vifs.vif_specs([make_vif(mtu=None)])[0]['mtu'])
+
+    def test_every_fixed_ip_with_its_prefix(self):
+        spec = vifs.vif_specs([make_vif(v6=True)])[0]
+        self.assertEqual([['10.0.0.5', 24], ['10.0.0.6', 24],
+                          ['fd00:0::5', 64]], spec['addresses'])
+        self.assertEqual('fa:16:3e:00:00:00', spec['mac'])
+        self.assertEqual('tap00000000-aa', spec['host_dev'])
+        self.assertIsNone(spec['master'])
+
+    def test_default_route_per_version_via_first_port_with_gateway(self):
+        nogw = make_vif(0, gateway=False)
+        v4only = make_vif(1)
+        dual = make_vif(2, v6=True)
+        specs = vifs.vif_specs([nogw, v4only, dual])
+        defaults = [[(r['dst'], r['gateway']) for r in s['routes']
+                     if r['dst'] in ('0.0.0.0/0', '::/0')] for s in specs]
+        self.assertEqual([[], [('0.0.0.0/0', '10.0.1.1')],
+                          [('::/0', 'fd00:2::1')]], defaults)
+        self.assertFalse(any(r['if_missing'] for s in specs
+                             for r in s['routes']))
+
+    def test_host_routes(self):
+        spec = vifs.vif_specs([make_vif(routes=[('172.16.0.0/12',
+                                                 '10.0.0.254')])])[0]
+        self.assertIn({'dst': '172.16.0.0/12', 'gateway': '10.0.0.254',
+                       'if_missing': False}, spec['routes'])
+
+    def test_dns_in_order_without_duplicates(self):
+        servers, search = vifs.dns_config([
+            make_vif(0, dns=('10.0.0.53', '10.0.0.54')),
+            make_vif(1, dns=('10.0.0.54', '10.0.1.53'))])
+        self.assertEqual(['10.0.0.53', '10.0.0.54', '10.0.1.53'], servers)
+        self.assertEqual([], search)
+
+
+class ValidateTest(testtools.TestCase):
+
+    def test_only_normal_ovs_ports(self):
+        plugger = vifs.VIFPlugger()
+        plugger.validate(make_instance(), [make_vif(), make_vif(1)])
+        for bad in (make_vif(vif_type='vhostuser'),
+                    make_vif(vif_type='hw_veb'),
+                    make_vif(vif_type='binding_failed'),
+                    make_vif(vnic_type='direct')):
+            error = self.assertRaises(
+                exception.VirtualInterfaceCreateException,
+                plugger.validate, make_instance(), [make_vif(1), bad])
+            self.assertIn(bad['id'], str(error))
+
+
+class OsVifTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+
+    def test_plain_port_always_creates_the_ovs_port(self):
+        obj, info = vifs.VIFPlugger.os_vif_objects(
+            make_instance(), make_vif(delegate_create=False))
+        self.assertIsInstance(obj, osv_vif.VIFOpenVSwitch)
+        self.assertTrue(obj.port_profile.create_port)
+        self.assertFalse(obj.port_profile.create_tap)
+        self.assertEqual('tap00000000-aa', obj.vif_name)
+        self.assertEqual(1450, obj.network.mtu)
+        self.assertEqual(make_instance().uuid, info.uuid)
+
+    def test_hybrid_port_is_a_vif_bridge(self):
+        obj, _info = vifs.VIFPlugger.os_vif_objects(
+            make_instance(), make_vif(hybrid=True))
+        self.assertIsInstance(obj, osv_vif.VIFBridge)
+        self.assertEqual('qbr00000000-aa', obj.bridge_name)
+
+    def test_integration_bridge_option_wins(self):
+        self.cfg.config(integration_bridge='br-docker', group='docker')
+        obj, _info = vifs.VIFPlugger.os_vif_objects(make_instance(),
+                                                    make_vif())
+        self.assertEqual('br-docker', obj.bridge_name)
+        self.assertEqual('br-docker', obj.network.bridge)
+
+
+class OsVifConnectionTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        os_vif.initialize()
+        self.useFixture(fixtures.MockPatchObject(
+            vifs, '_os_vif_connection', None))
+        self.init = self.useFixture(fixtures.MockPatchObject(
+            os_vif, 'initialize', autospec=True)).mock
+
+    def test_tcp_default_is_replaced_by_ours(self):
+        self.cfg.config(ovsdb_connection='unix:/run/ovs.sock', group='docker')
+        vifs._ensure_os_vif()
+        self.assertEqual('unix:/run/ovs.sock',
+                         CONF.os_vif_ovs.ovsdb_connection)
+        self.init.assert_called_with(reset=True)
+        # Once per process.
+        self.init.reset_mock()
+        vifs._ensure_os_vif()
+        self.init.assert_called_once_with()
+
+    def test_operator_setting_is_kept(self):
+        self.cfg.config(ovsdb_connection='tcp:192.0.2.9:6640',
+                        group='os_vif_ovs')
+        vifs._ensure_os_vif()
+        self.assertEqual('tcp:192.0.2.9:6640',
+                         CONF.os_vif_ovs.ovsdb_connection)
+        self.init.assert_called_with(reset=True)
+
+
+class PlugOrderTest(testtools.TestCase):
+    """The order of the steps, with the privileged and OVS calls mocked."""
+
+    def setUp(self):
+        super().setUp()
+        for name in ('find_peer', 'plug_veth', 'delete_link'):
+            self.useFixture(fixtures.MockPatchObject(
+                linux_net, name, autospec=True,
+                side_effect=getattr(self, '_' + name)))
+        for name in ('plug', 'unplug'):
+            self.useFixture(fixtures.MockPatchObject(
+                os_vif, name, autospec=True))
+        self.useFixture(fixtures.MockPatchObject(vifs, '_ensure_os_vif'))
+        self.existing = {}
+        self.calls = []
+        self.plugger = vifs.VIFPlugger()
+
+    def _find_peer(self, netns, host_dev, mac):
+        self.calls.append(('find_peer', host_dev))
+        return self.existing.get(host_dev)
+
+    def _plug_veth(self, netns, spec):
+        self.calls.append(('plug_veth', spec['host_dev'], spec['master']))
+        return spec['ifname'] or 'eth9'
+
+    def _delete_link(self, name):
+        self.calls.append(('delete_link', name))
+        return True
+
+    def test_new_port_clears_stale_ovs_state_then_veth_then_ovs(self):
+        order = []
+        os_vif.unplug.side_effect = lambda *a: order.append('unplug')
+        os_vif.plug.side_effect = lambda *a: order.append('plug')
+        linux_net.plug_veth.side_effect = \
+            lambda n, s: order.append('veth') or 'eth0'
+        self.plugger.plug(make_instance(), [make_vif()], 1234)
+        self.assertEqual(['unplug', 'veth', 'plug'], order)
+        netns = linux_net.plug_veth.call_args[0][0]
+        self.assertEqual('/proc/1234/ns/net', netns)
+
+    def test_existing_correct_port_is_not_unplugged(self):
+        self.existing['tap00000000-aa'] = 'eth0'
+        self.plugger.plug(make_instance(), [make_vif()], 1234)
+        self.assertFalse(os_vif.unplug.called)
+        self.assertTrue(os_vif.plug.called)
+
+    def test_hybrid_builds_qbr_before_the_veth_joins_it(self):
+        order = []
+        os_vif.plug.side_effect = lambda *a: order.append('plug')
+        linux_net.plug_veth.side_effect = \
+            lambda n, s: order.append(('veth', s['master'])) or 'eth0'
+        self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1)
+        self.assertEqual(['plug', ('veth', 'qbr00000000-aa')], order)
+
+    def test_plug_failure_is_a_nova_exception(self):
+        os_vif.plug.side_effect = osv_exception.PlugException(
+            vif='x', err='ovsdb down')
+        error = self.assertRaises(exception.VirtualInterfacePlugException,
+                                  self.plugger.plug, make_instance(),
+                                  [make_vif()], 1)
+        self.assertIn('ovsdb down', str(error))
+
+    def test_no_sandbox_no_plug(self):
+        self.assertRaises(exception.VirtualInterfacePlugException,
+                          self.plugger.plug, make_instance(), [make_vif()],
+                          0)
+        self.assertFalse(linux_net.plug_veth.called)
+
+    def test_unplug_tries_every_port_then_raises(self):
+        os_vif.unplug.side_effect = [
+            osv_exception.UnplugException(vif='x', err='boom'), None]
+        self.assertRaises(exception.VirtualInterfaceUnplugException,
+                          self.plugger.unplug, make_instance(),
+                          [make_vif(0), make_vif(1, port_id='1' * 8 +
+                                                 '-aaaa-bbbb-cccc-d')])
+        self.assertEqual(2, os_vif.unplug.call_count)
+        self.assertEqual([('delete_link', 'tap11111111-aa')],
+                         [c for c in self.calls if c[0] == 'delete_link'])
+
+    def test_unplug_skips_ports_that_were_never_plugged(self):
+        self.plugger.unplug(make_instance(),
+                            [make_vif(vif_type='binding_failed')])
+        self.assertFalse(os_vif.unplug.called)
+
+    def test_failed_attach_removes_what_it_made(self):
+        linux_net.plug_veth.side_effect = OSError(101, 'unreachable')
+        self.assertRaises(exception.InterfaceAttachFailed,
+                          self.plugger.attach, make_instance(), make_vif(),
+                          1)
+        self.assertIn(('delete_link', 'tap00000000-aa'), self.calls)
+        self.assertEqual(2, os_vif.unplug.call_count)   # stale + clean-up
+
+    def test_attach_takes_next_free_name_and_default_only_if_missing(self):
+        specs = []
+        linux_net.plug_veth.side_effect = \
+            lambda n, s: specs.append(s) or 'eth3'
+        self.assertEqual('eth3', self.plugger.attach(
+            make_instance(), make_vif(v6=True), 1))
+        self.assertIsNone(specs[0]['ifname'])
+        defaults = [r for r in specs[0]['routes']
+                    if r['dst'] in ('0.0.0.0/0', '::/0')]
+        self.assertEqual(2, len(defaults))
+        self.assertTrue(all(r['if_missing'] for r in defaults))
