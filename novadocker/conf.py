@@ -95,6 +95,11 @@ docker_opts = [
                help='OVSDB connection used to plug ports. It also sets '
                     '[os_vif_ovs]ovsdb_connection when that is left at its '
                     'TCP default, which no stock Open vSwitch listens on.'),
+    cfg.IntOpt('ovsdb_timeout',
+               default=120, min=1,
+               help='Seconds to wait for one OVSDB command of the driver '
+                    '(its own read-only lookups; os-vif uses '
+                    '[os_vif_ovs]ovs_vsctl_timeout).'),
 ]
 
 CONF.register_group(docker_group)

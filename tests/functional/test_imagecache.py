@@ -19,6 +19,10 @@ its own Glance images: the real listing runs, filtered to this test's IDs.
 In production one nova-compute owns the engine's nova-docker/glance images.
 """
 
+import hashlib
+import io
+import json
+import tarfile
 import time
 from unittest import mock
 import uuid
@@ -43,6 +47,31 @@ def distinct_image() -> bytes:
         extra_files={'etc/unique': uuid.uuid4().hex.encode()})
 
 
+def created_in_2020(tarball: bytes) -> bytes:
+    """The same docker save tarball with an image built in 2020."""
+    src = tarfile.open(fileobj=io.BytesIO(tarball))
+    manifest = json.load(src.extractfile('manifest.json'))
+    config = json.load(src.extractfile(manifest[0]['Config']))
+    config['created'] = '2020-01-01T00:00:00Z'
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + '.json'
+    old_config = manifest[0]['Config']
+    manifest[0]['Config'] = config_name
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w') as tar:
+        for member in src:
+            if member.name in (old_config, 'manifest.json', 'repositories'):
+                continue
+            tar.addfile(member, src.extractfile(member)
+                        if member.isreg() else None)
+        for name, data in ((config_name, config_bytes),
+                           ('manifest.json', json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 class ImageCacheTest(base.DriverTestCase):
 
     def setUp(self):
@@ -61,9 +90,10 @@ class ImageCacheTest(base.DriverTestCase):
         self.store = images.ImageStore(self.api)
 
     def load(self, data=None) -> objects.ImageMeta:
-        """Load an image into the cache the way a spawn does."""
+        """Load an image into the cache and use it (as a boot does)."""
         meta = self.add_image(data or distinct_image())
         self.store.ensure_image(self.context, meta)
+        self.store.touch(meta.id)
         return meta
 
     def cached(self, meta) -> bool:
@@ -133,6 +163,7 @@ class ImageCacheTest(base.DriverTestCase):
         instance = self.spawn(self.add_image(distinct_image()))
         meta = objects.ImageMeta.from_dict(
             self.glance.get(self.context, instance.image_ref))
+        self.store.touch(meta.id)
         before = self.last_used(meta)
         self.let_age()
         self.driver.manage_image_cache(self.context, [instance])
@@ -142,6 +173,22 @@ class ImageCacheTest(base.DriverTestCase):
         self.driver.destroy(self.context, instance, [])
         self.driver.manage_image_cache(self.context, [])
         self.assertTrue(self.cached(meta))
+
+    def test_image_never_used_since_load_gets_its_full_minimum_age(self):
+        # docker load leaves LastTagTime unset, and Created is when the
+        # image was built (here: 2020). Its age counts from the first pass.
+        meta = self.add_image(created_in_2020(distinct_image()))
+        self.store.ensure_image(self.context, meta)
+        loaded = self.api.inspect_image(images.glance_tag(meta.id))
+        self.assertTrue(loaded['Created'].startswith('2020-'))
+        self.assertIsNone(images._last_used(loaded))
+
+        self.driver.manage_image_cache(self.context, [])
+        self.assertTrue(self.cached(meta))
+        self.assertIsNotNone(self.last_used(meta))
+        self.let_age()
+        self.driver.manage_image_cache(self.context, [])
+        self.assertFalse(self.cached(meta))
 
     def test_removal_disabled_keeps_everything(self):
         self.conf.config(group='image_cache',

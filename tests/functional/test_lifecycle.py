@@ -15,6 +15,7 @@
 import datetime
 import functools
 import time
+from unittest import mock
 import uuid
 
 from nova.compute import power_state
@@ -162,6 +163,15 @@ class LifecycleTest(base.DriverTestCase):
                           instance)
         self.assertEqual([], self.driver.list_instances())
 
+    def test_destroy_paused_and_stopped(self):
+        paused, stopped = self.spawn(), self.spawn()
+        self.driver.pause(paused)
+        self.driver.power_off(stopped, timeout=0)
+        for instance in (paused, stopped):
+            self.driver.destroy(self.context, instance, [])
+            self.assertFalse(self.driver.instance_exists(instance))
+        self.assertEqual([], self.leaks.containers())
+
     # -- power ---------------------------------------------------------------
 
     def test_power_off_graceful(self):
@@ -180,6 +190,9 @@ class LifecycleTest(base.DriverTestCase):
         self.driver.power_off(instance, timeout=1, retry_interval=1)
         self.assertEqual(power_state.SHUTDOWN, self.state(instance))
         self.assertEqual(137, self.inspect(instance)['State']['ExitCode'])
+        # Stopping a stopped instance is not an error.
+        self.driver.power_off(instance, timeout=1, retry_interval=1)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
 
     def test_power_on_keeps_sandbox(self):
         instance = self.spawn()
@@ -403,6 +416,23 @@ class OwnershipTest(base.DriverTestCase):
             self.assertTrue(state['Running'], container)
             self.assertFalse(state['Paused'], container)
         self.assertEqual([], self.driver.list_instance_uuids())
+
+    def test_listing_is_one_request(self):
+        """Counted on the wire: one HTTP request to the engine however
+        many instances there are."""
+        instances = [self.spawn() for _ in range(3)]
+        self._foreign({})
+        api = self.driver.api
+        for method, expected in (
+                (self.driver.list_instance_uuids,
+                 sorted(i.uuid for i in instances)),
+                (self.driver.list_instances,
+                 sorted(i.name for i in instances))):
+            with mock.patch.object(api, 'send', wraps=api.send) as send:
+                self.assertEqual(expected, method())
+            self.assertEqual(1, send.call_count)
+            self.assertIn('org.openstack.nova.host%3D' + self.host,
+                          send.call_args.args[0].url)
 
 
 class ReconcileTest(base.DriverTestCase):

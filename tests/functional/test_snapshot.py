@@ -321,7 +321,9 @@ class SnapshotFaultTest(SnapshotTestBase):
     def test_instance_never_existed(self):
         image_id = self.new_snapshot_record()
         stranger = self.make_instance(self.add_image())
-        self.assertRaises(exception.InstanceNotFound, self.driver.snapshot,
+        # No container: InstanceNotRunning, as Nova's driver contract wants
+        # (the manager treats it as "deleted during the snapshot").
+        self.assertRaises(exception.InstanceNotRunning, self.driver.snapshot,
                           self.context, stranger, image_id,
                           TaskStateRecorder())
         self.assertNothingLeft(image_id)

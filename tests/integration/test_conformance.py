@@ -99,6 +99,13 @@ NOT_APPLICABLE = {
     'test_get_host_cpu_stats':
         'no host CPU statistics for the compute monitors '
         '(NotImplementedError)',
+    'test_get_console_output':
+        'asserts the output is a str, but the real contract is bytes or '
+        'str: nova/compute/manager.py get_console_output encodes a str '
+        'and tails bytes, and libvirt itself returns the log file\'s '
+        'bytes (_get_console_output_file). DockerDriver returns the '
+        'container log\'s bytes; the console output through the real API '
+        'is tested in test_servers.test_console_output',
     'test_set_host_enabled': _NO_HOST_POWER,
     'test_host_power_action_reboot': _NO_HOST_POWER,
     'test_host_power_action_shutdown': _NO_HOST_POWER,
@@ -145,6 +152,11 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
             instance['image_ref'] = self.image_id
             if obj:
                 instance.save()
+            # The suite never destroys what it spawns (the fake drivers
+            # forget it); destroy it here, before the leak check, so the
+            # leak check judges destroy.
+            self.addCleanup(self.connection.destroy, self.ctxt, instance,
+                            [])
             return instance
 
         self.stub_out('nova.tests.unit.utils.get_test_instance',

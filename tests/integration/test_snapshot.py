@@ -202,9 +202,6 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
         server = self.boot(kept)
         unused = self.upload_image(distinct())
         gone = self.boot(unused)
-        self.api.delete_server(gone['id'])
-        self._wait_until_deleted(gone)
-        self.assertTrue(self.docker_image_loaded(unused))
         # Only this test's images: other tests share the engine, and their
         # images may be unused for a moment between load and boot.
         real_list_cached = images.list_cached
@@ -212,9 +209,15 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
             images, 'list_cached', side_effect=lambda api: [
                 image for image in real_list_cached(api)
                 if image.glance_id in (kept, unused)]))
+        ctx = nova_context.get_admin_context()
+        # Both in use: both kept (and touched).
+        self.compute.manager._run_image_cache_manager_pass(ctx)
+        self.assertTrue(self.docker_image_loaded(unused))
+        self.api.delete_server(gone['id'])
+        self._wait_until_deleted(gone)
+        self.assertTrue(self.docker_image_loaded(unused))
 
-        self.compute.manager._run_image_cache_manager_pass(
-            nova_context.get_admin_context())
+        self.compute.manager._run_image_cache_manager_pass(ctx)
 
         self.assertTrue(own.mock.called)
         self.assertTrue(self.docker_image_loaded(kept))

@@ -83,13 +83,13 @@ class ScenarioTestCase(testtools.TestCase):
     def make_network(self, what: str, router=None, gateway=True):
         """A network with one subnet; attached to ``router`` if given."""
         net = self.conn.network.create_network(name=self.name(what))
-        self.addCleanup(self.conn.network.delete_network, net,
+        self.addCleanup(self.admin.network.delete_network, net,
                         ignore_missing=True)
         subnet = self.conn.network.create_subnet(
             network_id=net.id, name=self.name(what), ip_version=4,
             cidr=self.random_cidr(),
             **({} if gateway else {'gateway_ip': None}))
-        self.addCleanup(self.conn.network.delete_subnet, subnet,
+        self.addCleanup(self.admin.network.delete_subnet, subnet,
                         ignore_missing=True)
         if router is not None:
             self.route(router, subnet)
@@ -100,7 +100,7 @@ class ScenarioTestCase(testtools.TestCase):
         router = self.conn.network.create_router(
             name=self.name(what),
             external_gateway_info={'network_id': self.public.id})
-        self.addCleanup(self.conn.network.delete_router, router,
+        self.addCleanup(self.admin.network.delete_router, router,
                         ignore_missing=True)
         return router
 
@@ -119,7 +119,7 @@ class ScenarioTestCase(testtools.TestCase):
     def make_security_group(self, icmp=True, ssh=True):
         """Returns (group, icmp rule or None)."""
         sg = self.conn.network.create_security_group(name=self.name('sg'))
-        self.addCleanup(self.conn.network.delete_security_group, sg,
+        self.addCleanup(self.admin.network.delete_security_group, sg,
                         ignore_missing=True)
         icmp_rule = None
         if icmp:
@@ -195,7 +195,7 @@ class ScenarioTestCase(testtools.TestCase):
                  if network is None or p.network_id == network.id]
         fip = self.conn.network.create_ip(
             floating_network_id=self.public.id, port_id=ports[0].id)
-        self.addCleanup(self.conn.network.delete_ip, fip,
+        self.addCleanup(self.admin.network.delete_ip, fip,
                         ignore_missing=True)
         return fip.floating_ip_address
 

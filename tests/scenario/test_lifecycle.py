@@ -104,17 +104,18 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
         net_a, _ = self.make_network('neta')
         net_b, _ = self.make_network('netb', gateway=False)
         sg, _ = self.make_security_group()
+        # Made before the servers, so it is deleted after them.
+        port = self.conn.network.create_port(
+            network_id=net_b.id, name=self.name('port'),
+            security_groups=[sg.id])
+        self.addCleanup(self.admin.network.delete_port, port,
+                        ignore_missing=True)
         server = self.boot('srv', [net_a], sg)
         peer = self.boot('peer', [net_b], sg)
         peer_ip = self.fixed_ip(peer, net_b)
         self.assertUnreachable(self.container_ping, server, peer_ip,
                                timeout=10)
 
-        port = self.conn.network.create_port(
-            network_id=net_b.id, name=self.name('port'),
-            security_groups=[sg.id])
-        self.addCleanup(self.conn.network.delete_port, port,
-                        ignore_missing=True)
         port_ip = port.fixed_ips[0]['ip_address']
         self.conn.compute.create_server_interface(server, port_id=port.id)
 
@@ -125,8 +126,9 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
                         '%s did not appear in the container' % port_ip)
         self.assertEqual(1, len(self.ovs_interfaces(port.id)))
         self.assertReachable(self.container_ping, server, peer_ip)
-        self.assertEqual(
-            'ACTIVE', self.admin.network.get_port(port.id).status)
+        self.assertTrue(base.poll(
+            lambda: self.admin.network.get_port(port.id).status == 'ACTIVE',
+            base.NET_TIMEOUT), 'attached port never became ACTIVE')
 
         self.conn.compute.delete_server_interface(port.id, server=server)
 
@@ -147,7 +149,7 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
         net_b, _ = self.make_network('netb', gateway=False)
         own_port = self.conn.network.create_port(network_id=net_b.id,
                                                  name=self.name('port'))
-        self.addCleanup(self.conn.network.delete_port, own_port,
+        self.addCleanup(self.admin.network.delete_port, own_port,
                         ignore_missing=True)
         server = self.boot('srv', [net_a, own_port])
         ports = self.ports_of(server)

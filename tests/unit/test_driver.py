@@ -260,6 +260,22 @@ class DestroyTest(DriverTestBase):
                           fake_docker.new_instance())
 
 
+class ConsoleTest(DriverTestBase):
+
+    def test_unreadable_log_is_console_not_available(self):
+        instance = self.spawn(self.add_image())
+        self.engine.api.logs.side_effect = _api_error(
+            501, 'configured logging driver does not support reading')
+        self.assertRaises(exception.ConsoleNotAvailable,
+                          self.driver.get_console_output, self.context,
+                          instance)
+
+    def test_missing_instance(self):
+        self.assertRaises(exception.InstanceNotFound,
+                          self.driver.get_console_output, self.context,
+                          fake_docker.new_instance())
+
+
 class InitHostTest(DriverTestBase):
 
     def test_unreachable_engine_has_a_clear_message(self):

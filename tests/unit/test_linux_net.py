@@ -67,10 +67,9 @@ class HelperTest(testtools.TestCase):
 
 class PrivsepWiringTest(testtools.TestCase):
 
-    def test_context_holds_only_net_admin_and_sys_admin(self):
-        from oslo_privsep import capabilities as caps
-        self.assertEqual([caps.CAP_NET_ADMIN, caps.CAP_SYS_ADMIN],
-                         privsep.vif_plug.conf.capabilities)
+    def test_context_path_is_what_the_filters_name(self):
+        # (Its capabilities are checked on a real daemon by
+        # tests.functional.test_network_privsep.)
         self.assertEqual('novadocker.virt.docker.privsep.vif_plug',
                          privsep.vif_plug.pypath)
 

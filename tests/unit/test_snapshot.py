@@ -335,15 +335,15 @@ class AgeCacheTest(testtools.TestCase):
     def test_decisions(self):
         result = images.age_cache(self.api, {'used'}, 3600, now=NOW)
         self.assertEqual(['used', 'by-container'], result['in_use'])
-        self.assertEqual(['old', 'never-tagged'], result['removed'])
-        self.assertEqual(['young'], result['kept'])
-        self.api.remove_image.assert_has_calls([
-            mock.call(images.glance_tag('old'), force=False),
-            mock.call(images.glance_tag('never-tagged'), force=False)])
-        self.assertEqual(2, self.api.remove_image.call_count)
-        # In-use images are re-tagged (touched); nothing else is.
+        self.assertEqual(['old'], result['removed'])
+        # Never tagged since its load (Created is build time): its clock
+        # starts now rather than it going at once.
+        self.assertEqual(['young', 'never-tagged'], result['kept'])
+        self.api.remove_image.assert_called_once_with(
+            images.glance_tag('old'), force=False)
+        # In-use and never-touched images are re-tagged; nothing else is.
         touched = sorted(c.kwargs['tag'] for c in self.api.tag.call_args_list)
-        self.assertEqual(['by-container', 'used'], touched)
+        self.assertEqual(['by-container', 'never-tagged', 'used'], touched)
         self.api.images.assert_called_once_with(name='nova-docker/glance')
 
     def test_removal_disabled(self):
@@ -374,12 +374,15 @@ class AgeCacheTest(testtools.TestCase):
         self.assertNotIn('old', result['removed'])
         self.assertIn('old', result['kept'])
 
-    def test_last_used_falls_back_to_created(self):
-        self.assertEqual(
-            NOW - datetime.timedelta(seconds=7200),
+    def test_last_used(self):
+        self.assertIsNone(
             images._last_used({'Created': _stamp(7200),
                                'Metadata': {'LastTagTime':
                                             '0001-01-01T00:00:00Z'}}))
+        self.assertEqual(
+            NOW - datetime.timedelta(seconds=30),
+            images._last_used({'Created': _stamp(7200),
+                               'Metadata': {'LastTagTime': _stamp(30)}}))
 
 
 class DriverImageCacheTest(testtools.TestCase):

@@ -25,6 +25,7 @@ import testtools
 
 from novadocker import conf
 from novadocker.virt.docker import linux_net
+from novadocker.virt.docker import ovsdb
 from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
@@ -206,6 +207,10 @@ class PlugOrderTest(testtools.TestCase):
             self.useFixture(fixtures.MockPatchObject(
                 os_vif, name, autospec=True))
         self.useFixture(fixtures.MockPatchObject(vifs, '_ensure_os_vif'))
+        self.stale_ports = set()
+        self.useFixture(fixtures.MockPatchObject(
+            ovsdb, 'port_exists', autospec=True,
+            side_effect=lambda name: name in self.stale_ports))
         self.existing = {}
         self.calls = []
         self.plugger = vifs.VIFPlugger()
@@ -222,16 +227,27 @@ class PlugOrderTest(testtools.TestCase):
         self.calls.append(('delete_link', name))
         return True
 
-    def test_new_port_clears_stale_ovs_state_then_veth_then_ovs(self):
+    def record_order(self):
         order = []
         os_vif.unplug.side_effect = lambda *a: order.append('unplug')
         os_vif.plug.side_effect = lambda *a: order.append('plug')
         linux_net.plug_veth.side_effect = \
-            lambda n, s: order.append('veth') or 'eth0'
+            lambda n, s: order.append(('veth', s['master'])) or 'eth0'
+        return order
+
+    def test_new_port_veth_then_ovs(self):
+        order = self.record_order()
         self.plugger.plug(make_instance(), [make_vif()], 1234)
-        self.assertEqual(['unplug', 'veth', 'plug'], order)
+        self.assertEqual([('veth', None), 'plug'], order)
         netns = linux_net.plug_veth.call_args[0][0]
         self.assertEqual('/proc/1234/ns/net', netns)
+
+    def test_stale_ovs_port_is_cleared_first(self):
+        # After a sandbox restart the OVS record outlives the veth.
+        order = self.record_order()
+        self.stale_ports.add('tap00000000-aa')
+        self.plugger.plug(make_instance(), [make_vif()], 1234)
+        self.assertEqual(['unplug', ('veth', None), 'plug'], order)
 
     def test_existing_correct_port_is_not_unplugged(self):
         self.existing['tap00000000-aa'] = 'eth0'
@@ -240,10 +256,8 @@ class PlugOrderTest(testtools.TestCase):
         self.assertTrue(os_vif.plug.called)
 
     def test_hybrid_builds_qbr_before_the_veth_joins_it(self):
-        order = []
-        os_vif.plug.side_effect = lambda *a: order.append('plug')
-        linux_net.plug_veth.side_effect = \
-            lambda n, s: order.append(('veth', s['master'])) or 'eth0'
+        order = self.record_order()
+        self.stale_ports.add('qvo00000000-aa')   # survives restarts: kept
         self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1)
         self.assertEqual(['plug', ('veth', 'qbr00000000-aa')], order)
 
@@ -283,7 +297,7 @@ class PlugOrderTest(testtools.TestCase):
                           self.plugger.attach, make_instance(), make_vif(),
                           1)
         self.assertIn(('delete_link', 'tap00000000-aa'), self.calls)
-        self.assertEqual(2, os_vif.unplug.call_count)   # stale + clean-up
+        self.assertEqual(1, os_vif.unplug.call_count)
 
     def test_attach_takes_next_free_name_and_default_only_if_missing(self):
         specs = []
@@ -296,3 +310,11 @@ class PlugOrderTest(testtools.TestCase):
                     if r['dst'] in ('0.0.0.0/0', '::/0')]
         self.assertEqual(2, len(defaults))
         self.assertTrue(all(r['if_missing'] for r in defaults))
+
+    def test_plug_of_a_failed_binding_is_a_plug_exception(self):
+        # nova-compute's start-up handles exactly this one for plug_vifs.
+        error = self.assertRaises(
+            exception.VirtualInterfacePlugException, self.plugger.plug,
+            make_instance(), [make_vif(vif_type='binding_failed')], 1)
+        self.assertIn('binding_failed', str(error))
+        self.assertFalse(linux_net.plug_veth.called)

@@ -22,8 +22,11 @@ clouds.yaml.
 
 import argparse
 import datetime
+import io
+import os
 import json
 import sys
+import tarfile
 import time
 
 import openstack
@@ -97,6 +100,8 @@ def wait_compute(args):
         if fresh:
             print('nova-compute is up')
             return
+        if args.pid and not os.path.exists('/proc/%d' % args.pid):
+            sys.exit('nova-compute (pid %d) exited; see its log' % args.pid)
         time.sleep(1)
     sys.exit('nova-compute did not report up within %ds (last: %s); see '
              'the nova-compute log' % (args.timeout, states))
@@ -129,6 +134,13 @@ def demo_resources(args):
         if conn.compute.find_flavor(name) is None:
             conn.compute.create_flavor(id=flavor_id, name=name, ram=ram,
                                        vcpus=vcpus, disk=disk)
+    # Room for scenario tests and benchmarks running side by side.
+    project = conn.identity.find_project('demo', ignore_missing=False)
+    conn.set_compute_quotas(project.id, instances=50, cores=200,
+                            ram=51200)
+    conn.set_network_quotas(project.id, network=50, subnet=50, router=50,
+                            port=500, floatingip=100, security_group=100,
+                            security_group_rule=500)
     user = demo()
     private = user.network.find_network('private')
     if private is None:
@@ -212,6 +224,33 @@ def cleanup(args):
         print(image.id)
 
 
+BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping', 'hostname',
+                   'ifconfig', 'route', 'nc', 'wget', 'ps', 'kill', 'top',
+                   'grep', 'sed', 'env', 'id', 'date', 'mkdir', 'rm', 'touch',
+                   'vi', 'df', 'free', 'uname', 'arp', 'traceroute', 'httpd',
+                   'udhcpc', 'mount', 'true', 'false', 'test', 'printf')
+
+
+def rootfs(args):
+    """A root filesystem tarball on stdout: busybox-static and its applet
+    links (the approach of tests.fixtures.busybox_rootfs; no registry)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w') as tar:
+        tar.add(args.busybox, arcname='bin/busybox')
+        for directory in ('etc', 'tmp', 'proc', 'sys', 'dev', 'root', 'var',
+                          'run', 'sbin', 'usr', 'usr/bin', 'www'):
+            info = tarfile.TarInfo(directory)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if directory == 'tmp' else 0o755
+            tar.addfile(info)
+        for applet in BUSYBOX_APPLETS:
+            info = tarfile.TarInfo('bin/' + applet)
+            info.type = tarfile.SYMTYPE
+            info.linkname = 'busybox'
+            tar.addfile(info)
+    sys.stdout.buffer.write(buf.getvalue())
+
+
 def status(args):
     conn = admin()
     for svc in conn.compute.services():
@@ -237,6 +276,7 @@ def main():
     p.add_argument('--timeout', type=int, default=180)
     p.add_argument('--since', type=float, default=0,
                    help='a heartbeat newer than this epoch time')
+    p.add_argument('--pid', type=int, help='fail as soon as it exits')
     p.set_defaults(func=wait_compute)
     p = sub.add_parser('demo')
     for opt in ('--ext-cidr', '--pool-start', '--pool-end',
@@ -252,6 +292,9 @@ def main():
     p = sub.add_parser('cleanup')
     p.add_argument('--timeout', type=int, default=120)
     p.set_defaults(func=cleanup)
+    p = sub.add_parser('rootfs')
+    p.add_argument('--busybox', default='/bin/busybox')
+    p.set_defaults(func=rootfs)
     p = sub.add_parser('status')
     p.set_defaults(func=status)
     args = parser.parse_args()

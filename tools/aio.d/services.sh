@@ -236,6 +236,8 @@ transport_url = $RABBIT
 compute_driver = $AIO_COMPUTE_DRIVER
 allow_resize_to_same_host = true
 vif_plugging_timeout = 60
+# Containers share the host's CPUs: room for more than 4 per core.
+cpu_allocation_ratio = 16.0
 [wsgi]
 api_paste_config = $ETC/nova/api-paste.ini
 [api_database]
@@ -368,7 +370,11 @@ start_nova_services() {
     for s in conductor scheduler compute; do
         start_svc "nova-$s" "$V/nova-$s" --config-file "$ETC/nova/nova.conf"
     done
-    aio_py wait-compute --timeout 180
+    if ! aio_py wait-compute --timeout 180 --pid "$(svc_pid nova-compute)"; then
+        echo "--- $LOGS/nova-compute.out:"; tail -n 15 "$LOGS/nova-compute.out"
+        echo "--- errors in $LOGS/nova.log:"; grep -E ' (ERROR|CRITICAL) ' "$LOGS/nova.log" | tail -n 5
+        return 1
+    fi
     "${NOVA_MANAGE[@]}" cell_v2 discover_hosts --verbose
 }
 

@@ -391,8 +391,14 @@ class DockerDriver(driver.ComputeDriver):
     # -- reading -----------------------------------------------------------
 
     def get_console_output(self, context, instance):
-        return self._guests.console_log(instance,
-                                        CONF.docker.console_log_bytes)
+        """The tail of the container log, at most console_log_bytes."""
+        try:
+            return self._guests.console_log(instance,
+                                            CONF.docker.console_log_bytes)
+        except docker_client.DockerOperationFailed as exc:
+            # e.g. a logging driver Docker cannot read back (syslog, none)
+            LOG.info('No console output: %s', exc, instance=instance)
+            raise exception.ConsoleNotAvailable() from exc
 
     def get_instance_diagnostics(self, instance):
         from novadocker.virt.docker import diagnostics
@@ -407,6 +413,11 @@ class DockerDriver(driver.ComputeDriver):
 
     def snapshot(self, context, instance, image_id, update_task_state):
         """docker commit (paused) streamed by docker save into Glance."""
+        if self._guests.find(instance) is None:
+            # Nova's driver contract (test_virt_drivers, as libvirt does):
+            # no container is InstanceNotRunning. The manager handles it
+            # like InstanceNotFound ("deleted during the snapshot").
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
         snapshot_mod.Snapshotter(
             self.api, self._guests, self._host or CONF.host).take(
                 context, instance, image_id, update_task_state)
@@ -443,4 +454,5 @@ class DockerDriver(driver.ComputeDriver):
         image_meta = objects.ImageMeta.from_image_ref(
             context, images.IMAGE_API, image_id)
         store.ensure_image(context, image_meta)
+        store.touch(image_id)   # docker load leaves the use time unset
         return True

@@ -220,8 +220,13 @@ class Guests:
             self._api.pause(container_id)
 
     def unpause(self, instance) -> None:
+        """Thaw the workload; a no-op if it is not frozen (Nova's driver
+        contract: unpause/resume of a running instance must not fail)."""
         container_id = self.get(instance)
         with docker_client.translate_errors('unpause', instance=instance):
+            if not self._api.inspect_container(container_id)['State'][
+                    'Paused']:
+                return
             self._api.unpause(container_id)
 
     def remove(self, instance) -> None:

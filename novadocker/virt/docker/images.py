@@ -462,21 +462,24 @@ def ensure_sandbox_image(api) -> str:
 # The Docker store is the cache: every image the driver loaded is tagged
 # nova-docker/glance:<glance id>, and ImageStore.touch() re-tags it on each
 # use, which moves the image's Metadata.LastTagTime. That is "last used".
+# docker load itself leaves LastTagTime unset (and Created is when the image
+# was built, maybe months ago), so an image never touched since its load
+# has its clock started by the first ageing pass that sees it.
 
 
 class CachedImage(typing.NamedTuple):
     """One Glance image in the local cache."""
     glance_id: str
     docker_id: str
-    last_used: typing.Any   # aware datetime (UTC)
+    last_used: typing.Any   # aware datetime (UTC); None: not since load
 
 
 def _last_used(inspected: dict):
-    """LastTagTime (moved by every touch), else the creation time."""
+    """LastTagTime (moved by every touch); None if never tagged."""
     stamp = (inspected.get('Metadata') or {}).get('LastTagTime') or ''
     if stamp and not stamp.startswith('0001-'):
         return timeutils.parse_isotime(stamp)
-    return timeutils.parse_isotime(inspected['Created'])
+    return None
 
 
 def list_cached(api) -> typing.List[CachedImage]:
@@ -518,7 +521,8 @@ def age_cache(api, in_use_glance_ids: typing.Iterable[str],
     container on the engine uses its Docker image. Images in use are touched,
     so their age restarts when the last user goes. Unused images last used
     at least ``min_age_seconds`` ago are removed if ``remove_unused``.
-    Returns the Glance IDs by outcome: in_use, removed, kept.
+    Images not touched since their load are touched (their clock starts)
+    and kept. Returns the Glance IDs by outcome: in_use, removed, kept.
     """
     in_use_glance_ids = set(in_use_glance_ids)
     used_docker_ids = images_used_by_containers(api)
@@ -530,6 +534,14 @@ def age_cache(api, in_use_glance_ids: typing.Iterable[str],
         if (image.glance_id in in_use_glance_ids or
                 image.docker_id in used_docker_ids):
             result['in_use'].append(image.glance_id)
+            try:
+                store.touch(image.glance_id)
+            except exception.NovaException as exc:
+                LOG.warning('Image cache: could not touch %s: %s',
+                            image.glance_id, exc)
+            continue
+        if image.last_used is None:
+            result['kept'].append(image.glance_id)
             try:
                 store.touch(image.glance_id)
             except exception.NovaException as exc:
@@ -559,8 +571,11 @@ def _remove_if_still_unused(api, glance_id: str,
             with docker_client.translate_errors('inspect image',
                                                 image_id=glance_id):
                 inspected = api.inspect_image(tag)
+            last_used = _last_used(inspected)
+            if last_used is None:
+                return False
             age = (timeutils.utcnow(with_timezone=True) -
-                   _last_used(inspected)).total_seconds()
+                   last_used).total_seconds()
             if age < min_age_seconds:
                 return False
             if inspected['Id'] in images_used_by_containers(api):

@@ -27,6 +27,7 @@ else of that name (and any stale OVS port or qbr layout) is replaced.
 """
 
 import ipaddress
+import os
 import threading
 import typing
 
@@ -43,6 +44,7 @@ from vif_plug_ovs import ovs as ovs_plugin
 
 from novadocker import conf
 from novadocker.virt.docker import linux_net
+from novadocker.virt.docker import ovsdb
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ SUPPORTED_VNIC_TYPES = (network_model.VNIC_TYPE_NORMAL,)
 
 # Failures of one plugging step, turned into Nova exceptions.
 _PLUG_ERRORS = (osv_exception.ExceptionBase, NetlinkError, OSError,
-                linux_net.NetnsGone, RuntimeError)
+                linux_net.NetnsGone, RuntimeError, exception.NovaException)
 
 _os_vif_lock = threading.Lock()
 _os_vif_connection: typing.Optional[str] = None
@@ -231,11 +233,14 @@ class VIFPlugger:
         hybrid = isinstance(obj, osv_vif.VIFBridge)
         if hybrid:
             spec = dict(spec, master=obj.bridge_name)
-        if linux_net.find_peer(netns, spec['host_dev'], spec['mac']) is None:
-            # Not plugged, or plugged into a namespace that is gone (a
-            # restarted sandbox): drop any stale OVS port or qbr layout,
-            # because OVS's userspace datapath does not pick up a new
-            # device under an existing port.
+        if (linux_net.find_peer(netns, spec['host_dev'], spec['mac']) is None
+                and not hybrid and self._stale_ovs_state(spec['host_dev'],
+                                                         vif['id'])):
+            # Plugged into a namespace that is gone (a restarted sandbox):
+            # drop the stale OVS port (and any qbr layout of an earlier
+            # hybrid binding), because OVS's userspace datapath does not
+            # pick up a new device under an existing port. Hybrid ports
+            # need nothing: qvo survives and only the tap is recreated.
             os_vif.unplug(obj, info)
         if hybrid:
             os_vif.plug(obj, info)
@@ -247,6 +252,12 @@ class VIFPlugger:
                   {'port': vif['id'], 'host': spec['host_dev'],
                    'ifname': ifname}, instance=instance)
         return ifname
+
+    @staticmethod
+    def _stale_ovs_state(host_dev: str, port_id: str) -> bool:
+        qbr = ('qbr' + port_id)[:network_model.NIC_NAME_LEN]
+        return (ovsdb.port_exists(host_dev) or
+                os.path.exists('/sys/class/net/%s' % qbr))
 
     def _unplug_one(self, instance, vif) -> None:
         obj, info = self.os_vif_objects(instance, vif)
@@ -261,7 +272,13 @@ class VIFPlugger:
         """Plug every port into the sandbox namespace. Idempotent."""
         if not network_info:
             return
-        self.validate(instance, network_info)
+        try:
+            self.validate(instance, network_info)
+        except exception.VirtualInterfaceCreateException as exc:
+            # What nova-compute expects of plug_vifs for a port whose
+            # binding failed: it puts the instance in ERROR.
+            raise exception.VirtualInterfacePlugException(
+                exc.format_message()) from exc
         if not netns_pid:
             raise exception.VirtualInterfacePlugException(
                 _('the network sandbox of instance %s is not running')

@@ -1,0 +1,330 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Per-VIF plug/unplug and one-VIF spawn against their floors.
+
+Plug and unplug of one OVS port (veth into a container's namespace, MAC,
+MTU, an IPv4 address, the default route; the host end on OVS with the
+Neutron external_ids), measured four ways in one run, interleaved:
+
+- ``driver``: nova-docker's VIFPlugger (os-vif + pyroute2), privsep
+  in-process (what a privsep daemon runs, minus its socket round trip);
+- ``driver+daemons``: the same through real privsep daemons (production);
+- ``raw``: the floor, the same netlink requests with pyroute2 and one OVSDB
+  transaction with ovsdbapp, nothing else;
+- ``commands``: the same steps as ``ip``/``nsenter``/``ovs-vsctl``
+  processes, as nova-docker used to run them (through sudo+rootwrap, which
+  would add more).
+
+Then spawn of an instance with one port (cached image, sandbox + workload,
+vif_plugging_timeout 0) against ``docker run`` (create + start, network
+none) plus the raw plug, and destroy against the raw unplug + ``docker rm``.
+
+    sudo python benchmarks/plug.py [-n 30]
+
+Needs root, Docker and Open vSwitch; creates a private userspace bridge
+and removes everything it created.
+"""
+
+import argparse
+import ctypes
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+
+warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+warnings.simplefilter('ignore', DeprecationWarning)
+os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOP)
+
+import fixtures  # noqa: E402
+from nova import context as nova_context  # noqa: E402
+from nova import objects  # noqa: E402
+from nova.virt import fake as fake_virt  # noqa: E402
+from oslo_config import fixture as config_fixture  # noqa: E402
+from ovsdbapp.backend.ovs_idl import connection as ovs_connection  # noqa
+from ovsdbapp.schema.open_vswitch import impl_idl as ovs_impl  # noqa: E402
+from pyroute2 import IPRoute  # noqa: E402
+
+import nova.conf  # noqa: E402,F401  (registers nova's options)
+from novadocker import conf  # noqa: E402
+from novadocker.virt.docker import driver as docker_driver  # noqa: E402
+from novadocker.virt.docker import vifs  # noqa: E402
+from tests import fixtures as nd_fixtures  # noqa: E402
+from tests import net_fixtures as nf  # noqa: E402
+
+CONF = conf.CONF
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    index = min(len(ordered) - 1,
+                max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def timed(func, *args):
+    start = time.perf_counter()
+    func(*args)
+    return time.perf_counter() - start
+
+
+# -- the floor: pyroute2 + one ovsdbapp transaction -------------------------
+
+class RawPlugger:
+    def __init__(self, bridge: str):
+        self.bridge = bridge
+        idl = ovs_connection.OvsdbIdl.from_server(
+            CONF.docker.ovsdb_connection, 'Open_vSwitch')
+        self.ovs = ovs_impl.OvsdbIdl(
+            ovs_connection.Connection(idl=idl, timeout=30))
+
+    def plug(self, vif, instance_uuid, pid):
+        spec = vifs.vif_specs([vif])[0]
+        netns = os.open('/proc/%d/ns/net' % pid, os.O_RDONLY)
+        own = os.open('/proc/thread-self/ns/net', os.O_RDONLY)
+        try:
+            with IPRoute() as host:
+                host.link('add', ifname=spec['host_dev'], kind='veth',
+                          address='fe' + spec['mac'][2:],
+                          peer={'ifname': 'eth1', 'net_ns_fd': netns,
+                                'address': spec['mac'], 'mtu': spec['mtu']})
+                index = host.link_lookup(ifname=spec['host_dev'])[0]
+                host.link('set', index=index, mtu=spec['mtu'], state='up')
+            _libc.setns(netns, CLONE_NEWNET)
+            try:
+                with IPRoute() as inside:
+                    index = inside.link_lookup(ifname='eth1')[0]
+                    address, prefix = spec['addresses'][0]
+                    inside.addr('add', index=index, address=address,
+                                prefixlen=prefix)
+                    inside.link('set', index=index, state='up')
+                    gateway = [r['gateway'] for r in spec['routes']
+                               if r['dst'] == '0.0.0.0/0'][0]
+                    inside.route('replace', dst='default', gateway=gateway,
+                                 oif=index)
+            finally:
+                _libc.setns(own, CLONE_NEWNET)
+        finally:
+            os.close(netns)
+            os.close(own)
+        with self.ovs.transaction(check_error=True) as txn:
+            txn.add(self.ovs.add_port(self.bridge, spec['host_dev']))
+            txn.add(self.ovs.db_set('Interface', spec['host_dev'], (
+                'external_ids', {'iface-id': vif['id'],
+                                 'iface-status': 'active',
+                                 'attached-mac': vif['address'],
+                                 'vm-uuid': instance_uuid})))
+
+    def unplug(self, vif):
+        self.ovs.del_port(vif['devname'], bridge=self.bridge,
+                          if_exists=True).execute(check_error=True)
+        with IPRoute() as host:
+            host.link('del', ifname=vif['devname'])
+
+
+# -- the same steps as commands --------------------------------------------
+
+class CommandPlugger:
+    def __init__(self, bridge: str):
+        self.bridge = bridge
+
+    @staticmethod
+    def run(*argv):
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+    def plug(self, vif, instance_uuid, pid):
+        spec = vifs.vif_specs([vif])[0]
+        dev, mac, mtu = spec['host_dev'], spec['mac'], str(spec['mtu'])
+        address, prefix = spec['addresses'][0]
+        gateway = [r['gateway'] for r in spec['routes']
+                   if r['dst'] == '0.0.0.0/0'][0]
+        inside = ['nsenter', '-t', str(pid), '-n', 'ip']
+        self.run('ip', 'link', 'add', dev, 'address', 'fe' + mac[2:],
+                 'type', 'veth', 'peer', 'name', 'eth1', 'address', mac,
+                 'mtu', mtu, 'netns', str(pid))
+        self.run('ip', 'link', 'set', dev, 'mtu', mtu, 'up')
+        self.run('ovs-vsctl', '--timeout=30', '--', '--may-exist',
+                 'add-port', self.bridge, dev, '--', 'set', 'Interface', dev,
+                 'external-ids:iface-id=%s' % vif['id'],
+                 'external-ids:iface-status=active',
+                 'external-ids:attached-mac=%s' % mac,
+                 'external-ids:vm-uuid=%s' % instance_uuid)
+        self.run(*inside, 'addr', 'add', '%s/%d' % (address, prefix),
+                 'dev', 'eth1')
+        self.run(*inside, 'link', 'set', 'eth1', 'up')
+        self.run(*inside, 'route', 'replace', 'default', 'via', gateway,
+                 'dev', 'eth1')
+
+    def unplug(self, vif):
+        self.run('ovs-vsctl', '--timeout=30', '--if-exists', 'del-port',
+                 self.bridge, vif['devname'])
+        self.run('ip', 'link', 'del', vif['devname'])
+
+
+# -- nova-docker ------------------------------------------------------------
+
+class DriverPlugger:
+    def __init__(self, instance):
+        self.plugger = vifs.VIFPlugger()
+        self.instance = instance
+
+    def plug(self, vif, instance_uuid, pid):
+        self.plugger.plug(self.instance, [vif], pid)
+
+    def unplug(self, vif):
+        self.plugger.unplug(self.instance, [vif])
+
+
+def privsep_mode(daemons: bool) -> None:
+    """In-process entrypoints, or real helper daemons started as root."""
+    helper = os.path.join(os.path.dirname(sys.executable), 'privsep-helper')
+    for context in nf.PrivsepInProcess.CONTEXTS:
+        if daemons:
+            CONF.set_override('helper_command', 'env PYTHONPATH=%s %s'
+                              % (TOP, helper), context.cfg_section)
+        context.set_client_mode(daemons)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-n', type=int, default=30,
+                        help='measured iterations of each (default 30)')
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit('run as root')
+    objects.register_all()
+    host = 'ndbench-%s' % uuid.uuid4().hex[:8]
+    with fixtures.TempDir() as tmp, \
+            config_fixture.Config(CONF) as cfg, \
+            nd_fixtures.FakeGlanceFixture() as glance_fixture, \
+            nf.OVSBridge() as bridge_fixture:
+        cfg.config(host=host, state_path=tmp.path, instances_path=tmp.path,
+                   vif_plugging_timeout=0)
+        bridge = bridge_fixture.name
+        ports = nf.Ports(bridge)
+        port = ports.network(0, ipv6=False)
+        api = nd_fixtures.docker_api()
+        ctx = nova_context.get_admin_context()
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver.init_host(host)
+        image = glance_fixture.api.add(nd_fixtures.default_image_tarball())
+        image_meta = objects.ImageMeta.from_dict(image)
+        flavor = objects.Flavor(
+            id=1, flavorid='1', name='m1.bench', vcpus=1, memory_mb=128,
+            root_gb=1, ephemeral_gb=0, swap=0, extra_specs={},
+            rxtx_factor=1.0, is_public=True, vcpu_weight=None,
+            disabled=False)
+
+        def make_instance():
+            return objects.Instance(
+                context=ctx, id=random.randint(1, 2 ** 31 - 1),
+                uuid=str(uuid.uuid4()), flavor=flavor, host=host, node=host,
+                vcpus=1, memory_mb=128, image_ref=image['id'],
+                hostname='bench', project_id='p', user_id='u', metadata={},
+                system_metadata={}, vm_state='building', task_state=None)
+
+        # One holder container: every plug goes into its namespace. Like
+        # the driver's sandbox it holds no capability (the privsep daemon
+        # may open its namespace only then: it lacks CAP_SYS_PTRACE).
+        docker_image = driver._images.ensure_image(ctx, image_meta)
+        holder = api.create_container(
+            docker_image, name='%s-holder' % host,
+            labels={'org.openstack.nova.host': host},
+            host_config=api.create_host_config(network_mode='none',
+                                               cap_drop=['ALL']))
+        api.start(holder['Id'])
+        pid = api.inspect_container(holder['Id'])['State']['Pid']
+        instance = make_instance()
+        pluggers = {'driver': DriverPlugger(instance),
+                    'driver+daemons': DriverPlugger(instance),
+                    'raw': RawPlugger(bridge),
+                    'commands': CommandPlugger(bridge)}
+        plug = {name: [] for name in pluggers}
+        unplug = {name: [] for name in pluggers}
+        spawn = {'driver': [], 'raw': []}
+        destroy = {'driver': [], 'raw': []}
+        try:
+            privsep_mode(False)
+            for name, plugger in pluggers.items():   # warm-up
+                privsep_mode(name == 'driver+daemons')
+                vif = port(host=200)
+                plugger.plug(vif, instance.uuid, pid)
+                plugger.unplug(vif)
+            for iteration in range(args.n):
+                for name, plugger in pluggers.items():
+                    privsep_mode(name == 'driver+daemons')
+                    vif = port(host=200)
+                    plug[name].append(timed(plugger.plug, vif,
+                                            instance.uuid, pid))
+                    unplug[name].append(timed(plugger.unplug, vif))
+            privsep_mode(False)
+            raw = pluggers['raw']
+            for iteration in range(max(3, args.n // 3)):
+                vif = port(host=201)
+                server = make_instance()
+                spawn['driver'].append(timed(
+                    driver.spawn, ctx, server, image_meta, [], None, {},
+                    [vif]))
+                destroy['driver'].append(timed(
+                    driver.destroy, ctx, server, [vif]))
+
+                vif = port(host=202)
+                start = time.perf_counter()
+                created = api.create_container(
+                    docker_image, labels={'org.openstack.nova.host': host},
+                    host_config=api.create_host_config(network_mode='none'))
+                api.start(created['Id'])
+                raw.plug(vif, server.uuid,
+                         api.inspect_container(created['Id'])['State']['Pid'])
+                spawn['raw'].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                raw.unplug(vif)
+                api.remove_container(created['Id'], force=True)
+                destroy['raw'].append(time.perf_counter() - start)
+        finally:
+            for context in nf.PrivsepInProcess.CONTEXTS:
+                context.stop()
+            privsep_mode(False)
+            for container in api.containers(all=True, filters={
+                    'label': ['org.openstack.nova.host=%s' % host]}):
+                api.remove_container(container['Id'], force=True)
+            nf.NetworkLeakCheck(ports.ids)._check()
+            driver._remove_image_if_unused(image['id'])
+
+    def report(title, results, floor):
+        print('\n%s (p50 / p90 ms, n=%d; ratio = p50 / %s p50)'
+              % (title, len(results[floor]), floor))
+        base = percentile(results[floor], 0.5)
+        for name, values in results.items():
+            p50 = percentile(values, 0.5)
+            print('  %-15s %8.1f %8.1f   x%.2f' % (
+                name, p50 * 1000, percentile(values, 0.9) * 1000,
+                p50 / base))
+
+    print('one OVS port, veth into a container netns (%s)' % socket.gethostname())
+    report('plug', plug, 'raw')
+    report('unplug', unplug, 'raw')
+    report('spawn with one port (cached image)', spawn, 'raw')
+    report('destroy with one port', destroy, 'raw')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,67 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Read-only OVSDB lookups over ovsdbapp's native IDL (no ovs-vsctl).
+
+os-vif writes the OVS side; the driver only needs to know whether a port
+record exists before deciding that a plug must first clear stale state.
+The lookup reads the local IDL replica of the Bridge/Port/Interface tables
+(one connection per process, opened on first use), so it costs no round
+trip to ovsdb-server.
+"""
+
+import threading
+import typing
+
+from nova import exception
+from nova.i18n import _
+from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from novadocker import conf
+
+CONF = conf.CONF
+TABLES = ('Open_vSwitch', 'Bridge', 'Port', 'Interface')
+
+
+class OVSDBError(exception.NovaException):
+    msg_fmt = _('OVSDB at %(connection)s: %(reason)s')
+
+
+_lock = threading.Lock()
+_api: typing.Optional[impl_idl.OvsdbIdl] = None
+_api_connection: typing.Optional[str] = None
+
+
+def api() -> impl_idl.OvsdbIdl:
+    """The ovsdbapp API on [docker]ovsdb_connection."""
+    global _api, _api_connection
+    with _lock:
+        wanted = CONF.docker.ovsdb_connection
+        if _api is None or _api_connection != wanted:
+            idl = connection.OvsdbIdl.from_server(
+                wanted, 'Open_vSwitch', helper_tables=TABLES)
+            _api = impl_idl.OvsdbIdl(connection.Connection(
+                idl=idl, timeout=CONF.docker.ovsdb_timeout))
+            _api_connection = wanted
+        return _api
+
+
+def port_exists(name: str) -> bool:
+    """Whether OVS has a port record of that name, on any bridge."""
+    try:
+        found = api().db_find('Port', ('name', '=', name),
+                              columns=['name']).execute(check_error=True)
+    except Exception as exc:
+        raise OVSDBError(connection=CONF.docker.ovsdb_connection,
+                         reason=str(exc) or type(exc).__name__) from exc
+    return bool(found)
