@@ -244,6 +244,32 @@ class ImageFailureTest(ImageTestCase):
         self.assertRaises(docker.errors.ImageNotFound,
                           self.api.inspect_image, 'second:image')
 
+    def test_download_breaks_mid_stream(self):
+        """Glance drops the connection half way: docker load has received
+        part of the tarball when the stream fails."""
+        tarball = unique_tarball()
+        meta = self.add_image(tarball)
+        real_download = self.glance.download
+
+        def broken(context, image_id, **kwargs):
+            for n, chunk in enumerate(real_download(context, image_id)):
+                if n == 2:
+                    raise IOError('Glance connection reset')
+                yield chunk
+        self.useFixture(fixtures.MonkeyPatch(
+            'tests.fixtures.FakeGlanceAPI.download',
+            lambda _self, context, image_id, **kw: broken(context,
+                                                          image_id)))
+        instance = self.make_instance(meta)
+        exc = self.assertRaises(
+            images.ImageTransferFailed, self.driver.spawn, self.context,
+            instance, meta, [], None, {}, network_info=[])
+        self.assertIn('Glance connection reset', str(exc))
+        self.assertEqual([], self.leaks.containers())
+        self.assertEqual([], self.api.images(
+            name=images.glance_tag(meta.id)))
+        self.assertImageAbsent(image_id_of(tarball))
+
     def test_checksum_mismatch(self):
         tarball = unique_tarball()
         exc, meta = self._fails(tarball, corrupt_hash=True)

@@ -373,6 +373,26 @@ class LifecycleTest(base.DriverTestCase):
                          self.driver.get_instance_diagnostics(instance).state)
 
 
+class SpawnFailureTest(base.DriverTestCase):
+    """The engine refuses the workload: what the spawn made goes away."""
+
+    def test_create_refused(self):
+        self.leaks.forbid_images()
+        meta = self.add_image()
+        # Docker's floor is 6 MB of memory: create_container is refused
+        # after the image was loaded and the sandbox started.
+        instance = self.make_instance(meta, memory_mb=4)
+        exc = self.assertRaises(
+            exception.NovaException, self.driver.spawn, self.context,
+            instance, meta, [], None, {}, network_info=[])
+        self.assertIn('create container', str(exc))
+        self.assertIn('6MB', str(exc))
+        self.assertEqual([], self.leaks.containers())
+        self.assertEqual([], self.api.images(
+            name=images.glance_tag(meta.id)))
+        self.assertEqual(1, self.glance.download_count[meta.id])
+
+
 class OwnershipTest(base.DriverTestCase):
     """Containers not labelled for this host are never listed or touched."""
 

@@ -131,6 +131,18 @@ class SpawnCleanupTest(DriverTestBase):
             exc = self._fail_spawn(meta, images.ImageTransferFailed)
         self.assertIn('connection reset by Glance', str(exc))
 
+    def test_glance_error_mid_stream_is_not_blamed_on_the_image(self):
+        meta = self.add_image()
+        data = self.glance.data[meta.id]
+
+        def broken(*args, **kwargs):
+            yield data[:1024]
+            raise exception.GlanceConnectionFailed(server='glance',
+                                                   reason='reset')
+        with mock.patch.object(self.glance, 'download', autospec=True,
+                               side_effect=broken):
+            self._fail_spawn(meta, exception.GlanceConnectionFailed)
+
     def test_checksum_mismatch(self):
         meta = self.add_image(corrupt_hash=True)
         exc = self._fail_spawn(meta, exception.ImageUnacceptable)

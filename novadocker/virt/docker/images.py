@@ -358,10 +358,22 @@ class ImageStore:
     def _docker_load(self, image_id: str, body) -> None:
         """POST the body to docker load and check what it reports."""
         loaded = []
+        body_failure: typing.List[Exception] = []
+
+        def watched():
+            # Remember why the body failed: requests wraps an OSError from
+            # a request body (Glance dropped the connection) into a
+            # ConnectionError, which would read as "Docker unreachable".
+            try:
+                yield from body
+            except Exception as exc:
+                body_failure.append(exc)
+                raise
+
         try:
             with docker_client.translate_errors('load image',
                                                 image_id=image_id):
-                for message in self._api.load_image(body):
+                for message in self._api.load_image(watched()):
                     if 'error' in message or 'errorDetail' in message:
                         detail = (message.get('errorDetail') or {}).get(
                             'message') or message.get('error')
@@ -371,27 +383,41 @@ class ImageStore:
                     stream = message.get('stream', '')
                     if stream.startswith('Loaded image'):
                         loaded.append(stream.split(':', 1)[1].strip())
-        except (ValueError, tarfile.TarError, EOFError) as exc:
-            raise exception.ImageUnacceptable(
-                image_id=image_id,
-                reason=_('not a valid docker save tarball (%(err)s). '
-                         '%(hint)s') % {'err': exc, 'hint': UPLOAD_HINT})
-        except docker_client.DockerUnavailable:
-            raise
-        except exception.ImageUnacceptable:
-            raise
-        except exception.NovaException as exc:
-            # A transfer error surfaces here as a broken upload: find the
-            # real cause in the body generator when there is one.
-            raise exception.ImageUnacceptable(
-                image_id=image_id, reason=str(exc)) from exc
-        except IOError as exc:
-            raise ImageTransferFailed(image_id=image_id, reason=str(exc))
+        except Exception as exc:
+            if body_failure:
+                cause = body_failure[0]
+            elif isinstance(exc, (docker_client.DockerUnavailable,
+                                  exception.ImageUnacceptable)):
+                raise
+            elif isinstance(exc, exception.NovaException):
+                # The engine refused what it was sent.
+                raise exception.ImageUnacceptable(
+                    image_id=image_id, reason=str(exc)) from exc
+            else:
+                cause = exc
+            error = self._body_error(image_id, cause)
+            if error is cause:
+                raise cause
+            raise error from cause
         if glance_tag(image_id) not in loaded:
             raise exception.ImageUnacceptable(
                 image_id=image_id,
                 reason=_('docker load reported %s, not the image') %
                 (loaded or 'nothing'))
+
+    @staticmethod
+    def _body_error(image_id: str, exc: Exception) -> Exception:
+        """The Nova exception for a failure while producing the body."""
+        if isinstance(exc, (ValueError, tarfile.TarError, EOFError)):
+            return exception.ImageUnacceptable(
+                image_id=image_id,
+                reason=_('not a valid docker save tarball (%(err)s). '
+                         '%(hint)s') % {'err': exc, 'hint': UPLOAD_HINT})
+        if isinstance(exc, exception.NovaException):
+            return exc   # e.g. Glance's own errors, already translated
+        if isinstance(exc, OSError):
+            return ImageTransferFailed(image_id=image_id, reason=str(exc))
+        return exc
 
     def remove(self, image_id: str) -> None:
         """Remove the loaded image, if any. Idempotent."""

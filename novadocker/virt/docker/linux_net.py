@@ -100,15 +100,17 @@ def host_mac(mac: str) -> str:
     return 'fe' + mac[2:]
 
 
-def _link(ipr: IPRoute, **kwargs) -> typing.Optional[dict]:
+def _link(ipr: IPRoute, index: int = None,
+          ifname: str = None) -> typing.Optional[dict]:
+    """One link by index or name, or None if there is none."""
     try:
-        found = ipr.get_links(**kwargs) if kwargs.get('index') else \
-            [ipr.link('get', ifname=kwargs['ifname'])[0]]
+        if index:
+            return ipr.get_links(index)[0]
+        return ipr.link('get', ifname=ifname)[0]
     except NetlinkError as exc:
         if exc.code in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
             return None
         raise
-    return found[0] if found else None
 
 
 def _kind(link: dict) -> typing.Optional[str]:
