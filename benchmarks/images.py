@@ -52,6 +52,9 @@ import uuid
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
 os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+# Threading mode first, as nova-compute does: tests/__init__.py applies
+# nova's monkey_patch before anything imports eventlet through futurist.
+import tests  # noqa: E402,F401
 
 BENCH_LABEL = 'org.openstack.nova-docker.benchmark'
 CHUNK = 1024 * 1024   # glanceclient's CHUNKSIZE for uploads and downloads

@@ -52,6 +52,10 @@ os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
 
+# First, as nova-compute does: nova's threading mode (tests/__init__.py
+# applies monkey_patch before anything imports eventlet).
+import tests  # noqa: E402,F401,I100  isort:skip
+
 import fixtures  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402

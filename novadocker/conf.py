@@ -41,8 +41,10 @@ docker_opts = [
                     'Pin a version only to work around an engine bug.'),
     cfg.IntOpt('api_timeout',
                default=120, min=1,
-               help='Seconds to wait for one Docker API call (image load '
-                    'and save streams are not bounded by this).'),
+               help='Seconds to wait for one Docker API call; for image '
+                    'load and save streams it bounds each read. Raise it '
+                    'for very large images: Docker 20.10 stages docker '
+                    'save on disk before sending the first byte.'),
     cfg.BoolOpt('tls_verify',
                 default=False,
                 help='Use TLS and verify the engine certificate against '

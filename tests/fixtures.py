@@ -16,6 +16,7 @@ Everything here uses the real Docker engine: images are built locally from
 busybox-static (there is no registry) and ``docker save``d.
 """
 
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -38,6 +39,7 @@ BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping',
                    'head', 'tail', 'wc', 'uname', 'ping6', 'arp', 'mount',
                    'sysctl', 'udhcpc')
 TEST_LABEL = 'org.openstack.nova-docker.test'
+_BUILD_LOCK = '/tmp/nova-docker-test-image-build.lock'
 
 
 def in_ci() -> bool:
@@ -110,13 +112,17 @@ def build_saved_image(changes=('CMD ["/bin/sh"]',), repo_tag=None,
     repo_tag = repo_tag or 'nova-docker-test/build-%s:latest' % (
         uuid.uuid4().hex[:12])
     repository, tag = repo_tag.rsplit(':', 1)
-    api.import_image_from_data(busybox_rootfs(extra_files),
-                               repository=repository, tag=tag,
-                               changes=list(changes))
-    try:
-        return b''.join(api.get_image(repo_tag))
-    finally:
-        api.remove_image(repo_tag, force=True)
+    # A fixed repo_tag is one name on a shared engine: parallel test
+    # processes must not remove it under each other's docker save.
+    with open(_BUILD_LOCK, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        api.import_image_from_data(busybox_rootfs(extra_files),
+                                   repository=repository, tag=tag,
+                                   changes=list(changes))
+        try:
+            return b''.join(api.get_image(repo_tag))
+        finally:
+            api.remove_image(repo_tag, force=True)
 
 
 @functools.lru_cache(maxsize=None)

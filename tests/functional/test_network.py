@@ -21,6 +21,7 @@ workload container (busybox ``ip``, ``ping``).
 
 import ipaddress
 import re
+import subprocess
 
 from nova.compute import power_state
 from nova import exception
@@ -197,6 +198,22 @@ class PlugTest(NetworkTestCase):
                                        % vif['devname']).read())
         self.assertEqual(before, self.links(instance)['eth0'])
         self.assertPings(other, self.ip_of(vif))
+
+    def test_stale_host_device_is_replaced(self):
+        # A device of the port's name whose peer is not in the sandbox
+        # (left by a crash, or a reused name) is replaced, not trusted.
+        vif = self.ports.network(0)()
+        peer = self.ports.network(0)()
+        stale_peer = 'ndst%s' % vif['id'][:8]
+        subprocess.run(['ip', 'link', 'add', vif['devname'], 'type', 'veth',
+                        'peer', 'name', stale_peer], check=True)
+        self.addCleanup(subprocess.run, ['ip', 'link', 'del', stale_peer],
+                        capture_output=True)
+        instance = self.spawn_on([vif])
+        other = self.spawn_on([peer])
+        self.assertFalse(nf.link_exists(stale_peer))
+        self.assertPings(other, self.ip_of(vif))
+        self.assertEqual(vif['address'], self.links(instance)['eth0']['mac'])
 
 
 class BadInputTest(NetworkTestCase):

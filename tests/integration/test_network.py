@@ -165,3 +165,25 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
         self.assertNoContainers(server['id'])
         self.assertFalse(nf.link_exists(self.devname(port)))
         self.assertEqual([], nf.bridge_ports(self.bridge))
+
+    def test_compute_restart_rebuilds_the_network_of_stopped_containers(self):
+        # What a dockerd or host restart leaves of one server: both its
+        # containers exited, its namespace and veth gone, the OVS record
+        # stale. nova-compute's start-up (init_host -> plug_vifs ->
+        # resume_state_on_host_boot) with a brand-new driver brings it back.
+        self.flags(resume_guests_state_on_host_boot=True)
+        port_a, port_b = self.make_port(), self.make_port()
+        a = self.boot(networks=[{'port': port_a['id']}])
+        b = self.boot(networks=[{'port': port_b['id']}])
+        containers = self.containers_of(a['id'])
+        for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX):
+            self.docker.stop(containers[role]['Id'], timeout=0)
+        self.compute = self.restart_compute_service(
+            self.compute, keep_hypervisor_state=False)
+        self.assertIsNot(self.driver, self.compute.manager.driver)
+        self.driver = self.compute.manager.driver
+        self.wait_for(lambda: self.workload(a)['State']['Running'],
+                      'the server to be resumed')
+        self.assertPings(a, self.ip(port_b))
+        self.assertPings(b, self.ip(port_a))
+        self.assertEqual('ACTIVE', self.api.get_server(a['id'])['status'])

@@ -206,6 +206,23 @@ class ServerLifecycleTest(base.IntegrationTestCase):
         self._delete_server(server)
         self.assertNoContainers(server['id'])
 
+    def test_soft_delete_restore_force_delete(self):
+        self.flags(reclaim_instance_interval=3600)
+        server = self.boot()
+        self.api.delete_server(server['id'])
+        self._wait_for_server_parameter(
+            server, {'status': 'SOFT_DELETED',
+                     'OS-EXT-STS:task_state': None})
+        # Soft-deleted: stopped, but kept for a possible restore.
+        self.assertContainerStatus(server, 'exited')
+        self.action(server, 'restore', expected_state='ACTIVE')
+        self.assertContainerStatus(server, 'running')
+        self.api.delete_server(server['id'])
+        self._wait_for_state_change(server, 'SOFT_DELETED')
+        self.api.post_server_action(server['id'], {'forceDelete': None})
+        self._wait_until_deleted(server)
+        self.assertNoContainers(server['id'])
+
     def test_console_output(self):
         server = self.boot(self.upload_image(console_image_tarball()))
         output = ''
