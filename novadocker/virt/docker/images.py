@@ -297,7 +297,11 @@ class ImageStore:
             if docker_id is not None:
                 self.touch(image_id)
                 return docker_id
-            return self._load_from_glance(context, image_meta)
+            docker_id = self._load_from_glance(context, image_meta)
+            # docker load leaves LastTagTime unset: mark the first use now so
+            # cache ageing counts from the load, not from the image's build.
+            self.touch(image_id)
+            return docker_id
 
         return _locked()
 
