@@ -561,17 +561,12 @@ def age_cache(api, in_use_glance_ids: typing.Iterable[str],
         'in_use': [], 'removed': [], 'kept': []}
     store = ImageStore(api)
     for image in list_cached(api):
-        if (image.glance_id in in_use_glance_ids or
-                image.docker_id in used_docker_ids):
-            result['in_use'].append(image.glance_id)
-            try:
-                store.touch(image.glance_id)
-            except exception.NovaException as exc:
-                LOG.warning('Image cache: could not touch %s: %s',
-                            image.glance_id, exc)
-            continue
-        if image.last_used is None:
-            result['kept'].append(image.glance_id)
+        in_use = (image.glance_id in in_use_glance_ids or
+                  image.docker_id in used_docker_ids)
+        if in_use or image.last_used is None:
+            # In use: its age restarts. Never used since its load (loaded
+            # before the driver marked loads): its age starts now.
+            result['in_use' if in_use else 'kept'].append(image.glance_id)
             try:
                 store.touch(image.glance_id)
             except exception.NovaException as exc:

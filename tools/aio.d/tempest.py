@@ -1,0 +1,202 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Write a tempest.conf that describes the running all-in-one truthfully.
+
+Run by ``tools/aio tempest`` with the all-in-one's venv (openstacksdk and
+nova are there), OS_CLIENT_CONFIG_FILE pointing at its clouds.yaml. What
+can be asked of the cloud (image, flavors, external network, Neutron's
+extensions, Nova's scheduler filters) is asked; what the compute driver
+can do is stated here, next to the reason.
+"""
+
+import argparse
+import configparser
+import sys
+
+import openstack
+
+# What DockerDriver does and does not do, as Tempest's
+# [compute-feature-enabled] flags. Tempest skips the tests of a feature
+# that is off, so no exclusion regex is needed for these.
+COMPUTE_FEATURES = {
+    # docker pause/unpause (cgroup freezer).
+    'pause': True,
+    # Suspend freezes the processes (cgroup freezer), as nova-lxd did.
+    'suspend': True,
+    # docker commit (paused) -> docker save -> Glance (container_format
+    # docker).
+    'snapshot': True,
+    # Shelve is snapshot + destroy; unshelve spawns from the snapshot.
+    'shelve': True,
+    'shelve_migrate': False,
+    # The workload's stdout/stderr (docker logs).
+    'console_output': True,
+    # Neutron ports hot-plugged into the sandbox's network namespace.
+    'interface_attach': True,
+    # The driver implements neither resize/migrate nor live migration:
+    # one compute host, and a container's memory is not migratable.
+    'resize': False,
+    'cold_migration': False,
+    'live_migration': False,
+    'live_migrate_back_and_forth': False,
+    'block_migration_for_live_migration': False,
+    'volume_backed_live_migration': False,
+    'can_migrate_between_any_hosts': False,
+    # Rescue boots a second disk as root: containers have no disks.
+    'rescue': False,
+    'stable_rescue': False,
+    # No graphical or serial console: a container has no framebuffer/tty
+    # that Nova's proxies could reach.
+    'vnc_console': False,
+    'spice_console': False,
+    'serial_console': False,
+    # set_admin_password is not implemented (no guest agent).
+    'change_password': False,
+    # File injection ("personality") is not implemented.
+    'personality': False,
+    # No config drive is built, and OVN's metadata agent is off in the
+    # all-in-one (ovn_metadata_enabled = false).
+    'config_drive': False,
+    'metadata_service': False,
+    # Nova's own API option [api]enable_instance_password (default on).
+    'enable_instance_password': True,
+    # OS-DCF:diskConfig is an API attribute; the driver ignores it, which
+    # is what the API promises for AUTO/MANUAL on rebuild.
+    'disk_config': True,
+    # No Cinder in the all-in-one: no volumes at all.
+    'attach_encrypted_volume': False,
+    'swap_volume': False,
+    'volume_multiattach': False,
+    'ide_bus': False,
+    # Nova quotas are the legacy DB driver, not Keystone unified limits.
+    'unified_limits': False,
+}
+
+
+def nova_filters(nova_conf: str) -> list:
+    """[filter_scheduler]enabled_filters as nova-scheduler reads them."""
+    import nova.conf
+    conf = nova.conf.CONF
+    conf([], project='nova', default_config_files=[nova_conf])
+    return list(conf.filter_scheduler.enabled_filters)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--output', required=True)
+    parser.add_argument('--password', required=True)
+    parser.add_argument('--nova-conf', required=True)
+    parser.add_argument('--log-dir', required=True)
+    parser.add_argument('--image', default='busybox')
+    parser.add_argument('--concurrency', type=int, default=2)
+    args = parser.parse_args()
+
+    conn = openstack.connect(cloud='aio-admin')
+    image = conn.image.find_image(args.image, ignore_missing=False)
+    flavors = sorted(conn.compute.flavors(), key=lambda f: (f.ram, f.id))
+    if len(flavors) < 2:
+        sys.exit('need two flavors, found %d' % len(flavors))
+    public = conn.network.find_network('public')
+    extensions = sorted(e.alias for e in conn.network.extensions())
+    # One compute host: its chassis name is what Nova reports.
+    computes = [s for s in conn.compute.services(binary='nova-compute')
+                if s.state == 'up']
+    if not computes:
+        sys.exit('no nova-compute service is up')
+
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.optionxform = str
+    conf.read_dict({
+        'DEFAULT': {
+            'log_dir': args.log_dir,
+            'log_file': 'tempest.log',
+        },
+        'auth': {
+            'admin_username': 'admin',
+            'admin_password': args.password,
+            'admin_project_name': 'admin',
+            'admin_domain_name': 'Default',
+            # Each test class gets its own project, user and network
+            # (router to the external network): tests cannot collide.
+            'use_dynamic_credentials': 'true',
+            'create_isolated_networks': 'true',
+        },
+        'identity': {
+            'uri_v3': 'http://127.0.0.1:5000/v3',
+            'auth_version': 'v3',
+            'region': 'RegionOne',
+        },
+        'identity-feature-enabled': {'api_v2': 'false'},
+        'compute': {
+            # One image for both: the busybox image tools/aio uploads
+            # (a `docker save` tarball, container_format docker).
+            'image_ref': image.id,
+            'image_ref_alt': image.id,
+            'flavor_ref': flavors[0].id,
+            'flavor_ref_alt': flavors[1].id,
+            'build_timeout': '196',
+            'min_compute_nodes': '1',
+            'min_microversion': '2.1',
+            'max_microversion': 'latest',
+        },
+        'compute-feature-enabled': dict(
+            {k: str(v).lower() for k, v in COMPUTE_FEATURES.items()},
+            scheduler_enabled_filters=','.join(nova_filters(args.nova_conf))),
+        'image': {
+            'container_formats': 'bare,docker',
+            'disk_formats': 'raw,qcow2',
+        },
+        'network': {
+            'project_network_cidr': '10.100.0.0/16',
+            'project_network_mask_bits': '28',
+            # The host reaches guests only through floating IPs on the
+            # external network, never tenant networks directly.
+            'project_networks_reachable': 'false',
+            'public_network_id': public.id if public else '',
+            'floating_network_name': public.name if public else '',
+            'shared_physical_network': 'false',
+        },
+        'network-feature-enabled': {
+            'api_extensions': ','.join(extensions),
+            'floating_ips': 'true' if public else 'false',
+            'port_security': str('port-security' in extensions).lower(),
+            'port_admin_state_change': 'true',
+            'ipv6': 'true',
+            'ipv6_subnet_attributes': 'true',
+        },
+        'validation': {
+            # No SSH into guests: the busybox image has no sshd, and
+            # nothing would put the test keypair into the container
+            # (no metadata service, no config drive, no key injection).
+            'run_validation': 'false',
+        },
+        'service_available': {
+            'nova': 'true',
+            'neutron': 'true',
+            'glance': 'true',
+            'cinder': 'false',
+            'swift': 'false',
+            'horizon': 'false',
+        },
+    })
+    with open(args.output, 'w') as out:
+        conf.write(out)
+    print('tempest.conf: image %s (%s), flavors %s/%s, public network %s, '
+          '%d Neutron extensions, compute host %s' % (
+              image.name, image.id, flavors[0].name, flavors[1].name,
+              public.id if public else 'none', len(extensions),
+              computes[0].host))
+
+
+if __name__ == '__main__':
+    main()
