@@ -167,23 +167,35 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
         self.assertEqual([], nf.bridge_ports(self.bridge))
 
     def test_compute_restart_rebuilds_the_network_of_stopped_containers(self):
-        # What a dockerd or host restart leaves of one server: both its
-        # containers exited, its namespace and veth gone, the OVS record
-        # stale. nova-compute's start-up (init_host -> plug_vifs ->
-        # resume_state_on_host_boot) with a brand-new driver brings it back.
+        # A host reboot, seen by one server: nova-compute is down while its
+        # containers exit, their namespace and veth vanish and the OVS
+        # record goes stale. nova-compute's start-up (init_host ->
+        # plug_vifs -> resume_state_on_host_boot), with a brand-new driver,
+        # brings the server back with its network.
         self.flags(resume_guests_state_on_host_boot=True)
         port_a, port_b = self.make_port(), self.make_port()
         a = self.boot(networks=[{'port': port_a['id']}])
         b = self.boot(networks=[{'port': port_b['id']}])
         containers = self.containers_of(a['id'])
+        old_driver = self.driver
+        self.compute.stop()
         for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX):
             self.docker.stop(containers[role]['Id'], timeout=0)
-        self.compute = self.restart_compute_service(
-            self.compute, keep_hypervisor_state=False)
-        self.assertIsNot(self.driver, self.compute.manager.driver)
+        self.assertEqual(self.bridge, nf.port_bridge(self.devname(port_a)))
+        cell = self.host_mappings[self.compute_host].cell_mapping.name
+        self.compute = self.start_service('compute', host=self.compute_host,
+                                          cell_name=cell)
         self.driver = self.compute.manager.driver
+        self.assertIsNot(old_driver, self.driver)
         self.wait_for(lambda: self.workload(a)['State']['Running'],
                       'the server to be resumed')
         self.assertPings(a, self.ip(port_b))
         self.assertPings(b, self.ip(port_a))
         self.assertEqual('ACTIVE', self.api.get_server(a['id'])['status'])
+        # Delete while the new service runs (its fixture stops it before
+        # the boot() clean-ups would).
+        for server in (a, b):
+            self.api.delete_server(server['id'])
+            self._wait_until_deleted(server)
+            self.assertNoContainers(server['id'])
+        self.assertEqual([], nf.bridge_ports(self.bridge))

@@ -27,9 +27,9 @@ import time
 import jsonschema
 from nova.api.openstack.compute.schemas import server_diagnostics as \
     diagnostics_schema
-import nova.virt.docker
 from nova.compute import power_state
 from nova import conf as nova_conf
+import nova.virt.docker
 from oslo_utils import units
 
 from novadocker.virt.docker import driver as docker_driver
@@ -67,7 +67,8 @@ class ServerLifecycleTest(base.IntegrationTestCase):
         # the wheel installs inside nova's package tree.
         self.assertTrue(nova.virt.docker.__file__.startswith(
             os.path.dirname(os.path.dirname(nova.__file__))))
-        self.assertIs(docker_driver.DockerDriver, nova.virt.docker.DockerDriver)
+        self.assertIs(docker_driver.DockerDriver,
+                      nova.virt.docker.DockerDriver)
         self.assertIs(docker_driver.DockerDriver, type(self.driver))
         hypervisors = self.admin_api.api_get(
             'os-hypervisors/detail?hypervisor_hostname_pattern=%s'
@@ -277,7 +278,10 @@ class ServerLifecycleTest(base.IntegrationTestCase):
         fault = self.admin_api.get_server(server['id'])['fault']
         self.assertIn('container_format', fault['message'])
         self.assertIn("'bare'", fault['message'])
-        self.assertIn('Docker images only', fault['message'])
+        # The whole upload command fits in the 255 characters Nova keeps.
+        self.assertIn('docker save IMG | openstack image create '
+                      '--container-format docker --disk-format raw NAME',
+                      fault['message'])
         self.assertNoContainers(server['id'])
         self.assertFalse(self.docker_image_loaded(image_id))
         # Refused before any download.

@@ -50,10 +50,10 @@ warn() { echo "[$(elapsed)s] WARNING: $*" >&2; }
 die() { echo "tools/aio: $*" >&2; exit 1; }
 
 # run_step NAME DESCRIPTION COMMAND...: progress line, output to
-# $LOGS/NAME.log, and on failure a message naming the step and its log.
+# $LOGS/aio-NAME.log, and on failure a message naming the step and its log.
 run_step() {
     local name=$1 desc=$2; shift 2
-    local log=$LOGS/$name.log
+    local log=$LOGS/aio-$name.log
     say "$name: $desc"
     if ! "$@" >"$log" 2>&1 </dev/null; then
         echo >&2

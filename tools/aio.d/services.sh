@@ -372,7 +372,7 @@ start_nova_services() {
     done
     if ! aio_py wait-compute --timeout 180 --pid "$(svc_pid nova-compute)"; then
         echo "--- $LOGS/nova-compute.out:"; tail -n 15 "$LOGS/nova-compute.out"
-        echo "--- errors in $LOGS/nova.log:"; grep -E ' (ERROR|CRITICAL) ' "$LOGS/nova.log" | tail -n 5
+        echo "--- errors in $LOGS/nova.log:"; grep -E ' (ERROR|CRITICAL) ' "$LOGS/nova.log" | tail -n 8
         return 1
     fi
     "${NOVA_MANAGE[@]}" cell_v2 discover_hosts --verbose

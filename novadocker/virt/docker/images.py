@@ -44,9 +44,10 @@ LOG = logging.getLogger(__name__)
 
 IMAGE_API = glance.API()
 GLANCE_REPOSITORY = 'nova-docker/glance'
-UPLOAD_HINT = _('nova-docker boots Docker images only: upload one with '
-                '"docker save IMAGE | openstack image create '
-                '--container-format docker --disk-format raw NAME"')
+# Nova keeps 255 characters of a fault, after a ~100-character prefix:
+# keep this short enough that the whole command shows.
+UPLOAD_HINT = _('docker save IMG | openstack image create '
+                '--container-format docker --disk-format raw NAME')
 # Tarball members that carry image names: they are rewritten in flight.
 _MANIFEST = 'manifest.json'
 _REPOSITORIES = 'repositories'
@@ -71,7 +72,7 @@ def check_image_acceptable(image_meta) -> None:
     if container_format != 'docker':
         raise exception.ImageUnacceptable(
             image_id=image_meta.id,
-            reason=_('container_format is %(fmt)r. %(hint)s') % {
+            reason=_('container_format %(fmt)r != docker: %(hint)s') % {
                 'fmt': container_format, 'hint': UPLOAD_HINT})
 
 
