@@ -323,7 +323,8 @@ def main():
                 name, p50 * 1000, percentile(values, 0.9) * 1000,
                 p50 / base))
 
-    print('one OVS port, veth into a container netns (%s)' % socket.gethostname())
+    print('one OVS port, veth into a container netns (%s)'
+          % socket.gethostname())
     report('plug', plug, 'raw')
     report('unplug', unplug, 'raw')
     report('spawn with one port (cached image)', spawn, 'raw')

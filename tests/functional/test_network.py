@@ -19,6 +19,7 @@ the driver: ``ovs-vsctl``, ``/sys/class/net`` and commands run inside the
 workload container (busybox ``ip``, ``ping``).
 """
 
+import copy
 import ipaddress
 import re
 import subprocess
@@ -212,6 +213,35 @@ class PlugTest(NetworkTestCase):
         instance = self.spawn_on([vif])
         other = self.spawn_on([peer])
         self.assertFalse(nf.link_exists(stale_peer))
+        self.assertPings(other, self.ip_of(vif))
+        self.assertEqual(vif['address'], self.links(instance)['eth0']['mac'])
+
+    def test_binding_switch_between_hybrid_and_native(self):
+        # Neutron can rebind a port with the other firewall driver; a
+        # re-plug (plug_vifs, reboot) must swap the layouts cleanly.
+        port = self.ports.network(0)
+        vif, peer = port(hybrid=True), port()
+        self.useFixture(nf.HybridFirewall(vif['devname']))
+        instance = self.spawn_on([vif])
+        other = self.spawn_on([peer])
+        tap, qbr, qvb, qvo = nf.device_names(vif['id'])
+        self.assertEqual(qbr, nf.link_master(tap))
+
+        native = copy.deepcopy(vif)
+        for key in (network_model.VIF_DETAILS_OVS_HYBRID_PLUG,
+                    network_model.VIF_DETAILS_PORT_FILTER):
+            native['details'][key] = False
+        self.driver.plug_vifs(instance, [native])
+        self.assertEqual(self.bridge, nf.port_bridge(tap))
+        for name in (qbr, qvb, qvo):
+            self.assertFalse(nf.link_exists(name), name)
+            self.assertIsNone(nf.port_bridge(name), name)
+        self.assertPings(other, self.ip_of(vif))
+
+        self.driver.plug_vifs(instance, [vif])
+        self.assertIsNone(nf.port_bridge(tap))
+        self.assertEqual(qbr, nf.link_master(tap))
+        self.assertEqual(self.bridge, nf.port_bridge(qvo))
         self.assertPings(other, self.ip_of(vif))
         self.assertEqual(vif['address'], self.links(instance)['eth0']['mac'])
 

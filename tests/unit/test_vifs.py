@@ -318,3 +318,14 @@ class PlugOrderTest(testtools.TestCase):
             make_instance(), [make_vif(vif_type='binding_failed')], 1)
         self.assertIn('binding_failed', str(error))
         self.assertFalse(linux_net.plug_veth.called)
+
+    def test_native_leftover_is_removed_before_hybrid_plug(self):
+        # The binding switched from native to hybrid: the tap is still an
+        # OVS port and must go (with its device) before qbr takes it.
+        unplugged = []
+        os_vif.unplug.side_effect = lambda obj, info: unplugged.append(obj)
+        self.stale_ports.add('tap00000000-aa')
+        self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1)
+        self.assertEqual(1, len(unplugged))
+        self.assertIsInstance(unplugged[0], osv_vif.VIFOpenVSwitch)
+        self.assertEqual('tap00000000-aa', unplugged[0].vif_name)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Licensed under the Apache License, Version 2.0 (the "License"); you may
 # not use this file except in compliance with the License. You may obtain
 # a copy of the License at

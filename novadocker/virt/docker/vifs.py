@@ -26,6 +26,7 @@ namespace with the port's MAC is kept and reconfigured in place; anything
 else of that name (and any stale OVS port or qbr layout) is replaced.
 """
 
+import copy
 import ipaddress
 import os
 import threading
@@ -233,15 +234,7 @@ class VIFPlugger:
         hybrid = isinstance(obj, osv_vif.VIFBridge)
         if hybrid:
             spec = dict(spec, master=obj.bridge_name)
-        if (linux_net.find_peer(netns, spec['host_dev'], spec['mac']) is None
-                and not hybrid and self._stale_ovs_state(spec['host_dev'],
-                                                         vif['id'])):
-            # Plugged into a namespace that is gone (a restarted sandbox):
-            # drop the stale OVS port (and any qbr layout of an earlier
-            # hybrid binding), because OVS's userspace datapath does not
-            # pick up a new device under an existing port. Hybrid ports
-            # need nothing: qvo survives and only the tap is recreated.
-            os_vif.unplug(obj, info)
+        self._clear_stale_ovs_state(instance, vif, spec, netns, obj, info)
         if hybrid:
             os_vif.plug(obj, info)
             ifname = linux_net.plug_veth(netns, spec)
@@ -253,11 +246,32 @@ class VIFPlugger:
                    'ifname': ifname}, instance=instance)
         return ifname
 
-    @staticmethod
-    def _stale_ovs_state(host_dev: str, port_id: str) -> bool:
-        qbr = ('qbr' + port_id)[:network_model.NIC_NAME_LEN]
-        return (ovsdb.port_exists(host_dev) or
-                os.path.exists('/sys/class/net/%s' % qbr))
+    def _clear_stale_ovs_state(self, instance, vif, spec, netns, obj,
+                               info) -> None:
+        """Remove OVS state a plug must not build on.
+
+        - A native port whose veth was lost (a restarted sandbox) leaves an
+          OVS port record: OVS's userspace datapath does not pick up a new
+          device under it, so the record goes first.
+        - A port whose binding switched between hybrid and native leaves the
+          other layout: the qbr/qvb/qvo devices, or the tap as an OVS port.
+        Hybrid ports otherwise need nothing: qvo survives a restart and
+        only the tap is recreated on qbr.
+        """
+        host_dev = spec['host_dev']
+        if isinstance(obj, osv_vif.VIFBridge):
+            if ovsdb.port_exists(host_dev):
+                native = copy.deepcopy(vif)
+                native['details'][network_model.VIF_DETAILS_OVS_HYBRID_PLUG] \
+                    = False
+                native_obj, _info = self.os_vif_objects(instance, native)
+                os_vif.unplug(native_obj, info)
+            return
+        qbr = ('qbr' + vif['id'])[:network_model.NIC_NAME_LEN]
+        if os.path.exists('/sys/class/net/%s' % qbr) or (
+                linux_net.find_peer(netns, host_dev, spec['mac']) is None
+                and ovsdb.port_exists(host_dev)):
+            os_vif.unplug(obj, info)
 
     def _unplug_one(self, instance, vif) -> None:
         obj, info = self.os_vif_objects(instance, vif)

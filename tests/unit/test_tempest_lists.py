@@ -1,0 +1,129 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""tools/tempest: the selection files and the driver flags tempest.conf
+states stay well-formed and truthful (the Tempest run itself is in CI)."""
+
+import importlib.util
+import os
+import re
+
+import testtools
+
+from novadocker.virt.docker import driver
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+TEMPEST = os.path.join(TOP, 'tools', 'tempest')
+
+# Tests the issue says must keep running: suspend/resume and snapshots.
+MUST_RUN = (
+    'tempest.api.compute.servers.test_server_actions.ServerActionsTestJSON.'
+    'test_suspend_resume_server',
+    'tempest.api.compute.servers.test_server_actions.ServerActionsTestJSON.'
+    'test_pause_unpause_server',
+    'tempest.api.compute.images.test_images.ImagesTestJSON.'
+    'test_create_image_from_suspended_server',
+    'tempest.api.compute.images.test_images.ImagesTestJSON.'
+    'test_create_server_from_snapshot',
+    'tempest.api.compute.servers.test_server_actions.ServerActionsTestOtherB.'
+    'test_shelve_unshelve_server',
+    'tempest.scenario.test_server_advanced_ops.TestServerAdvancedOps.'
+    'test_server_sequence_suspend_resume',
+)
+# nova-docker's historic exclusion regex had eight alternatives.
+HISTORIC = 'boto|volume|resize|suspend|rescue|cinder|migrate|object_storage'
+
+
+def read_entries(name):
+    """(regex, comment lines just above it) for each regex line."""
+    entries, comment = [], []
+    with open(os.path.join(TEMPEST, name)) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith('#'):
+                comment.append(line)
+            elif line:
+                entries.append((line, comment))
+                comment = []
+            else:
+                comment = []
+    return entries
+
+
+def load_tempest_py():
+    spec = importlib.util.spec_from_file_location(
+        'aio_tempest', os.path.join(TOP, 'tools', 'aio.d', 'tempest.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestSelection(testtools.TestCase):
+
+    def test_every_regex_compiles(self):
+        for name in ('include.txt', 'exclude.txt'):
+            for regex, _ in read_entries(name):
+                re.compile(regex)
+
+    def test_every_exclusion_has_a_reason(self):
+        for regex, comment in read_entries('exclude.txt'):
+            self.assertTrue(comment, 'no reason above %s' % regex)
+
+    def test_shorter_than_historic_list(self):
+        self.assertLess(len(read_entries('exclude.txt')),
+                        len(HISTORIC.split('|')))
+
+    def test_suspend_and_snapshot_tests_selected_not_excluded(self):
+        include = [re.compile(r) for r, _ in read_entries('include.txt')]
+        exclude = [re.compile(r) for r, _ in read_entries('exclude.txt')]
+        for test in MUST_RUN:
+            self.assertTrue(any(r.search(test) for r in include), test)
+            self.assertFalse(any(r.search(test) for r in exclude), test)
+
+    def test_tempest_pinned(self):
+        with open(os.path.join(TEMPEST, 'constraints.txt')) as f:
+            pins = [line.strip() for line in f]
+        self.assertEqual(1, len([p for p in pins
+                                 if re.match(r'^tempest==[0-9.]+$', p)]))
+
+
+class TestFeatureFlags(testtools.TestCase):
+    """tempest.conf's flags agree with what DockerDriver declares/has."""
+
+    def setUp(self):
+        super().setUp()
+        self.features = load_tempest_py().COMPUTE_FEATURES
+
+    def test_interface_attach_matches_capability(self):
+        self.assertEqual(
+            driver.DockerDriver.capabilities['supports_attach_interface'],
+            self.features['interface_attach'])
+
+    def test_enabled_features_are_implemented(self):
+        # A flag on is a promise: the driver must override the method.
+        base = driver.driver.ComputeDriver
+        methods = {'pause': ('pause', 'unpause'),
+                   'suspend': ('suspend', 'resume'),
+                   'snapshot': ('snapshot',),
+                   'console_output': ('get_console_output',),
+                   'interface_attach': ('attach_interface',
+                                        'detach_interface'),
+                   'resize': ('migrate_disk_and_power_off',
+                              'finish_migration'),
+                   'rescue': ('rescue', 'unrescue'),
+                   'change_password': ('set_admin_password',)}
+        for flag, names in methods.items():
+            implemented = all(
+                getattr(driver.DockerDriver, n) is not getattr(base, n)
+                for n in names)
+            self.assertEqual(implemented, self.features[flag], flag)
