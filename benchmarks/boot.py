@@ -131,8 +131,9 @@ def main():
         if current_driver() != original:
             switch(original)
 
-    print('\nboot = POST /servers -> ACTIVE (port bound, container '
-          'running); delete = DELETE -> gone. N=%d each.' % args.count)
+    print('\nboot = POST /servers -> ACTIVE (DockerDriver: ports plugged '
+          'and bound, container running); delete = DELETE -> gone. '
+          'N=%d each.' % args.count)
     for driver, (boots, deletes) in results.items():
         print(driver)
         print('  ' + report('boot', boots))
