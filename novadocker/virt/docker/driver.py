@@ -186,13 +186,14 @@ class DockerDriver(driver.ComputeDriver):
         network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
+        runtime = guests.check_runtime(instance)
         store = self._images
         try:
             docker_image = store.ensure_image(context, image_meta)
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
-                                   sandbox_id)
+                                   sandbox_id, runtime)
             if power_on:
                 self._start_workload(instance)
         except Exception:
@@ -202,8 +203,8 @@ class DockerDriver(driver.ComputeDriver):
                 self._remove_instance(instance, network_info)
                 if store.loaded:
                     self._remove_image_if_unused(image_meta.id)
-        LOG.info('Instance spawned as container %s', instance.name,
-                 instance=instance)
+        LOG.info('Instance spawned as container %s',
+                 guest_mod.container_name(instance), instance=instance)
 
     def _create_sandbox(self, instance, network_info) -> str:
         dns, search = vifs.dns_config(network_info)
