@@ -270,12 +270,25 @@ class RuntimeTest(PrivateEngineMixin, base.DriverTestCase):
         self.addCleanup(self.driver.destroy, self.context, instance, [])
         return instance
 
+    def runtime_state(self, binary, container_id):
+        """``<binary> state`` under the shim's state root(s) (Docker 20.10
+        uses runtime-runc/moby for every runc-compatible runtime), or None
+        if that runtime does not know the container."""
+        for root in glob.glob(os.path.join(self.engine.exec_root,
+                                           'runtime-*', 'moby')):
+            result = subprocess.run([binary, '--root', root, 'state',
+                                     container_id], capture_output=True,
+                                    text=True)
+            if result.returncode == 0:
+                return json.loads(result.stdout)
+        return None
+
     def crun_state(self, container_id) -> dict:
-        root = os.path.join(self.engine.exec_root, 'runtime-crun', 'moby')
-        result = subprocess.run([CRUN, '--root', root, 'state',
-                                 container_id], capture_output=True,
-                                text=True, check=True)
-        return json.loads(result.stdout)
+        state = self.runtime_state(CRUN, container_id)
+        self.assertIsNotNone(state, 'crun does not know %s' % container_id)
+        # ... and runc does not: crun created it.
+        self.assertIsNone(self.runtime_state('runc', container_id))
+        return state
 
     def test_flavor_runtime_runs_under_crun(self):
         self.conf.config(allowed_runtimes=['crun'], group='docker')
