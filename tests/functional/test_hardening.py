@@ -157,6 +157,13 @@ class HardeningTest(base.DriverTestCase):
         self.assertEqual(['NET_RAW', 'MKNOD', 'KILL'],
                          self.inspect(instance)['HostConfig']['CapDrop'])
 
+    def test_unknown_capability_in_config_file_stops_start_up(self):
+        self.conf.load_raw_values(group='docker', cap_drop='MKNOD,NOPE')
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        self.addCleanup(driver.cleanup_host, self.host)
+        exc = self.assertRaises(ValueError, driver.init_host, self.host)
+        self.assertIn('NOPE', str(exc))
+
     # -- sandbox and OOM ---------------------------------------------------
 
     def test_read_only_sandbox_and_oom_score_adj(self):

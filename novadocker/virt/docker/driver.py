@@ -103,6 +103,7 @@ class DockerDriver(driver.ComputeDriver):
                   'may the nova user use its socket (docker group)?') % exc
             ) from exc
         images.ensure_sandbox_image(self.api)
+        self._check_hardening()
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
             self.emit_event)
@@ -110,6 +111,26 @@ class DockerDriver(driver.ComputeDriver):
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
                  self.api.api_version, CONF.docker.api_url)
+
+    def _check_hardening(self) -> None:
+        """Invalid hardening options stop nova-compute here, not at the
+        first boot; allowed runtimes the engine lacks are worth a warning."""
+        guest_mod.cap_drop()
+        guest_mod.log_config()
+        with docker_client.translate_errors('info'):
+            info = self.api.info()
+        missing = sorted(set(CONF.docker.allowed_runtimes) -
+                         set(info.get('Runtimes') or {}))
+        if missing:
+            LOG.warning('[docker]allowed_runtimes names runtimes the engine '
+                        'does not have: %(missing)s (it has %(has)s); '
+                        'flavors asking for them will not boot here',
+                        {'missing': ', '.join(missing),
+                         'has': ', '.join(sorted(info.get('Runtimes') or {}))})
+        if any('name=userns' in opt
+               for opt in info.get('SecurityOptions') or ()):
+            LOG.info('nova-docker: the engine remaps user namespaces '
+                     '(userns-remap)')
 
     def cleanup_host(self, host):
         if self._events is not None:
