@@ -326,6 +326,20 @@ class RuntimeTest(PrivateEngineMixin, base.DriverTestCase):
         self.assertEqual([], self.leaks.containers())
         self.assertEqual([], self.leaks.loaded_images())
 
+    def test_runtimes_reported_as_traits(self):
+        from nova.compute import provider_tree
+        tree = provider_tree.ProviderTree()
+        tree.new_root(self.host, str(uuid.uuid4()))
+        tree.add_traits(self.host, 'CUSTOM_DOCKER_RUNTIME_GONE', 'CUSTOM_X')
+        self.driver.update_provider_tree(tree, self.host)
+        self.assertEqual({'CUSTOM_DOCKER_RUNTIME_RUNC', 'CUSTOM_X'},
+                         set(tree.data(self.host).traits))
+        self.conf.config(allowed_runtimes=['crun', 'runsc'], group='docker')
+        self.driver.update_provider_tree(tree, self.host)
+        self.assertEqual({'CUSTOM_DOCKER_RUNTIME_RUNC',
+                          'CUSTOM_DOCKER_RUNTIME_CRUN', 'CUSTOM_X'},
+                         set(tree.data(self.host).traits))
+
     def test_runtime_not_allowed_refused(self):
         self.leaks.forbid_images()
         exc = self.assertRaises(guest.RuntimeUnavailable,

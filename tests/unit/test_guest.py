@@ -379,6 +379,19 @@ class RuntimeCheckTest(testtools.TestCase):
         self.assertIsNone(self.guests.check_runtime(
             self._instance(spec='runc', image_prop='crun')))
 
+    def test_refusal_aborts_the_build_rather_than_rescheduling(self):
+        # Nova's manager turns InvalidInput into BuildAbortException: the
+        # fault keeps this message.
+        self.assertTrue(issubclass(guest.RuntimeUnavailable,
+                                   exception.InvalidInput))
+
+    def test_traits_name_usable_runtimes(self):
+        self.cfg.config(allowed_runtimes=['crun', 'runsc'], group='docker')
+        info = self.api.info.return_value
+        self.assertEqual(['crun', 'runc'], guest.usable_runtimes(info))
+        self.assertEqual('CUSTOM_DOCKER_RUNTIME_IO_CONTAINERD_RUNC_V2',
+                         guest.runtime_trait('io.containerd.runc.v2'))
+
     def test_spawn_refused_before_anything_is_created(self):
         driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         driver._api = self.api

@@ -179,6 +179,22 @@ class DockerDriver(driver.ComputeDriver):
                 'allocation_ratio': ratios[orc.DISK_GB],
                 'reserved': self._get_reserved_host_disk_gb_from_config()},
         })
+        self._update_runtime_traits(provider_tree, nodename)
+
+    def _update_runtime_traits(self, provider_tree, nodename) -> None:
+        """CUSTOM_DOCKER_RUNTIME_<NAME> for each runtime a flavor may ask
+        for here, so ``trait:CUSTOM_DOCKER_RUNTIME_RUNSC=required`` next
+        to ``docker:runtime=runsc`` schedules only to hosts that have it."""
+        with docker_client.translate_errors('info'):
+            info = self.api.info()
+        wanted = {guest_mod.runtime_trait(r)
+                  for r in guest_mod.usable_runtimes(info)}
+        have = {t for t in provider_tree.data(nodename).traits
+                if t.startswith(guest_mod.RUNTIME_TRAIT_PREFIX)}
+        if have - wanted:
+            provider_tree.remove_traits(nodename, *(have - wanted))
+        if wanted - have:
+            provider_tree.add_traits(nodename, *(wanted - have))
 
     # -- listing -----------------------------------------------------------
 

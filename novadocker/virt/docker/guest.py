@@ -27,6 +27,7 @@ They are named after the instance UUID (``nova-<uuid>``,
 re-created database) sharing one engine number their instances alike.
 """
 
+import re
 import shlex
 import typing
 
@@ -118,10 +119,29 @@ def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
     return None, 'default'
 
 
-class RuntimeUnavailable(exception.NovaException):
+class RuntimeUnavailable(exception.InvalidInput):
+    """InvalidInput: Nova aborts the build with this message as the fault
+    instead of rescheduling into "Exhausted all hosts"; the scheduler
+    learns the runtimes from the host's traits (runtime_traits)."""
     msg_fmt = _("OCI runtime %(runtime)s requested by the %(source)s is "
                 "not available on this host: %(reason)s. Available: "
                 "%(available)s")
+
+
+RUNTIME_TRAIT_PREFIX = 'CUSTOM_DOCKER_RUNTIME_'
+
+
+def usable_runtimes(info: dict) -> typing.List[str]:
+    """The engine's default runtime and the allowed ones it has."""
+    engine = set(info.get('Runtimes') or {})
+    allowed = {r.strip() for r in CONF.docker.allowed_runtimes}
+    default = info.get('DefaultRuntime')
+    return sorted((allowed & engine) | ({default} if default else set()))
+
+
+def runtime_trait(runtime: str) -> str:
+    """CUSTOM_DOCKER_RUNTIME_<NAME>, for flavors' trait:...=required."""
+    return RUNTIME_TRAIT_PREFIX + re.sub(r'[^A-Z0-9_]', '_', runtime.upper())
 
 
 def command_override(image_meta) -> typing.Optional[typing.List[str]]:
@@ -232,11 +252,10 @@ class Guests:
             return None
         with docker_client.translate_errors('info'):
             info = self._api.info()
-        engine = sorted(info.get('Runtimes') or {})
+        engine = set(info.get('Runtimes') or {})
         default = info.get('DefaultRuntime')
         allowed = [r.strip() for r in CONF.docker.allowed_runtimes]
-        usable = sorted({r for r in allowed if r in engine} |
-                        ({default} if default else set()))
+        usable = usable_runtimes(info)
         if runtime == default:
             return None
         if runtime not in allowed:
