@@ -84,10 +84,11 @@ class HardeningTest(base.DriverTestCase):
         self.assertGreater(pid, 0)
         return pid
 
-    def reference_caps(self) -> int:
-        """CapEff of a container with Docker's default capabilities."""
+    def reference_caps(self, instance) -> int:
+        """CapEff of a container of the same image with Docker's default
+        capabilities."""
         created = self.api.create_container(
-            CONF.docker.sandbox_image,
+            self.inspect(instance)['Image'], command=['/bin/sleep', '600'],
             labels={nd_fixtures.TEST_LABEL: self.host},
             host_config=self.api.create_host_config(network_mode='none'))
         self.addCleanup(self.api.remove_container, created['Id'], force=True)
@@ -128,7 +129,7 @@ class HardeningTest(base.DriverTestCase):
 
     def test_default_drop_list_removes_exactly_mknod_and_setfcap(self):
         instance = self.spawn()
-        default = self.reference_caps()
+        default = self.reference_caps(instance)
         workload = capabilities(self.pid_of(instance))
         self.assertEqual(cap_bits('MKNOD', 'SETFCAP'), default & ~workload)
         self.assertEqual(0, workload & ~default)
@@ -150,7 +151,7 @@ class HardeningTest(base.DriverTestCase):
         self.conf.config(cap_drop=['net_raw', 'MKNOD', 'kill'],
                          group='docker')
         instance = self.spawn()
-        default = self.reference_caps()
+        default = self.reference_caps(instance)
         workload = capabilities(self.pid_of(instance))
         self.assertEqual(cap_bits('NET_RAW', 'MKNOD', 'KILL'),
                          default & ~workload)
