@@ -33,6 +33,8 @@ from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import images
+from novadocker.virt.docker import rescue as rescue_mod
+from novadocker.virt.docker import resize as resize_mod
 from novadocker.virt.docker import snapshot as snapshot_mod
 from novadocker.virt.docker import vifs
 
@@ -70,6 +72,7 @@ class DockerDriver(driver.ComputeDriver):
         self._nodename = None
         self._vifs = vifs.VIFPlugger()
         self._events = None
+        self._root_quota = False
 
     # -- plumbing ----------------------------------------------------------
 
@@ -82,7 +85,8 @@ class DockerDriver(driver.ComputeDriver):
 
     @property
     def _guests(self) -> guest_mod.Guests:
-        return guest_mod.Guests(self.api, self._host or CONF.host)
+        return guest_mod.Guests(self.api, self._host or CONF.host,
+                                root_quota=self._root_quota)
 
     @property
     def _images(self) -> images.ImageStore:
@@ -104,6 +108,7 @@ class DockerDriver(driver.ComputeDriver):
             ) from exc
         images.ensure_sandbox_image(self.api)
         self._check_hardening()
+        self._check_root_quota()
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
             self.emit_event)
@@ -131,6 +136,18 @@ class DockerDriver(driver.ComputeDriver):
                for opt in info.get('SecurityOptions') or ()):
             LOG.info('nova-docker: the engine remaps user namespaces '
                      '(userns-remap)')
+
+    def _check_root_quota(self) -> None:
+        """Flavor root_gb is enforced only if the engine can; say once."""
+        self._root_quota = resize_mod.probe_root_quota(self.api)
+        if self._root_quota:
+            LOG.info('nova-docker: root disks are limited to the flavor\'s '
+                     'root_gb (storage_opt size)')
+        else:
+            LOG.warning('nova-docker: the Docker storage driver cannot '
+                        'limit a container\'s disk (it needs overlay2 on '
+                        'XFS with pquota, btrfs or zfs): flavor root_gb is '
+                        'NOT enforced on this host')
 
     def cleanup_host(self, host):
         if self._events is not None:
@@ -208,7 +225,11 @@ class DockerDriver(driver.ComputeDriver):
         return self._guests.find(instance) is not None
 
     def get_info(self, instance, use_cache=True):
-        state = self._guests.inspect(instance)
+        # A rescued instance is as alive as its rescue container.
+        role = (rescue_mod.ROLE_RESCUE
+                if self._guests.find(instance, rescue_mod.ROLE_RESCUE)
+                else guest_mod.ROLE_WORKLOAD)
+        state = self._guests.inspect(instance, role)
         return hardware.InstanceInfo(
             state=guest_mod.power_state_of(state['State']),
             internal_id=state['Id'])
@@ -220,6 +241,7 @@ class DockerDriver(driver.ComputeDriver):
               block_device_info=None, power_on=True, accel_info=None):
         # Reject bad input before anything is created on the host.
         images.check_image_acceptable(image_meta)
+        resize_mod.check_flavor_disks(instance.flavor)
         network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
@@ -278,6 +300,8 @@ class DockerDriver(driver.ComputeDriver):
 
     def _start_workload(self, instance) -> None:
         """Start the workload; a refused start is a readable fault."""
+        # Never next to a rescue container mounting its filesystem.
+        rescue_mod.Rescuer(self.api, self._guests).remove(instance)
         try:
             self._guests.start(instance)
         except docker_client.DockerOperationFailed as exc:
@@ -311,6 +335,7 @@ class DockerDriver(driver.ComputeDriver):
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
         self._remove_instance(instance, network_info or [])
+        self._drop_resize_backup(instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
@@ -325,7 +350,9 @@ class DockerDriver(driver.ComputeDriver):
         """Stop the workload: its stop signal, then SIGKILL after timeout.
 
         The sandbox keeps running, so the ports stay plugged and bound.
+        A rescue container goes too (as libvirt's rescue domain does).
         """
+        rescue_mod.Rescuer(self.api, self._guests).remove(instance)
         self._guests.stop(instance, timeout)
 
     def power_on(self, context, instance, network_info,
@@ -494,3 +521,123 @@ class DockerDriver(driver.ComputeDriver):
         store.ensure_image(context, image_meta)
         store.touch(image_id)   # docker load leaves the use time unset
         return True
+
+    # -- resize (same host) ------------------------------------------------
+
+    def _local_names(self):
+        """What Nova may pass as ``dest`` for this host (its migration's
+        dest_host is the destination's get_host_ip_addr)."""
+        return (self.get_host_ip_addr(), CONF.my_ip, CONF.host, self._host)
+
+    def migrate_disk_and_power_off(self, context, instance, dest,
+                                   flavor, network_info,
+                                   block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        """Check the new flavor, stop the workload, commit it for revert.
+
+        Every refusal is InstanceFaultRollback before anything changed:
+        the manager records the fault and puts the instance back.
+        """
+        resize_mod.check_destination(dest, self._local_names())
+        guests = self._guests
+        container_id = guests.get(instance)
+        resize_mod.check_new_flavor(self.api, instance, flavor,
+                                    hostinfo.read_host(self.api),
+                                    container_id)
+        was_running = guests.power_state(instance) == power_state.RUNNING
+        self.power_off(instance, timeout, retry_interval)
+        try:
+            resize_mod.commit_backup(self.api, instance, container_id)
+        except Exception as exc:
+            resize_mod.remove_backup(self.api, instance)
+            if was_running:
+                self._start_workload(instance)
+            raise exception.InstanceFaultRollback(
+                inner_exception=exception.ResizeError(
+                    reason=_('committing the container failed: %s') % exc))
+        return '[]'
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        """Give the workload the new flavor (instance.flavor by now)."""
+        guests = self._guests
+        container_id = guests.get(instance)
+        sandbox_id = guests.get(instance, guest_mod.ROLE_SANDBOX)
+        size = ('%dG' % instance.flavor.root_gb
+                if self._root_quota and instance.flavor.root_gb else None)
+        if size != resize_mod.storage_size(self.api, container_id):
+            LOG.info('Root disk becomes %s: recreating the workload from '
+                     'its commit', size or 'unlimited', instance=instance)
+            resize_mod.recreate_workload(
+                self.api, guests, instance, sandbox_id,
+                guests.check_runtime(instance))
+        else:
+            resize_mod.update_limits(self.api, guests, instance,
+                                     container_id, sandbox_id)
+        if power_on:
+            self._ensure_sandbox(instance, network_info or [])
+            self._start_workload(instance)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        """The old copy is the commit: drop it."""
+        resize_mod.remove_backup(self.api, instance)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        """Bring the pre-resize workload back from its commit.
+
+        Nova destroyed the resized containers first (revert_resize);
+        instance.flavor is the old flavor again. The same ports are plugged
+        into a new sandbox.
+        """
+        network_info = network_info or []
+        guests = self._guests
+        runtime = guests.check_runtime(instance)
+        try:
+            # Idempotent if destroy left anything (it does not).
+            self._remove_instance(instance, network_info)
+            sandbox_id = self._create_sandbox(instance, network_info)
+            self._plug_and_wait(instance, network_info, False)
+            guests.create_workload(instance, resize_mod.backup_tag(instance),
+                                   None, sandbox_id, runtime)
+            if power_on:
+                self._start_workload(instance)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                LOG.warning('Revert failed; the resize commit %s is kept',
+                            resize_mod.backup_tag(instance),
+                            instance=instance)
+                self._remove_instance(instance, network_info)
+
+    def _drop_resize_backup(self, instance) -> None:
+        """destroy: the resize commit goes with the instance, except in the
+        destroy Nova runs before finish_revert_migration, which needs it."""
+        from nova.compute import task_states
+        if instance.obj_attr_is_set('task_state') and \
+                instance.task_state == task_states.RESIZE_REVERTING:
+            return
+        resize_mod.remove_backup(self.api, instance)
+
+    # -- rescue ------------------------------------------------------------
+
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info):
+        """Stop the workload; run the rescue image in the same sandbox
+        (same ports and addresses) with the workload's filesystem mounted
+        read-write at rescue.MOUNT_POINT."""
+        self._guests.get(instance)   # InstanceNotFound before anything
+        images.check_image_acceptable(image_meta)
+        docker_image = self._images.ensure_image(context, image_meta)
+        self._ensure_sandbox(instance, network_info or [])
+        self._guests.stop(instance, CONF.shutdown_timeout)
+        rescue_mod.Rescuer(self.api, self._guests).start(
+            instance, docker_image, image_meta)
+
+    def unrescue(self, context, instance):
+        """Remove the rescue container; start the workload, with whatever
+        the rescue changed in its filesystem."""
+        rescue_mod.Rescuer(self.api, self._guests).remove(instance)
+        self._start_workload(instance)

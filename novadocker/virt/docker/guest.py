@@ -156,9 +156,11 @@ def command_override(image_meta) -> typing.Optional[typing.List[str]]:
 class Guests:
     """Creates, finds and drives the containers of this host's instances."""
 
-    def __init__(self, api, host: str):
+    def __init__(self, api, host: str, root_quota: bool = False):
         self._api = api
         self._host = host
+        # True when the engine enforces storage_opt size (see rootdisk).
+        self._root_quota = root_quota
 
     # -- finding -----------------------------------------------------------
 
@@ -276,7 +278,8 @@ class Guests:
         options = dict(
             network_mode='container:%s' % sandbox_id,
             mem_limit=memory,
-            memswap_limit=memory,   # no swap beyond the flavor's RAM
+            # The flavor's swap (MB) on top of its RAM; 0: no swap.
+            memswap_limit=memory + (flavor.swap or 0) * units.Mi,
             cpu_shares=max(2, flavor.vcpus * 1024),
             pids_limit=CONF.docker.pids_limit,
             privileged=False,
@@ -288,6 +291,10 @@ class Guests:
         )
         if runtime:
             options['runtime'] = runtime
+        if self._root_quota and flavor.root_gb:
+            # The writable layer (btrfs/zfs: the whole root) is the
+            # flavor's root disk.
+            options['storage_opt'] = {'size': '%dG' % flavor.root_gb}
         if CONF.docker.cpu_quota:
             options['cpu_period'] = CONF.docker.cpu_period_us
             options['cpu_quota'] = flavor.vcpus * CONF.docker.cpu_period_us

@@ -1,0 +1,114 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Rescue: the rescue image runs in the instance's sandbox, with the
+stopped workload's filesystem mounted read-write at ``/rescue``.
+
+The workload container is left alone (stopped). Its filesystem is mounted
+by the engine itself, as an anonymous ``local`` volume of type overlay over
+the workload's own layers (its upper directory keeps what the rescue
+writes), so nova-compute needs no privileges and no view of Docker's data
+root. The two never run together: the workload is stopped first, and
+starts again only after the rescue container (and with it the volume) is
+gone. Removing the volume unmounts it; the data stays in the workload's
+layer.
+"""
+
+from nova import exception
+from nova.i18n import _
+from oslo_log import log as logging
+
+from novadocker import conf
+from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import guest as guest_mod
+
+CONF = conf.CONF
+LOG = logging.getLogger(__name__)
+
+ROLE_RESCUE = 'rescue'
+RESCUE_SUFFIX = '-rescue'
+MOUNT_POINT = '/rescue'
+
+
+def rescue_name(instance) -> str:
+    return guest_mod.container_name(instance) + RESCUE_SUFFIX
+
+
+class Rescuer:
+    """Starts and removes the rescue container of an instance."""
+
+    def __init__(self, api, guests: guest_mod.Guests):
+        self._api = api
+        self._guests = guests
+
+    def find(self, instance):
+        return self._guests.find(instance, ROLE_RESCUE)
+
+    def _root_mount(self, instance) -> dict:
+        """A mount of the stopped workload's filesystem (overlay2 only)."""
+        state = self._guests.inspect(instance)
+        driver = state.get('GraphDriver') or {}
+        data = driver.get('Data') or {}
+        if driver.get('Name') not in ('overlay2', 'overlay') or \
+                not all(data.get(k) for k in ('LowerDir', 'UpperDir',
+                                               'WorkDir')):
+            raise exception.InstanceNotRescuable(
+                instance_id=instance.uuid,
+                reason=_('rescue needs the overlay2 storage driver (this '
+                         'engine uses %s)') % driver.get('Name'))
+        options = 'lowerdir=%s,upperdir=%s,workdir=%s' % (
+            data['LowerDir'], data['UpperDir'], data['WorkDir'])
+        return {'Target': MOUNT_POINT, 'Type': 'volume', 'ReadOnly': False,
+                'VolumeOptions': {'DriverConfig': {
+                    'Name': 'local',
+                    'Options': {'type': 'overlay', 'device': 'overlay',
+                                'o': options}}}}
+
+    def start(self, instance, docker_image: str, image_meta) -> str:
+        """Create and start the rescue container; nothing is left if that
+        fails."""
+        self.remove(instance)    # a failed earlier rescue
+        sandbox_id = self._guests.get(instance, guest_mod.ROLE_SANDBOX)
+        config = self._guests.workload_host_config(instance, sandbox_id)
+        config['Mounts'] = [self._root_mount(instance)]
+        config.pop('StorageOpt', None)
+        labels = self._guests._labels(instance, ROLE_RESCUE)
+        try:
+            with docker_client.translate_errors('create rescue',
+                                                instance=instance):
+                created = self._api.create_container(
+                    docker_image, name=rescue_name(instance),
+                    command=guest_mod.command_override(image_meta),
+                    labels=labels, tty=True, stdin_open=True,
+                    host_config=config)
+                self._api.start(created['Id'])
+        except Exception:
+            LOG.warning('Rescue failed; removing the rescue container',
+                        instance=instance)
+            self.remove(instance)
+            raise
+        LOG.info('Rescue container %s started, instance filesystem at %s',
+                 rescue_name(instance), MOUNT_POINT, instance=instance)
+        return created['Id']
+
+    def remove(self, instance) -> None:
+        """Stop and remove the rescue container and its volume. Idempotent.
+
+        Stopped first, so the overlay is unmounted before the volume goes.
+        """
+        container_id = self.find(instance)
+        if container_id is None:
+            return
+        with docker_client.translate_errors('remove rescue',
+                                            instance=instance):
+            self._api.stop(container_id, timeout=0)
+            self._api.remove_container(container_id, v=True, force=True)
