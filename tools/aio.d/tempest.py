@@ -43,17 +43,21 @@ COMPUTE_FEATURES = {
     'console_output': True,
     # Neutron ports hot-plugged into the sandbox's network namespace.
     'interface_attach': True,
-    # The driver implements neither resize/migrate nor live migration:
+    # Resize on the same host (allow_resize_to_same_host = true in the
+    # all-in-one's nova.conf): docker update, or a new container from a
+    # commit when the root disk size changes. No cold or live migration:
     # one compute host, and a container's memory is not migratable.
-    'resize': False,
+    'resize': True,
     'cold_migration': False,
     'live_migration': False,
     'live_migrate_back_and_forth': False,
     'block_migration_for_live_migration': False,
     'volume_backed_live_migration': False,
     'can_migrate_between_any_hosts': False,
-    # Rescue boots a second disk as root: containers have no disks.
-    'rescue': False,
+    # Rescue: the rescue image in the instance's sandbox, the instance's
+    # filesystem at /rescue. Stable device rescue (hw_rescue_device/bus)
+    # is about disks and buses: not for containers.
+    'rescue': True,
     'stable_rescue': False,
     # No graphical or serial console: a container has no framebuffer/tty
     # that Nova's proxies could reach.

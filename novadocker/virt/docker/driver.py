@@ -628,13 +628,20 @@ class DockerDriver(driver.ComputeDriver):
         """Stop the workload; run the rescue image in the same sandbox
         (same ports and addresses) with the workload's filesystem mounted
         read-write at rescue.MOUNT_POINT."""
-        self._guests.get(instance)   # InstanceNotFound before anything
+        guests = self._guests
+        guests.get(instance)   # InstanceNotFound before anything
         images.check_image_acceptable(image_meta)
         docker_image = self._images.ensure_image(context, image_meta)
         self._ensure_sandbox(instance, network_info or [])
-        self._guests.stop(instance, CONF.shutdown_timeout)
-        rescue_mod.Rescuer(self.api, self._guests).start(
-            instance, docker_image, image_meta)
+        was_running = guests.power_state(instance) == power_state.RUNNING
+        guests.stop(instance, CONF.shutdown_timeout)
+        try:
+            rescue_mod.Rescuer(self.api, guests).start(
+                instance, docker_image, image_meta)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if was_running:
+                    self._start_workload(instance)
 
     def unrescue(self, context, instance):
         """Remove the rescue container; start the workload, with whatever

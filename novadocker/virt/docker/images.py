@@ -443,12 +443,15 @@ def sandbox_image_archive(binary_path: str) -> bytes:
     """A one-file root filesystem: the static binary as /bin/busybox."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode='w') as tar:
-        tar.add(binary_path, arcname='bin/busybox')
-        for name in ('dev', 'proc', 'sys', 'etc'):
+        # bin first, explicitly 0755: an implicit parent comes out 0600 on
+        # some storage drivers (btrfs), and the sandbox (no capabilities,
+        # so no DAC override) could not reach /bin/busybox.
+        for name in ('bin', 'dev', 'proc', 'sys', 'etc'):
             info = tarfile.TarInfo(name)
             info.type = tarfile.DIRTYPE
             info.mode = 0o755
             tar.addfile(info)
+        tar.add(binary_path, arcname='bin/busybox')
     return buf.getvalue()
 
 

@@ -1,0 +1,321 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Same-host resize and the root disk, on the real engine.
+
+The shared engine (overlay2 on ext4) cannot limit a container's disk: the
+resize there updates the limits in place. The root-disk tests run a private
+dockerd whose data root is a btrfs loop file, where ``storage_opt size`` is
+a real btrfs quota.
+"""
+
+import os
+import subprocess
+import uuid
+
+import fixtures
+from nova.compute import power_state
+from nova.compute import task_states
+from nova import exception
+from nova import objects
+from oslo_utils import units
+
+from novadocker import conf
+from novadocker.virt.docker import guest
+from novadocker.virt.docker import resize
+from tests import fixtures as nd_fixtures
+from tests.functional import base
+
+CONF = conf.CONF
+
+
+def make_flavor(flavor_id=2, vcpus=2, memory_mb=256, root_gb=1,
+                ephemeral_gb=0, swap=0) -> objects.Flavor:
+    return objects.Flavor(
+        id=flavor_id, flavorid=str(flavor_id), name='m1.f%d' % flavor_id,
+        vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb,
+        ephemeral_gb=ephemeral_gb, swap=swap, extra_specs={},
+        rxtx_factor=1.0, is_public=True, vcpu_weight=None, disabled=False)
+
+
+class ResizeMixin:
+    """Nova's calls of a same-host resize, in the manager's order."""
+
+    def resize(self, instance, new_flavor, power_on=True):
+        self.driver.migrate_disk_and_power_off(
+            self.context, instance, CONF.my_ip, new_flavor, [])
+        instance.old_flavor = instance.flavor
+        instance.new_flavor = new_flavor
+        instance.flavor = new_flavor
+        self.driver.finish_migration(
+            self.context, None, instance, '[]', [], None, True, {},
+            power_on=power_on)
+
+    def revert(self, instance):
+        """revert_resize destroys first, then finish_revert_migration."""
+        instance.task_state = task_states.RESIZE_REVERTING
+        self.driver.destroy(self.context, instance, [], None, False)
+        instance.flavor = instance.old_flavor
+        self.driver.finish_revert_migration(self.context, instance, [],
+                                            None)
+        instance.task_state = None
+
+    def backup_exists(self, api, instance) -> bool:
+        return bool(api.images(name=resize.backup_tag(instance)))
+
+    def write(self, instance, path, text='x'):
+        self.exec_in(instance, 'sh', '-c', 'echo %s > %s' % (text, path))
+
+
+class ResizeTest(ResizeMixin, base.DriverTestCase):
+
+    def test_resize_confirm_keeps_the_filesystem_and_applies_the_flavor(self):
+        instance = self.spawn()
+        before = self.inspect(instance)
+        self.write(instance, '/marker', 'kept')
+        self.resize(instance, make_flavor(vcpus=2, memory_mb=256, swap=64))
+        after = self.inspect(instance)
+        # The same container: updated in place, filesystem untouched.
+        self.assertEqual(before['Id'], after['Id'])
+        self.assertTrue(after['State']['Running'])
+        self.assertEqual(256 * units.Mi, after['HostConfig']['Memory'])
+        self.assertEqual((256 + 64) * units.Mi,
+                         after['HostConfig']['MemorySwap'])
+        self.assertEqual(2 * 1024, after['HostConfig']['CpuShares'])
+        self.assertEqual(2 * CONF.docker.cpu_period_us,
+                         after['HostConfig']['CpuQuota'])
+        self.assertEqual(CONF.docker.pids_limit,
+                         after['HostConfig']['PidsLimit'])
+        self.assertEqual('kept', self.exec_in(instance, 'cat',
+                                              '/marker').strip())
+        self.assertTrue(self.backup_exists(self.api, instance))
+        self.driver.confirm_migration(self.context, None, instance, [])
+        self.assertFalse(self.backup_exists(self.api, instance))
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(instance).state)
+
+    def test_resize_revert_restores_old_limits_and_old_filesystem(self):
+        instance = self.spawn()
+        self.write(instance, '/marker', 'old')
+        self.resize(instance, make_flavor(vcpus=2, memory_mb=256))
+        self.write(instance, '/marker', 'new')
+        self.write(instance, '/only-after-resize')
+        self.revert(instance)
+        state = self.inspect(instance)
+        self.assertTrue(state['State']['Running'])
+        self.assertEqual(128 * units.Mi, state['HostConfig']['Memory'])
+        self.assertEqual(1 * CONF.docker.cpu_period_us,
+                         state['HostConfig']['CpuQuota'])
+        # As libvirt brings the old disk back: the pre-resize filesystem.
+        self.assertEqual('old', self.exec_in(instance, 'cat',
+                                             '/marker').strip())
+        self.assertIn('missing', self.exec_in(
+            instance, 'sh', '-c', 'test -e /only-after-resize && echo '
+            'present || echo missing'))
+        sandbox = self.inspect(instance, guest.ROLE_SANDBOX)
+        self.assertEqual('container:%s' % sandbox['Id'],
+                         state['HostConfig']['NetworkMode'])
+        # Kept while the reverted workload is made from it; the instance's
+        # destroy removes it.
+        self.assertTrue(self.backup_exists(self.api, instance))
+        self.driver.destroy(self.context, instance, [])
+        self.assertFalse(self.backup_exists(self.api, instance))
+
+    def test_resize_of_a_stopped_instance_stays_stopped(self):
+        instance = self.spawn()
+        self.driver.power_off(instance, 0)
+        self.resize(instance, make_flavor(memory_mb=192), power_on=False)
+        state = self.inspect(instance)
+        self.assertFalse(state['State']['Running'])
+        self.assertEqual(192 * units.Mi, state['HostConfig']['Memory'])
+        self.driver.confirm_migration(self.context, None, instance, [])
+        self.assertFalse(self.backup_exists(self.api, instance))
+
+    def assertRolledBack(self, instance, raised, inner):
+        self.assertIsInstance(raised.inner_exception, inner)
+        self.assertTrue(self.inspect(instance)['State']['Running'])
+        self.assertEqual(128 * units.Mi,
+                         self.inspect(instance)['HostConfig']['Memory'])
+        self.assertFalse(self.backup_exists(self.api, instance))
+
+    def test_resize_to_another_host_fails_clearly(self):
+        instance = self.spawn()
+        raised = self.assertRaises(
+            exception.InstanceFaultRollback,
+            self.driver.migrate_disk_and_power_off, self.context, instance,
+            '192.0.2.77', make_flavor(), [])
+        self.assertRolledBack(instance, raised,
+                              exception.MigrationPreCheckError)
+        self.assertIn('same host', str(raised.inner_exception))
+
+    def test_resize_to_a_flavor_the_host_cannot_hold_fails_clearly(self):
+        instance = self.spawn()
+        raised = self.assertRaises(
+            exception.InstanceFaultRollback,
+            self.driver.migrate_disk_and_power_off, self.context, instance,
+            CONF.my_ip, make_flavor(memory_mb=64 * 1024 * 1024), [])
+        self.assertRolledBack(instance, raised, exception.ResizeError)
+        self.assertIn('does not fit this host',
+                      str(raised.inner_exception))
+
+    def test_resize_to_an_ephemeral_disk_fails_clearly(self):
+        instance = self.spawn()
+        raised = self.assertRaises(
+            exception.InstanceFaultRollback,
+            self.driver.migrate_disk_and_power_off, self.context, instance,
+            CONF.my_ip, make_flavor(ephemeral_gb=1), [])
+        self.assertRolledBack(instance, raised, exception.ResizeError)
+        self.assertIn('ephemeral', str(raised.inner_exception))
+
+    def test_boot_with_an_ephemeral_disk_is_refused_leaving_nothing(self):
+        meta = self.add_image()
+        instance = self.make_instance(meta)
+        instance.flavor.ephemeral_gb = 1
+        self.leaks.forbid_images()
+        self.assertRaises(resize.FlavorDisksUnsupported, self.driver.spawn,
+                          self.context, instance, meta, [], None, {})
+        self.assertEqual([], self.leaks.leftovers())
+
+    def test_root_gb_not_enforced_on_this_engine(self):
+        # overlay2 on ext4: the probe says no, and nothing asks for it.
+        self.assertFalse(self.driver._root_quota)
+        instance = self.spawn()
+        self.assertIsNone(self.inspect(instance)['HostConfig'].get(
+            'StorageOpt'))
+
+
+class BtrfsDataRoot(fixtures.Fixture):
+    """A sparse btrfs loop file mounted as a private dockerd's data root,
+    with quotas enabled (what ``storage_opt size`` is made of)."""
+
+    def __init__(self, size_mb: int = 4096):
+        super().__init__()
+        self.size_mb = size_mb
+
+    def _setUp(self):
+        tag = uuid.uuid4().hex[:8]
+        self.path = '/var/lib/ndbtrfs-%s' % tag
+        image = self.path + '.img'
+        with open(image, 'wb') as handle:
+            handle.truncate(self.size_mb * units.Mi)
+        self.addCleanup(os.unlink, image)
+        subprocess.run(['mkfs.btrfs', '-q', image], check=True)
+        os.makedirs(self.path)
+        self.addCleanup(os.rmdir, self.path)
+        subprocess.run(['mount', '-o', 'loop', image, self.path],
+                       check=True)
+        self.addCleanup(subprocess.run, ['umount', self.path], check=True)
+        subprocess.run(['btrfs', 'quota', 'enable', self.path], check=True)
+
+
+class RootDiskTest(ResizeMixin, base.DriverTestCase):
+    """storage_opt size on a private btrfs engine: a real quota."""
+
+    def setUp(self):
+        super().setUp()
+        for binary in ('mkfs.btrfs', 'btrfs'):
+            try:
+                nd_fixtures.which(binary)
+            except RuntimeError:
+                nd_fixtures.require_functional_missing(
+                    self, '%s (btrfs-progs) is needed' % binary)
+        root = self.useFixture(BtrfsDataRoot())
+        self.dockerd = self.useFixture(nd_fixtures.PrivateDockerd(
+            '--storage-driver', 'btrfs', data_root=root.path))
+        self.private = self.dockerd.api()
+        self.addCleanup(self.private.close)
+        self.conf.config(api_url=self.dockerd.url, group='docker')
+        # A fresh driver on the private engine.
+        self.driver.cleanup_host(self.host)
+        self.driver = type(self.driver)(self.driver.virtapi)
+        self.driver.init_host(self.host)
+        self.addCleanup(self.driver.cleanup_host, self.host)
+        self.addCleanup(self.assertNothingLeft)
+
+    def assertNothingLeft(self):
+        left = self.private.containers(all=True, filters={
+            'label': '%s=%s' % (guest.LABEL_HOST, self.host)})
+        self.assertEqual([], left)
+        self.assertEqual([], self.private.images(
+            name=resize.RESIZE_REPOSITORY))
+
+    def exec_in(self, instance, *cmd) -> str:
+        container = self.driver._guests.get(instance)
+        exec_id = self.private.exec_create(container, list(cmd))
+        output = self.private.exec_start(exec_id)
+        result = self.private.exec_inspect(exec_id)
+        if result['ExitCode'] != 0:
+            raise AssertionError('%s exited %s: %s' % (
+                cmd, result['ExitCode'], output))
+        return output.decode()
+
+    def fill(self, instance, megabytes: int) -> str:
+        """dd that many MB into the root; dd's output (empty if it fit)."""
+        return self.exec_in(
+            instance, 'sh', '-c',
+            'dd if=/dev/zero of=/fill bs=1M count=%d 2>&1 >/dev/null '
+            '| grep -i "space\\|quota"; rm -f /fill; sync; true' % megabytes)
+
+    def test_root_disk_is_the_flavor_root_gb_and_resize_grows_it(self):
+        self.assertTrue(self.driver._root_quota)
+        instance = self.spawn()
+        self.assertEqual({'size': '1G'},
+                         self.inspect(instance)['HostConfig']['StorageOpt'])
+        self.write(instance, '/marker', 'kept')
+        # Past root_gb: the kernel refuses (btrfs qgroups: EDQUOT).
+        self.assertRegex(self.fill(instance, 1200),
+                         '(No space left on device|Disk quota exceeded)')
+        self.resize(instance, make_flavor(root_gb=2))
+        state = self.inspect(instance)
+        self.assertEqual({'size': '2G'}, state['HostConfig']['StorageOpt'])
+        self.assertEqual(256 * units.Mi, state['HostConfig']['Memory'])
+        self.assertEqual('kept', self.exec_in(instance, 'cat',
+                                              '/marker').strip())
+        self.assertEqual('', self.fill(instance, 1200))
+        self.driver.confirm_migration(self.context, None, instance, [])
+
+    def test_revert_brings_back_the_old_root_disk(self):
+        instance = self.spawn()
+        self.write(instance, '/marker', 'old')
+        self.resize(instance, make_flavor(root_gb=2))
+        self.write(instance, '/marker', 'new')
+        self.revert(instance)
+        state = self.inspect(instance)
+        self.assertEqual({'size': '1G'}, state['HostConfig']['StorageOpt'])
+        self.assertEqual(128 * units.Mi, state['HostConfig']['Memory'])
+        self.assertEqual('old', self.exec_in(instance, 'cat',
+                                             '/marker').strip())
+
+    def test_resize_below_the_data_fails_and_leaves_the_instance(self):
+        meta = self.add_image()
+        instance = self.make_instance(meta)
+        instance.flavor.root_gb = 2
+        self.driver.spawn(self.context, instance, meta, [], None, {})
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        self.exec_in(instance, 'sh', '-c',
+                     'dd if=/dev/zero of=/data bs=1M count=1100 2>/dev/null')
+        raised = self.assertRaises(
+            exception.InstanceFaultRollback,
+            self.driver.migrate_disk_and_power_off, self.context, instance,
+            CONF.my_ip, make_flavor(root_gb=1), [])
+        self.assertIsInstance(raised.inner_exception, exception.ResizeError)
+        self.assertIn('smaller than the instance\'s data',
+                      str(raised.inner_exception))
+        state = self.inspect(instance)
+        self.assertTrue(state['State']['Running'])
+        self.assertEqual({'size': '2G'}, state['HostConfig']['StorageOpt'])
+        self.assertEqual([], self.private.images(
+            name=resize.backup_tag(instance)))
+
+    def inspect(self, instance, role=guest.ROLE_WORKLOAD) -> dict:
+        return self.driver._guests.inspect(instance, role)
+
