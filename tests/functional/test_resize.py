@@ -31,6 +31,7 @@ from oslo_utils import units
 
 from novadocker import conf
 from novadocker.virt.docker import guest
+from novadocker.virt.docker import rescue
 from novadocker.virt.docker import resize
 from tests import fixtures as nd_fixtures
 from tests.functional import base
@@ -272,8 +273,7 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
                          self.inspect(instance)['HostConfig']['StorageOpt'])
         self.write(instance, '/marker', 'kept')
         # Past root_gb: the kernel refuses (btrfs qgroups: EDQUOT).
-        self.assertRegex(self.fill(instance, 1200),
-                         '(No space left on device|Disk quota exceeded)')
+        self.assertIn('Disk quota exceeded', self.fill(instance, 1200))
         self.resize(instance, make_flavor(root_gb=2))
         state = self.inspect(instance)
         self.assertEqual({'size': '2G'}, state['HostConfig']['StorageOpt'])
@@ -318,4 +318,23 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
 
     def inspect(self, instance, role=guest.ROLE_WORKLOAD) -> dict:
         return self.driver._guests.inspect(instance, role)
+
+    def test_rescue_binds_the_btrfs_subvolume(self):
+        # Rescue on the quota-enforcing storage driver too.
+        meta = self.add_image()
+        instance = self.spawn(meta)
+        self.write(instance, '/etc/state', 'broken')
+        self.driver.rescue(self.context, instance, [], meta, 'pw', None,
+                           None)
+        found = self.inspect(instance, rescue.ROLE_RESCUE)
+        self.assertTrue(found['State']['Running'])
+        self.assertEqual('bind', found['Mounts'][0]['Type'])
+        exec_id = self.private.exec_create(
+            found['Id'], ['sh', '-c', 'cat /rescue/etc/state && '
+                          'echo fixed > /rescue/etc/state'])
+        self.assertEqual('broken', self.private.exec_start(
+            exec_id).decode().strip())
+        self.driver.unrescue(self.context, instance)
+        self.assertEqual('fixed', self.exec_in(instance, 'cat',
+                                               '/etc/state').strip())
 

@@ -188,16 +188,16 @@ class DriverResizeTest(testtools.TestCase):
 
 class RescueUnitTest(testtools.TestCase):
 
-    def test_rescue_needs_overlay2(self):
+    def test_rescue_needs_overlay2_or_btrfs(self):
         guests = mock.create_autospec(guest.Guests, instance=True)
-        guests.inspect.return_value = {'GraphDriver': {'Name': 'btrfs',
+        guests.inspect.return_value = {'GraphDriver': {'Name': 'zfs',
                                                        'Data': None}}
         api = mock.create_autospec(docker.APIClient, instance=True)
         raised = self.assertRaises(
             exception.InstanceNotRescuable,
             rescue.Rescuer(api, guests)._root_mount,
             fake_docker.new_instance())
-        self.assertIn('btrfs', str(raised))
+        self.assertIn('zfs', str(raised))
 
     def test_overlay_mount_uses_the_workload_layers(self):
         guests = mock.create_autospec(guest.Guests, instance=True)

@@ -14,13 +14,13 @@
 stopped workload's filesystem mounted read-write at ``/rescue``.
 
 The workload container is left alone (stopped). Its filesystem is mounted
-by the engine itself, as an anonymous ``local`` volume of type overlay over
-the workload's own layers (its upper directory keeps what the rescue
-writes), so nova-compute needs no privileges and no view of Docker's data
-root. The two never run together: the workload is stopped first, and
-starts again only after the rescue container (and with it the volume) is
-gone. Removing the volume unmounts it; the data stays in the workload's
-layer.
+by the engine itself, so nova-compute needs no privileges and no view of
+Docker's data root: on overlay2 as an anonymous ``local`` volume of type
+overlay over the workload's own layers (its upper directory keeps what the
+rescue writes; removing the volume unmounts it, the data stays), on btrfs as
+a bind mount of the workload's subvolume. The two never run together: the
+workload is stopped first, and starts again only after the rescue container
+is gone.
 """
 
 from nova import exception
@@ -54,24 +54,69 @@ class Rescuer:
         return self._guests.find(instance, ROLE_RESCUE)
 
     def _root_mount(self, instance) -> dict:
-        """A mount of the stopped workload's filesystem (overlay2 only)."""
+        """A read-write mount of the stopped workload's filesystem."""
         state = self._guests.inspect(instance)
         driver = state.get('GraphDriver') or {}
         data = driver.get('Data') or {}
-        if driver.get('Name') not in ('overlay2', 'overlay') or \
-                not all(data.get(k) for k in ('LowerDir', 'UpperDir',
-                                               'WorkDir')):
+        if driver.get('Name') in ('overlay2', 'overlay') and \
+                all(data.get(k) for k in ('LowerDir', 'UpperDir', 'WorkDir')):
+            # The engine mounts an overlay of the workload's own layers:
+            # what the rescue writes lands in the workload's upper dir.
+            options = 'lowerdir=%s,upperdir=%s,workdir=%s' % (
+                data['LowerDir'], data['UpperDir'], data['WorkDir'])
+            return {'Target': MOUNT_POINT, 'Type': 'volume',
+                    'ReadOnly': False,
+                    'VolumeOptions': {'DriverConfig': {
+                        'Name': 'local',
+                        'Options': {'type': 'overlay', 'device': 'overlay',
+                                    'o': options}}}}
+        if driver.get('Name') == 'btrfs':
+            # The container's root is a subvolume, always there: bind it.
+            return {'Target': MOUNT_POINT, 'Type': 'bind',
+                    'ReadOnly': False,
+                    'Source': self._btrfs_subvolume(instance, state['Id'])}
+        raise exception.InstanceNotRescuable(
+            instance_id=instance.uuid,
+            reason=_('rescue needs the overlay2 or btrfs storage driver '
+                     '(this engine uses %s)') % driver.get('Name'))
+
+    def _btrfs_subvolume(self, instance, container_id: str) -> str:
+        """Path of the workload's btrfs subvolume on the engine's host.
+
+        Docker does not report it (the layer's mount id is only in its
+        layer database, readable by root): a short-lived container of
+        the sandbox image reads it, so nova-compute needs no access to
+        Docker's data root.
+        """
+        with docker_client.translate_errors('info'):
+            root = self._api.info()['DockerRootDir']
+        layerdb = '%s/image/btrfs/layerdb/mounts' % root
+        host_config = self._api.create_host_config(
+            binds={layerdb: {'bind': '/mounts', 'mode': 'ro'}},
+            network_mode='none', cap_drop=['ALL'],
+            security_opt=['no-new-privileges'])
+        labels = self._guests._labels(instance, 'rescue-probe')
+        with docker_client.translate_errors('read btrfs mount id',
+                                            instance=instance):
+            created = self._api.create_container(
+                CONF.docker.sandbox_image, labels=labels,
+                command=['cat', '/mounts/%s/mount-id' % container_id],
+                host_config=host_config, network_disabled=True)
+            try:
+                self._api.start(created['Id'])
+                result = self._api.wait(created['Id'], timeout=60)
+                output = self._api.logs(created['Id'], stdout=True,
+                                        stderr=True)
+            finally:
+                self._api.remove_container(created['Id'], force=True)
+        mount_id = output.decode(errors='replace').strip()
+        if result.get('StatusCode') != 0 or \
+                not mount_id.replace('-', '').isalnum():
             raise exception.InstanceNotRescuable(
                 instance_id=instance.uuid,
-                reason=_('rescue needs the overlay2 storage driver (this '
-                         'engine uses %s)') % driver.get('Name'))
-        options = 'lowerdir=%s,upperdir=%s,workdir=%s' % (
-            data['LowerDir'], data['UpperDir'], data['WorkDir'])
-        return {'Target': MOUNT_POINT, 'Type': 'volume', 'ReadOnly': False,
-                'VolumeOptions': {'DriverConfig': {
-                    'Name': 'local',
-                    'Options': {'type': 'overlay', 'device': 'overlay',
-                                'o': options}}}}
+                reason=_('cannot find the btrfs subvolume of the '
+                         'workload: %s') % mount_id)
+        return '%s/btrfs/subvolumes/%s' % (root, mount_id)
 
     def start(self, instance, docker_image: str, image_meta) -> str:
         """Create and start the rescue container; nothing is left if that
