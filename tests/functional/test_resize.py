@@ -51,23 +51,26 @@ def make_flavor(flavor_id=2, vcpus=2, memory_mb=256, root_gb=1,
 class ResizeMixin:
     """Nova's calls of a same-host resize, in the manager's order."""
 
-    def resize(self, instance, new_flavor, power_on=True):
+    def resize(self, instance, new_flavor, power_on=True, network_info=()):
+        network_info = list(network_info)
         self.driver.migrate_disk_and_power_off(
-            self.context, instance, CONF.my_ip, new_flavor, [])
+            self.context, instance, CONF.my_ip, new_flavor, network_info)
         instance.old_flavor = instance.flavor
         instance.new_flavor = new_flavor
         instance.flavor = new_flavor
         self.driver.finish_migration(
-            self.context, None, instance, '[]', [], None, True, {},
-            power_on=power_on)
+            self.context, None, instance, '[]', network_info, None, True,
+            {}, power_on=power_on)
 
-    def revert(self, instance):
+    def revert(self, instance, network_info=()):
         """revert_resize destroys first, then finish_revert_migration."""
+        network_info = list(network_info)
         instance.task_state = task_states.RESIZE_REVERTING
-        self.driver.destroy(self.context, instance, [], None, False)
+        self.driver.destroy(self.context, instance, network_info, None,
+                            False)
         instance.flavor = instance.old_flavor
-        self.driver.finish_revert_migration(self.context, instance, [],
-                                            None)
+        self.driver.finish_revert_migration(self.context, instance,
+                                            network_info, None)
         instance.task_state = None
 
     def backup_exists(self, api, instance) -> bool:
