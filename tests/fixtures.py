@@ -331,8 +331,16 @@ class DockerLeakCheck(fixtures.Fixture):
                 for image_id in self.image_ids_getter()
                 if self.api.images(name='nova-docker/glance:%s' % image_id)]
 
+    def host_images(self) -> list:
+        """Images carrying the host label: commits of this host's
+        containers (a resize's nova-docker/resize:<uuid>) never removed."""
+        return self.api.images(
+            filters={'label': 'org.openstack.nova.host=%s' % self.host})
+
     def leftovers(self) -> list:
         found = ['container %s' % c['Names'][0] for c in self.containers()]
+        found += ['image %s' % (i.get('RepoTags') or [i['Id']])[0]
+                  for i in self.host_images()]
         if self.images_forbidden:
             found += ['image %s' % name for name in self.loaded_images()]
         return found
@@ -342,6 +350,11 @@ class DockerLeakCheck(fixtures.Fixture):
         # Remove everything so one failure does not cascade into others.
         for container in self.containers():
             self.api.remove_container(container['Id'], force=True)
+        for image in self.host_images():
+            try:
+                self.api.remove_image(image['Id'], force=True)
+            except docker.errors.APIError:
+                pass
         for name in self.loaded_images():
             try:
                 self.api.remove_image(name, force=True)

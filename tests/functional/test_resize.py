@@ -171,24 +171,6 @@ class ResizeTest(ResizeMixin, base.DriverTestCase):
         self.assertIn('does not fit this host',
                       str(raised.inner_exception))
 
-    def test_resize_to_an_ephemeral_disk_fails_clearly(self):
-        instance = self.spawn()
-        raised = self.assertRaises(
-            exception.InstanceFaultRollback,
-            self.driver.migrate_disk_and_power_off, self.context, instance,
-            CONF.my_ip, make_flavor(ephemeral_gb=1), [])
-        self.assertRolledBack(instance, raised, exception.ResizeError)
-        self.assertIn('ephemeral', str(raised.inner_exception))
-
-    def test_boot_with_an_ephemeral_disk_is_refused_leaving_nothing(self):
-        meta = self.add_image()
-        instance = self.make_instance(meta)
-        instance.flavor.ephemeral_gb = 1
-        self.leaks.forbid_images()
-        self.assertRaises(resize.FlavorDisksUnsupported, self.driver.spawn,
-                          self.context, instance, meta, [], None, {})
-        self.assertEqual([], self.leaks.leftovers())
-
     def test_root_gb_not_enforced_on_this_engine(self):
         # overlay2 on ext4: the probe says no, and nothing asks for it.
         self.assertFalse(self.driver._root_quota)
@@ -285,6 +267,15 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
                                               '/marker').strip())
         self.assertEqual('', self.fill(instance, 1200))
         self.driver.confirm_migration(self.context, None, instance, [])
+
+    def test_ephemeral_gb_adds_to_the_limit(self):
+        meta = self.add_image()
+        instance = self.make_instance(meta)
+        instance.flavor.ephemeral_gb = 1
+        self.driver.spawn(self.context, instance, meta, [], None, {})
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        self.assertEqual({'size': '2G'},
+                         self.inspect(instance)['HostConfig']['StorageOpt'])
 
     def test_revert_brings_back_the_old_root_disk(self):
         instance = self.spawn()

@@ -54,8 +54,8 @@ SUITE_IMAGE_ID = 'cedef40a-ed67-4d10-800e-17455edce175'
 
 _NO_VOLUMES = ('no block devices: nova-docker does not attach Cinder '
                'volumes (the driver raises NotImplementedError)')
-_NO_MIGRATION = ('no resize, cold or live migration: a container has no '
-                 'disk image to move (NotImplementedError)')
+_NO_MIGRATION = ('no live migration: a container\'s memory cannot move '
+                 '(NotImplementedError)')
 _NO_GRAPHICAL_CONSOLE = ('no VNC/SPICE/MKS/serial console: a container has '
                          'no emulated display or serial port; the console '
                          'log is served by get_console_output '
@@ -69,15 +69,13 @@ NOT_APPLICABLE = {
     'test_set_admin_password':
         'no guest agent in a container to set a password '
         '(NotImplementedError; the API answers 501)',
-    'test_rescue':
-        'rescue boots a VM from a rescue disk; not supported '
-        '(NotImplementedError)',
-    'test_unrescue_unrescued_instance': 'rescue is not supported',
-    'test_unrescue_rescued_instance': 'rescue is not supported',
     'test_poll_rebooting_instances':
         'reboots are synchronous; nothing to poll for reboot_timeout '
         '(NotImplementedError)',
-    'test_migrate_disk_and_power_off': _NO_MIGRATION,
+    'test_migrate_disk_and_power_off':
+        'the suite migrates to another host (\'dest_host\'): nova-docker '
+        'resizes on the same host only and refuses that with '
+        'InstanceFaultRollback (tests/functional/test_resize.py)',
     'test_live_migration': _NO_MIGRATION,
     'test_live_migration_force_complete': _NO_MIGRATION,
     'test_live_migration_abort': _NO_MIGRATION,
@@ -235,8 +233,6 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
         instance = test_utils.get_test_instance(obj=True)
         for call in (
                 lambda: self.connection.set_admin_password(instance, 'x'),
-                lambda: self.connection.rescue(
-                    self.ctxt, instance, [], None, '', None, None),
                 lambda: self.connection.trigger_crash_dump(instance),
                 lambda: self.connection.get_volume_connector(instance),
                 lambda: self.connection.attach_volume(
@@ -245,9 +241,7 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
                 lambda: self.connection.get_serial_console(
                     self.ctxt, instance),
                 lambda: self.connection.get_host_cpu_stats(),
-                lambda: self.connection.host_power_action('reboot'),
-                lambda: self.connection.migrate_disk_and_power_off(
-                    self.ctxt, instance, 'dest', None, [])):
+                lambda: self.connection.host_power_action('reboot')):
             self.assertRaises(NotImplementedError, call)
 
 

@@ -241,7 +241,6 @@ class DockerDriver(driver.ComputeDriver):
               block_device_info=None, power_on=True, accel_info=None):
         # Reject bad input before anything is created on the host.
         images.check_image_acceptable(image_meta)
-        resize_mod.check_flavor_disks(instance.flavor)
         network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
@@ -565,7 +564,7 @@ class DockerDriver(driver.ComputeDriver):
         guests = self._guests
         container_id = guests.get(instance)
         sandbox_id = guests.get(instance, guest_mod.ROLE_SANDBOX)
-        size = ('%dG' % instance.flavor.root_gb
+        size = ('%dG' % resize_mod.disk_gb(instance.flavor)
                 if self._root_quota and instance.flavor.root_gb else None)
         if size != resize_mod.storage_size(self.api, container_id):
             LOG.info('Root disk becomes %s: recreating the workload from '
@@ -616,8 +615,11 @@ class DockerDriver(driver.ComputeDriver):
         """destroy: the resize commit goes with the instance, except in the
         destroy Nova runs before finish_revert_migration, which needs it."""
         from nova.compute import task_states
-        if instance.obj_attr_is_set('task_state') and \
-                instance.task_state == task_states.RESIZE_REVERTING:
+        try:
+            task_state = instance.task_state
+        except Exception:   # not loaded, or not a full Instance object
+            task_state = None
+        if task_state == task_states.RESIZE_REVERTING:
             return
         resize_mod.remove_backup(self.api, instance)
 
@@ -630,8 +632,14 @@ class DockerDriver(driver.ComputeDriver):
         read-write at rescue.MOUNT_POINT."""
         guests = self._guests
         guests.get(instance)   # InstanceNotFound before anything
-        images.check_image_acceptable(image_meta)
-        docker_image = self._images.ensure_image(context, image_meta)
+        if image_meta is not None and image_meta.obj_attr_is_set('id'):
+            images.check_image_acceptable(image_meta)
+            docker_image = self._images.ensure_image(context, image_meta)
+        else:
+            # No rescue image (the driver contract allows it): the image
+            # the workload was made from.
+            docker_image = guests.inspect(instance)['Image']
+            image_meta = None
         self._ensure_sandbox(instance, network_info or [])
         was_running = guests.power_state(instance) == power_state.RUNNING
         guests.stop(instance, CONF.shutdown_timeout)

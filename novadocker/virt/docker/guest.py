@@ -293,8 +293,9 @@ class Guests:
             options['runtime'] = runtime
         if self._root_quota and flavor.root_gb:
             # The writable layer (btrfs/zfs: the whole root) is the
-            # flavor's root disk.
-            options['storage_opt'] = {'size': '%dG' % flavor.root_gb}
+            # flavor's root disk, plus its ephemeral disk (one filesystem).
+            options['storage_opt'] = {'size': '%dG' % (
+                flavor.root_gb + (flavor.ephemeral_gb or 0))}
         if CONF.docker.cpu_quota:
             options['cpu_period'] = CONF.docker.cpu_period_us
             options['cpu_quota'] = flavor.vcpus * CONF.docker.cpu_period_us

@@ -72,23 +72,15 @@ def probe_root_quota(api) -> bool:
     return True
 
 
-class FlavorDisksUnsupported(exception.InvalidInput):
-    """InvalidInput: the build is aborted with this fault, not
-    rescheduled (every nova-docker host would refuse it alike)."""
-    msg_fmt = _("Flavor %(flavor)s asks for %(ephemeral)d GB of ephemeral "
-                "disk: nova-docker instances have no ephemeral disk (use "
-                "a volume or a flavor with ephemeral_gb=0)")
+def disk_gb(flavor) -> int:
+    """The container's disk limit for a flavor: root plus ephemeral.
 
-
-def check_flavor_disks(flavor) -> None:
-    """Refuse a flavor with an ephemeral disk before anything exists.
-
-    Swap is honoured (memswap = RAM + swap), the root disk is the
-    container's writable layer.
+    A container has one filesystem; the flavor's ephemeral disk has no
+    mount of its own and is added to the root's limit (0: unlimited).
     """
-    if flavor.ephemeral_gb:
-        raise FlavorDisksUnsupported(flavor=flavor.name,
-                                     ephemeral=flavor.ephemeral_gb)
+    if not flavor.root_gb:
+        return 0
+    return flavor.root_gb + (flavor.ephemeral_gb or 0)
 
 
 def _rollback(reason: str) -> exception.InstanceFaultRollback:
@@ -111,12 +103,7 @@ def check_destination(dest: str, local_names) -> None:
 def check_new_flavor(api, instance, flavor, host,
                      container_id: str) -> None:
     """Refuse, with the instance untouched, what the resize cannot do:
-    an ephemeral disk, more than the host has, a root disk smaller than
-    the instance's data."""
-    try:
-        check_flavor_disks(flavor)
-    except FlavorDisksUnsupported as exc:
-        raise _rollback(str(exc))
+    more than the host has, a disk smaller than the instance's data."""
     if flavor.vcpus > host.vcpus or flavor.memory_mb > host.memory_mb:
         raise _rollback(
             _('flavor %(flavor)s (%(vcpus)d vCPU, %(mem)d MB) does not fit '
@@ -124,19 +111,20 @@ def check_new_flavor(api, instance, flavor, host,
                 'flavor': flavor.name, 'vcpus': flavor.vcpus,
                 'mem': flavor.memory_mb, 'hvcpus': host.vcpus,
                 'hmem': host.memory_mb})
-    if flavor.root_gb and flavor.root_gb > host.disk_gb:
+    size = disk_gb(flavor)
+    if size and size > host.disk_gb:
         raise _rollback(
-            _('flavor %(flavor)s root disk of %(root)d GB is larger than '
+            _('flavor %(flavor)s disk of %(root)d GB is larger than '
               'this host\'s disk (%(disk)d GB)') % {
-                'flavor': flavor.name, 'root': flavor.root_gb,
+                'flavor': flavor.name, 'root': size,
                 'disk': host.disk_gb})
-    if flavor.root_gb:
+    if size:
         used = root_fs_bytes(api, instance, container_id)
-        if used > flavor.root_gb * units.Gi:
+        if used > size * units.Gi:
             raise _rollback(
-                _('flavor %(flavor)s root disk of %(root)d GB is smaller '
+                _('flavor %(flavor)s disk of %(root)d GB is smaller '
                   'than the instance\'s data (%(used)d MB)') % {
-                    'flavor': flavor.name, 'root': flavor.root_gb,
+                    'flavor': flavor.name, 'root': size,
                     'used': used // units.Mi})
 
 
