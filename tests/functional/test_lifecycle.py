@@ -23,6 +23,7 @@ from nova import exception
 from nova.virt import fake as fake_virt
 
 from novadocker import conf
+from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
@@ -391,6 +392,46 @@ class SpawnFailureTest(base.DriverTestCase):
         self.assertEqual([], self.api.images(
             name=images.glance_tag(meta.id)))
         self.assertEqual(1, self.glance.download_count[meta.id])
+
+
+class SpawnFaultTest(base.DriverTestCase):
+    """What the engine says when a spawn cannot go on becomes the right
+    Nova exception: the boot's fault names the image, not a vanished
+    instance."""
+
+    def test_image_removed_before_create_is_an_image_fault(self):
+        self.leaks.forbid_images()
+        meta = self.add_image()
+        real = self.driver._create_sandbox
+
+        def remove_image_first(instance, network_info):
+            # Fault injection: an operator's docker rmi -f meanwhile.
+            self.api.remove_image(images.glance_tag(meta.id), force=True)
+            return real(instance, network_info)
+        instance = self.make_instance(meta)
+        with mock.patch.object(self.driver, '_create_sandbox',
+                               autospec=True,
+                               side_effect=remove_image_first):
+            exc = self.assertRaises(
+                exception.ImageUnacceptable, self.driver.spawn,
+                self.context, instance, meta, [], None, {}, network_info=[])
+        self.assertIsInstance(exc, docker_client.ImageMissing)
+        self.assertNotIsInstance(exc, exception.InstanceNotFound)
+        self.assertIn(meta.id, str(exc))
+        self.assertIn('No such image', exc.reason)
+        self.assertEqual([], self.leaks.containers())
+
+    def test_missing_command_is_an_image_fault(self):
+        meta = self.add_image(properties={
+            'os_command_line': '/no/such/command'})
+        instance = self.make_instance(meta)
+        exc = self.assertRaises(
+            exception.ImageUnacceptable, self.driver.spawn, self.context,
+            instance, meta, [], None, {}, network_info=[])
+        self.assertIsInstance(exc, docker_client.CommandNotFound)
+        self.assertIn('/no/such/command', exc.reason)
+        self.assertIn(meta.id, str(exc))
+        self.assertEqual([], self.leaks.containers())
 
 
 class OwnershipTest(base.DriverTestCase):

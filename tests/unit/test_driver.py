@@ -203,9 +203,42 @@ class SpawnCleanupTest(DriverTestBase):
             sandboxes.append(cid)
             return start(cid)
         self.engine.api.start.side_effect = start_sandbox_only
-        exc = self._fail_spawn(meta, exception.ImageUnacceptable)
+        exc = self._fail_spawn(meta, docker_client.CommandNotFound)
+        self.assertIsInstance(exc, exception.ImageUnacceptable)
         self.assertIn('/nope', str(exc))
         self.assertEqual(1, len(sandboxes))   # it got that far
+
+    def test_image_gone_before_create_is_a_boot_fault(self):
+        """Someone removed the loaded image under the spawn: the boot
+        ends with an image fault, not "instance disappeared"."""
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+
+        def image_removed_meanwhile(image, **kwargs):
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                self.engine.images.pop(images.glance_tag(meta.id))
+            return create(image, **kwargs)
+        self.engine.api.create_container.side_effect = \
+            image_removed_meanwhile
+        exc = self._fail_spawn(meta, docker_client.ImageMissing)
+        self.assertIsInstance(exc, exception.ImageUnacceptable)
+        self.assertNotIsInstance(exc, exception.InstanceNotFound)
+        self.assertIn(meta.id, str(exc))
+
+    def test_sandbox_gone_before_workload_create_is_instance_not_found(self):
+        """Docker says the sandbox container is missing: that is one of
+        the instance's own containers, so the instance is gone."""
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+
+        def sandbox_removed_meanwhile(image, **kwargs):
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                raise _api_error(404, 'No such container: abc',
+                                 docker.errors.NotFound)
+            return create(image, **kwargs)
+        self.engine.api.create_container.side_effect = \
+            sandbox_removed_meanwhile
+        self._fail_spawn(meta, docker_client.ContainerMissing)
 
     def test_workload_start_fails_otherwise(self):
         meta = self.add_image()

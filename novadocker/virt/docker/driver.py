@@ -239,18 +239,18 @@ class DockerDriver(driver.ComputeDriver):
             raise exception.VirtualInterfaceCreateException()
 
     def _start_workload(self, instance) -> None:
-        """Start the workload; a refused start is a readable fault."""
+        """Start the workload; a refused start is a readable fault.
+
+        A command that cannot run (CommandNotFound) is the image's fault
+        and passes through as ImageUnacceptable; any other refusal is a
+        deploy failure of this host.
+        """
         try:
             self._guests.start(instance)
         except docker_client.DockerOperationFailed as exc:
-            reason = exc.kwargs.get('reason', str(exc))
-            if 'executable file not found' in reason or \
-                    'no such file or directory' in reason:
-                raise exception.ImageUnacceptable(
-                    image_id=instance.image_ref,
-                    reason=_('its command cannot run: %s') % reason)
             raise exception.InstanceDeployFailure(
-                reason=_('the container did not start: %s') % reason)
+                reason=_('the container did not start: %s') % exc.reason
+            ) from exc
 
     def _remove_instance(self, instance, network_info) -> None:
         """Unplug the ports and remove both containers. Idempotent."""
