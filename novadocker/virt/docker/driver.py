@@ -187,8 +187,12 @@ class DockerDriver(driver.ComputeDriver):
         self._vifs.validate(instance, network_info)
         guests = self._guests
         store = self._images
+        held = False
         try:
-            docker_image = store.ensure_image(context, image_meta)
+            # Held from here to the end of the spawn: a failed spawn of the
+            # same image never removes it under this one.
+            docker_image = store.ensure_image(context, image_meta, hold=True)
+            held = True
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
@@ -200,8 +204,13 @@ class DockerDriver(driver.ComputeDriver):
                 LOG.warning('Spawn failed; removing what it created',
                             instance=instance)
                 self._remove_instance(instance, network_info)
-                if store.loaded:
-                    self._remove_image_if_unused(image_meta.id)
+                if held:
+                    held = False
+                    self._release_image(store, image_meta.id,
+                                        remove_if_unused=store.loaded)
+        finally:
+            if held:
+                self._release_image(store, image_meta.id)
         LOG.info('Instance spawned as container %s', instance.name,
                  instance=instance)
 
@@ -259,16 +268,14 @@ class DockerDriver(driver.ComputeDriver):
         finally:
             self._guests.remove(instance)
 
-    def _remove_image_if_unused(self, image_id) -> None:
+    @staticmethod
+    def _release_image(store, image_id, remove_if_unused=False) -> None:
+        """End the spawn's hold; never fails the spawn's outcome."""
         try:
-            with docker_client.translate_errors('remove image',
-                                                image_id=image_id):
-                self.api.remove_image(images.glance_tag(image_id),
-                                      force=False)
-        except exception.ImageNotFound:
-            pass
-        except docker_client.DockerOperationFailed as exc:
-            LOG.info('Image %s kept: %s', image_id, exc)
+            store.release(image_id, remove_if_unused=remove_if_unused)
+        except exception.NovaException as exc:
+            LOG.warning('Image %s: releasing it after the spawn failed: %s',
+                        image_id, exc)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
