@@ -31,6 +31,7 @@ from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from tests import fixtures as nd_fixtures
 from tests.unit import fake_docker
+from tests.unit import test_vifs
 
 CONF = conf.CONF
 
@@ -303,6 +304,50 @@ class DestroyTest(DriverTestBase):
     def test_get_info_of_missing_instance(self):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
                           fake_docker.new_instance())
+
+
+class UnplugFailureTest(DriverTestBase):
+    """OVSDB down or a privsep error while unplugging: the delete goes
+    on and the containers are removed (libvirt ignores unplug errors on
+    clean-up)."""
+
+    def setUp(self):
+        super().setUp()
+        self.logs = self.useFixture(fixtures.FakeLogger())
+        self.instance = self.spawn(self.add_image())
+        self.unplug = self.useFixture(fixtures.MockPatchObject(
+            self.driver._vifs, 'unplug', autospec=True,
+            side_effect=exception.VirtualInterfaceUnplugException(
+                reason='OVSDB unreachable'))).mock
+
+    def test_destroy_removes_the_containers(self):
+        vifs = [test_vifs.make_vif()]
+        self.driver.destroy(self.context, self.instance, vifs)
+        self.unplug.assert_called_once_with(self.instance, vifs)
+        self.assertEqual({}, self.engine.containers)
+        self.assertIn('OVSDB unreachable', self.logs.output)
+
+    def test_cleanup_removes_the_containers(self):
+        self.driver.cleanup(self.context, self.instance, [])
+        self.assertEqual(1, self.unplug.call_count)
+        self.assertEqual({}, self.engine.containers)
+
+    def test_cleanup_without_vifs_does_not_unplug(self):
+        self.driver.cleanup(self.context, self.instance, [],
+                            destroy_vifs=False)
+        self.unplug.assert_not_called()
+        self.assertEqual({}, self.engine.containers)
+
+    def test_failed_spawn_with_failed_unplug_reports_the_spawn_error(self):
+        self.engine.api.create_container.side_effect = _api_error(
+            500, 'no space left on device')
+        exc = self.assertRaises(docker_client.DockerOperationFailed,
+                                self.spawn, self.add_image())
+        self.assertIn('no space left on device', str(exc))
+        self.assertEqual([self.instance.uuid], [
+            c['labels'][guest.LABEL_INSTANCE]
+            for c in self.engine.containers.values()
+            if c['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD])
 
 
 class ConsoleTest(DriverTestBase):

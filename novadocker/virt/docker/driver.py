@@ -261,12 +261,25 @@ class DockerDriver(driver.ComputeDriver):
                 reason=_('the container did not start: %s') % exc.reason
             ) from exc
 
-    def _remove_instance(self, instance, network_info) -> None:
-        """Unplug the ports and remove both containers. Idempotent."""
+    def _remove_instance(self, instance, network_info,
+                         unplug: bool = True) -> None:
+        """Unplug the ports and remove both containers. Idempotent.
+
+        The containers always go: a failed unplug (OVSDB down, a privsep
+        error) is logged and does not fail the delete, as libvirt ignores
+        unplug errors on clean-up.
+        """
+        if unplug:
+            self._unplug_quietly(instance, network_info)
+        self._guests.remove(instance)
+
+    def _unplug_quietly(self, instance, network_info) -> None:
         try:
             self._vifs.unplug(instance, network_info)
-        finally:
-            self._guests.remove(instance)
+        except Exception as exc:
+            LOG.warning('Unplugging the ports failed (%s); removing the '
+                        'containers anyway. Leftover OVS ports are '
+                        'retried by the reaper.', exc, instance=instance)
 
     @staticmethod
     def _release_image(store, image_id, remove_if_unused=False) -> None:
@@ -284,9 +297,8 @@ class DockerDriver(driver.ComputeDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        if destroy_vifs:
-            self._vifs.unplug(instance, network_info or [])
-        self._guests.remove(instance)
+        self._remove_instance(instance, network_info or [],
+                              unplug=destroy_vifs)
 
     # -- power -------------------------------------------------------------
 
