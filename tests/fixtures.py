@@ -356,3 +356,226 @@ def which(binary: str) -> str:
     if not path:
         raise RuntimeError('%s not found' % binary)
     return path
+
+
+class PrivateDockerd(fixtures.Fixture):
+    """A dockerd of the test's own, beside the shared one.
+
+    Tests that restart, kill, fill up or reconfigure the engine
+    (live-restore, userns-remap, another runtime, a small data root,
+    another Docker version) use this, so tests running in parallel on the
+    shared engine never notice. It has its own socket, data root, exec root
+    and pidfile, no bridge and no iptables rules: it moves no host state.
+    containerd runs as a process of its own beside it, as distributions run
+    it (a containerd that dockerd starts itself dies with dockerd, and takes
+    live-restore with it). Clean-up removes its containers, stops dockerd,
+    containerd and the shims, unmounts and deletes its directories.
+
+    :param args: extra dockerd arguments (``--live-restore``, ...)
+    :param dockerd: the dockerd binary (another Docker version)
+    :param data_root: an existing directory (e.g. a small loop mount) to
+        use as the data root; by default a fresh one under /var/lib
+    """
+
+    START_TIMEOUT = 60
+
+    def __init__(self, *args: str, dockerd: str = 'dockerd',
+                 data_root: str = None):
+        super().__init__()
+        self.extra_args = list(args)
+        self.dockerd = dockerd
+        self.given_data_root = data_root
+        self.process = None
+
+    def _setUp(self):
+        tag = uuid.uuid4().hex[:8]
+        # Short: unix socket paths (containerd's is under the exec root)
+        # are limited to 108 bytes.
+        self.run_dir = '/run/ndd-%s' % tag
+        os.makedirs(self.run_dir)
+        self.addCleanup(self._remove_dirs)
+        self.data_root = self.given_data_root or '/var/lib/ndd-%s' % tag
+        os.makedirs(self.data_root, exist_ok=True)
+        self.socket = os.path.join(self.run_dir, 'docker.sock')
+        self.url = 'unix://' + self.socket
+        self.exec_root = os.path.join(self.run_dir, 'exec')
+        self.pidfile = os.path.join(self.run_dir, 'docker.pid')
+        log_dir = os.environ.get('NOVA_DOCKER_LOG_DIR') or '/tmp'
+        self.log_path = os.path.join(log_dir, 'private-dockerd-%s.log' % tag)
+        self.containerd_socket = os.path.join(self.run_dir, 'ctd.sock')
+        self.containerd_process = None
+        self.addCleanup(self._stop_everything)
+        self.start_containerd()
+        self.start()
+
+    def start_containerd(self) -> None:
+        """containerd of this engine, with its own root, state and socket."""
+        import subprocess
+        import time
+        config = os.path.join(self.run_dir, 'containerd.toml')
+        with open(config, 'w') as handle:
+            handle.write(
+                'version = 2\n'
+                'root = "%s"\n'
+                'state = "%s"\n'
+                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                '[grpc]\n  address = "%s"\n' % (
+                    os.path.join(self.data_root, 'containerd'),
+                    os.path.join(self.run_dir, 'ctd'),
+                    self.containerd_socket))
+        log = open(self.log_path + '.containerd', 'ab')
+        self.containerd_process = subprocess.Popen(
+            ['containerd', '--config', config], stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while not os.path.exists(self.containerd_socket):
+            if self.containerd_process.poll() is not None or \
+                    time.monotonic() > deadline:
+                raise RuntimeError('private containerd did not start: see '
+                                   '%s.containerd' % self.log_path)
+            time.sleep(0.1)
+
+    @property
+    def command(self) -> list:
+        return [self.dockerd, '--host', self.url,
+                '--data-root', self.data_root,
+                '--exec-root', self.exec_root,
+                '--pidfile', self.pidfile,
+                '--containerd', self.containerd_socket,
+                '--bridge', 'none', '--iptables=false',
+                '--ip-masq=false', '--userland-proxy=false'] + \
+            self.extra_args
+
+    def api(self, timeout: int = 120) -> docker.APIClient:
+        return docker.APIClient(base_url=self.url, version='auto',
+                                timeout=timeout)
+
+    def ping(self) -> bool:
+        try:
+            return bool(docker.APIClient(base_url=self.url, version='auto',
+                                         timeout=3).ping())
+        except Exception:
+            return False
+
+    def start(self) -> None:
+        """Start dockerd and wait until it answers."""
+        import subprocess
+        import time
+        log = open(self.log_path, 'ab')
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + self.START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if self.ping():
+                return
+            time.sleep(0.2)
+        with open(self.log_path, 'rb') as handle:
+            tail = handle.read()[-2000:].decode(errors='replace')
+        self.kill()
+        raise RuntimeError('private dockerd did not start (%s): %s'
+                           % (' '.join(self.command), tail))
+
+    def kill(self, sig: int = 9) -> None:
+        """Send ``sig`` (SIGKILL by default) and wait until dockerd exits.
+
+        Its containerd, the shims and (with live-restore) the containers
+        survive a SIGKILL, as they would a crash.
+        """
+        import signal
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=60)
+        except Exception:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM), as ``systemctl stop docker``."""
+        import signal
+        self.kill(signal.SIGTERM)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _stop_everything(self) -> None:
+        import signal
+        import time
+        if not self.running:
+            try:
+                self.start()
+            except RuntimeError:
+                pass
+        if self.running:
+            api = self.api(timeout=60)
+            for container in api.containers(all=True):
+                try:
+                    api.remove_container(container['Id'], force=True,
+                                         v=True)
+                except docker.errors.APIError:
+                    pass
+            self.stop()
+        # containerd and the shims outlive dockerd.
+        if self.containerd_process is not None:
+            self.containerd_process.terminate()
+            try:
+                self.containerd_process.wait(timeout=30)
+            except Exception:
+                self.containerd_process.kill()
+        for pid in self._processes_under(self.run_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+        self._unmount_under(self.run_dir)
+        # dockerd bind-mounts its data root onto itself: undo that too,
+        # but keep a mount the test gave (a small loop filesystem).
+        self._unmount_under(self.data_root,
+                            keep_own=self.given_data_root is not None)
+
+    @staticmethod
+    def _processes_under(path: str) -> list:
+        """PIDs whose command line names ``path`` (containerd, shims)."""
+        found = []
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                    cmdline = handle.read().decode(errors='replace')
+            except OSError:
+                continue
+            if path in cmdline:
+                found.append(int(entry))
+        return found
+
+    @staticmethod
+    def _unmount_under(path: str, keep_own: bool = False) -> None:
+        """Unmount everything below ``path`` and the mounts on it (all of
+        them, or all but the first with ``keep_own``)."""
+        import subprocess
+        with open('/proc/self/mountinfo') as handle:
+            points = [line.split()[4] for line in handle]
+        below = [p for p in points if p.startswith(path + '/')]
+        on_it = [p for p in points if p == path][1 if keep_own else 0:]
+        for point in sorted(below, key=len, reverse=True) + on_it:
+            subprocess.run(['umount', '-l', point], check=False,
+                           stderr=subprocess.DEVNULL)
+
+    def _remove_dirs(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.given_data_root is None:
+            shutil.rmtree(self.data_root, ignore_errors=True)
