@@ -327,7 +327,10 @@ class PrivsepWiringTest(testtools.TestCase):
                             for f in filters))
         self.useFixture(fixtures.MockPatchObject(
             priv_context, '_HELPER_COMMAND_PREFIX', []))
-        for files in (['/etc/nova/nova.conf'],
+        # The socket path as oslo.privsep's client makes it (mkdtemp).
+        tmpdir = self.useFixture(fixtures.TempDir(rootdir='/tmp')).path
+        sock = os.path.join(tmpdir, 'privsep.sock')
+        for files in (['/etc/nova/nova.conf'], ['/etc/nova/nova-cpu.conf'],
                       ['/etc/nova/nova.conf', '/etc/nova/nova-compute.conf']):
             # What nova-compute's command line sets (unparsed here).
             self.useFixture(fixtures.MockPatchObject(
@@ -335,7 +338,7 @@ class PrivsepWiringTest(testtools.TestCase):
             self.useFixture(fixtures.MockPatchObject(
                 cfg.CONF, 'config_dir', None, create=True))
             for context in (privsep.vif_plug, os_vif_privsep.vif_plug):
-                command = context.helper_command('/tmp/tmpabc/privsep.sock')
+                command = context.helper_command(sock)
                 self.assertEqual('privsep-helper', command[0])
                 self.assertTrue(any(f.match(command) for f in filters),
                                 command)
@@ -343,3 +346,71 @@ class PrivsepWiringTest(testtools.TestCase):
                  '--privsep_context', 'nova.privsep.sys_admin_pctxt',
                  '--privsep_sock_path', '/tmp/x/privsep.sock']
         self.assertFalse(any(f.match(other) for f in filters))
+
+    def docker_filters(self):
+        # Recent oslo.rootwrap adds a catch-all privsep-helper filter of its
+        # own; judge only the lines of docker.filters.
+        return [f for f in rw_wrapper.load_filters(
+            [os.path.abspath(FILTERS_DIR)]) if f.name != 'privsep-helper']
+
+    def test_rootwrap_filters_refuse_other_paths(self):
+        """Config files only as /etc/nova/<name>.conf, the socket only as
+        oslo.privsep makes it: no traversal, no other directory."""
+        filters = self.docker_filters()
+
+        def command(configs, sock='/tmp/tmpab12cd_3/privsep.sock',
+                    context='novadocker.virt.docker.privsep.vif_plug'):
+            argv = ['privsep-helper']
+            for config in configs:
+                argv += ['--config-file', config]
+            return argv + ['--privsep_context', context,
+                           '--privsep_sock_path', sock]
+
+        good = command(['/etc/nova/nova.conf'])
+        self.assertTrue(any(f.match(good) for f in filters))
+        for config in ('/etc/nova/../../tmp/x.conf', '/etc/nova/../shadow',
+                       '/etc/nova/../nova.conf', '/etc/nova/./nova.conf',
+                       '/etc/nova/nova.conf/../../../tmp/x.conf',
+                       '/etc/nova/../../tmp/nova.conf',
+                       '/etc/../tmp/evil.conf', '/etc/nova//nova.conf',
+                       '/etc/nova/sub/x.conf', '/etc/nova/.x.conf',
+                       '/etc/nova/..conf', '/etc/nova/x..conf',
+                       '/etc/nova/nova.conf\n', '/etc/nova/nova.conf\x00',
+                       '/etc/nova/nova.conf.bak', '/etc/nova/nova',
+                       '/etc/novax/nova.conf', '/etc/shadow', '/tmp/x.conf',
+                       'nova.conf', 'etc/nova/nova.conf',
+                       '/proc/self/fd/0', ''):
+            for argv in (command([config]),
+                         command(['/etc/nova/nova.conf', config]),
+                         command([config, '/etc/nova/nova.conf']),
+                         command([config], context='vif_plug_ovs.privsep.'
+                                 'vif_plug')):
+                self.assertFalse(any(f.match(argv) for f in filters), argv)
+        for sock in ('/tmp/x/privsep.sock', '/tmp/../etc/privsep.sock',
+                     '/tmp/tmpab12cd_3/../../etc/privsep.sock',
+                     '/tmp/tmpab12cd_3/../privsep.sock',
+                     '/tmp/tmpab12cd_3/x/privsep.sock',
+                     '/tmp/tmpab12cd_3/privsep.sock\n',
+                     '/tmp/tmpab12cd_3/other.sock', '/tmp/privsep.sock',
+                     '/tmp/tmpAB12CD_3/privsep.sock',
+                     '/run/tmpab12cd_3/privsep.sock', 'privsep.sock'):
+            self.assertFalse(any(f.match(command(['/etc/nova/nova.conf'],
+                                                 sock=sock))
+                                 for f in filters), sock)
+        # Arguments added or in another order: no line has them.
+        for argv in (good + ['--config-dir', '/etc/nova/nova.conf.d'],
+                     good[:3] + ['--config-dir', '/tmp'] + good[3:],
+                     good[:1] + good[3:] + good[1:3],
+                     ['sh'] + good[1:]):
+            self.assertFalse(any(f.match(argv) for f in filters), argv)
+
+    def test_rootwrap_own_catch_all_is_documented(self):
+        """oslo.rootwrap appends a filter admitting any privsep-helper
+        command line: docker.filters narrows nothing while it is there,
+        which README says. This fails when oslo.rootwrap drops it."""
+        catch_all = [f for f in rw_wrapper.load_filters(
+            [os.path.abspath(FILTERS_DIR)]) if f.name == 'privsep-helper']
+        self.assertEqual(1, len(catch_all))
+        self.assertTrue(catch_all[0].match(
+            ['privsep-helper', '--config-file', '/etc/nova/../../tmp/x',
+             '--privsep_context', 'x', '--privsep_sock_path', '/x']))
