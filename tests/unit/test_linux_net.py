@@ -96,6 +96,12 @@ def good_spec(**changes) -> dict:
     return spec
 
 
+def safe_spec(**changes) -> dict:
+    """A spec that could not hurt the host's namespace even if a check it
+    is sent to were broken: no addresses, no routes."""
+    return good_spec(**dict({'addresses': [], 'routes': []}, **changes))
+
+
 class ArgumentTest(testtools.TestCase):
     """What the privileged side accepts: the driver's own values only."""
 
@@ -225,15 +231,18 @@ class RefusedCallTest(testtools.TestCase):
         return (1, os.getpid(), self.host_child.pid)
 
     def test_host_namespace_is_refused(self):
+        # No addresses or routes: were the check ever broken, this test
+        # must not replace the host's default route on its way to failing.
+        harmless = safe_spec()
         for pid in self.host_pids():
             self.assertRefused(linux_net.privileged_find_peer, pid,
                                PORT_DEV, MAC)
             for func in (linux_net.privileged_plug_veth,
                          linux_net.plug_veth):
-                self.assertRefused(func, pid, good_spec())
+                self.assertRefused(func, pid, harmless)
             self.assertFalse(nf.link_exists(PORT_DEV))
         error = self.assertRefused(linux_net.privileged_plug_veth,
-                                   os.getpid(), good_spec())
+                                   os.getpid(), harmless)
         self.assertIn('host', str(error))
         # Without a host veth of that name the public find_peer answers
         # None unprivileged; its PID check still refuses init.
@@ -247,7 +256,7 @@ class RefusedCallTest(testtools.TestCase):
             self.assertRefused(linux_net.privileged_find_peer, target,
                                PORT_DEV, MAC)
             self.assertRefused(linux_net.privileged_plug_veth, target,
-                               good_spec())
+                               safe_spec())
 
     def test_a_gone_process_is_netns_gone(self):
         gone = subprocess.Popen([sys.executable, '-c', 'pass'])
@@ -263,14 +272,14 @@ class RefusedCallTest(testtools.TestCase):
             for func in (linux_net.privileged_plug_veth,
                          linux_net.plug_veth):
                 self.assertRefused(func, self.host_child.pid,
-                                   good_spec(host_dev=name))
+                                   safe_spec(host_dev=name))
             self.assertRefused(linux_net.delete_link, name)
         self.assertFalse(self.delete_net_dev.called)
 
     def test_bad_values_are_refused(self):
-        for spec in (good_spec(mac='01:00:5e:00:00:01'), good_spec(mtu=10),
-                     good_spec(addresses=[['10.0.0.5', 40]]),
-                     good_spec(master='br-int'), good_spec(ifname='lo')):
+        for spec in (safe_spec(mac='01:00:5e:00:00:01'), safe_spec(mtu=10),
+                     safe_spec(addresses=[['10.0.0.5', 40]]),
+                     safe_spec(master='br-int'), safe_spec(ifname='lo')):
             for func in (linux_net.privileged_plug_veth,
                          linux_net.plug_veth):
                 self.assertRefused(func, self.host_child.pid, spec)
