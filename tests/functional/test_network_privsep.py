@@ -29,6 +29,7 @@ import sys
 import uuid
 
 import fixtures
+from nova import exception
 from oslo_config import fixture as config_fixture
 import testtools
 
@@ -126,6 +127,42 @@ class RealPrivsepDaemonTest(test_network.NetworkTestCase):
         self.driver.destroy(self.context, b, [vif_b])
         self.assertEqual([], self.net_leaks.leftovers())
         self.assertEqual([], nf.bridge_ports(self.bridge))
+
+
+class HostilePortTest(test_network.NetworkTestCase):
+    """Through the driver: ports naming another host device, or carrying a
+    value the privileged side refuses, fail the spawn before anything
+    exists, and neither spawn nor destroy touches the named device."""
+
+    def test_foreign_device_names_and_bad_values(self):
+        port = self.ports.network(0)
+        victim = host_bridge(self, 'br-nd')
+        victim_index = open('/sys/class/net/%s/ifindex' % victim).read()
+        bad_ports = []
+        for devname in (victim, 'eth0', 'lo', 'tap/../' + victim[:6]):
+            bad = port()
+            bad['devname'] = devname
+            bad_ports.append(bad)
+        bad = port()
+        bad['address'] = 'ff:ff:ff:ff:ff:ff'
+        bad_ports.append(bad)
+        bad_ports.append(self.ports.network(1, mtu=65536 + 1450)())
+        for bad in bad_ports:
+            image = self.add_image()
+            instance = self.make_instance(image)
+            error = self.assertRaises(
+                exception.VirtualInterfaceCreateException,
+                self.driver.spawn, self.context, instance, image, [], None,
+                {}, network_info=[port(), bad])
+            self.assertIn(bad['id'], str(error))
+            self.assertIn('refused', str(error))
+            # The clean-up nova-compute runs after a failed build.
+            self.driver.destroy(self.context, instance, [bad])
+            self.assertEqual([], self.leaks.leftovers())
+            self.assertEqual([], self.net_leaks.leftovers())
+            self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertEqual(victim_index,
+                         open('/sys/class/net/%s/ifindex' % victim).read())
 
 
 class CaplessProcess(fixtures.Fixture):
