@@ -30,6 +30,9 @@ from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
 objects.register_all()
+# nova's os_vif_util needs os-vif's objects, whichever test runs first
+# (os_vif.initialize, which registers them, is mocked in PlugOrderTest).
+os_vif.objects.register_all()
 
 
 def make_vif(number=0, v4=True, v6=False, gateway=True, mtu=1450,
