@@ -53,12 +53,23 @@ class DriverTestCase(testtools.TestCase):
                          vif_plugging_timeout=0)
         self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
         self.context = nova_context.get_admin_context()
-        self.api = nd_fixtures.docker_api()
+        self.dockerd = self.private_dockerd()
+        if self.dockerd is not None:
+            self.conf.config(api_url=self.dockerd.url, group='docker')
+            self.api = self.dockerd.api()
+        else:
+            self.api = nd_fixtures.docker_api()
         self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
-            self.host, lambda: list(self.glance.images)))
+            self.host, lambda: list(self.glance.images), api=self.api))
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         self.driver.init_host(self.host)
         self.addCleanup(self.driver.cleanup_host, self.host)
+
+    def private_dockerd(self):
+        """The PrivateDockerd fixture (already in use) this test's driver
+        talks to, or None for the shared engine. Tests that stop, kill or
+        fill the engine override it."""
+        return None
 
     def add_image(self, data: bytes = None, **kwargs) -> objects.ImageMeta:
         if data is None:

@@ -124,6 +124,16 @@ class _Cancelled(Exception):
     pass
 
 
+class _BodyFailed(Exception):
+    """Raised into requests in place of the request body's own error.
+
+    urllib3 takes an OSError with ECONNRESET or EPIPE raised while sending
+    the body (Glance dropping the download) for the engine closing its
+    socket early, and then waits for a response that never comes: the
+    boot would fail only after the whole api_timeout.
+    """
+
+
 class _QueueWriter(io.RawIOBase):
     """Write side of a bounded pipe between two threads.
 
@@ -373,7 +383,7 @@ class ImageStore:
                 yield from body
             except Exception as exc:
                 body_failure.append(exc)
-                raise
+                raise _BodyFailed(str(exc)) from exc
 
         try:
             with docker_client.translate_errors('load image',
