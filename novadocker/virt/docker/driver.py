@@ -187,8 +187,12 @@ class DockerDriver(driver.ComputeDriver):
         self._vifs.validate(instance, network_info)
         guests = self._guests
         store = self._images
+        held = False
         try:
-            docker_image = store.ensure_image(context, image_meta)
+            # Held from here to the end of the spawn: a failed spawn of the
+            # same image never removes it under this one.
+            docker_image = store.ensure_image(context, image_meta, hold=True)
+            held = True
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
@@ -200,8 +204,13 @@ class DockerDriver(driver.ComputeDriver):
                 LOG.warning('Spawn failed; removing what it created',
                             instance=instance)
                 self._remove_instance(instance, network_info)
-                if store.loaded:
-                    self._remove_image_if_unused(image_meta.id)
+                if held:
+                    held = False
+                    self._release_image(store, image_meta.id,
+                                        remove_if_unused=store.loaded)
+        finally:
+            if held:
+                self._release_image(store, image_meta.id)
         LOG.info('Instance spawned as container %s', instance.name,
                  instance=instance)
 
@@ -239,36 +248,47 @@ class DockerDriver(driver.ComputeDriver):
             raise exception.VirtualInterfaceCreateException()
 
     def _start_workload(self, instance) -> None:
-        """Start the workload; a refused start is a readable fault."""
+        """Start the workload; a refused start is a readable fault.
+
+        A command that cannot run (CommandNotFound) is the image's fault
+        and passes through as ImageUnacceptable; any other refusal is a
+        deploy failure of this host.
+        """
         try:
             self._guests.start(instance)
         except docker_client.DockerOperationFailed as exc:
-            reason = exc.kwargs.get('reason', str(exc))
-            if 'executable file not found' in reason or \
-                    'no such file or directory' in reason:
-                raise exception.ImageUnacceptable(
-                    image_id=instance.image_ref,
-                    reason=_('its command cannot run: %s') % reason)
             raise exception.InstanceDeployFailure(
-                reason=_('the container did not start: %s') % reason)
+                reason=_('the container did not start: %s') % exc.reason
+            ) from exc
 
-    def _remove_instance(self, instance, network_info) -> None:
-        """Unplug the ports and remove both containers. Idempotent."""
+    def _remove_instance(self, instance, network_info,
+                         unplug: bool = True) -> None:
+        """Unplug the ports and remove both containers. Idempotent.
+
+        The containers always go: a failed unplug (OVSDB down, a privsep
+        error) is logged and does not fail the delete, as libvirt ignores
+        unplug errors on clean-up.
+        """
+        if unplug:
+            self._unplug_quietly(instance, network_info)
+        self._guests.remove(instance)
+
+    def _unplug_quietly(self, instance, network_info) -> None:
         try:
             self._vifs.unplug(instance, network_info)
-        finally:
-            self._guests.remove(instance)
+        except Exception as exc:
+            LOG.warning('Unplugging the ports failed (%s); removing the '
+                        'containers anyway. Leftover OVS ports are '
+                        'retried by the reaper.', exc, instance=instance)
 
-    def _remove_image_if_unused(self, image_id) -> None:
+    @staticmethod
+    def _release_image(store, image_id, remove_if_unused=False) -> None:
+        """End the spawn's hold; never fails the spawn's outcome."""
         try:
-            with docker_client.translate_errors('remove image',
-                                                image_id=image_id):
-                self.api.remove_image(images.glance_tag(image_id),
-                                      force=False)
-        except exception.ImageNotFound:
-            pass
-        except docker_client.DockerOperationFailed as exc:
-            LOG.info('Image %s kept: %s', image_id, exc)
+            store.release(image_id, remove_if_unused=remove_if_unused)
+        except exception.NovaException as exc:
+            LOG.warning('Image %s: releasing it after the spawn failed: %s',
+                        image_id, exc)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
@@ -277,9 +297,8 @@ class DockerDriver(driver.ComputeDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        if destroy_vifs:
-            self._vifs.unplug(instance, network_info or [])
-        self._guests.remove(instance)
+        self._remove_instance(instance, network_info or [],
+                              unplug=destroy_vifs)
 
     # -- power -------------------------------------------------------------
 

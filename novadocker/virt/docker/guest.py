@@ -115,10 +115,13 @@ class Guests:
         return found[0]['Id'] if found else None
 
     def get(self, instance, role: str = ROLE_WORKLOAD) -> str:
-        """Like find, but a missing container is InstanceNotFound."""
+        """Like find, but a missing container is ContainerMissing (an
+        InstanceNotFound)."""
         container_id = self.find(instance, role)
         if container_id is None:
-            raise exception.InstanceNotFound(instance_id=instance.uuid)
+            raise docker_client.ContainerMissing(
+                instance_id=instance.uuid,
+                reason=_('no %s container') % role)
         return container_id
 
     def inspect(self, instance, role: str = ROLE_WORKLOAD) -> dict:
@@ -147,7 +150,8 @@ class Guests:
             security_opt=['no-new-privileges'], cap_drop=['ALL'],
             init=False)
         with docker_client.translate_errors('create sandbox',
-                                            instance=instance):
+                                            instance=instance,
+                                            image_id=sandbox_image):
             created = self._api.create_container(
                 sandbox_image, name=instance.name + SANDBOX_SUFFIX,
                 hostname=(instance.hostname or instance.name)[:63],
@@ -179,7 +183,8 @@ class Guests:
                         sandbox_id: str) -> str:
         """Create (not start) the workload container from the image."""
         with docker_client.translate_errors('create container',
-                                            instance=instance):
+                                            instance=instance,
+                                            image_id=image_meta.id):
             created = self._api.create_container(
                 docker_image_id, name=instance.name,
                 command=command_override(image_meta),
@@ -194,7 +199,10 @@ class Guests:
 
     def start(self, instance, role: str = ROLE_WORKLOAD) -> None:
         container_id = self.get(instance, role)
-        with docker_client.translate_errors('start', instance=instance):
+        image = (CONF.docker.sandbox_image if role == ROLE_SANDBOX
+                 else instance.image_ref)
+        with docker_client.translate_errors('start', instance=instance,
+                                            image_id=image):
             self._api.start(container_id)
 
     def stop(self, instance, timeout: int,

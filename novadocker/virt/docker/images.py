@@ -21,6 +21,7 @@ and the Glance name never has to match a Docker name. The Glance multihash
 is checked on the same pass. Nothing touches the disk but Docker's store.
 """
 
+import collections
 import hashlib
 import io
 import json
@@ -274,6 +275,39 @@ def retag_tarball(source: io.RawIOBase, new_tag: str,
         producer.join(timeout=30)
 
 
+def _image_lock(image_id: str):
+    """The per-image lock: loads, holds, releases and cache ageing of one
+    Glance image never interleave."""
+    return utils.synchronized('nova-docker-image-%s' % image_id)
+
+
+# Spawns of this process holding each Glance image: taken under the image's
+# lock when ensure_image hands the image to a spawn, released when that
+# spawn ends. An image with holders is never removed: a spawn between
+# ensure_image and the creation of its container uses the image, but no
+# container shows it yet.
+_holds_lock = threading.Lock()
+_holds: typing.Counter[str] = collections.Counter()
+
+
+def holders(image_id: str) -> int:
+    """How many spawns of this process hold the image."""
+    with _holds_lock:
+        return _holds[image_id]
+
+
+def _hold(image_id: str) -> None:
+    with _holds_lock:
+        _holds[image_id] += 1
+
+
+def _unhold(image_id: str) -> None:
+    with _holds_lock:
+        _holds[image_id] -= 1
+        if _holds[image_id] <= 0:
+            del _holds[image_id]
+
+
 class ImageStore:
     """Loads, finds and removes the driver's images in the Docker store."""
 
@@ -293,26 +327,67 @@ class ImageStore:
         except exception.ImageNotFound:
             return None
 
-    def ensure_image(self, context, image_meta) -> str:
+    def ensure_image(self, context, image_meta, hold: bool = False) -> str:
         """Make the Glance image available locally; return its Docker ID.
 
         One download per image, however many boots ask for it at once: the
         lock is per Glance image ID, so different images load in parallel.
+        With ``hold`` (a spawn), the image is held until :meth:`release`:
+        nothing removes it meanwhile.
         """
         check_image_acceptable(image_meta)
         image_id = image_meta.id
 
-        @utils.synchronized('nova-docker-image-%s' % image_id)
+        @_image_lock(image_id)
         def _locked():
             docker_id = self.local_image_id(image_id)
-            if docker_id is not None:
-                self.touch(image_id)
-                return docker_id
-            docker_id = self._load_from_glance(context, image_meta)
-            # docker load leaves LastTagTime unset: mark the first use now so
-            # cache ageing counts from the load, not from the image's build.
+            if docker_id is None:
+                docker_id = self._load_from_glance(context, image_meta)
+            # A use (and, after docker load, which leaves LastTagTime
+            # unset, the first one): cache ageing counts from here.
             self.touch(image_id)
+            if hold:
+                _hold(image_id)
             return docker_id
+
+        return _locked()
+
+    def release(self, image_id: str, remove_if_unused: bool = False
+                ) -> bool:
+        """End a spawn's hold of the image; with ``remove_if_unused`` (a
+        failed spawn that loaded it), remove it if no other spawn holds
+        it and no container uses it. True if removed."""
+
+        @_image_lock(image_id)
+        def _locked() -> bool:
+            _unhold(image_id)
+            if not remove_if_unused:
+                return False
+            others = holders(image_id)
+            if others:
+                LOG.info('Image %s kept: %d other spawn(s) use it',
+                         image_id, others)
+                return False
+            docker_id = self.local_image_id(image_id)
+            if docker_id is None:
+                return False
+            if docker_id in images_used_by_containers(self._api):
+                LOG.info('Image %s kept: a container uses it', image_id)
+                return False
+            try:
+                # force=False: Docker refuses if a container appeared.
+                with docker_client.translate_errors('remove image',
+                                                    image_id=image_id):
+                    self._api.remove_image(glance_tag(image_id),
+                                           force=False)
+            except exception.ImageNotFound:
+                return False
+            except docker_client.DockerOperationFailed as exc:
+                LOG.info('Image %s kept: %s', image_id, exc.reason)
+                return False
+            LOG.info('Image %s removed after the failed spawn that loaded '
+                     'it', image_id)
+            return True
 
         return _locked()
 
@@ -598,10 +673,13 @@ def age_cache(api, in_use_glance_ids: typing.Iterable[str],
 def _remove_if_still_unused(api, glance_id: str,
                             min_age_seconds: int) -> bool:
     """Untag one image under its load lock, after looking again: a spawn
-    may have touched it, or a container started using it, meanwhile."""
+    may hold it or have touched it, or a container started using it,
+    meanwhile."""
 
-    @utils.synchronized('nova-docker-image-%s' % glance_id)
+    @_image_lock(glance_id)
     def _locked() -> bool:
+        if holders(glance_id):
+            return False
         tag = glance_tag(glance_id)
         try:
             with docker_client.translate_errors('inspect image',
