@@ -24,6 +24,7 @@ in fault-figures.log under the test log directory), never asserted.
 """
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -36,17 +37,16 @@ import fixtures
 from nova.compute import power_state
 from nova import exception
 from nova.network import model as network_model
-from nova.virt import fake as fake_virt
 from testtools import content
 
-from novadocker.virt.docker import driver as docker_driver
+from novadocker import conf
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from novadocker.virt.docker import vifs
 from tests.functional import test_network
 from tests import fixtures as nd_fixtures
 from tests import net_fixtures as nf
 
+CONF = conf.CONF
 NO_LEAKS = dict.fromkeys(nf.LEAK_KINDS, 0)
 WAIT = 120      # seconds a recovery may take before the test gives up
 
@@ -131,6 +131,12 @@ class FaultTestCase(test_network.NetworkTestCase):
         for instance, network_info in pairs:
             self.driver.destroy(self.context, instance, network_info)
 
+    def image_cache_pass(self, *instances) -> None:
+        """nova-compute's image cache pass with no minimum age."""
+        self.conf.config(remove_unused_original_minimum_age_seconds=0,
+                         group='image_cache')
+        self.driver.manage_image_cache(self.context, list(instances))
+
     def engine_images(self) -> set:
         """Every image ID of the private engine (dangling ones too)."""
         return {image['Id'] for image in self.api.images(all=True)}
@@ -184,10 +190,12 @@ class DockerdRestartTest(FaultTestCase):
 
 
 class DockerdCrashMidSpawnTest(FaultTestCase):
-    """Case 2: dockerd SIGKILLed mid-spawn (ports plugged, workload not yet
-    created), then started again."""
+    """Case 2: dockerd SIGKILLed mid-spawn (sandbox up, ports plugged, the
+    workload not yet created), then started again."""
 
     def test_sigkill_mid_spawn(self):
+        self.conf.config(reap_min_age=0, group='docker')
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
         port = self.ports.network(0)
         vif_run, vif_new = port(), port(hybrid=True)
         running = self.spawn_on([vif_run])
@@ -208,18 +216,30 @@ class DockerdCrashMidSpawnTest(FaultTestCase):
                                       self.driver.spawn, self.context,
                                       instance, image, [], None, {},
                                       network_info=[vif_new])
-        # The compute manager reschedules any exception but
-        # BuildAbortException; without alternates the instance is ERROR.
+        # Any exception but BuildAbortException is rescheduled; without an
+        # alternate host the build ends in ERROR, with no host any more.
         self.assertIsInstance(error, exception.HypervisorUnavailable)
-        left_while_down = self.net_leaks.counts()
+        self.nova_forgets(instance)
+        left_while_down = {k: v for k, v in self.net_leaks.counts(
+            [vif_new['id']]).items() if v}
 
         started = time.monotonic()
         self.dockerd.start()
         engine_back = time.monotonic() - started
-        recovery = self.wait_for(
-            lambda: self.leak_count() == dict(
-                NO_LEAKS, **{}) or self._only_running_left(running),
-            'the failed spawn cleaned up')
+        # The event stream reconnects and triggers a reaper pass.
+        self.wait_for(lambda: not self.leaks.counts([instance.uuid])[
+            'container'], 'the reaper removed the failed spawn')
+        recovery = time.monotonic() - started
+        self.assertIn('removing container', logs.output)
+        self.assertIn(instance.uuid, logs.output)
+        left = self.leak_count(instance, [vif_new])
+        # The image the spawn loaded is not a container's: the image cache
+        # pass removes it (after remove_unused_original_minimum_age_seconds,
+        # 0 here).
+        self.assertEqual(dict(NO_LEAKS, image=left['image']), left)
+        self.image_cache_pass(running)
+        self.assertEqual(NO_LEAKS, self.leak_count(instance, [vif_new]))
+
         self.assertEqual(pids, self.pids(running))
         peer = port()
         other = self.spawn_on([peer])
@@ -227,15 +247,13 @@ class DockerdCrashMidSpawnTest(FaultTestCase):
                               (other, peer, vif_run)])
         self.destroy_all((running, [vif_run]), (other, [peer]))
         self.assertEqual(NO_LEAKS, self.leak_count())
-        self.figure('2 dockerd SIGKILL mid-spawn',
+        self.figure('2 dockerd SIGKILL mid-spawn, live-restore',
                     nova='%s -> ERROR' % type(error).__name__,
-                    left_while_down=left_while_down,
+                    left_while_down=left_while_down or 'none on OVS',
+                    left_after_restart='image %d (cache pass)'
+                    % left['image'],
                     instances='running one kept its PIDs',
-                    engine_back=engine_back,
-                    recovery=engine_back + recovery)
-
-    def _only_running_left(self, running) -> bool:
-        return False
+                    engine_back=engine_back, reaped_after=recovery)
 
 
 class GlanceFailureTest(FaultTestCase):
@@ -295,3 +313,290 @@ class GlanceFailureTest(FaultTestCase):
                     instances='others RUNNING, same PIDs',
                     network='unchanged', leaks=0,
                     failed_after=failed_after, next_boot=recovery)
+
+
+class ComputeKilledMidSpawnTest(FaultTestCase):
+    """Case 3: nova-compute SIGKILLed mid-spawn (a child process running
+    the driver), then a fresh driver's init_host."""
+
+    def spawn_in_child_and_kill(self, vif):
+        """Start a spawn in a child process; SIGKILL it once the sandbox
+        runs with its ports plugged. Returns (instance, image)."""
+        image = self.add_image()
+        self.leaks.forbid_images(image.id)
+        instance = self.make_instance(image)
+        work = self.useFixture(fixtures.TempDir()).path
+        image_path = os.path.join(work, 'image.tar')
+        with open(image_path, 'wb') as handle:
+            handle.write(nd_fixtures.default_image_tarball())
+        args = {'host': self.host, 'api_url': self.dockerd.url,
+                'state_path': work, 'image_path': image_path,
+                'image_id': image.id, 'instance_id': instance.id,
+                'instance_uuid': instance.uuid,
+                'hostname': instance.hostname,
+                'network_info': network_model.NetworkInfo([vif]),
+                'marker': os.path.join(work, 'plugged')}
+        args_path = os.path.join(work, 'args.json')
+        with open(args_path, 'w') as handle:
+            json.dump(args, handle)
+        log_path = os.path.join(work, 'child.log')
+        with open(log_path, 'wb') as log:
+            child = subprocess.Popen(
+                [sys.executable, '-m', 'tests.functional.fault_spawn_child',
+                 args_path], stdout=log, stderr=subprocess.STDOUT,
+                cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                    os.path.abspath(__file__)))))
+        self.addCleanup(lambda: child.poll() is None and child.kill())
+
+        def plugged():
+            if child.poll() is not None:
+                with open(log_path) as handle:
+                    self.fail('the child exited %s: %s' % (
+                        child.returncode, handle.read()[-3000:]))
+            return os.path.exists(args['marker'])
+
+        self.wait_for(plugged, 'the child spawn plugged its ports')
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        # Killed mid-spawn: the sandbox runs, the port is on OVS.
+        self.assertIsNotNone(self.driver._guests.find(instance,
+                                                      guest.ROLE_SANDBOX))
+        self.assertIsNone(self.driver._guests.find(instance))
+        self.assertEqual(self.bridge, nf.port_bridge(vif['devname']))
+        return instance
+
+    def test_instance_in_error_is_deleted_cleanly(self):
+        # nova-compute's start-up sets a BUILDING instance to ERROR; it
+        # keeps its host, so the user's delete reaches this driver.
+        port = self.ports.network(0)
+        vif_run, vif_new = port(), port()
+        running = self.spawn_on([vif_run])
+        instance = self.spawn_in_child_and_kill(vif_new)
+        started = time.monotonic()
+        driver = self.new_driver()
+        self.assertIsNotNone(driver._guests.find(instance,
+                                                 guest.ROLE_SANDBOX))
+        driver.destroy(self.context, instance, [vif_new])
+        recovery = time.monotonic() - started
+        self.nova_forgets(instance)
+        left = self.leak_count(instance, [vif_new])
+        self.image_cache_pass(running)
+        self.assertEqual(NO_LEAKS, self.leak_count(instance, [vif_new]))
+        self.assertEqual(power_state.RUNNING, driver.get_info(running).state)
+        self.figure('3 nova-compute SIGKILL mid-spawn, instance ERROR',
+                    nova='ERROR at start-up; delete works',
+                    left_after_delete='image %d (cache pass)'
+                    % left['image'],
+                    instances='running one RUNNING',
+                    init_host_and_delete=recovery)
+
+    def test_instance_nova_no_longer_has_is_reaped(self):
+        port = self.ports.network(0)
+        vif_run, vif_new = port(), port(hybrid=True)
+        running = self.spawn_on([vif_run])
+        pids = self.pids(running)
+        instance = self.spawn_in_child_and_kill(vif_new)
+        self.nova_forgets(instance)
+        self.conf.config(reap_min_age=0, group='docker')
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        started = time.monotonic()
+        driver = self.new_driver()     # init_host reaps
+        recovery = time.monotonic() - started
+        self.assertIn('removing container', logs.output)
+        left = self.leak_count(instance, [vif_new])
+        self.assertEqual(dict(NO_LEAKS, image=left['image']), left)
+        self.image_cache_pass(running)
+        self.assertEqual(NO_LEAKS, self.leak_count(instance, [vif_new]))
+        self.assertEqual(pids, self.pids(running))
+        self.assertEqual(power_state.RUNNING, driver.get_info(running).state)
+        self.figure('3 nova-compute SIGKILL mid-spawn, instance gone',
+                    nova='instance deleted meanwhile',
+                    left_after_init_host='image %d (cache pass)'
+                    % left['image'],
+                    instances='running one kept its PIDs',
+                    init_host=recovery)
+
+
+class EngineDownDeleteTest(FaultTestCase):
+    """Case 4: a delete while the engine is stopped; Nova forgets the
+    instance; the engine comes back and the reaper finishes the job."""
+
+    def foreign(self, labels: dict) -> str:
+        created = self.api.create_container(
+            self.sandbox_image, labels=labels,
+            name='ndtest-foreign-%s' % uuid.uuid4().hex[:8],
+            host_config=self.api.create_host_config(network_mode='none'))
+        self.api.start(created['Id'])
+        return created['Id']
+
+    def test_delete_while_engine_down_is_finished_when_it_is_back(self):
+        self.conf.config(reap_min_age=0, group='docker')
+        port = self.ports.network(0)
+        vif_keep, vif_gone = port(), port(hybrid=True)
+        self.useFixture(nf.HybridFirewall(vif_gone['devname']))
+        keep = self.spawn_on([vif_keep])
+        gone = self.spawn_on([vif_gone])
+        self.sandbox_image = self.inspect(keep, guest.ROLE_SANDBOX)['Image']
+        plain = self.foreign({})
+        other_host = self.foreign({
+            guest.LABEL_INSTANCE: gone.uuid,
+            guest.LABEL_HOST: 'ndtest-other-%s' % uuid.uuid4().hex[:8],
+            guest.LABEL_ROLE: guest.ROLE_WORKLOAD})
+        gone_ids = [c['Id'] for c in self.leaks.containers()
+                    if c['Labels'][guest.LABEL_INSTANCE] == gone.uuid]
+        self.assertEqual(2, len(gone_ids))
+        pids = self.pids(keep)
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+
+        self.dockerd.stop()
+        error = self.assertRaises(exception.NovaException,
+                                  self.driver.destroy, self.context, gone,
+                                  [vif_gone])
+        self.assertIsInstance(error, exception.HypervisorUnavailable)
+        # Deleted anyway (a local delete, or the operator's force delete).
+        self.nova_forgets(gone)
+
+        started = time.monotonic()
+        self.dockerd.start()
+        self.wait_for(lambda: not self.leaks.counts([gone.uuid])[
+            'container'], 'the reaper removed the deleted instance')
+        recovery = time.monotonic() - started
+        for container_id in gone_ids:
+            self.assertEqual(1, len([
+                line for line in logs.output.splitlines()
+                if 'removing container' in line
+                and container_id[:12] in line]), container_id)
+        self.assertEqual(NO_LEAKS, self.leak_count(gone, [vif_gone]))
+        for container_id in (plain, other_host):
+            self.assertTrue(self.api.inspect_container(container_id)[
+                'State']['Running'])
+            self.api.remove_container(container_id, force=True)
+        self.assertEqual(pids, self.pids(keep))
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(keep).state)
+        self.figure('4 delete while dockerd is down',
+                    nova='%s -> ERROR (then deleted)'
+                    % type(error).__name__,
+                    instances='other RUNNING, same PIDs; unlabelled and '
+                    'foreign-host containers untouched',
+                    reaped_after_engine_start=recovery)
+
+
+class DataRootFullTest(FaultTestCase):
+    """Case 7: Docker's data root (a 300 MB loop-mounted ext4) full."""
+
+    def private_dockerd(self):
+        self.disk = self.useFixture(nd_fixtures.LoopFilesystem(size_mb=300))
+        return self.useFixture(nd_fixtures.PrivateDockerd(
+            *self.DOCKERD_ARGS, data_root=self.disk.path))
+
+    def exec_raw(self, instance, *cmd):
+        container = self.driver._guests.get(instance)
+        exec_id = self.api.exec_create(container, list(cmd))
+        output = self.api.exec_start(exec_id).decode(errors='replace')
+        return self.api.exec_inspect(exec_id)['ExitCode'], output
+
+    def test_full_data_root(self):
+        port = self.ports.network(0)
+        vif_a, vif_fill, vif_new = port(), port(), port()
+        a = self.spawn_on([vif_a])
+        filler = self.spawn_on([vif_fill])
+        pids = self.pids(a, filler)
+
+        # A tenant writes until the disk is full: the write fails.
+        code, output = self.exec_raw(filler, 'dd', 'if=/dev/zero',
+                                     'of=/tmp/fill', 'bs=1M')
+        self.assertNotEqual(0, code)
+        self.assertIn('No space left on device', output)
+        self.assertLess(self.disk.free_bytes(), 1024 * 1024)
+        self.assertEqual(pids, self.pids(a, filler))
+        self.assertConnected([(a, vif_a, vif_fill),
+                              (filler, vif_fill, vif_a)])
+
+        # A boot while it is full: its image cannot load.
+        images_before = self.engine_images()
+        data = nd_fixtures.build_saved_image(
+            extra_files={'payload': os.urandom(4 * 1024 * 1024)})
+        image = self.add_image(data)
+        self.leaks.forbid_images(image.id)
+        instance = self.make_instance(image)
+        error = self.assertRaises(exception.NovaException,
+                                  self.driver.spawn, self.context, instance,
+                                  image, [], None, {},
+                                  network_info=[vif_new])
+        self.assertIn('no space left on device', str(error).lower())
+        self.nova_forgets(instance)
+        self.assertEqual(NO_LEAKS, self.leak_count(instance, [vif_new]))
+        self.assertEqual(images_before, self.engine_images())
+        self.assertEqual(pids, self.pids(a, filler))
+
+        # The tenant removes the file: the next boot works.
+        started = time.monotonic()
+        self.exec_in(filler, 'rm', '/tmp/fill')
+        again = self.spawn_on([vif_new], image_meta=self.add_image(data))
+        recovery = time.monotonic() - started
+        self.assertConnected([(again, vif_new, vif_a),
+                              (a, vif_a, vif_new)])
+        self.destroy_all((a, [vif_a]), (filler, [vif_fill]),
+                         (again, [vif_new]))
+        self.assertEqual(NO_LEAKS, self.leak_count())
+        self.figure('7 data root full',
+                    nova='%s -> ERROR' % type(error).__name__,
+                    fault=str(error)[:160],
+                    instances='2/2 RUNNING, same PIDs, pings',
+                    next_boot_after_rm=recovery)
+
+
+class OVSDBDownDeleteTest(FaultTestCase):
+    """Case 8: OVSDB unreachable while instances are deleted."""
+
+    def test_ovsdb_down_during_delete(self):
+        self.conf.config(reap_min_age=0, group='docker')
+        port = self.ports.network(0)
+        vif_a, vif_b, vif_keep, vif_peer = (port(), port(hybrid=True),
+                                            port(), port())
+        a = self.spawn_on([vif_a])
+        b = self.spawn_on([vif_b])
+        keep = self.spawn_on([vif_keep])
+        peer = self.spawn_on([vif_peer])
+        real = {'docker': CONF.docker.ovsdb_connection,
+                'os_vif_ovs': CONF.os_vif_ovs.ovsdb_connection}
+        dead = 'unix:/run/nd-dead-ovsdb-%s.sock' % uuid.uuid4().hex[:8]
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.conf.config(ovsdb_connection=dead, group='docker')
+        self.conf.config(ovsdb_connection=dead, ovs_vsctl_timeout=5,
+                         group='os_vif_ovs')
+
+        started = time.monotonic()
+        for instance, vif in ((a, vif_a), (b, vif_b)):
+            self.driver.destroy(self.context, instance, [vif])
+            self.nova_forgets(instance)
+        delete_time = time.monotonic() - started
+        self.assertIn('Unplugging the ports failed', logs.output)
+        left = self.leak_count(a, [vif_a])
+        left_b = self.leak_count(b, [vif_b])
+        for kind, count in left_b.items():
+            left[kind] += count
+        # The containers went; what is left is on the host side only.
+        self.assertEqual(0, left['container'])
+        self.assertGreater(left['OVS port'], 0)
+
+        # OVSDB is back: the next reaper pass (periodic, or the engine's
+        # event stream reconnecting) retries the unplugs.
+        self.conf.config(ovsdb_connection=real['docker'], group='docker')
+        self.conf.config(ovsdb_connection=real['os_vif_ovs'],
+                         group='os_vif_ovs')
+        started = time.monotonic()
+        self.driver.reap('periodic')
+        self.wait_for(lambda: self.leak_count(a, [vif_a, vif_b]) ==
+                      NO_LEAKS, 'the leftover ports removed')
+        recovery = time.monotonic() - started
+        self.assertEqual(NO_LEAKS, self.leak_count(b, [vif_b]))
+        self.assertConnected([(keep, vif_keep, vif_peer),
+                              (peer, vif_peer, vif_keep)])
+        self.figure('8 OVSDB down during delete',
+                    nova='delete succeeds (unplug failure logged)',
+                    left_until_ovsdb_back=', '.join(
+                        '%s %d' % (k, v) for k, v in left.items() if v),
+                    instances='others RUNNING, pings',
+                    delete_time=delete_time, cleaned_after=recovery)
