@@ -137,6 +137,14 @@ class FaultTestCase(test_network.NetworkTestCase):
                          group='image_cache')
         self.driver.manage_image_cache(self.context, list(instances))
 
+    @staticmethod
+    def own_image() -> bytes:
+        """A tarball of a Docker image of its own (no other test image
+        shares its ID), so that the image cache sees it unused."""
+        return nd_fixtures.build_saved_image(
+            changes=('CMD ["/bin/sleep", "2147483647"]',),
+            extra_files={'id': uuid.uuid4().bytes})
+
     def engine_images(self) -> set:
         """Every image ID of the private engine (dangling ones too)."""
         return {image['Id'] for image in self.api.images(all=True)}
@@ -200,18 +208,17 @@ class DockerdCrashMidSpawnTest(FaultTestCase):
         vif_run, vif_new = port(), port(hybrid=True)
         running = self.spawn_on([vif_run])
         pids = self.pids(running)
-        image = self.add_image()
+        image = self.add_image(self.own_image())
         self.leaks.forbid_images(image.id)
         instance = self.make_instance(image)
-        real_create = guest.Guests.create_workload
+        real_plug = self.driver._plug_and_wait
 
-        def crash_then_create(guests, *args, **kwargs):
+        def plug_then_crash(*args, **kwargs):
+            real_plug(*args, **kwargs)
             self.dockerd.kill(signal.SIGKILL)
-            return real_create(guests, *args, **kwargs)
 
-        with mock.patch.object(guest.Guests, 'create_workload',
-                               autospec=True,
-                               side_effect=crash_then_create):
+        with mock.patch.object(self.driver, '_plug_and_wait', autospec=True,
+                               side_effect=plug_then_crash):
             error = self.assertRaises(exception.NovaException,
                                       self.driver.spawn, self.context,
                                       instance, image, [], None, {},
@@ -322,13 +329,14 @@ class ComputeKilledMidSpawnTest(FaultTestCase):
     def spawn_in_child_and_kill(self, vif):
         """Start a spawn in a child process; SIGKILL it once the sandbox
         runs with its ports plugged. Returns (instance, image)."""
-        image = self.add_image()
+        data = self.own_image()
+        image = self.add_image(data)
         self.leaks.forbid_images(image.id)
         instance = self.make_instance(image)
         work = self.useFixture(fixtures.TempDir()).path
         image_path = os.path.join(work, 'image.tar')
         with open(image_path, 'wb') as handle:
-            handle.write(nd_fixtures.default_image_tarball())
+            handle.write(data)
         args = {'host': self.host, 'api_url': self.dockerd.url,
                 'state_path': work, 'image_path': image_path,
                 'image_id': image.id, 'instance_id': instance.id,
@@ -362,7 +370,9 @@ class ComputeKilledMidSpawnTest(FaultTestCase):
         self.assertIsNotNone(self.driver._guests.find(instance,
                                                       guest.ROLE_SANDBOX))
         self.assertIsNone(self.driver._guests.find(instance))
-        self.assertEqual(self.bridge, nf.port_bridge(vif['devname']))
+        ovs_port = nf.device_names(vif['id'])[3] if vif['details'][
+            network_model.VIF_DETAILS_OVS_HYBRID_PLUG] else vif['devname']
+        self.assertEqual(self.bridge, nf.port_bridge(ovs_port))
         return instance
 
     def test_instance_in_error_is_deleted_cleanly(self):
