@@ -102,6 +102,23 @@ docker_opts = [
                help='Seconds to wait for one OVSDB command of the driver '
                     '(its own read-only lookups; os-vif uses '
                     '[os_vif_ovs]ovs_vsctl_timeout).'),
+    # -- recovery: the reaper (issue 9, correctness) --
+    cfg.IntOpt('reap_interval',
+               default=300, min=0,
+               help='Seconds between two passes of the reaper, which '
+                    'removes the containers labelled with this host whose '
+                    'instance Nova no longer has on this host (deleted, or '
+                    'a failed build whose clean-up could not reach the '
+                    'engine), and the OVS ports they left. It also runs at '
+                    'start-up and when the Docker event stream reconnects '
+                    'after the engine was away. 0 turns the periodic pass '
+                    'off (the other two still run).'),
+    cfg.IntOpt('reap_min_age',
+               default=60, min=0,
+               help='The reaper leaves alone containers created less than '
+                    'this many seconds ago (and instances this process is '
+                    'spawning), so it never races a build; it looks again '
+                    'once they are old enough.'),
 ]
 
 CONF.register_group(docker_group)

@@ -79,6 +79,8 @@ class PluginTestCase(testtools.TestCase):
             bind_port = 9292
             """)
         self.log = os.path.join(self.tmp, 'calls.log')
+        self.daemon_json = os.path.join(self.tmp, 'etc', 'docker',
+                                        'daemon.json')
         # What stackrc and lib/* define before the plugin runs. PATH leaves
         # out the sbin directories, so a test decides whether "dockerd" is
         # installed (see fake_dockerd).
@@ -102,6 +104,8 @@ class PluginTestCase(testtools.TestCase):
             'STUB_LOG': self.log,
             'STUB_OUT': self.out,
             'STUB_PYTHON': sys.executable,
+            # Never the host's real engine configuration.
+            'NOVA_DOCKER_DAEMON_JSON': self.daemon_json,
         }
 
     def etc(self, service: str) -> str:
@@ -248,6 +252,32 @@ class TestInstall(PluginTestCase):
                           or ' -e ' in c], calls)
         self.assertIn('add_user_to_group %s docker' % getpass.getuser(),
                       calls)
+
+    def test_live_restore_turned_on_keeping_other_settings(self):
+        os.makedirs(os.path.dirname(self.daemon_json))
+        self.write(self.daemon_json, '{"log-level": "warn"}')
+        self.fake_dockerd()
+        self.run_plugin(('stack', 'install'))
+        with open(self.daemon_json) as f:
+            self.assertEqual({'log-level': 'warn', 'live-restore': True},
+                             json.load(f))
+        calls = self.calls()
+        # A running engine gets it by a reload, never a restart.
+        self.assertIn('systemctl reload docker', calls)
+        self.assertLess(calls.index('start_service docker'),
+                        calls.index('systemctl reload docker'))
+        self.assertFalse([c for c in calls if 'restart' in c], calls)
+
+    def test_live_restore_on_a_fresh_engine(self):
+        self.run_plugin(('stack', 'install'))
+        with open(self.daemon_json) as f:
+            self.assertEqual({'live-restore': True}, json.load(f))
+
+    def test_live_restore_can_be_left_off(self):
+        self.run_plugin(('stack', 'install'),
+                        NOVA_DOCKER_LIVE_RESTORE='False')
+        self.assertFalse(os.path.exists(self.daemon_json))
+        self.assertNotIn('systemctl reload docker', self.calls())
 
     def test_existing_docker_engine_is_kept(self):
         self.fake_dockerd()

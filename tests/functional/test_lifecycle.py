@@ -21,11 +21,9 @@ import uuid
 
 from nova.compute import power_state
 from nova import exception
-from nova.virt import fake as fake_virt
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
-from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from tests import fixtures as nd_fixtures
@@ -557,10 +555,7 @@ class ReconcileTest(base.DriverTestCase):
     """A nova-compute restart: a new driver object on the same host."""
 
     def _restart(self):
-        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
-        driver.init_host(self.host)
-        self.addCleanup(driver.cleanup_host, self.host)
-        return driver
+        return self.new_driver()
 
     def test_restart_keeps_instances_running(self):
         running = self.spawn()

@@ -75,6 +75,12 @@ def command_override(image_meta) -> typing.Optional[typing.List[str]]:
     return shlex.split(line) if line else None
 
 
+class _InstanceRef(typing.NamedTuple):
+    """What error translation needs of an instance known by UUID only."""
+    uuid: str
+    image_ref: typing.Optional[str]
+
+
 class Guests:
     """Creates, finds and drives the containers of this host's instances."""
 
@@ -240,13 +246,23 @@ class Guests:
     def remove(self, instance) -> None:
         """Remove both containers. Idempotent."""
         for container in self._list(instance_uuid=instance.uuid):
-            try:
-                with docker_client.translate_errors('remove',
-                                                    instance=instance):
-                    self._api.remove_container(container['Id'], force=True,
-                                               v=True)
-            except exception.InstanceNotFound:
-                pass
+            self.remove_container(container['Id'], instance.uuid)
+
+    def list_all(self) -> typing.List[dict]:
+        """Every container labelled with this host, as Docker lists them
+        (Id, Names, Labels, Created, State), whatever their instance."""
+        return self._list()
+
+    def remove_container(self, container_id: str,
+                         instance_uuid: str) -> None:
+        """Remove one container of the instance, and its anonymous
+        volumes. Idempotent."""
+        owner = _InstanceRef(uuid=instance_uuid, image_ref=None)
+        try:
+            with docker_client.translate_errors('remove', instance=owner):
+                self._api.remove_container(container_id, force=True, v=True)
+        except exception.InstanceNotFound:
+            pass
 
     # -- reading -----------------------------------------------------------
 

@@ -34,6 +34,8 @@ import typing
 
 import os_vif
 from os_vif import exception as osv_exception
+from os_vif.objects import instance_info as osv_instance
+from os_vif.objects import network as osv_network
 from os_vif.objects import vif as osv_vif
 from nova import exception
 from nova.i18n import _
@@ -361,3 +363,35 @@ class VIFPlugger:
                       {'port': vif['id'], 'exc': exc}, instance=instance)
             raise exception.InterfaceDetachFailed(
                 instance_uuid=instance.uuid) from exc
+
+
+def unplug_leftovers(instance_uuid: str, instance_name: str = '') -> \
+        typing.List[str]:
+    """Remove what a reaped instance left on the host: every OVS port
+    os-vif tagged with its UUID, and for hybrid ports the qbr bridge and
+    qvb/qvo pair. Its veths died with the sandbox's netns. Returns the
+    OVS port names removed."""
+    _ensure_os_vif()
+    info = osv_instance_info(instance_uuid, instance_name)
+    removed = []
+    for iface in ovsdb.instance_interfaces(instance_uuid):
+        port_id = iface['iface_id']
+        if not port_id or not iface['bridge']:
+            continue
+        vif = osv_vif.VIFOpenVSwitch(
+            id=port_id, address=iface['mac'], vif_name=iface['name'],
+            plugin='ovs', network=osv_network.Network(
+                id=port_id, bridge=iface['bridge']),
+            port_profile=osv_vif.VIFPortProfileOpenVSwitch(
+                interface_id=port_id,
+                datapath_type=iface['datapath_type']))
+        # os-vif removes the qbr layout when qbr<port> exists, else the
+        # OVS port and its device.
+        os_vif.unplug(vif, info)
+        removed.append(iface['name'])
+    return removed
+
+
+def osv_instance_info(instance_uuid: str, name: str = ''):
+    return osv_instance.InstanceInfo(uuid=instance_uuid,
+                                     name=name or instance_uuid)
