@@ -425,6 +425,12 @@ class PrivateDockerd(fixtures.Fixture):
         log_dir = os.environ.get('NOVA_DOCKER_LOG_DIR') or '/tmp'
         self.log_path = os.path.join(log_dir, 'private-dockerd-%s.log' % tag)
         self.containerd_socket = os.path.join(self.run_dir, 'ctd.sock')
+        # A daemon.json of its own: the host's /etc/docker/daemon.json
+        # (devstack's, with live-restore) must not apply, nor clash with
+        # the test's flags.
+        self.config_file = os.path.join(self.run_dir, 'daemon.json')
+        with open(self.config_file, 'w') as handle:
+            handle.write('{}\n')
         self.containerd_process = None
         self.addCleanup(self._stop_everything)
         self.start_containerd()
@@ -465,6 +471,7 @@ class PrivateDockerd(fixtures.Fixture):
                 '--data-root', self.data_root,
                 '--exec-root', self.exec_root,
                 '--pidfile', self.pidfile,
+                '--config-file', self.config_file,
                 '--containerd', self.containerd_socket,
                 '--bridge', 'none', '--iptables=false',
                 '--ip-masq=false', '--userland-proxy=false'] + \
@@ -527,6 +534,15 @@ class PrivateDockerd(fixtures.Fixture):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def reload(self, config: dict) -> None:
+        """Write daemon.json and SIGHUP dockerd, as ``systemctl reload
+        docker`` does: reloadable settings (live-restore, ...) apply
+        without stopping anything."""
+        import signal
+        with open(self.config_file, 'w') as handle:
+            json.dump(config, handle)
+        self.process.send_signal(signal.SIGHUP)
 
     @property
     def running(self) -> bool:

@@ -197,6 +197,67 @@ class DockerdRestartTest(FaultTestCase):
         self.assertEqual(NO_LEAKS, self.leak_count())
 
 
+class WithoutLiveRestoreTest(FaultTestCase):
+    """Case 1, live-restore off: the driver warns at start-up; a dockerd
+    restart stops every instance and nova-compute's start-up path brings
+    them back; the reload the warning advises turns live-restore on
+    without stopping anything."""
+
+    DOCKERD_ARGS = ()
+
+    def start_up_warnings(self) -> str:
+        self.useFixture(fixtures.MockPatch(
+            'novadocker.virt.docker.driver._live_restore_warned', False))
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        self.driver = self.new_driver()     # nova-compute (re)starts
+        return logs.output
+
+    def test_warning_restart_recovery_and_reload(self):
+        port = self.ports.network(0)
+        vif_a, vif_b = port(), port(hybrid=True)
+        self.useFixture(nf.HybridFirewall(vif_b['devname']))
+        a = self.spawn_on([vif_a])
+        b = self.spawn_on([vif_b])
+        pairs = [(a, vif_a, vif_b), (b, vif_b, vif_a)]
+        ports = {a.uuid: [vif_a], b.uuid: [vif_b]}
+        self.assertIn('runs without live-restore', self.start_up_warnings())
+
+        started = time.monotonic()
+        self.dockerd.restart()
+        engine_back = time.monotonic() - started
+        # Every instance stopped: the power-state sync shows them SHUTOFF.
+        for instance in (a, b):
+            self.assertEqual(power_state.SHUTDOWN,
+                             self.driver.get_info(instance).state)
+        # nova-compute's start-up (or `server start`) brings them back.
+        started = time.monotonic()
+        for instance in (a, b):
+            self.driver.plug_vifs(instance, ports[instance.uuid])
+            self.driver.resume_state_on_host_boot(
+                self.context, instance, ports[instance.uuid], None)
+        resumed = time.monotonic() - started
+        self.assertConnected(pairs)
+        self.figure('1 dockerd restart, live-restore OFF',
+                    nova='start-up warning; instances SHUTOFF',
+                    instances='2/2 RUNNING after resume_state_on_host_boot',
+                    network='re-plugged, pings', engine_back=engine_back,
+                    resume=resumed)
+
+        # The advice of the warning: daemon.json + reload (SIGHUP).
+        pids = self.pids(a, b)
+        self.dockerd.reload({'live-restore': True})
+        self.wait_for(lambda: self.api.info()['LiveRestoreEnabled'],
+                      'live-restore on after the reload')
+        self.assertEqual(pids, self.pids(a, b))
+        self.assertNotIn('live-restore', self.start_up_warnings())
+        self.dockerd.kill(signal.SIGKILL)
+        self.dockerd.start()
+        self.assertEqual(pids, self.pids(a, b))
+        self.assertConnected(pairs)
+        self.destroy_all((a, [vif_a]), (b, [vif_b]))
+        self.assertEqual(NO_LEAKS, self.leak_count())
+
+
 class DockerdCrashMidSpawnTest(FaultTestCase):
     """Case 2: dockerd SIGKILLed mid-spawn (sandbox up, ports plugged, the
     workload not yet created), then started again."""
