@@ -467,6 +467,7 @@ class ImageStore:
                     if 'error' in message or 'errorDetail' in message:
                         detail = (message.get('errorDetail') or {}).get(
                             'message') or message.get('error')
+                        self._raise_if_disk_full(image_id, detail)
                         raise exception.ImageUnacceptable(
                             image_id=image_id,
                             reason=_('docker load failed: %s') % detail)
@@ -477,9 +478,11 @@ class ImageStore:
             if body_failure:
                 cause = body_failure[0]
             elif isinstance(exc, (docker_client.DockerUnavailable,
-                                  exception.ImageUnacceptable)):
+                                  exception.ImageUnacceptable,
+                                  ImageTransferFailed)):
                 raise
             elif isinstance(exc, exception.NovaException):
+                self._raise_if_disk_full(image_id, str(exc))
                 # The engine refused what it was sent.
                 raise exception.ImageUnacceptable(
                     image_id=image_id, reason=str(exc)) from exc
@@ -494,6 +497,18 @@ class ImageStore:
                 image_id=image_id,
                 reason=_('docker load reported %s, not the image') %
                 (loaded or 'nothing'))
+
+    @staticmethod
+    def _raise_if_disk_full(image_id: str, detail) -> None:
+        """A full Docker data root is this host's fault, not the image's:
+        ImageTransferFailed lets Nova reschedule the boot to another host
+        (ImageUnacceptable would abort it), and the reason fits Nova's
+        fault message (Docker's names a long temporary path first)."""
+        if 'no space left on device' in str(detail).lower():
+            raise ImageTransferFailed(
+                image_id=image_id,
+                reason=_('no space left on device: the Docker data root '
+                         'of this host is full'))
 
     @staticmethod
     def _body_error(image_id: str, exc: Exception) -> Exception:
