@@ -316,7 +316,8 @@ class DockerdCrashMidSpawnTest(FaultTestCase):
         self.destroy_all((running, [vif_run]), (other, [peer]))
         self.assertEqual(NO_LEAKS, self.leak_count())
         self.figure('2 dockerd SIGKILL mid-spawn, live-restore',
-                    nova='%s -> ERROR' % type(error).__name__,
+                    nova='%s: rescheduled, or ERROR' % type(
+                        error).__name__,
                     left_while_down=left_while_down or 'none on OVS',
                     left_after_restart='image %d (cache pass)'
                     % left['image'],
@@ -377,7 +378,8 @@ class GlanceFailureTest(FaultTestCase):
                          (again, [vif_new]))
         self.assertEqual(NO_LEAKS, self.leak_count())
         self.figure('6 Glance fails mid-download',
-                    nova='ImageTransferFailed (rescheduled; ERROR + fault when no host is left)',
+                    nova='ImageTransferFailed: rescheduled, ERROR with '
+                    'the fault when no host is left',
                     instances='others RUNNING, same PIDs',
                     network='unchanged', leaks=0,
                     failed_after=failed_after, next_boot=recovery)
@@ -615,7 +617,7 @@ class DataRootFullTest(FaultTestCase):
                          (again, [vif_new]))
         self.assertEqual(NO_LEAKS, self.leak_count())
         self.figure('7 data root full',
-                    nova='%s -> ERROR' % type(error).__name__,
+                    nova='%s: rescheduled' % type(error).__name__,
                     fault=str(error)[:160],
                     instances='2/2 RUNNING, same PIDs, pings',
                     next_boot_after_rm=recovery)
