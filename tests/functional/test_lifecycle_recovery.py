@@ -15,8 +15,8 @@ instances Nova no longer has on this host, at start-up, periodically and
 when the event stream reconnects; a delete whose unplug fails still
 removes the containers, and the unplug is finished later."""
 
-import uuid
 from unittest import mock
+import uuid
 
 import fixtures
 from nova import exception
