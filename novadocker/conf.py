@@ -19,6 +19,7 @@ oslo-config-generator.
 """
 
 from oslo_config import cfg
+from oslo_config import types
 
 CONF = cfg.CONF
 
@@ -26,6 +27,18 @@ docker_group = cfg.OptGroup(
     'docker', title='Docker driver options',
     help='Options for the nova-docker compute driver '
          '(compute_driver = docker.DockerDriver).')
+
+# Capability names the kernel knows (capability(7)), for cap_drop.
+LINUX_CAPABILITIES = (
+    'AUDIT_CONTROL', 'AUDIT_READ', 'AUDIT_WRITE', 'BLOCK_SUSPEND', 'BPF',
+    'CHECKPOINT_RESTORE', 'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH',
+    'FOWNER', 'FSETID', 'IPC_LOCK', 'IPC_OWNER', 'KILL', 'LEASE',
+    'LINUX_IMMUTABLE', 'MAC_ADMIN', 'MAC_OVERRIDE', 'MKNOD', 'NET_ADMIN',
+    'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_RAW', 'PERFMON', 'SETFCAP',
+    'SETGID', 'SETPCAP', 'SETUID', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_CHROOT',
+    'SYS_MODULE', 'SYS_NICE', 'SYS_PACCT', 'SYS_PTRACE', 'SYS_RAWIO',
+    'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'SYSLOG', 'WAKE_ALARM',
+    'ALL')
 
 docker_opts = [
     cfg.StrOpt('api_url',
@@ -102,6 +115,52 @@ docker_opts = [
                help='Seconds to wait for one OVSDB command of the driver '
                     '(its own read-only lookups; os-vif uses '
                     '[os_vif_ovs]ovs_vsctl_timeout).'),
+    # -- hardening (issue 9.3) -------------------------------------------
+    cfg.StrOpt('log_max_size',
+               default='10m',
+               regex=r'^[1-9][0-9]*[kmg]?$',
+               help='Size at which a container log file (json-file driver) '
+                    'is rotated, in Docker syntax (10m, 512k, 1g). With '
+                    'log_max_files it caps the disk a container\'s output '
+                    'can take; get_console_output reads the newest part.'),
+    cfg.IntOpt('log_max_files',
+               default=3, min=1, max=100,
+               help='Number of log files kept per container (the current '
+                    'one included): at most log_max_size x log_max_files '
+                    'of console output per instance on the host disk.'),
+    cfg.ListOpt('cap_drop',
+                item_type=types.String(choices=LINUX_CAPABILITIES,
+                                       ignore_case=True),
+                default=['MKNOD', 'SETFCAP'],
+                help='Linux capabilities (names without CAP_) removed from '
+                     'Docker\'s default set for every workload. The '
+                     'default keeps what VM-like workloads use (sshd, su, '
+                     'ping, chown, low ports) and drops device nodes and '
+                     'file capabilities. See README, "Hardening".'),
+    cfg.IntOpt('oom_score_adj',
+               default=500, min=-1000, max=1000,
+               help='oom_score_adj of the workload\'s processes: positive '
+                    'so that, when the host runs out of memory, the kernel '
+                    'kills tenant processes before host services (0).'),
+    cfg.IntOpt('sandbox_oom_score_adj',
+               default=400, min=-1000, max=1000,
+               help='oom_score_adj of the sandbox (the process holding the '
+                    'network namespace): below oom_score_adj so a host OOM '
+                    'takes the tenant\'s processes before its network.'),
+    cfg.ListOpt('allowed_runtimes',
+                default=[],
+                help='OCI runtimes (names from "docker info", Runtimes) a '
+                     'flavor may ask for with the extra spec '
+                     'docker:runtime, e.g. runsc (gVisor) or kata. Empty: '
+                     'every workload runs under the engine\'s default '
+                     'runtime and a flavor naming another is refused.'),
+    cfg.BoolOpt('image_runtime_property',
+                default=False,
+                help='Also let the Glance image property docker_runtime '
+                     'choose the runtime (among allowed_runtimes) when the '
+                     'flavor names none. Images belong to tenants: enable '
+                     'it only if every runtime in allowed_runtimes is '
+                     'acceptable for every tenant.'),
     # -- recovery: the reaper (issue 9, correctness) --
     cfg.IntOpt('reap_interval',
                default=300, min=0,

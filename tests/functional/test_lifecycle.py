@@ -84,10 +84,11 @@ class LifecycleTest(base.DriverTestCase):
     def test_spawn_names_labels_hostname_limits(self):
         instance = self.spawn(vcpus=2, memory_mb=96)
         info = self.inspect(instance)
-        self.assertEqual('/' + instance.name, info['Name'])
+        self.assertEqual('/nova-' + instance.uuid, info['Name'])
         self.assertEqual({guest.LABEL_INSTANCE: instance.uuid,
                           guest.LABEL_HOST: self.host,
-                          guest.LABEL_ROLE: guest.ROLE_WORKLOAD},
+                          guest.LABEL_ROLE: guest.ROLE_WORKLOAD,
+                          guest.LABEL_NAME: instance.name},
                          {k: v for k, v in info['Config']['Labels'].items()
                           if k.startswith('org.openstack')})
         self.assertEqual(instance.hostname,
@@ -303,7 +304,7 @@ class LifecycleTest(base.DriverTestCase):
                           network_info=[])
         info = self.inspect(instance)
         self.assertNotEqual(old_id, info['Id'])
-        self.assertEqual('/' + instance.name, info['Name'])
+        self.assertEqual('/nova-' + instance.uuid, info['Name'])
         self.assertEqual(
             self.api.inspect_image(images.glance_tag(new_meta.id))['Id'],
             info['Image'])

@@ -77,7 +77,8 @@ class ReaperTest(base.DriverTestCase):
         for container in (plain, other_host):
             self.assertTrue(
                 self.api.inspect_container(container)['State']['Running'])
-        for name in (gone.name, gone.name + '-sandbox'):
+        for name in (guest.container_name(gone),
+                     guest.container_name(gone, guest.ROLE_SANDBOX)):
             self.assertIn('Reaper (start-up): removing container %s '
                           % name, self.logs.output)
         self.assertIn(gone.uuid, self.logs.output)
@@ -112,7 +113,7 @@ class ReaperTest(base.DriverTestCase):
         self.nova_forgets(gone)
         wait_for(lambda: not self.containers_of(gone), 'the periodic pass')
         self.assertIn('Reaper (periodic): removing container %s'
-                      % gone.name, self.logs.output)
+                      % guest.container_name(gone), self.logs.output)
         self.assertEqual([], driver.list_instance_uuids())
 
     def test_event_stream_reconnect_triggers_a_pass(self):
@@ -126,7 +127,8 @@ class ReaperTest(base.DriverTestCase):
         listener._stream.close()
         wait_for(lambda: not self.containers_of(gone), 'the reconnect pass')
         self.assertIn('Reaper (the Docker engine is back): removing '
-                      'container %s' % gone.name, self.logs.output)
+                      'container %s' % guest.container_name(gone),
+                      self.logs.output)
 
     def test_young_containers_and_spawning_instances_are_left_alone(self):
         self.conf.config(reap_min_age=3600, group='docker')

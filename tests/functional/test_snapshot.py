@@ -171,6 +171,8 @@ class SnapshotTest(SnapshotTestBase):
         loaded = self.api.inspect_image(images.glance_tag(image_id))
         self.assertEqual('', loaded['Config']['Labels'][guest.LABEL_HOST])
         self.assertEqual('', loaded['Config']['Labels'][guest.LABEL_INSTANCE])
+        self.assertEqual('', loaded['Config']['Labels'][guest.LABEL_NAME])
+        self.assertEqual(clone.name, labels[guest.LABEL_NAME])
         self.assertEqual(sorted([source.uuid, clone.uuid]),
                          self.driver.list_instance_uuids())
 

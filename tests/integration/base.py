@@ -179,8 +179,9 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
             category=sqla_exc.SADeprecationWarning)
         suffix = uuid.uuid4().hex[:10]
         self.compute_host = 'ndint-%s' % suffix
-        # Container names come from instance names: make them unique per
-        # test (every test's database numbers instances from 1).
+        # Instance names (a container label, list_instances) come from the
+        # template: make them unique per test (every test's database
+        # numbers instances from 1).
         self.flags(instance_name_template='nd%s-%%08x' % suffix)
         state_path = self.useFixture(fixtures.TempDir()).path
         self.flags(state_path=state_path, instances_path=state_path,

@@ -20,6 +20,7 @@ import uuid
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import guest
+from novadocker.virt.docker import images
 from tests.integration import base
 
 CONF = conf.CONF
@@ -122,4 +123,36 @@ class ReaperTest(base.IntegrationTestCase):
         self.assertIn(guest.ROLE_SANDBOX, left)
         result = self.driver.reap('the Docker engine is back')
         self.assertEqual([server['id']], result.reaped)
+        self.assertNoContainers(server['id'])
+
+
+class BootFaultTest(base.IntegrationTestCase):
+    """What the engine says during a boot becomes a fault Nova shows: the
+    server ends in ERROR with it, never stuck in BUILD."""
+
+    def test_image_removed_under_the_boot(self):
+        image_id = self.upload_image()
+        real = self.driver._create_sandbox
+
+        def remove_image_first(instance, network_info):
+            # Fault injection: an operator's docker rmi -f meanwhile.
+            self.docker.remove_image(images.glance_tag(image_id),
+                                     force=True)
+            return real(instance, network_info)
+        with mock.patch.object(self.driver, '_create_sandbox',
+                               autospec=True,
+                               side_effect=remove_image_first):
+            server = self.boot(image_id, expected_state='ERROR')
+        fault = self.admin_api.get_server(server['id'])['fault']
+        self.assertIn('is not in the Docker store', fault['message'])
+        self.assertIn(image_id, fault['message'])
+        self.assertNoContainers(server['id'])
+
+    def test_command_that_cannot_run(self):
+        image_id = self.upload_image(
+            properties={'os_command_line': '/no/such/command'})
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.admin_api.get_server(server['id'])['fault']
+        self.assertIn('its command cannot run', fault['message'])
+        self.assertIn(image_id, fault['message'])
         self.assertNoContainers(server['id'])

@@ -95,10 +95,13 @@ class ServerLifecycleTest(base.IntegrationTestCase):
             self.docker.inspect_image(images.glance_tag(image_id))['Id'],
             workload['Image'])
         self.assertEqual(1, self.glance.download_count[image_id])
-        # Named after the instance, hostname from the API, flavor limits.
+        # Named after the instance UUID and labelled with its name,
+        # hostname from the API, flavor limits.
         admin_view = self.admin_api.get_server(server['id'])
-        self.assertEqual('/' + admin_view['OS-EXT-SRV-ATTR:instance_name'],
-                         workload['Name'])
+        self.assertEqual('/nova-' + server['id'], workload['Name'])
+        self.assertEqual(admin_view['OS-EXT-SRV-ATTR:instance_name'],
+                         workload['Config']['Labels'][
+                             'org.openstack.nova.instance-name'])
         self.assertEqual(self.compute_host,
                          admin_view['OS-EXT-SRV-ATTR:host'])
         self.assertEqual(admin_view['OS-EXT-SRV-ATTR:hostname'],

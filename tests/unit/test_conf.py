@@ -115,7 +115,7 @@ class TestGenerator(testtools.TestCase):
         seen = set()
         lines = []
         for line in sample.splitlines():
-            match = re.match(r'^#(\w+) = (.*)$', line)
+            match = re.match(r'^#(\w+) =(?: (.*))?$', line)
             if match and match.group(1) in names:
                 seen.add(match.group(1))
                 if match.group(2) != '<None>':

@@ -84,7 +84,9 @@ class GuestsTest(testtools.TestCase):
         self.guests = guest.Guests(self.api, 'host-a')
 
     def _spawned(self, **kwargs):
-        instance = fake_docker.new_instance(**kwargs)
+        return self._spawned_instance(fake_docker.new_instance(**kwargs))
+
+    def _spawned_instance(self, instance):
         sandbox = self.guests.create_sandbox(instance, 'sandbox:1')
         self.guests.create_workload(instance, 'img:1', objects.ImageMeta(
             id='x', properties=objects.ImageMetaProps()), sandbox)
@@ -102,6 +104,12 @@ class GuestsTest(testtools.TestCase):
         self.assertEqual(3 * 1024, config['CpuShares'])
         self.assertEqual(321, config['PidsLimit'])
         self.assertEqual(['no-new-privileges'], config['SecurityOpt'])
+        self.assertEqual(['MKNOD', 'SETFCAP'], config['CapDrop'])
+        self.assertEqual(500, config['OomScoreAdj'])
+        self.assertEqual({'Type': 'json-file',
+                          'Config': {'max-size': '10m', 'max-file': '3'}},
+                         config['LogConfig'])
+        self.assertNotIn('Runtime', config)
         self.assertFalse(config.get('Privileged', False))
         self.assertEqual({'Name': 'no'}, config['RestartPolicy'])
         self.assertEqual('container:sbx', config['NetworkMode'])
@@ -124,13 +132,17 @@ class GuestsTest(testtools.TestCase):
         self.assertEqual(['ALL'], config['CapDrop'])
         self.assertEqual(['no-new-privileges'], config['SecurityOpt'])
         self.assertEqual({'Name': 'no'}, config['RestartPolicy'])
+        self.assertTrue(config['ReadonlyRootfs'])
+        self.assertEqual(400, config['OomScoreAdj'])
+        self.assertEqual('json-file', config['LogConfig']['Type'])
         self.assertEqual(['10.0.0.2'], config['Dns'])
         self.assertEqual('web-1', created['kwargs']['hostname'])
-        self.assertEqual(instance.name + '-sandbox', created['name'])
+        self.assertEqual('nova-%s-sandbox' % instance.uuid, created['name'])
         self.assertTrue(created['running'])
         self.assertEqual({guest.LABEL_INSTANCE: instance.uuid,
                           guest.LABEL_HOST: 'host-a',
-                          guest.LABEL_ROLE: guest.ROLE_SANDBOX},
+                          guest.LABEL_ROLE: guest.ROLE_SANDBOX,
+                          guest.LABEL_NAME: instance.name},
                          created['labels'])
 
     def test_workload_named_labelled_and_command_override(self):
@@ -139,11 +151,12 @@ class GuestsTest(testtools.TestCase):
             {'id': 'x', 'properties': {'os_command_line': 'sleep 5'}})
         cid = self.guests.create_workload(instance, 'img:1', meta, 'sbx')
         created = self.engine.containers[cid]
-        self.assertEqual(instance.name, created['name'])
+        self.assertEqual('nova-' + instance.uuid, created['name'])
         self.assertEqual(['sleep', '5'], created['command'])
         self.assertEqual({guest.LABEL_INSTANCE: instance.uuid,
                           guest.LABEL_HOST: 'host-a',
-                          guest.LABEL_ROLE: guest.ROLE_WORKLOAD},
+                          guest.LABEL_ROLE: guest.ROLE_WORKLOAD,
+                          guest.LABEL_NAME: instance.name},
                          created['labels'])
         self.assertFalse(created['running'])
 
@@ -172,6 +185,25 @@ class GuestsTest(testtools.TestCase):
         self.assertEqual(sorted(i.name for i in instances),
                          driver.list_instances())
         self.assertEqual(1, len(self.api.method_calls))
+
+    def test_list_names_reads_the_label_else_the_old_name(self):
+        new = self._spawned()
+        # A workload made before the name label, named after the instance.
+        self.engine.containers['old'] = dict(
+            name='instance-0000002a', running=True, paused=False,
+            labels={guest.LABEL_INSTANCE: 'u', guest.LABEL_HOST: 'host-a',
+                    guest.LABEL_ROLE: guest.ROLE_WORKLOAD})
+        self.assertEqual(sorted([new.name, 'instance-0000002a']),
+                         self.guests.list_names())
+
+    def test_same_instance_name_two_uuids_two_containers(self):
+        first = self._spawned(display_name='x')
+        second = fake_docker.new_instance()
+        second.id = first.id
+        self.assertEqual(first.name, second.name)
+        self._spawned_instance(second)
+        self.assertIsNotNone(self.guests.find(first))
+        self.assertIsNotNone(self.guests.find(second))
 
     def test_stop_unfreezes_first_and_passes_timeout(self):
         instance = self._spawned()
@@ -220,3 +252,156 @@ class GuestsTest(testtools.TestCase):
         self.assertEqual(b'hello\nworld\n',
                          self.guests.console_log(instance, 4096))
         self.assertEqual(1, self.api.logs.call_count)
+
+
+class HardeningOptionsTest(testtools.TestCase):
+    """[docker] hardening options -> the host config Docker gets."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.guests = guest.Guests(self.api, 'host-a')
+
+    def _config(self, runtime=None):
+        return self.guests.workload_host_config(
+            fake_docker.new_instance(), 'sbx', runtime)
+
+    def test_log_rotation_options(self):
+        self.cfg.config(log_max_size='512k', log_max_files=7,
+                        group='docker')
+        self.assertEqual({'Type': 'json-file',
+                          'Config': {'max-size': '512k', 'max-file': '7'}},
+                         self._config()['LogConfig'])
+
+    def test_log_size_syntax_is_checked(self):
+        for bad in ('10 m', '-1', '0', '10mb', 'lots'):
+            self.assertRaises(ValueError, self.cfg.config,
+                              log_max_size=bad, group='docker')
+
+    def test_cap_drop_normalised(self):
+        self.cfg.config(cap_drop=['mknod', 'Net_Raw', 'MKNOD'],
+                        group='docker')
+        self.assertEqual(['MKNOD', 'NET_RAW'], self._config()['CapDrop'])
+
+    def test_cap_drop_unknown_name_refused(self):
+        self.assertRaises(ValueError, self.cfg.config,
+                          cap_drop=['MKNOD', 'NO_SUCH_CAP'], group='docker')
+
+    def test_empty_cap_drop_keeps_docker_defaults(self):
+        self.cfg.config(cap_drop=[], group='docker')
+        self.assertNotIn('CapDrop', self._config())
+
+    def test_oom_score_adj_options(self):
+        self.cfg.config(oom_score_adj=900, sandbox_oom_score_adj=100,
+                        group='docker')
+        self.assertEqual(900, self._config()['OomScoreAdj'])
+        self.engine.images['sandbox:1'] = 'sha256:sandbox'
+        sandbox = self.guests.create_sandbox(fake_docker.new_instance(),
+                                             'sandbox:1')
+        self.assertEqual(
+            100, self.engine.containers[sandbox]['host_config'][
+                'OomScoreAdj'])
+
+    def test_runtime_in_host_config(self):
+        self.assertEqual('crun', self._config('crun')['Runtime'])
+
+
+class RuntimeCheckTest(testtools.TestCase):
+    """Which OCI runtime a workload gets, and when it is refused."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.api.info.return_value = {
+            'Runtimes': {'runc': {}, 'crun': {}, 'io.containerd.runc.v2': {}},
+            'DefaultRuntime': 'runc'}
+        self.guests = guest.Guests(self.api, 'host-a')
+
+    def _instance(self, spec=None, image_prop=None):
+        instance = fake_docker.new_instance()
+        if spec is not None:
+            instance.flavor.extra_specs = {guest.EXTRA_SPEC_RUNTIME: spec}
+        if image_prop is not None:
+            instance.system_metadata = {'image_docker_runtime': image_prop}
+        return instance
+
+    def test_nothing_asked_no_engine_call(self):
+        self.assertIsNone(self.guests.check_runtime(self._instance()))
+        self.api.info.assert_not_called()
+
+    def test_allowed_and_present(self):
+        self.cfg.config(allowed_runtimes=['crun'], group='docker')
+        self.assertEqual('crun',
+                         self.guests.check_runtime(self._instance('crun')))
+
+    def test_engine_default_needs_no_allow_list(self):
+        self.assertIsNone(self.guests.check_runtime(self._instance('runc')))
+
+    def test_not_allowed_refused_naming_what_is_available(self):
+        exc = self.assertRaises(guest.RuntimeUnavailable,
+                                self.guests.check_runtime,
+                                self._instance('crun'))
+        self.assertIn('crun', str(exc))
+        self.assertIn('flavor', str(exc))
+        self.assertIn('allowed_runtimes', str(exc))
+        self.assertIn('Available: runc', str(exc))
+
+    def test_allowed_but_absent_refused(self):
+        self.cfg.config(allowed_runtimes=['crun', 'runsc'], group='docker')
+        exc = self.assertRaises(guest.RuntimeUnavailable,
+                                self.guests.check_runtime,
+                                self._instance('runsc'))
+        self.assertIn('runsc', str(exc))
+        self.assertIn('no such runtime', str(exc))
+        self.assertIn('Available: crun, runc', str(exc))
+
+    def test_image_property_ignored_unless_enabled(self):
+        self.cfg.config(allowed_runtimes=['crun'], group='docker')
+        instance = self._instance(image_prop='crun')
+        self.assertIsNone(self.guests.check_runtime(instance))
+        self.cfg.config(image_runtime_property=True, group='docker')
+        self.assertEqual('crun', self.guests.check_runtime(instance))
+
+    def test_image_property_limited_by_allow_list(self):
+        self.cfg.config(image_runtime_property=True, group='docker')
+        exc = self.assertRaises(guest.RuntimeUnavailable,
+                                self.guests.check_runtime,
+                                self._instance(image_prop='crun'))
+        self.assertIn('image', str(exc))
+
+    def test_flavor_wins_over_image(self):
+        self.cfg.config(image_runtime_property=True,
+                        allowed_runtimes=['crun'], group='docker')
+        self.assertIsNone(self.guests.check_runtime(
+            self._instance(spec='runc', image_prop='crun')))
+
+    def test_refusal_aborts_the_build_rather_than_rescheduling(self):
+        # Nova's manager turns InvalidInput into BuildAbortException: the
+        # fault keeps this message.
+        self.assertTrue(issubclass(guest.RuntimeUnavailable,
+                                   exception.InvalidInput))
+
+    def test_traits_name_usable_runtimes(self):
+        self.cfg.config(allowed_runtimes=['crun', 'runsc'], group='docker')
+        info = self.api.info.return_value
+        self.assertEqual(['crun', 'runc'], guest.usable_runtimes(info))
+        self.assertEqual('CUSTOM_DOCKER_RUNTIME_IO_CONTAINERD_RUNC_V2',
+                         guest.runtime_trait('io.containerd.runc.v2'))
+
+    def test_spawn_refused_before_anything_is_created(self):
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver._api = self.api
+        driver._host = 'host-a'
+        instance = self._instance('runsc')
+        meta = objects.ImageMeta.from_dict(
+            {'id': instance.image_ref, 'container_format': 'docker',
+             'disk_format': 'raw', 'properties': {}})
+        self.assertRaises(guest.RuntimeUnavailable, driver.spawn,
+                          None, instance, meta, [], None, {}, [])
+        self.api.create_container.assert_not_called()
+        self.api.load_image.assert_not_called()
+        self.assertEqual({}, self.engine.containers)

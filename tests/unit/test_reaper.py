@@ -76,8 +76,8 @@ class ReaperTest(test_driver.DriverTestBase):
         self.assertFalse(self.driver._guests.find(gone))
         self.leftovers.assert_called_once_with(gone.uuid)
         # One log line per container, naming it.
-        for name, role in ((gone.name, guest.ROLE_WORKLOAD),
-                           (gone.name + '-sandbox', guest.ROLE_SANDBOX)):
+        for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX):
+            name = guest.container_name(gone, role)
             self.assertRegex(self.logs.output,
                              r'removing container %s \(\w+, %s\) of '
                              r'instance %s' % (name, role, gone.uuid))

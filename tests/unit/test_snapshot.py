@@ -154,7 +154,7 @@ class SnapshotterTest(testtools.TestCase):
             message=mock.ANY, changes=[mock.ANY])
         change = self.api.commit.call_args.kwargs['changes'][0]
         for label in (guest.LABEL_INSTANCE, guest.LABEL_HOST,
-                      guest.LABEL_ROLE):
+                      guest.LABEL_ROLE, guest.LABEL_NAME):
             self.assertIn('%s=""' % label, change)
         self.api.get_image.assert_called_once_with(
             tag, chunk_size=CONF.docker.image_load_chunk_size)

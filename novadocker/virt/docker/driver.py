@@ -125,6 +125,7 @@ class DockerDriver(driver.ComputeDriver):
                   'may the nova user use its socket (docker group)?') % exc
             ) from exc
         images.ensure_sandbox_image(self.api)
+        self._check_hardening()
         self._warn_without_live_restore()
         self._make_reaper(host)
         first = self.reap('start-up')
@@ -141,6 +142,26 @@ class DockerDriver(driver.ComputeDriver):
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
                  self.api.api_version, CONF.docker.api_url)
+
+    def _check_hardening(self) -> None:
+        """Invalid hardening options stop nova-compute here, not at the
+        first boot; allowed runtimes the engine lacks are worth a warning."""
+        guest_mod.cap_drop()
+        guest_mod.log_config()
+        with docker_client.translate_errors('info'):
+            info = self.api.info()
+        missing = sorted(set(CONF.docker.allowed_runtimes) -
+                         set(info.get('Runtimes') or {}))
+        if missing:
+            LOG.warning('[docker]allowed_runtimes names runtimes the engine '
+                        'does not have: %(missing)s (it has %(has)s); '
+                        'flavors asking for them will not boot here',
+                        {'missing': ', '.join(missing),
+                         'has': ', '.join(sorted(info.get('Runtimes') or {}))})
+        if any('name=userns' in opt
+               for opt in info.get('SecurityOptions') or ()):
+            LOG.info('nova-docker: the engine remaps user namespaces '
+                     '(userns-remap)')
 
     def cleanup_host(self, host):
         if self._events is not None:
@@ -311,6 +332,22 @@ class DockerDriver(driver.ComputeDriver):
                 'allocation_ratio': ratios[orc.DISK_GB],
                 'reserved': self._get_reserved_host_disk_gb_from_config()},
         })
+        self._update_runtime_traits(provider_tree, nodename)
+
+    def _update_runtime_traits(self, provider_tree, nodename) -> None:
+        """CUSTOM_DOCKER_RUNTIME_<NAME> for each runtime a flavor may ask
+        for here, so ``trait:CUSTOM_DOCKER_RUNTIME_RUNSC=required`` next
+        to ``docker:runtime=runsc`` schedules only to hosts that have it."""
+        with docker_client.translate_errors('info'):
+            info = self.api.info()
+        wanted = {guest_mod.runtime_trait(r)
+                  for r in guest_mod.usable_runtimes(info)}
+        have = {t for t in provider_tree.data(nodename).traits
+                if t.startswith(guest_mod.RUNTIME_TRAIT_PREFIX)}
+        if have - wanted:
+            provider_tree.remove_traits(nodename, *(have - wanted))
+        if wanted - have:
+            provider_tree.add_traits(nodename, *(wanted - have))
 
     # -- listing -----------------------------------------------------------
 
@@ -345,6 +382,7 @@ class DockerDriver(driver.ComputeDriver):
         network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
+        runtime = guests.check_runtime(instance)
         store = self._images
         held = False
         try:
@@ -355,7 +393,7 @@ class DockerDriver(driver.ComputeDriver):
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
-                                   sandbox_id)
+                                   sandbox_id, runtime)
             if power_on:
                 self._start_workload(instance)
         except Exception:
@@ -370,8 +408,8 @@ class DockerDriver(driver.ComputeDriver):
         finally:
             if held:
                 self._release_image(store, image_meta.id)
-        LOG.info('Instance spawned as container %s', instance.name,
-                 instance=instance)
+        LOG.info('Instance spawned as container %s',
+                 guest_mod.container_name(instance), instance=instance)
 
     def _create_sandbox(self, instance, network_info) -> str:
         dns, search = vifs.dns_config(network_info)

@@ -22,8 +22,12 @@ network, and restarting the workload keeps the NICs.
 Both containers carry labels naming the instance and the compute host; the
 driver never lists or touches a container without them, because compute
 hosts often run other containers (Kolla runs OpenStack itself in Docker).
+They are named after the instance UUID (``nova-<uuid>``,
+``nova-<uuid>-sandbox``), not the instance name: two deployments (or a
+re-created database) sharing one engine number their instances alike.
 """
 
+import re
 import shlex
 import typing
 
@@ -42,9 +46,14 @@ LOG = logging.getLogger(__name__)
 LABEL_INSTANCE = 'org.openstack.nova.instance-uuid'
 LABEL_HOST = 'org.openstack.nova.host'
 LABEL_ROLE = 'org.openstack.nova-docker.role'
+LABEL_NAME = 'org.openstack.nova.instance-name'
 ROLE_WORKLOAD = 'workload'
 ROLE_SANDBOX = 'sandbox'
+NAME_PREFIX = 'nova-'
 SANDBOX_SUFFIX = '-sandbox'
+# The OCI runtime a flavor (or, if allowed, an image) asks for.
+EXTRA_SPEC_RUNTIME = 'docker:runtime'
+IMAGE_PROP_RUNTIME = 'docker_runtime'
 
 # Docker State.Status -> Nova power state. A paused (frozen) container is
 # PAUSED whether Nova paused or suspended it: both freeze the cgroup.
@@ -64,6 +73,75 @@ def power_state_of(state: dict) -> int:
     if state.get('OOMKilled') and state.get('Status') == 'exited':
         return power_state.CRASHED
     return _POWER_STATES.get(state.get('Status'), power_state.NOSTATE)
+
+
+def container_name(instance, role: str = ROLE_WORKLOAD) -> str:
+    """``nova-<uuid>``: unique on an engine shared by deployments."""
+    name = NAME_PREFIX + instance.uuid
+    return name + SANDBOX_SUFFIX if role == ROLE_SANDBOX else name
+
+
+def log_config() -> dict:
+    """json-file with rotation: a tenant's stdout cannot fill the disk,
+    and ``docker logs`` (the console output) still reads it."""
+    return {'Type': 'json-file',
+            'Config': {'max-size': CONF.docker.log_max_size,
+                       'max-file': str(CONF.docker.log_max_files)}}
+
+
+def cap_drop() -> typing.List[str]:
+    """[docker]cap_drop, upper-cased, without repeats."""
+    found = []
+    for name in CONF.docker.cap_drop:
+        name = name.upper()
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
+    """The OCI runtime the instance asks for, and who asks.
+
+    The flavor's extra spec ``docker:runtime`` wins; the image property
+    ``docker_runtime`` counts only with ``[docker]image_runtime_property``
+    (Nova copies every image property into the instance's system metadata
+    as ``image_<name>``: ImageMetaProps would drop an unknown one).
+    """
+    flavor = instance.flavor
+    specs = (flavor.extra_specs or {}) if flavor else {}
+    if specs.get(EXTRA_SPEC_RUNTIME):
+        return specs[EXTRA_SPEC_RUNTIME].strip(), 'flavor'
+    if CONF.docker.image_runtime_property:
+        sysmeta = instance.system_metadata or {}
+        value = sysmeta.get('image_' + IMAGE_PROP_RUNTIME)
+        if value:
+            return value.strip(), 'image'
+    return None, 'default'
+
+
+class RuntimeUnavailable(exception.InvalidInput):
+    """InvalidInput: Nova aborts the build with this message as the fault
+    instead of rescheduling into "Exhausted all hosts"; the scheduler
+    learns the runtimes from the host's traits (runtime_traits)."""
+    msg_fmt = _("OCI runtime %(runtime)s requested by the %(source)s is "
+                "not available on this host: %(reason)s. Available: "
+                "%(available)s")
+
+
+RUNTIME_TRAIT_PREFIX = 'CUSTOM_DOCKER_RUNTIME_'
+
+
+def usable_runtimes(info: dict) -> typing.List[str]:
+    """The engine's default runtime and the allowed ones it has."""
+    engine = set(info.get('Runtimes') or {})
+    allowed = {r.strip() for r in CONF.docker.allowed_runtimes}
+    default = info.get('DefaultRuntime')
+    return sorted((allowed & engine) | ({default} if default else set()))
+
+
+def runtime_trait(runtime: str) -> str:
+    """CUSTOM_DOCKER_RUNTIME_<NAME>, for flavors' trait:...=required."""
+    return RUNTIME_TRAIT_PREFIX + re.sub(r'[^A-Z0-9_]', '_', runtime.upper())
 
 
 def command_override(image_meta) -> typing.Optional[typing.List[str]]:
@@ -92,7 +170,7 @@ class Guests:
 
     def _labels(self, instance, role: str) -> dict:
         return {LABEL_INSTANCE: instance.uuid, LABEL_HOST: self._host,
-                LABEL_ROLE: role}
+                LABEL_ROLE: role, LABEL_NAME: instance.name}
 
     def _list(self, role: typing.Optional[str] = None,
               instance_uuid: typing.Optional[str] = None) -> list:
@@ -110,8 +188,11 @@ class Guests:
                        for c in self._list(ROLE_WORKLOAD)})
 
     def list_names(self) -> typing.List[str]:
-        """Workload container names (= instance names): one API call."""
-        return sorted(c['Names'][0].lstrip('/')
+        """Nova's instance names, from the workloads' name label (the
+        container name for containers made before the label): one API
+        call."""
+        return sorted(c['Labels'].get(LABEL_NAME) or
+                      c['Names'][0].lstrip('/')
                       for c in self._list(ROLE_WORKLOAD))
 
     def find(self, instance, role: str = ROLE_WORKLOAD
@@ -154,19 +235,51 @@ class Guests:
             dns=list(dns) or None, dns_search=list(dns_search) or None,
             pids_limit=16, mem_limit=32 * units.Mi,
             security_opt=['no-new-privileges'], cap_drop=['ALL'],
-            init=False)
+            # hostname, hosts and resolv.conf are bind mounts: they stay
+            # writable by Docker and readable by the workload.
+            read_only=True,
+            oom_score_adj=CONF.docker.sandbox_oom_score_adj,
+            log_config=log_config(), init=False)
         with docker_client.translate_errors('create sandbox',
                                             instance=instance,
                                             image_id=sandbox_image):
             created = self._api.create_container(
-                sandbox_image, name=instance.name + SANDBOX_SUFFIX,
+                sandbox_image, name=container_name(instance, ROLE_SANDBOX),
                 hostname=(instance.hostname or instance.name)[:63],
                 labels=self._labels(instance, ROLE_SANDBOX),
                 host_config=host_config, network_disabled=False)
             self._api.start(created['Id'])
         return created['Id']
 
-    def workload_host_config(self, instance, sandbox_id: str) -> dict:
+    def check_runtime(self, instance) -> typing.Optional[str]:
+        """The runtime for the instance's workload (None: the engine's
+        default), or RuntimeUnavailable before anything is created.
+
+        It must be in [docker]allowed_runtimes and known to the engine.
+        """
+        runtime, source = requested_runtime(instance)
+        if runtime is None:
+            return None
+        with docker_client.translate_errors('info'):
+            info = self._api.info()
+        engine = set(info.get('Runtimes') or {})
+        default = info.get('DefaultRuntime')
+        allowed = [r.strip() for r in CONF.docker.allowed_runtimes]
+        usable = usable_runtimes(info)
+        if runtime == default:
+            return None
+        if runtime not in allowed:
+            reason = _('not in [docker]allowed_runtimes')
+        elif runtime not in engine:
+            reason = _('the Docker engine has no such runtime')
+        else:
+            return runtime
+        raise RuntimeUnavailable(runtime=runtime, source=source,
+                                 reason=reason,
+                                 available=', '.join(usable) or '-')
+
+    def workload_host_config(self, instance, sandbox_id: str,
+                             runtime: typing.Optional[str] = None) -> dict:
         """Flavor limits and the hardening every workload gets."""
         flavor = instance.flavor
         memory = flavor.memory_mb * units.Mi
@@ -178,27 +291,34 @@ class Guests:
             pids_limit=CONF.docker.pids_limit,
             privileged=False,
             security_opt=['no-new-privileges'],
+            cap_drop=cap_drop() or None,
+            oom_score_adj=CONF.docker.oom_score_adj,
+            log_config=log_config(),
             restart_policy={'Name': 'no'},   # Nova owns the power state
         )
+        if runtime:
+            options['runtime'] = runtime
         if CONF.docker.cpu_quota:
             options['cpu_period'] = CONF.docker.cpu_period_us
             options['cpu_quota'] = flavor.vcpus * CONF.docker.cpu_period_us
         return self._api.create_host_config(**options)
 
     def create_workload(self, instance, docker_image_id: str, image_meta,
-                        sandbox_id: str) -> str:
+                        sandbox_id: str,
+                        runtime: typing.Optional[str] = None) -> str:
         """Create (not start) the workload container from the image."""
         with docker_client.translate_errors('create container',
                                             instance=instance,
                                             image_id=image_meta.id):
             created = self._api.create_container(
-                docker_image_id, name=instance.name,
+                docker_image_id, name=container_name(instance),
                 command=command_override(image_meta),
                 labels=self._labels(instance, ROLE_WORKLOAD),
                 # A terminal keeps shell-CMD images (busybox, ubuntu) alive
                 # the way a VM console does; the log is the console output.
                 tty=True, stdin_open=True,
-                host_config=self.workload_host_config(instance, sandbox_id))
+                host_config=self.workload_host_config(instance, sandbox_id,
+                                                      runtime))
         return created['Id']
 
     # -- driving -----------------------------------------------------------

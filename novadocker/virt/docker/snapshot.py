@@ -48,7 +48,7 @@ SNAPSHOT_REPOSITORY = 'nova-docker/snapshot'
 # hand them to every container later made from it (even by hand, outside
 # Nova), making that container look like this instance. Blank them.
 _BLANKED_LABELS = (guest_mod.LABEL_INSTANCE, guest_mod.LABEL_HOST,
-                   guest_mod.LABEL_ROLE)
+                   guest_mod.LABEL_ROLE, guest_mod.LABEL_NAME)
 
 # Tags of the snapshots this process is taking right now: the orphan
 # sweep must not remove an image whose upload is still running.
