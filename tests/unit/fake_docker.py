@@ -139,9 +139,9 @@ class FakeEngine:
             if all(c['labels'].get(k) == v for k, v in wanted.items()):
                 found.append({'Id': cid, 'Names': ['/' + c['name']],
                               'Labels': dict(c['labels']),
-                              'ImageID': self.images.get(c['image'],
-                                                         c['image']),
-                              'Created': c['created']})
+                              'ImageID': self.images.get(c.get('image'),
+                                                         c.get('image')),
+                              'Created': c.get('created', 0)})
         return found
 
     def _create(self, image, command=None, name=None, labels=None,
