@@ -434,7 +434,7 @@ class TestPostConfig(PluginTestCase):
         helper = ['privsep-helper', '--config-file',
                   '/etc/nova/nova-cpu.conf', '--privsep_context',
                   'vif_plug_ovs.privsep.vif_plug', '--privsep_sock_path',
-                  '/tmp/tmpab12/privsep.sock']
+                  '/tmp/tmpab12cd_3/privsep.sock']
         match = rootwrap_wrapper.match_filter(loaded, helper, exec_dirs)
         self.assertIsInstance(match, rootwrap_filters.RegExpFilter)
         self.assertEqual('privsep-rootwrap-os-vif-ovs', match.name)
