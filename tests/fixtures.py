@@ -308,18 +308,26 @@ class DockerLeakCheck(fixtures.Fixture):
     spawn loaded counts as a leak.
     """
 
-    def __init__(self, host: str, image_ids_getter):
+    def __init__(self, host: str, image_ids_getter, api=None):
         super().__init__()
         self.host = host
         self.image_ids_getter = image_ids_getter
         self.images_forbidden = False
+        self.forbidden_ids = None
+        self.given_api = api
 
     def _setUp(self):
-        self.api = docker_api()
+        # A PrivateDockerd's client, or the shared engine's.
+        self.api = self.given_api or docker_api()
         self.addCleanup(self._check)
 
-    def forbid_images(self):
+    def forbid_images(self, *image_ids: str):
+        """Count loaded images as leaks: those of ``image_ids`` (Glance
+        IDs of failed spawns), or all the test's when none are given."""
         self.images_forbidden = True
+        if image_ids:
+            self.forbidden_ids = set(self.forbidden_ids or ()) | set(
+                image_ids)
 
     def containers(self) -> list:
         return self.api.containers(
@@ -334,8 +342,22 @@ class DockerLeakCheck(fixtures.Fixture):
     def leftovers(self) -> list:
         found = ['container %s' % c['Names'][0] for c in self.containers()]
         if self.images_forbidden:
-            found += ['image %s' % name for name in self.loaded_images()]
+            found += ['image %s' % name for name in self.loaded_images()
+                      if self.forbidden_ids is None or
+                      name.rsplit(':', 1)[1] in self.forbidden_ids]
         return found
+
+    def counts(self, instance_uuids=None) -> dict:
+        """Leftovers by kind, for the fault matrix's leak count; with
+        ``instance_uuids``, only the containers of those instances."""
+        containers = self.containers()
+        if instance_uuids is not None:
+            containers = [
+                c for c in containers
+                if c['Labels'].get('org.openstack.nova.instance-uuid')
+                in instance_uuids]
+        images = [f for f in self.leftovers() if f.startswith('image ')]
+        return {'container': len(containers), 'image': len(images)}
 
     def _check(self):
         leftovers = self.leftovers()
@@ -403,6 +425,12 @@ class PrivateDockerd(fixtures.Fixture):
         log_dir = os.environ.get('NOVA_DOCKER_LOG_DIR') or '/tmp'
         self.log_path = os.path.join(log_dir, 'private-dockerd-%s.log' % tag)
         self.containerd_socket = os.path.join(self.run_dir, 'ctd.sock')
+        # A daemon.json of its own: the host's /etc/docker/daemon.json
+        # (devstack's, with live-restore) must not apply, nor clash with
+        # the test's flags.
+        self.config_file = os.path.join(self.run_dir, 'daemon.json')
+        with open(self.config_file, 'w') as handle:
+            handle.write('{}\n')
         self.containerd_process = None
         self.addCleanup(self._stop_everything)
         self.start_containerd()
@@ -443,6 +471,7 @@ class PrivateDockerd(fixtures.Fixture):
                 '--data-root', self.data_root,
                 '--exec-root', self.exec_root,
                 '--pidfile', self.pidfile,
+                '--config-file', self.config_file,
                 '--containerd', self.containerd_socket,
                 '--bridge', 'none', '--iptables=false',
                 '--ip-masq=false', '--userland-proxy=false'] + \
@@ -505,6 +534,15 @@ class PrivateDockerd(fixtures.Fixture):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def reload(self, config: dict) -> None:
+        """Write daemon.json and SIGHUP dockerd, as ``systemctl reload
+        docker`` does: reloadable settings (live-restore, ...) apply
+        without stopping anything."""
+        import signal
+        with open(self.config_file, 'w') as handle:
+            json.dump(config, handle)
+        self.process.send_signal(signal.SIGHUP)
 
     @property
     def running(self) -> bool:
@@ -579,3 +617,45 @@ class PrivateDockerd(fixtures.Fixture):
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self.given_data_root is None:
             shutil.rmtree(self.data_root, ignore_errors=True)
+
+
+class LoopFilesystem(fixtures.Fixture):
+    """A small ext4 filesystem in a file, loop-mounted, for tests that fill
+    a disk (a PrivateDockerd data root). Clean-up unmounts it and deletes
+    the file and the mount point."""
+
+    def __init__(self, size_mb: int = 300):
+        super().__init__()
+        self.size_mb = size_mb
+
+    def _setUp(self):
+        import subprocess
+        tag = uuid.uuid4().hex[:8]
+        self.image = '/var/lib/ndfs-%s.img' % tag
+        self.path = '/var/lib/ndfs-%s' % tag
+        with open(self.image, 'wb') as handle:
+            handle.truncate(self.size_mb * 1024 * 1024)
+        self.addCleanup(os.unlink, self.image)
+        subprocess.run(['mkfs.ext4', '-q', '-F', self.image], check=True,
+                       capture_output=True)
+        os.makedirs(self.path)
+        self.addCleanup(os.rmdir, self.path)
+        subprocess.run(['mount', '-o', 'loop', self.image, self.path],
+                       check=True, capture_output=True)
+        self.addCleanup(self._unmount)
+
+    def _unmount(self):
+        import subprocess
+        import time
+        for _attempt in range(20):
+            if subprocess.run(['umount', self.path],
+                              capture_output=True).returncode == 0:
+                return
+            time.sleep(0.5)
+        # Busy (a straggling shim): detach it lazily, the loop device goes
+        # with the last user.
+        subprocess.run(['umount', '-l', self.path], check=True)
+
+    def free_bytes(self) -> int:
+        stat = os.statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize

@@ -53,9 +53,14 @@ class DriverTestCase(testtools.TestCase):
                          vif_plugging_timeout=0)
         self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
         self.context = nova_context.get_admin_context()
-        self.api = nd_fixtures.docker_api()
+        self.dockerd = self.private_dockerd()
+        if self.dockerd is not None:
+            self.conf.config(api_url=self.dockerd.url, group='docker')
+            self.api = self.dockerd.api()
+        else:
+            self.api = nd_fixtures.docker_api()
         self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
-            self.host, lambda: list(self.glance.images)))
+            self.host, lambda: list(self.glance.images), api=self.api))
         # The instances "Nova" has on self.host, as the driver's reaper
         # asks (there is no database here): every instance the test made,
         # until it forgets one (nova_forgets).
@@ -75,6 +80,12 @@ class DriverTestCase(testtools.TestCase):
         """Nova no longer has the instance on this host (deleted, or its
         build failed and lost its host)."""
         self.nova_instances.discard(instance.uuid)
+
+    def private_dockerd(self):
+        """The PrivateDockerd fixture (already in use) this test's driver
+        talks to, or None for the shared engine. Tests that stop, kill or
+        fill the engine override it."""
+        return None
 
     def add_image(self, data: bytes = None, **kwargs) -> objects.ImageMeta:
         if data is None:

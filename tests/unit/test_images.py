@@ -19,7 +19,9 @@ import os
 import queue
 import tarfile
 import threading
+from unittest import mock
 
+import docker
 import fixtures
 from nova import exception
 from nova import objects
@@ -215,3 +217,60 @@ class StreamMemoryTest(testtools.TestCase):
         body.close()
         self.assertNotIn('nova-docker-image-stream',
                          {t.name for t in threading.enumerate()} - before)
+
+
+class LoadFailureTest(testtools.TestCase):
+    """How a failing docker load reaches Nova (fault matrix cases 6, 7)."""
+
+    def load(self, load_image, body=(b'x',)):
+        api = mock.create_autospec(docker.APIClient, instance=True)
+        api.load_image.side_effect = load_image
+        return images.ImageStore(api)._docker_load('img-1', iter(body))
+
+    def test_full_data_root_in_the_stream_is_transfer_failed(self):
+        # What Docker 20.10 streams when its data root fills up.
+        message = ('Error processing tar file(exit status 1): write '
+                   '/var/lib/docker/tmp/docker-import-1/a/layer.tar: no '
+                   'space left on device')
+        error = self.assertRaises(
+            images.ImageTransferFailed, self.load,
+            lambda body: iter([{'errorDetail': {'message': message},
+                                'error': message}]))
+        self.assertIn('no space left on device', str(error))
+        self.assertNotIn('docker-import', str(error))
+
+    def test_full_data_root_as_api_error_is_transfer_failed(self):
+        def refuse(body):
+            raise docker.errors.APIError(
+                '500 Server Error', explanation='mkdir /var/lib/docker/tmp/'
+                'docker-import-2: no space left on device')
+        self.assertRaises(images.ImageTransferFailed, self.load, refuse)
+
+    def test_other_load_errors_stay_unacceptable(self):
+        self.assertRaises(
+            exception.ImageUnacceptable, self.load,
+            lambda body: iter([{'error': 'invalid tar header'}]))
+
+    def test_body_oserror_reaches_requests_as_no_oserror(self):
+        # urllib3 takes an ECONNRESET from the body for the engine closing
+        # the socket, and waits for a response until the read timeout.
+        seen = []
+
+        def glance_drops():
+            yield b'x' * 10
+            raise ConnectionResetError(104, 'Connection reset by peer')
+
+        def consume(body):
+            try:
+                for _chunk in body:
+                    pass
+            except Exception as exc:
+                seen.append(exc)
+                raise
+            return iter([])
+
+        error = self.assertRaises(images.ImageTransferFailed, self.load,
+                                  consume, glance_drops())
+        self.assertIn('Connection reset', str(error))
+        self.assertEqual(1, len(seen))
+        self.assertNotIsInstance(seen[0], OSError)

@@ -125,6 +125,16 @@ class _Cancelled(Exception):
     pass
 
 
+class _BodyFailed(Exception):
+    """Raised into requests in place of the request body's own error.
+
+    urllib3 takes an OSError with ECONNRESET or EPIPE raised while sending
+    the body (Glance dropping the download) for the engine closing its
+    socket early, and then waits for a response that never comes: the
+    boot would fail only after the whole api_timeout.
+    """
+
+
 class _QueueWriter(io.RawIOBase):
     """Write side of a bounded pipe between two threads.
 
@@ -448,7 +458,7 @@ class ImageStore:
                 yield from body
             except Exception as exc:
                 body_failure.append(exc)
-                raise
+                raise _BodyFailed(str(exc)) from exc
 
         try:
             with docker_client.translate_errors('load image',
@@ -457,6 +467,7 @@ class ImageStore:
                     if 'error' in message or 'errorDetail' in message:
                         detail = (message.get('errorDetail') or {}).get(
                             'message') or message.get('error')
+                        self._raise_if_disk_full(image_id, detail)
                         raise exception.ImageUnacceptable(
                             image_id=image_id,
                             reason=_('docker load failed: %s') % detail)
@@ -467,9 +478,11 @@ class ImageStore:
             if body_failure:
                 cause = body_failure[0]
             elif isinstance(exc, (docker_client.DockerUnavailable,
-                                  exception.ImageUnacceptable)):
+                                  exception.ImageUnacceptable,
+                                  ImageTransferFailed)):
                 raise
             elif isinstance(exc, exception.NovaException):
+                self._raise_if_disk_full(image_id, str(exc))
                 # The engine refused what it was sent.
                 raise exception.ImageUnacceptable(
                     image_id=image_id, reason=str(exc)) from exc
@@ -484,6 +497,18 @@ class ImageStore:
                 image_id=image_id,
                 reason=_('docker load reported %s, not the image') %
                 (loaded or 'nothing'))
+
+    @staticmethod
+    def _raise_if_disk_full(image_id: str, detail) -> None:
+        """A full Docker data root is this host's fault, not the image's:
+        ImageTransferFailed lets Nova reschedule the boot to another host
+        (ImageUnacceptable would abort it), and the reason fits Nova's
+        fault message (Docker's names a long temporary path first)."""
+        if 'no space left on device' in str(detail).lower():
+            raise ImageTransferFailed(
+                image_id=image_id,
+                reason=_('no space left on device: the Docker data root '
+                         'of this host is full'))
 
     @staticmethod
     def _body_error(image_id: str, exc: Exception) -> Exception:
