@@ -568,3 +568,26 @@ class LoadReportTest(testtools.TestCase):
         self.assertEqual(('h:5000/b', 'latest'),
                          images.split_reference('h:5000/b'))
         self.assertEqual(('b', 'latest'), images.split_reference('b'))
+
+
+class MalformedJsonTest(testtools.TestCase):
+
+    def test_unexpected_structures_are_value_errors(self):
+        for name, value in (
+                ('manifest.json', {'not': 'a list'}),
+                ('manifest.json', ['not a dict']),
+                ('manifest.json', [{'Config': 'cfg.json', 'RepoTags': ['a:1'],
+                                    'Layers': 'abc/layer.tar'}, 1]),
+                ('index.json', {'manifests': 'sha256:x'}),
+                ('index.json', {'manifests': [{'digest': 'sha256:' + 'a' * 64,
+                                               'annotations': 'x'}]}),
+                ('index.json', [1, 2])):
+            members = _base() if name == 'index.json' else _base()[:2]
+            self.assertRaises(ValueError, _rewritten, _tar(
+                *members, (name, _json(value))))
+
+    def test_no_hard_link_to_the_dropped_repositories(self):
+        exc = self.assertRaises(images.UnsafeTarball, _rewritten, _tar(
+            *_base(), ('repositories', b'{}'),
+            _link('h', 'repositories', tarfile.LNKTYPE)))
+        self.assertIn('not an earlier file', str(exc))

@@ -489,6 +489,7 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
             with tarfile.open(fileobj=source, mode='r|*',
                               tarinfo=_CheckedTarInfo) as tin, \
                     tarfile.open(fileobj=writer, mode='w|',
+                                 bufsize=chunk_size,
                                  format=tarfile.PAX_FORMAT,
                                  copybufsize=chunk_size) as tout:
                 seen_names = False
@@ -500,13 +501,22 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
                     if name in (_MANIFEST, _OCI_INDEX, _REPOSITORIES):
                         seen_names = True
                         if name == _REPOSITORIES:
-                            continue   # legacy name list: the manifest wins
+                            # Legacy name list: the manifest wins. Not
+                            # written, so no hard link may point at it.
+                            del members.sizes[name]
+                            continue
                         data = _read_json_member(tin, member, name)
-                        if name == _MANIFEST:
-                            data = _rename_manifest(data, new_tag)
-                        else:
-                            data = _rename_oci_index(data, new_tag)
-                        members.refs |= _referenced_json(name, data)
+                        try:
+                            if name == _MANIFEST:
+                                data = _rename_manifest(data, new_tag)
+                            else:
+                                data = _rename_oci_index(data, new_tag)
+                            members.refs |= _referenced_json(name, data)
+                        except (AttributeError, KeyError, TypeError,
+                                IndexError) as exc:
+                            raise ValueError(_('%(name)s: unexpected '
+                                               'structure (%(err)r)') % {
+                                'name': name, 'err': exc}) from exc
                         members.check_refs()
                         out.size = len(data)
                         tout.addfile(out, io.BytesIO(data))
