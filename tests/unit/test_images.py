@@ -591,3 +591,13 @@ class MalformedJsonTest(testtools.TestCase):
             *_base(), ('repositories', b'{}'),
             _link('h', 'repositories', tarfile.LNKTYPE)))
         self.assertIn('not an earlier file', str(exc))
+
+    def test_odd_times_and_repositories_only(self):
+        info = tarfile.TarInfo('cfg.json')
+        info.pax_headers = {'mtime': 'inf'}
+        out = _rewritten(_tar(('abc/layer.tar', b'x'), (info, b'{}'),
+                              _base()[2]))
+        self.assertEqual(0, out.getmember('cfg.json').mtime)
+        exc = self.assertRaises(ValueError, _rewritten, _tar(
+            ('abc/layer.tar', b'x'), ('repositories', b'{}')))
+        self.assertIn('no manifest.json', str(exc))

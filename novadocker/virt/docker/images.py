@@ -24,6 +24,7 @@ is checked on the same pass. Nothing touches the disk but Docker's store.
 import hashlib
 import io
 import json
+import math
 import posixpath
 import queue
 import re
@@ -386,7 +387,9 @@ class _Members:
         if name == '.' and member.type != tarfile.DIRTYPE:
             raise UnsafeTarball(_('%r: not a file name') % member.name)
         out = tarfile.TarInfo(name)
-        out.mtime = min(max(int(member.mtime), 0), 8 ** 11 - 1)
+        mtime = member.mtime
+        out.mtime = min(max(int(mtime), 0), 8 ** 11 - 1) \
+            if math.isfinite(mtime) else 0
         out.mode = member.mode & 0o777
         if name in (_MANIFEST, _OCI_INDEX, _REPOSITORIES) and (
                 member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE)):
@@ -499,7 +502,6 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
                     if name == '.':
                         continue   # the root directory itself
                     if name in (_MANIFEST, _OCI_INDEX, _REPOSITORIES):
-                        seen_names = True
                         if name == _REPOSITORIES:
                             # Legacy name list: the manifest wins. Not
                             # written, so no hard link may point at it.
@@ -518,6 +520,7 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
                                                'structure (%(err)r)') % {
                                 'name': name, 'err': exc}) from exc
                         members.check_refs()
+                        seen_names = True
                         out.size = len(data)
                         tout.addfile(out, io.BytesIO(data))
                     elif out.type == tarfile.REGTYPE:
