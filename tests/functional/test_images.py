@@ -229,6 +229,9 @@ class ImageFailureTest(ImageTestCase):
         self._fails(nd_fixtures.busybox_rootfs())
 
     def test_multi_image_tarball(self):
+        """Two images (two configs) in one tarball: refused. (Several
+        entries or tags of one config are one image: MultiTagTarballTest.)
+        """
         tarball = unique_tarball()
         src = tarfile.open(fileobj=io.BytesIO(tarball))
         out = io.BytesIO()
@@ -237,8 +240,12 @@ class ImageFailureTest(ImageTestCase):
                 data = src.extractfile(member) if member.isreg() else None
                 if member.name == 'manifest.json':
                     entry = json.load(data)[0]
+                    other = tarfile.TarInfo('other.json')
+                    other.size = 2
+                    tar.addfile(other, io.BytesIO(b'{}'))
                     twice = json.dumps([entry, dict(
-                        entry, RepoTags=['second:image'])]).encode()
+                        entry, Config='other.json',
+                        RepoTags=['second:image'])]).encode()
                     member.size = len(twice)
                     data = io.BytesIO(twice)
                 tar.addfile(member, data)

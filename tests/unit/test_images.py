@@ -537,6 +537,7 @@ class LoadReportTest(testtools.TestCase):
 
     def test_moved_foreign_tag_is_put_back(self):
         self.engine.images['victim:1'] = 'sha256:tenant'
+        self.engine.images['sha256:old'] = 'sha256:old'
         exc = self._load(
             'Loaded image: %s' % self.ours,
             'The image victim:1 already exists, renaming the old one with '
@@ -546,6 +547,7 @@ class LoadReportTest(testtools.TestCase):
         self.engine.api.tag.assert_called_once_with(
             'sha256:old', 'victim', tag='1', force=True)
         self.assertNotIn(self.ours, self.engine.images)
+        self.assertEqual('sha256:old', self.engine.images['victim:1'])
 
     def test_new_foreign_tag_is_removed(self):
         self.engine.images['registry:5000/new'] = 'sha256:tenant'
