@@ -428,6 +428,35 @@ class HostileTarballTest(ImageTestCase):
                 pax={'size': '512'})])
         self.assertRefused(build, 'contradicts', tarball)
 
+    def test_stale_pax_size_not_passed_to_docker(self):
+        """The manifest carries a PAX size record (consistent in the
+        upload). Had the rewrite kept it for its shorter manifest, Go would
+        read past it into the next member, whose data hides a manifest
+        naming the victim. Fresh headers: Docker sees what was checked."""
+        tarball = unique_tarball()
+        entry = manifest_of(tarball)[0]
+
+        def build(own):
+            rewritten = json.dumps([dict(entry, RepoTags=[own])]).encode()
+            blocks = -(-len(rewritten) // 512)
+            size = 512 * (blocks + 1) + 100    # Go would skip one block more
+            padded = json.dumps([entry]).encode().ljust(size)
+            hidden = io.BytesIO()
+            with tarfile.open(fileobj=hidden, mode='w',
+                              format=tarfile.USTAR_FORMAT) as tar:
+                info, data = _member('manifest.json', self.evil_manifest(
+                    tarball, own))
+                tar.addfile(info, io.BytesIO(data))
+            carrier = b'\0' * 512 + hidden.getvalue()
+            return rebuilt(tarball, [
+                _member('manifest.json', padded, pax={'size': str(size)}),
+                _member('carrier', carrier)],
+                drop=('manifest.json', 'repositories'))
+        meta = self.add_crafted(build)
+        instance = self.spawn(meta)
+        self.assertLoadedAs(instance, meta, tarball)
+        self.leaks.images_forbidden = False   # a good boot's image stays
+
     def test_duplicate_manifest(self):
         tarball = unique_tarball()
         self.assertRefused(lambda own: rebuilt(tarball, [_member(
