@@ -92,6 +92,8 @@ class DockerDriver(driver.ComputeDriver):
         # How the reaper learns the instances Nova has on this host
         # (functional tests, which have no database, replace it).
         self.nova_instance_uuids = self._nova_instance_uuids
+        # The sandbox image's Docker ID, resolved once at init_host.
+        self._sandbox_image_id = None
 
     # -- plumbing ----------------------------------------------------------
 
@@ -124,7 +126,7 @@ class DockerDriver(driver.ComputeDriver):
                 _('nova-docker cannot start: %s. Is dockerd running, and '
                   'may the nova user use its socket (docker group)?') % exc
             ) from exc
-        images.ensure_sandbox_image(self.api)
+        self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         self._check_hardening()
         self._warn_without_live_restore()
         self._make_reaper(host)
@@ -388,7 +390,9 @@ class DockerDriver(driver.ComputeDriver):
         try:
             # Held from here to the end of the spawn: a failed spawn of the
             # same image never removes it under this one.
-            docker_image = store.ensure_image(context, image_meta, hold=True)
+            docker_image = store.ensure_image(
+                context, image_meta, hold=True,
+                root_gb=instance.flavor.root_gb)
             held = True
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
@@ -413,8 +417,10 @@ class DockerDriver(driver.ComputeDriver):
 
     def _create_sandbox(self, instance, network_info) -> str:
         dns, search = vifs.dns_config(network_info)
+        if self._sandbox_image_id is None:   # a driver never initialised
+            self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         return self._guests.create_sandbox(
-            instance, CONF.docker.sandbox_image, dns, search)
+            instance, self._sandbox_image_id, dns, search)
 
     def _plug_and_wait(self, instance, network_info, power_on) -> None:
         """Plug the ports into the sandbox; wait for Neutron to bind them.
