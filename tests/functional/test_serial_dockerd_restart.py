@@ -52,6 +52,11 @@ def restart_dockerd() -> None:
         pid = int(handle.read())
     with open('/proc/%d/cmdline' % pid, 'rb') as handle:
         argv = [a.decode() for a in handle.read().split(b'\0') if a]
+    url = nd_fixtures.api_url()
+    if url != nd_fixtures.HOST_API_URL and url not in argv:
+        # Never the host's engine when another one is under test.
+        raise AssertionError('pid %d (%s) does not serve %s'
+                             % (pid, ' '.join(argv), url))
     log = os.readlink('/proc/%d/fd/2' % pid)
     os.kill(pid, signal.SIGTERM)
     for _attempt in range(240):
