@@ -384,6 +384,15 @@ class DockerLeakCheck(fixtures.Fixture):
             raise AssertionError('test left behind: %s' % ', '.join(leftovers))
 
 
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie (its parent may not have reaped it yet)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
 def which(binary: str) -> str:
     path = shutil.which(binary)
     if not path:
@@ -596,20 +605,11 @@ class PrivateDockerd(fixtures.Fixture):
         except (OSError, ValueError):
             return
         deadline = time.monotonic() + 60
-        while self._alive(pid):
+        while process_alive(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
                 break
             time.sleep(0.2)
-
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        """Running, not a zombie (its parent may never reap it)."""
-        try:
-            with open('/proc/%d/stat' % pid) as handle:
-                return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
-        except (OSError, IndexError):
-            return False
 
     @staticmethod
     def _processes_under(path: str) -> list:

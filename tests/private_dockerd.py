@@ -28,6 +28,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 from tests import fixtures as nd_fixtures
 
@@ -41,8 +42,11 @@ def main(argv=None) -> int:
     parser.add_argument('dockerd_args', nargs='*')
     args = parser.parse_args(argv)
     parent = os.getppid()
-    # Queued, not lost, while the engine is still starting.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # Noted, not acted on, while the engine is still starting. (Handlers,
+    # not a blocked mask: dockerd and containerd would inherit the mask.)
+    stop = threading.Event()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_args: stop.set())
     engine = nd_fixtures.PrivateDockerd(*args.dockerd_args,
                                         dockerd=args.dockerd)
     try:
@@ -55,9 +59,13 @@ def main(argv=None) -> int:
         with open(tmp, 'w') as handle:
             handle.write(engine.url + '\n')
         os.rename(tmp, args.url_file)
-        while os.getppid() == parent:
-            if signal.sigtimedwait(STOP_SIGNALS, 5) is not None:
-                break
+        while not stop.is_set() and os.getppid() == parent:
+            stop.wait(1)
+            # Reap a dockerd a test stopped (to restart it): a zombie
+            # would look like a dockerd that does not stop.
+            for process in (engine.process, engine.containerd_process):
+                if process is not None:
+                    process.poll()
     finally:
         engine.cleanUp()
         try:

@@ -60,7 +60,7 @@ def restart_dockerd() -> None:
     log = os.readlink('/proc/%d/fd/2' % pid)
     os.kill(pid, signal.SIGTERM)
     for _attempt in range(240):
-        if not os.path.exists('/proc/%d' % pid):
+        if not nd_fixtures.process_alive(pid):
             break
         time.sleep(0.5)
     else:
