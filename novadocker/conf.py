@@ -102,6 +102,15 @@ docker_opts = [
                help='Seconds to wait for one OVSDB command of the driver '
                     '(its own read-only lookups; os-vif uses '
                     '[os_vif_ovs]ovs_vsctl_timeout).'),
+    # Image import limits (issue 9: tenant-proof image import).
+    cfg.IntOpt('image_max_unpacked_gb',
+               default=0, min=0,
+               help='Most GiB a Glance image may unpack to (the plain '
+                    'docker save tarball sent to docker load), checked on '
+                    'the declared member sizes while it streams, so a '
+                    'gzip/bzip2/xz bomb is refused before dockerd writes '
+                    'it. 0: the largest of 1 GiB, the flavor root disk '
+                    '(root_gb) and 10 times the Glance image size.'),
 ]
 
 CONF.register_group(docker_group)

@@ -70,6 +70,8 @@ class DockerDriver(driver.ComputeDriver):
         self._nodename = None
         self._vifs = vifs.VIFPlugger()
         self._events = None
+        # The sandbox image's Docker ID, resolved once at init_host.
+        self._sandbox_image_id = None
 
     # -- plumbing ----------------------------------------------------------
 
@@ -102,7 +104,7 @@ class DockerDriver(driver.ComputeDriver):
                 _('nova-docker cannot start: %s. Is dockerd running, and '
                   'may the nova user use its socket (docker group)?') % exc
             ) from exc
-        images.ensure_sandbox_image(self.api)
+        self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
             self.emit_event)
@@ -188,7 +190,8 @@ class DockerDriver(driver.ComputeDriver):
         guests = self._guests
         store = self._images
         try:
-            docker_image = store.ensure_image(context, image_meta)
+            docker_image = store.ensure_image(
+                context, image_meta, root_gb=instance.flavor.root_gb)
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
@@ -207,8 +210,10 @@ class DockerDriver(driver.ComputeDriver):
 
     def _create_sandbox(self, instance, network_info) -> str:
         dns, search = vifs.dns_config(network_info)
+        if self._sandbox_image_id is None:   # a driver never initialised
+            self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         return self._guests.create_sandbox(
-            instance, CONF.docker.sandbox_image, dns, search)
+            instance, self._sandbox_image_id, dns, search)
 
     def _plug_and_wait(self, instance, network_info, power_on) -> None:
         """Plug the ports into the sandbox; wait for Neutron to bind them.

@@ -136,10 +136,12 @@ class Guests:
 
     # -- creating ----------------------------------------------------------
 
-    def create_sandbox(self, instance, sandbox_image: str,
+    def create_sandbox(self, instance, sandbox_image_id: str,
                        dns: typing.Sequence[str] = (),
                        dns_search: typing.Sequence[str] = ()) -> str:
-        """Create and start the namespace-holding container."""
+        """Create and start the namespace-holding container from the
+        sandbox image's ID (resolved at start-up, not a re-pointable name).
+        """
         host_config = self._api.create_host_config(
             network_mode='none', restart_policy={'Name': 'no'},
             dns=list(dns) or None, dns_search=list(dns_search) or None,
@@ -149,7 +151,7 @@ class Guests:
         with docker_client.translate_errors('create sandbox',
                                             instance=instance):
             created = self._api.create_container(
-                sandbox_image, name=instance.name + SANDBOX_SUFFIX,
+                sandbox_image_id, name=instance.name + SANDBOX_SUFFIX,
                 hostname=(instance.hostname or instance.name)[:63],
                 labels=self._labels(instance, ROLE_SANDBOX),
                 host_config=host_config, network_disabled=False)
