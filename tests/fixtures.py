@@ -39,6 +39,8 @@ BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping',
                    'head', 'tail', 'wc', 'uname', 'ping6', 'arp', 'mount',
                    'sysctl', 'udhcpc')
 TEST_LABEL = 'org.openstack.nova-docker.test'
+HOST_API_URL = 'unix:///var/run/docker.sock'
+HOST_DOCKERD_PIDFILE = '/var/run/docker.pid'
 _BUILD_LOCK = '/tmp/nova-docker-test-image-build.lock'
 
 
@@ -57,7 +59,8 @@ def require_functional(test: unittest.TestCase, *, ovs: bool = False,
     if root and os.geteuid() != 0:
         problems.append('not running as root')
     try:
-        docker.APIClient(version='auto', timeout=10).ping()
+        docker.APIClient(base_url=api_url(), version='auto',
+                         timeout=10).ping()
     except Exception as exc:
         problems.append('Docker engine unreachable: %s' % exc)
     if not os.path.exists(BUSYBOX):
@@ -76,8 +79,38 @@ def require_functional_missing(test: unittest.TestCase, message: str):
     test.skipTest(message)
 
 
+def api_url() -> str:
+    """The engine under test.
+
+    ``NOVA_DOCKER_TEST_API_URL`` when set (``tools/run-tests --docker=26``
+    sets it to the private engine it started), else the host's dockerd.
+    Every test that talks to Docker goes through this (and the driver's
+    ``[docker]api_url`` is set to it), so one run tests one engine.
+    """
+    return os.environ.get('NOVA_DOCKER_TEST_API_URL') or HOST_API_URL
+
+
+def docker_cli() -> str:
+    """The ``docker`` command of the engine under test
+    (``NOVA_DOCKER_TEST_DOCKER_CLI``); the host's is Debian's, never
+    whatever else is first on PATH."""
+    return os.environ.get('NOVA_DOCKER_TEST_DOCKER_CLI') or '/usr/bin/docker'
+
+
+def dockerd_pidfile() -> str:
+    """The pidfile of the dockerd behind :func:`api_url`: the host's, or
+    the one a :class:`PrivateDockerd` keeps beside its socket."""
+    url = api_url()
+    if url == HOST_API_URL:
+        return HOST_DOCKERD_PIDFILE
+    if not url.startswith('unix://'):
+        raise RuntimeError('no dockerd pidfile known for %s' % url)
+    return os.path.join(os.path.dirname(url[len('unix://'):]),
+                        PrivateDockerd.PIDFILE)
+
+
 def docker_api() -> docker.APIClient:
-    return docker.APIClient(version='auto', timeout=120)
+    return docker.APIClient(base_url=api_url(), version='auto', timeout=120)
 
 
 def busybox_rootfs(extra_files: dict = None) -> bytes:
@@ -373,6 +406,15 @@ class DockerLeakCheck(fixtures.Fixture):
             raise AssertionError('test left behind: %s' % ', '.join(leftovers))
 
 
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie (its parent may not have reaped it yet)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
 def which(binary: str) -> str:
     path = shutil.which(binary)
     if not path:
@@ -400,6 +442,7 @@ class PrivateDockerd(fixtures.Fixture):
     """
 
     START_TIMEOUT = 60
+    PIDFILE = 'docker.pid'   # beside the socket (see dockerd_pidfile)
 
     def __init__(self, *args: str, dockerd: str = 'dockerd',
                  data_root: str = None):
@@ -421,7 +464,7 @@ class PrivateDockerd(fixtures.Fixture):
         self.socket = os.path.join(self.run_dir, 'docker.sock')
         self.url = 'unix://' + self.socket
         self.exec_root = os.path.join(self.run_dir, 'exec')
-        self.pidfile = os.path.join(self.run_dir, 'docker.pid')
+        self.pidfile = os.path.join(self.run_dir, self.PIDFILE)
         log_dir = os.environ.get('NOVA_DOCKER_LOG_DIR') or '/tmp'
         self.log_path = os.path.join(log_dir, 'private-dockerd-%s.log' % tag)
         self.containerd_socket = os.path.join(self.run_dir, 'ctd.sock')
@@ -551,12 +594,12 @@ class PrivateDockerd(fixtures.Fixture):
     def _stop_everything(self) -> None:
         import signal
         import time
-        if not self.running:
+        if not self.running and not self.ping():
             try:
                 self.start()
             except RuntimeError:
                 pass
-        if self.running:
+        if self.ping():
             api = self.api(timeout=60)
             for container in api.containers(all=True):
                 try:
@@ -564,7 +607,8 @@ class PrivateDockerd(fixtures.Fixture):
                                          v=True)
                 except docker.errors.APIError:
                     pass
-            self.stop()
+        self.stop()
+        self._stop_restarted()
         # containerd and the shims outlive dockerd.
         if self.containerd_process is not None:
             self.containerd_process.terminate()
@@ -583,6 +627,27 @@ class PrivateDockerd(fixtures.Fixture):
         # but keep a mount the test gave (a small loop filesystem).
         self._unmount_under(self.data_root,
                             keep_own=self.given_data_root is not None)
+
+    def _stop_restarted(self) -> None:
+        """SIGTERM a dockerd of this engine that is not ``self.process``:
+        one a test restarted from its pidfile (see ``dockerd_pidfile``)."""
+        import signal
+        import time
+        try:
+            with open(self.pidfile) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                if self.run_dir.encode() not in handle.read():
+                    return
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return
+        deadline = time.monotonic() + 60
+        while process_alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
 
     @staticmethod
     def _processes_under(path: str) -> list:

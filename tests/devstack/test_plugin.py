@@ -83,9 +83,14 @@ class PluginTestCase(testtools.TestCase):
                                         'daemon.json')
         # What stackrc and lib/* define before the plugin runs. PATH leaves
         # out the sbin directories, so a test decides whether "dockerd" is
-        # installed (see fake_dockerd).
+        # installed (see fake_dockerd). With STUB_REAL_DOCKER=1 the plugin
+        # runs the docker command of the engine under test, and talks to
+        # that engine (tools/run-tests --docker=26).
+        cli_dir = os.path.dirname(nd_fixtures.docker_cli())
         self.env = {
-            'PATH': '%s:/usr/bin:/bin' % self.bin,
+            'PATH': ':'.join(dict.fromkeys(
+                [self.bin, cli_dir, '/usr/bin', '/bin'])),
+            'DOCKER_HOST': nd_fixtures.api_url(),
             'HOME': self.tmp,
             'LANG': 'C.UTF-8',
             'DEST': os.path.join(self.tmp, 'opt-stack'),
@@ -106,7 +111,12 @@ class PluginTestCase(testtools.TestCase):
             'STUB_PYTHON': sys.executable,
             # Never the host's real engine configuration.
             'NOVA_DOCKER_DAEMON_JSON': self.daemon_json,
+            # The docker command as docker.io (bookworm) or docker-cli
+            # installs it; a test removes it to be trixie.
+            'NOVA_DOCKER_CLI': os.path.join(self.tmp, 'usr-bin-docker'),
         }
+        self.write(self.env['NOVA_DOCKER_CLI'], '#!/bin/sh\nexit 0\n')
+        os.chmod(self.env['NOVA_DOCKER_CLI'], 0o755)
 
     def etc(self, service: str) -> str:
         return os.path.join(self.tmp, 'etc', service)
@@ -288,6 +298,32 @@ class TestInstall(PluginTestCase):
         self.run_plugin(('stack', 'install'),
                         NOVA_DOCKER_INSTALL_ENGINE='False')
         self.assertIn('install_package busybox-static', self.calls())
+
+    def test_docker_cli_installed_where_docker_io_lacks_it(self):
+        # Debian trixie: docker.io 26 ships dockerd, docker-cli the
+        # command; a docker elsewhere on PATH does not count.
+        os.unlink(self.env['NOVA_DOCKER_CLI'])
+        self.write(os.path.join(self.bin, 'docker'), '#!/bin/sh\nexit 0\n')
+        os.chmod(os.path.join(self.bin, 'docker'), 0o755)
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('install_package busybox-static docker.io', calls)
+        self.assertIn('install_package docker-cli', calls)
+        self.assertLess(calls.index('install_package docker-cli'),
+                        calls.index('sudo docker version'))
+
+    def test_docker_cli_installed_beside_an_existing_engine(self):
+        self.fake_dockerd()
+        os.unlink(self.env['NOVA_DOCKER_CLI'])
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('install_package busybox-static', calls)
+        self.assertIn('install_package docker-cli', calls)
+
+    def test_no_docker_cli_package_where_docker_io_has_the_command(self):
+        # Debian bookworm: docker.io 20.10 ships /usr/bin/docker itself.
+        self.run_plugin(('stack', 'install'))
+        self.assertNotIn('install_package docker-cli', self.calls())
 
     def test_rpm_distributions_are_refused(self):
         result = self.run_plugin(('stack', 'install'), check=False,

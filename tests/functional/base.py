@@ -51,6 +51,7 @@ class DriverTestCase(testtools.TestCase):
         self.conf.config(host=self.host, state_path=state_path,
                          instances_path=state_path, shutdown_timeout=5,
                          vif_plugging_timeout=0)
+        self.conf.config(api_url=nd_fixtures.api_url(), group='docker')
         self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
         self.context = nova_context.get_admin_context()
         self.dockerd = self.private_dockerd()

@@ -17,7 +17,8 @@ Restarting dockerd (without live-restore) stops every container: the
 sandboxes' namespaces die and take the veths with them, while the OVS port
 records stay behind. nova-compute's start-up then calls init_host,
 plug_vifs and resume_state_on_host_boot, which must bring everything back.
-Runs alone (test_serial_*): it restarts the shared dockerd.
+Runs alone (test_serial_*): it restarts the shared dockerd, the engine under
+test (``tools/run-tests --docker=26``: its private one).
 """
 
 import os
@@ -35,12 +36,11 @@ from tests.functional import test_network
 from tests import fixtures as nd_fixtures
 from tests import net_fixtures as nf
 
-PIDFILE = '/var/run/docker.pid'
-
 
 def _docker_up() -> bool:
     try:
-        return docker.APIClient(version='auto', timeout=5).ping()
+        return docker.APIClient(base_url=nd_fixtures.api_url(),
+                                version='auto', timeout=5).ping()
     except Exception:
         return False
 
@@ -48,14 +48,19 @@ def _docker_up() -> bool:
 def restart_dockerd() -> None:
     """Stop dockerd (it stops every container) and start it again with the
     same command line and log."""
-    with open(PIDFILE) as handle:
+    with open(nd_fixtures.dockerd_pidfile()) as handle:
         pid = int(handle.read())
     with open('/proc/%d/cmdline' % pid, 'rb') as handle:
         argv = [a.decode() for a in handle.read().split(b'\0') if a]
+    url = nd_fixtures.api_url()
+    if url != nd_fixtures.HOST_API_URL and url not in argv:
+        # Never the host's engine when another one is under test.
+        raise AssertionError('pid %d (%s) does not serve %s'
+                             % (pid, ' '.join(argv), url))
     log = os.readlink('/proc/%d/fd/2' % pid)
     os.kill(pid, signal.SIGTERM)
     for _attempt in range(240):
-        if not os.path.exists('/proc/%d' % pid):
+        if not nd_fixtures.process_alive(pid):
             break
         time.sleep(0.5)
     else:
