@@ -444,9 +444,16 @@ class PrivateDockerd(fixtures.Fixture):
     START_TIMEOUT = 60
     PIDFILE = 'docker.pid'   # beside the socket (see dockerd_pidfile)
 
-    def __init__(self, *args: str, dockerd: str = 'dockerd',
+    def __init__(self, *args: str, dockerd: str = None,
                  data_root: str = None):
         super().__init__()
+        if dockerd is None:
+            # The Docker version under test (tools/run-tests --docker=26
+            # names its dockerd and the arguments it needs), else the
+            # host's.
+            dockerd = os.environ.get('NOVA_DOCKER_TEST_DOCKERD') or 'dockerd'
+            args = tuple(os.environ.get('NOVA_DOCKER_TEST_DOCKERD_ARGS',
+                                        '').split()) + args
         self.extra_args = list(args)
         self.dockerd = dockerd
         self.given_data_root = data_root
