@@ -161,6 +161,32 @@ docker_opts = [
                      'flavor names none. Images belong to tenants: enable '
                      'it only if every runtime in allowed_runtimes is '
                      'acceptable for every tenant.'),
+    # -- recovery: the reaper (issue 9, correctness) --
+    cfg.IntOpt('reap_interval',
+               default=300, min=0,
+               help='Seconds between two passes of the reaper, which '
+                    'removes the containers labelled with this host whose '
+                    'instance Nova no longer has on this host (deleted, or '
+                    'a failed build whose clean-up could not reach the '
+                    'engine), and the OVS ports they left. It also runs at '
+                    'start-up and when the Docker event stream reconnects '
+                    'after the engine was away. 0 turns the periodic pass '
+                    'off (the other two still run).'),
+    cfg.IntOpt('reap_min_age',
+               default=60, min=0,
+               help='The reaper leaves alone containers created less than '
+                    'this many seconds ago (and instances this process is '
+                    'spawning), so it never races a build; it looks again '
+                    'once they are old enough.'),
+    # Image import limits (issue 9: tenant-proof image import).
+    cfg.IntOpt('image_max_unpacked_gb',
+               default=0, min=0,
+               help='Most GiB a Glance image may unpack to (the plain '
+                    'docker save tarball sent to docker load), checked on '
+                    'the declared member sizes while it streams, so a '
+                    'gzip/bzip2/xz bomb is refused before dockerd writes '
+                    'it. 0: the largest of 1 GiB, the flavor root disk '
+                    '(root_gb) and 10 times the Glance image size.'),
 ]
 
 CONF.register_group(docker_group)

@@ -39,6 +39,8 @@ BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping',
                    'head', 'tail', 'wc', 'uname', 'ping6', 'arp', 'mount',
                    'sysctl', 'udhcpc')
 TEST_LABEL = 'org.openstack.nova-docker.test'
+HOST_API_URL = 'unix:///var/run/docker.sock'
+HOST_DOCKERD_PIDFILE = '/var/run/docker.pid'
 _BUILD_LOCK = '/tmp/nova-docker-test-image-build.lock'
 
 
@@ -57,7 +59,8 @@ def require_functional(test: unittest.TestCase, *, ovs: bool = False,
     if root and os.geteuid() != 0:
         problems.append('not running as root')
     try:
-        docker.APIClient(version='auto', timeout=10).ping()
+        docker.APIClient(base_url=api_url(), version='auto',
+                         timeout=10).ping()
     except Exception as exc:
         problems.append('Docker engine unreachable: %s' % exc)
     if not os.path.exists(BUSYBOX):
@@ -76,8 +79,38 @@ def require_functional_missing(test: unittest.TestCase, message: str):
     test.skipTest(message)
 
 
+def api_url() -> str:
+    """The engine under test.
+
+    ``NOVA_DOCKER_TEST_API_URL`` when set (``tools/run-tests --docker=26``
+    sets it to the private engine it started), else the host's dockerd.
+    Every test that talks to Docker goes through this (and the driver's
+    ``[docker]api_url`` is set to it), so one run tests one engine.
+    """
+    return os.environ.get('NOVA_DOCKER_TEST_API_URL') or HOST_API_URL
+
+
+def docker_cli() -> str:
+    """The ``docker`` command of the engine under test
+    (``NOVA_DOCKER_TEST_DOCKER_CLI``); the host's is Debian's, never
+    whatever else is first on PATH."""
+    return os.environ.get('NOVA_DOCKER_TEST_DOCKER_CLI') or '/usr/bin/docker'
+
+
+def dockerd_pidfile() -> str:
+    """The pidfile of the dockerd behind :func:`api_url`: the host's, or
+    the one a :class:`PrivateDockerd` keeps beside its socket."""
+    url = api_url()
+    if url == HOST_API_URL:
+        return HOST_DOCKERD_PIDFILE
+    if not url.startswith('unix://'):
+        raise RuntimeError('no dockerd pidfile known for %s' % url)
+    return os.path.join(os.path.dirname(url[len('unix://'):]),
+                        PrivateDockerd.PIDFILE)
+
+
 def docker_api() -> docker.APIClient:
-    return docker.APIClient(version='auto', timeout=120)
+    return docker.APIClient(base_url=api_url(), version='auto', timeout=120)
 
 
 def busybox_rootfs(extra_files: dict = None) -> bytes:
@@ -308,18 +341,26 @@ class DockerLeakCheck(fixtures.Fixture):
     spawn loaded counts as a leak.
     """
 
-    def __init__(self, host: str, image_ids_getter):
+    def __init__(self, host: str, image_ids_getter, api=None):
         super().__init__()
         self.host = host
         self.image_ids_getter = image_ids_getter
         self.images_forbidden = False
+        self.forbidden_ids = None
+        self.given_api = api
 
     def _setUp(self):
-        self.api = docker_api()
+        # A PrivateDockerd's client, or the shared engine's.
+        self.api = self.given_api or docker_api()
         self.addCleanup(self._check)
 
-    def forbid_images(self):
+    def forbid_images(self, *image_ids: str):
+        """Count loaded images as leaks: those of ``image_ids`` (Glance
+        IDs of failed spawns), or all the test's when none are given."""
         self.images_forbidden = True
+        if image_ids:
+            self.forbidden_ids = set(self.forbidden_ids or ()) | set(
+                image_ids)
 
     def containers(self) -> list:
         return self.api.containers(
@@ -342,8 +383,22 @@ class DockerLeakCheck(fixtures.Fixture):
         found += ['image %s' % (i.get('RepoTags') or [i['Id']])[0]
                   for i in self.host_images()]
         if self.images_forbidden:
-            found += ['image %s' % name for name in self.loaded_images()]
+            found += ['image %s' % name for name in self.loaded_images()
+                      if self.forbidden_ids is None or
+                      name.rsplit(':', 1)[1] in self.forbidden_ids]
         return found
+
+    def counts(self, instance_uuids=None) -> dict:
+        """Leftovers by kind, for the fault matrix's leak count; with
+        ``instance_uuids``, only the containers of those instances."""
+        containers = self.containers()
+        if instance_uuids is not None:
+            containers = [
+                c for c in containers
+                if c['Labels'].get('org.openstack.nova.instance-uuid')
+                in instance_uuids]
+        images = [f for f in self.leftovers() if f.startswith('image ')]
+        return {'container': len(containers), 'image': len(images)}
 
     def _check(self):
         leftovers = self.leftovers()
@@ -362,6 +417,15 @@ class DockerLeakCheck(fixtures.Fixture):
                 pass
         if leftovers:
             raise AssertionError('test left behind: %s' % ', '.join(leftovers))
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie (its parent may not have reaped it yet)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
 
 
 def which(binary: str) -> str:
@@ -391,10 +455,18 @@ class PrivateDockerd(fixtures.Fixture):
     """
 
     START_TIMEOUT = 60
+    PIDFILE = 'docker.pid'   # beside the socket (see dockerd_pidfile)
 
-    def __init__(self, *args: str, dockerd: str = 'dockerd',
+    def __init__(self, *args: str, dockerd: str = None,
                  data_root: str = None):
         super().__init__()
+        if dockerd is None:
+            # The Docker version under test (tools/run-tests --docker=26
+            # names its dockerd and the arguments it needs), else the
+            # host's.
+            dockerd = os.environ.get('NOVA_DOCKER_TEST_DOCKERD') or 'dockerd'
+            args = tuple(os.environ.get('NOVA_DOCKER_TEST_DOCKERD_ARGS',
+                                        '').split()) + args
         self.extra_args = list(args)
         self.dockerd = dockerd
         self.given_data_root = data_root
@@ -412,10 +484,16 @@ class PrivateDockerd(fixtures.Fixture):
         self.socket = os.path.join(self.run_dir, 'docker.sock')
         self.url = 'unix://' + self.socket
         self.exec_root = os.path.join(self.run_dir, 'exec')
-        self.pidfile = os.path.join(self.run_dir, 'docker.pid')
+        self.pidfile = os.path.join(self.run_dir, self.PIDFILE)
         log_dir = os.environ.get('NOVA_DOCKER_LOG_DIR') or '/tmp'
         self.log_path = os.path.join(log_dir, 'private-dockerd-%s.log' % tag)
         self.containerd_socket = os.path.join(self.run_dir, 'ctd.sock')
+        # A daemon.json of its own: the host's /etc/docker/daemon.json
+        # (devstack's, with live-restore) must not apply, nor clash with
+        # the test's flags.
+        self.config_file = os.path.join(self.run_dir, 'daemon.json')
+        with open(self.config_file, 'w') as handle:
+            handle.write('{}\n')
         self.containerd_process = None
         self.addCleanup(self._stop_everything)
         self.start_containerd()
@@ -456,6 +534,7 @@ class PrivateDockerd(fixtures.Fixture):
                 '--data-root', self.data_root,
                 '--exec-root', self.exec_root,
                 '--pidfile', self.pidfile,
+                '--config-file', self.config_file,
                 '--containerd', self.containerd_socket,
                 '--bridge', 'none', '--iptables=false',
                 '--ip-masq=false', '--userland-proxy=false'] + \
@@ -519,6 +598,15 @@ class PrivateDockerd(fixtures.Fixture):
         self.stop()
         self.start()
 
+    def reload(self, config: dict) -> None:
+        """Write daemon.json and SIGHUP dockerd, as ``systemctl reload
+        docker`` does: reloadable settings (live-restore, ...) apply
+        without stopping anything."""
+        import signal
+        with open(self.config_file, 'w') as handle:
+            json.dump(config, handle)
+        self.process.send_signal(signal.SIGHUP)
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -526,12 +614,12 @@ class PrivateDockerd(fixtures.Fixture):
     def _stop_everything(self) -> None:
         import signal
         import time
-        if not self.running:
+        if not self.running and not self.ping():
             try:
                 self.start()
             except RuntimeError:
                 pass
-        if self.running:
+        if self.ping():
             api = self.api(timeout=60)
             for container in api.containers(all=True):
                 try:
@@ -539,7 +627,8 @@ class PrivateDockerd(fixtures.Fixture):
                                          v=True)
                 except docker.errors.APIError:
                     pass
-            self.stop()
+        self.stop()
+        self._stop_restarted()
         # containerd and the shims outlive dockerd.
         if self.containerd_process is not None:
             self.containerd_process.terminate()
@@ -558,6 +647,27 @@ class PrivateDockerd(fixtures.Fixture):
         # but keep a mount the test gave (a small loop filesystem).
         self._unmount_under(self.data_root,
                             keep_own=self.given_data_root is not None)
+
+    def _stop_restarted(self) -> None:
+        """SIGTERM a dockerd of this engine that is not ``self.process``:
+        one a test restarted from its pidfile (see ``dockerd_pidfile``)."""
+        import signal
+        import time
+        try:
+            with open(self.pidfile) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                if self.run_dir.encode() not in handle.read():
+                    return
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return
+        deadline = time.monotonic() + 60
+        while process_alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
 
     @staticmethod
     def _processes_under(path: str) -> list:
@@ -592,3 +702,45 @@ class PrivateDockerd(fixtures.Fixture):
         shutil.rmtree(self.run_dir, ignore_errors=True)
         if self.given_data_root is None:
             shutil.rmtree(self.data_root, ignore_errors=True)
+
+
+class LoopFilesystem(fixtures.Fixture):
+    """A small ext4 filesystem in a file, loop-mounted, for tests that fill
+    a disk (a PrivateDockerd data root). Clean-up unmounts it and deletes
+    the file and the mount point."""
+
+    def __init__(self, size_mb: int = 300):
+        super().__init__()
+        self.size_mb = size_mb
+
+    def _setUp(self):
+        import subprocess
+        tag = uuid.uuid4().hex[:8]
+        self.image = '/var/lib/ndfs-%s.img' % tag
+        self.path = '/var/lib/ndfs-%s' % tag
+        with open(self.image, 'wb') as handle:
+            handle.truncate(self.size_mb * 1024 * 1024)
+        self.addCleanup(os.unlink, self.image)
+        subprocess.run(['mkfs.ext4', '-q', '-F', self.image], check=True,
+                       capture_output=True)
+        os.makedirs(self.path)
+        self.addCleanup(os.rmdir, self.path)
+        subprocess.run(['mount', '-o', 'loop', self.image, self.path],
+                       check=True, capture_output=True)
+        self.addCleanup(self._unmount)
+
+    def _unmount(self):
+        import subprocess
+        import time
+        for _attempt in range(20):
+            if subprocess.run(['umount', self.path],
+                              capture_output=True).returncode == 0:
+                return
+            time.sleep(0.5)
+        # Busy (a straggling shim): detach it lazily, the loop device goes
+        # with the last user.
+        subprocess.run(['umount', '-l', self.path], check=True)
+
+    def free_bytes(self) -> int:
+        stat = os.statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize

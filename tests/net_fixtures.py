@@ -199,6 +199,23 @@ def device_names(port_id: str) -> typing.List[str]:
             for prefix in ('tap', 'qbr', 'qvb', 'qvo')]
 
 
+LEAK_KINDS = ('container', 'image', 'veth', 'OVS port', 'qbr', 'netns')
+
+
+def leak_counts(docker_check, net_check, instances=None,
+                vifs=None) -> dict:
+    """The leak count of the fault matrix, every kind of LEAK_KINDS: from a
+    DockerLeakCheck and a NetworkLeakCheck, everything the test made or
+    only what belongs to ``instances`` and ``vifs`` (a failed spawn's, while
+    other instances run)."""
+    total = dict.fromkeys(LEAK_KINDS, 0)
+    total.update(docker_check.counts(
+        None if instances is None else [i.uuid for i in instances]))
+    total.update(net_check.counts(
+        None if vifs is None else [vif['id'] for vif in vifs]))
+    return total
+
+
 class NetworkLeakCheck(fixtures.Fixture):
     """Fail the test if devices, OVS ports or netns entries of its ports
     remain. ``port_ids`` is read at cleanup time (tests add to it)."""
@@ -207,11 +224,11 @@ class NetworkLeakCheck(fixtures.Fixture):
         super().__init__()
         self.port_ids = port_ids
 
-    def leftovers(self) -> typing.List[str]:
+    def leftovers(self, port_ids=None) -> typing.List[str]:
         found = []
         netns = set(os.listdir('/var/run/netns')) \
             if os.path.isdir('/var/run/netns') else set()
-        for port_id in self.port_ids:
+        for port_id in self.port_ids if port_ids is None else port_ids:
             for name in device_names(port_id):
                 if link_exists(name):
                     found.append('device %s' % name)
@@ -220,6 +237,17 @@ class NetworkLeakCheck(fixtures.Fixture):
                     found.append('OVS port %s on %s' % (name, bridge))
             found += ['netns %s' % n for n in netns if port_id[:11] in n]
         return found
+
+    def counts(self, port_ids=None) -> dict:
+        """Leftovers by kind: host veth ends (tap/qvb/qvo), qbr bridges,
+        OVS port records, netns entries; of ``port_ids`` if given."""
+        found = self.leftovers(port_ids)
+        return {
+            'veth': len([f for f in found if f.startswith('device ')
+                         and not f.startswith('device qbr')]),
+            'qbr': len([f for f in found if f.startswith('device qbr')]),
+            'OVS port': len([f for f in found if f.startswith('OVS port')]),
+            'netns': len([f for f in found if f.startswith('netns ')])}
 
     def _setUp(self):
         self.addCleanup(self._check)

@@ -79,11 +79,18 @@ class PluginTestCase(testtools.TestCase):
             bind_port = 9292
             """)
         self.log = os.path.join(self.tmp, 'calls.log')
+        self.daemon_json = os.path.join(self.tmp, 'etc', 'docker',
+                                        'daemon.json')
         # What stackrc and lib/* define before the plugin runs. PATH leaves
         # out the sbin directories, so a test decides whether "dockerd" is
-        # installed (see fake_dockerd).
+        # installed (see fake_dockerd). With STUB_REAL_DOCKER=1 the plugin
+        # runs the docker command of the engine under test, and talks to
+        # that engine (tools/run-tests --docker=26).
+        cli_dir = os.path.dirname(nd_fixtures.docker_cli())
         self.env = {
-            'PATH': '%s:/usr/bin:/bin' % self.bin,
+            'PATH': ':'.join(dict.fromkeys(
+                [self.bin, cli_dir, '/usr/bin', '/bin'])),
+            'DOCKER_HOST': nd_fixtures.api_url(),
             'HOME': self.tmp,
             'LANG': 'C.UTF-8',
             'DEST': os.path.join(self.tmp, 'opt-stack'),
@@ -102,7 +109,14 @@ class PluginTestCase(testtools.TestCase):
             'STUB_LOG': self.log,
             'STUB_OUT': self.out,
             'STUB_PYTHON': sys.executable,
+            # Never the host's real engine configuration.
+            'NOVA_DOCKER_DAEMON_JSON': self.daemon_json,
+            # The docker command as docker.io (bookworm) or docker-cli
+            # installs it; a test removes it to be trixie.
+            'NOVA_DOCKER_CLI': os.path.join(self.tmp, 'usr-bin-docker'),
         }
+        self.write(self.env['NOVA_DOCKER_CLI'], '#!/bin/sh\nexit 0\n')
+        os.chmod(self.env['NOVA_DOCKER_CLI'], 0o755)
 
     def etc(self, service: str) -> str:
         return os.path.join(self.tmp, 'etc', service)
@@ -249,6 +263,32 @@ class TestInstall(PluginTestCase):
         self.assertIn('add_user_to_group %s docker' % getpass.getuser(),
                       calls)
 
+    def test_live_restore_turned_on_keeping_other_settings(self):
+        os.makedirs(os.path.dirname(self.daemon_json))
+        self.write(self.daemon_json, '{"log-level": "warn"}')
+        self.fake_dockerd()
+        self.run_plugin(('stack', 'install'))
+        with open(self.daemon_json) as f:
+            self.assertEqual({'log-level': 'warn', 'live-restore': True},
+                             json.load(f))
+        calls = self.calls()
+        # A running engine gets it by a reload, never a restart.
+        self.assertIn('systemctl reload docker', calls)
+        self.assertLess(calls.index('start_service docker'),
+                        calls.index('systemctl reload docker'))
+        self.assertFalse([c for c in calls if 'restart' in c], calls)
+
+    def test_live_restore_on_a_fresh_engine(self):
+        self.run_plugin(('stack', 'install'))
+        with open(self.daemon_json) as f:
+            self.assertEqual({'live-restore': True}, json.load(f))
+
+    def test_live_restore_can_be_left_off(self):
+        self.run_plugin(('stack', 'install'),
+                        NOVA_DOCKER_LIVE_RESTORE='False')
+        self.assertFalse(os.path.exists(self.daemon_json))
+        self.assertNotIn('systemctl reload docker', self.calls())
+
     def test_existing_docker_engine_is_kept(self):
         self.fake_dockerd()
         self.run_plugin(('stack', 'install'))
@@ -258,6 +298,32 @@ class TestInstall(PluginTestCase):
         self.run_plugin(('stack', 'install'),
                         NOVA_DOCKER_INSTALL_ENGINE='False')
         self.assertIn('install_package busybox-static', self.calls())
+
+    def test_docker_cli_installed_where_docker_io_lacks_it(self):
+        # Debian trixie: docker.io 26 ships dockerd, docker-cli the
+        # command; a docker elsewhere on PATH does not count.
+        os.unlink(self.env['NOVA_DOCKER_CLI'])
+        self.write(os.path.join(self.bin, 'docker'), '#!/bin/sh\nexit 0\n')
+        os.chmod(os.path.join(self.bin, 'docker'), 0o755)
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('install_package busybox-static docker.io', calls)
+        self.assertIn('install_package docker-cli', calls)
+        self.assertLess(calls.index('install_package docker-cli'),
+                        calls.index('sudo docker version'))
+
+    def test_docker_cli_installed_beside_an_existing_engine(self):
+        self.fake_dockerd()
+        os.unlink(self.env['NOVA_DOCKER_CLI'])
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('install_package busybox-static', calls)
+        self.assertIn('install_package docker-cli', calls)
+
+    def test_no_docker_cli_package_where_docker_io_has_the_command(self):
+        # Debian bookworm: docker.io 20.10 ships /usr/bin/docker itself.
+        self.run_plugin(('stack', 'install'))
+        self.assertNotIn('install_package docker-cli', self.calls())
 
     def test_rpm_distributions_are_refused(self):
         result = self.run_plugin(('stack', 'install'), check=False,
@@ -404,7 +470,7 @@ class TestPostConfig(PluginTestCase):
         helper = ['privsep-helper', '--config-file',
                   '/etc/nova/nova-cpu.conf', '--privsep_context',
                   'vif_plug_ovs.privsep.vif_plug', '--privsep_sock_path',
-                  '/tmp/tmpab12/privsep.sock']
+                  '/tmp/tmpab12cd_3/privsep.sock']
         match = rootwrap_wrapper.match_filter(loaded, helper, exec_dirs)
         self.assertIsInstance(match, rootwrap_filters.RegExpFilter)
         self.assertEqual('privsep-rootwrap-os-vif-ovs', match.name)

@@ -51,14 +51,42 @@ class DriverTestCase(testtools.TestCase):
         self.conf.config(host=self.host, state_path=state_path,
                          instances_path=state_path, shutdown_timeout=5,
                          vif_plugging_timeout=0)
+        self.conf.config(api_url=nd_fixtures.api_url(), group='docker')
         self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
         self.context = nova_context.get_admin_context()
-        self.api = nd_fixtures.docker_api()
+        self.dockerd = self.private_dockerd()
+        if self.dockerd is not None:
+            self.conf.config(api_url=self.dockerd.url, group='docker')
+            self.api = self.dockerd.api()
+        else:
+            self.api = nd_fixtures.docker_api()
         self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
-            self.host, lambda: list(self.glance.images)))
-        self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
-        self.driver.init_host(self.host)
-        self.addCleanup(self.driver.cleanup_host, self.host)
+            self.host, lambda: list(self.glance.images), api=self.api))
+        # The instances "Nova" has on self.host, as the driver's reaper
+        # asks (there is no database here): every instance the test made,
+        # until it forgets one (nova_forgets).
+        self.nova_instances = set()
+        self.driver = self.new_driver()
+
+    def new_driver(self) -> docker_driver.DockerDriver:
+        """A driver on self.host after init_host (a nova-compute
+        (re)start), whose reaper asks self.nova_instances."""
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver.nova_instance_uuids = lambda: sorted(self.nova_instances)
+        driver.init_host(self.host)
+        self.addCleanup(driver.cleanup_host, self.host)
+        return driver
+
+    def nova_forgets(self, instance) -> None:
+        """Nova no longer has the instance on this host (deleted, or its
+        build failed and lost its host)."""
+        self.nova_instances.discard(instance.uuid)
+
+    def private_dockerd(self):
+        """The PrivateDockerd fixture (already in use) this test's driver
+        talks to, or None for the shared engine. Tests that stop, kill or
+        fill the engine override it."""
+        return None
 
     def add_image(self, data: bytes = None, **kwargs) -> objects.ImageMeta:
         if data is None:
@@ -82,6 +110,7 @@ class DriverTestCase(testtools.TestCase):
             vm_state=vm_states.BUILDING, task_state=None,
             project_id='project', user_id='user', metadata={},
             system_metadata={}, **kwargs)
+        self.nova_instances.add(instance.uuid)
         return instance
 
     def spawn(self, image_meta=None, network_info=None, **kwargs):

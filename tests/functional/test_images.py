@@ -14,6 +14,7 @@
 and clean-up after bad input."""
 
 import concurrent.futures
+import hashlib
 import io
 import json
 import tarfile
@@ -24,7 +25,10 @@ import docker.errors
 import fixtures
 from nova.compute import power_state
 from nova import exception
+from nova.virt import fake as fake_virt
 
+from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from tests import fixtures as nd_fixtures
 from tests.functional import base
@@ -225,6 +229,9 @@ class ImageFailureTest(ImageTestCase):
         self._fails(nd_fixtures.busybox_rootfs())
 
     def test_multi_image_tarball(self):
+        """Two images (two configs) in one tarball: refused. (Several
+        entries or tags of one config are one image: MultiTagTarballTest.)
+        """
         tarball = unique_tarball()
         src = tarfile.open(fileobj=io.BytesIO(tarball))
         out = io.BytesIO()
@@ -233,8 +240,12 @@ class ImageFailureTest(ImageTestCase):
                 data = src.extractfile(member) if member.isreg() else None
                 if member.name == 'manifest.json':
                     entry = json.load(data)[0]
+                    other = tarfile.TarInfo('other.json')
+                    other.size = 2
+                    tar.addfile(other, io.BytesIO(b'{}'))
                     twice = json.dumps([entry, dict(
-                        entry, RepoTags=['second:image'])]).encode()
+                        entry, Config='other.json',
+                        RepoTags=['second:image'])]).encode()
                     member.size = len(twice)
                     data = io.BytesIO(twice)
                 tar.addfile(member, data)
@@ -289,3 +300,308 @@ class ImageFailureTest(ImageTestCase):
             'os_command_line': 'nosuchbinary --flag'})
         self.assertIn('nosuchbinary', str(exc))
         self.assertImageAbsent(image_id_of(tarball))
+
+
+def _member(name, data=None, kind=tarfile.REGTYPE, linkname='', pax=None):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.mode = 0o644
+    if pax:
+        info.pax_headers = dict(pax)
+    if data is not None:
+        info.size = len(data)
+    return info, data
+
+
+def rebuilt(tarball: bytes, extra=(), drop=()) -> bytes:
+    """The tarball's members (minus ``drop``), then ``extra`` ones."""
+    src = tarfile.open(fileobj=io.BytesIO(tarball))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w',
+                      format=tarfile.PAX_FORMAT) as tar:
+        for member in src:
+            if member.name in drop:
+                continue
+            tar.addfile(member,
+                        src.extractfile(member) if member.isreg() else None)
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def manifest_of(tarball: bytes) -> list:
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        return json.load(tar.extractfile('manifest.json'))
+
+
+class HostileTarballTest(ImageTestCase):
+    """Crafted tarballs: refused with a fault, no host tag moved, nothing
+    left behind (issue 9: a second manifest re-pointed host tags)."""
+
+    def setUp(self):
+        super().setUp()
+        self.leaks.forbid_images()
+        self.victim = self.make_victim('ndtest-victim-%s:1' %
+                                       uuid.uuid4().hex[:12])
+
+    def make_victim(self, name: str) -> str:
+        """A host image tag that a tarball must never move."""
+        repository, tag = name.rsplit(':', 1)
+        self.api.import_image_from_data(
+            nd_fixtures.busybox_rootfs({'etc/victim': name.encode()}),
+            repository=repository, tag=tag,
+            changes=['CMD ["/bin/sleep", "2147483647"]'])
+        self.addCleanup(self._remove_quietly, name)
+        victim_id = self.api.inspect_image(name)['Id']
+        self.addCleanup(self.assertVictimKept, name, victim_id)
+        return name
+
+    def _remove_quietly(self, name):
+        try:
+            self.api.remove_image(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def assertVictimKept(self, name, victim_id):
+        self.assertEqual(victim_id, self.api.inspect_image(name)['Id'])
+
+    def add_crafted(self, build):
+        """A Glance image whose data knows its own Glance ID (as a real
+        attacker's can: upload, read the ID, upload the crafted data)."""
+        meta = self.add_image(b'placeholder')
+        data = build(images.glance_tag(meta.id))
+        record = self.glance.images[meta.id]
+        record.update(size=len(data),
+                      os_hash_value=hashlib.sha512(data).hexdigest())
+        self.glance.data[meta.id] = data
+        return meta
+
+    def evil_manifest(self, tarball, own_tag, *names) -> bytes:
+        """The tarball's own manifest, claiming our tag and the victim's."""
+        entry = manifest_of(tarball)[0]
+        return json.dumps([dict(entry, RepoTags=[own_tag] + list(
+            names or [self.victim]))]).encode()
+
+    def assertRefused(self, build, message, tarball):
+        meta = self.add_crafted(build)
+        instance = self.make_instance(meta)
+        exc = self.assertRaises(
+            exception.ImageUnacceptable, self.driver.spawn, self.context,
+            instance, meta, [], None, {}, network_info=[])
+        self.assertIn(message, str(exc))
+        self.assertEqual([], self.leaks.containers())
+        self.assertEqual([], self.api.images(
+            name=images.glance_tag(meta.id)))
+        self.assertImageAbsent(image_id_of(tarball))
+        self.assertFalse(self.driver.instance_exists(instance))
+        return exc
+
+    def test_dot_dot_second_manifest(self):
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            'x/../manifest.json', self.evil_manifest(tarball, own))]),
+            '".."', tarball)
+
+    def test_manifest_through_symlinked_directory(self):
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [
+            _member('d', kind=tarfile.SYMTYPE, linkname='.'),
+            _member('d/manifest.json', self.evil_manifest(tarball, own))]),
+            'passes through d', tarball)
+
+    def test_pax_size_smuggling(self):
+        """A member whose PAX size is not its header size: the next
+        header, where Go and Python could disagree, hides a manifest."""
+        tarball = unique_tarball()
+
+        def build(own):
+            hidden = io.BytesIO()
+            with tarfile.open(fileobj=hidden, mode='w',
+                              format=tarfile.USTAR_FORMAT) as tar:
+                info, data = _member('manifest.json',
+                                     self.evil_manifest(tarball, own))
+                tar.addfile(info, io.BytesIO(data))
+            carrier = hidden.getvalue()
+            return rebuilt(tarball, [_member(
+                'carrier', b'\0' * 512 + carrier,
+                pax={'size': '512'})])
+        self.assertRefused(build, 'contradicts', tarball)
+
+    def test_stale_pax_size_not_passed_to_docker(self):
+        """The manifest carries a PAX size record (consistent in the
+        upload). Had the rewrite kept it for its shorter manifest, Go would
+        read past it into the next member, whose data hides a manifest
+        naming the victim. Fresh headers: Docker sees what was checked."""
+        tarball = unique_tarball()
+        entry = manifest_of(tarball)[0]
+
+        def build(own):
+            rewritten = json.dumps([dict(entry, RepoTags=[own])]).encode()
+            blocks = -(-len(rewritten) // 512)
+            size = 512 * (blocks + 1) + 100    # Go would skip one block more
+            padded = json.dumps([entry]).encode().ljust(size)
+            hidden = io.BytesIO()
+            with tarfile.open(fileobj=hidden, mode='w',
+                              format=tarfile.USTAR_FORMAT) as tar:
+                info, data = _member('manifest.json', self.evil_manifest(
+                    tarball, own))
+                tar.addfile(info, io.BytesIO(data))
+            carrier = b'\0' * 512 + hidden.getvalue()
+            return rebuilt(tarball, [
+                _member('manifest.json', padded, pax={'size': str(size)}),
+                _member('carrier', carrier)],
+                drop=('manifest.json', 'repositories'))
+        meta = self.add_crafted(build)
+        instance = self.spawn(meta)
+        self.assertLoadedAs(instance, meta, tarball)
+        self.leaks.images_forbidden = False   # a good boot's image stays
+
+    def test_duplicate_manifest(self):
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            'manifest.json', self.evil_manifest(tarball, own))]),
+            'manifest.json appears twice', tarball)
+
+    def test_duplicate_index(self):
+        tarball = unique_tarball()
+        oci = nd_fixtures.to_oci_layout(tarball)
+
+        def build(own):
+            with tarfile.open(fileobj=io.BytesIO(oci)) as tar:
+                index = json.load(tar.extractfile('index.json'))
+            index['manifests'][0]['annotations'] = {
+                'io.containerd.image.name': 'docker.io/' + self.victim,
+                'org.opencontainers.image.ref.name': '1'}
+            return rebuilt(oci, [_member('index.json',
+                                         json.dumps(index).encode())])
+        self.assertRefused(build, 'index.json appears twice', tarball)
+
+    def test_absolute_name(self):
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            '/manifest.json', self.evil_manifest(tarball, own))]),
+            'absolute', tarball)
+
+    def test_dot_dot_name(self):
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            '../../../../tmp/ndtest-escape-%s' % uuid.uuid4().hex, b'x')]),
+            '".."', tarball)
+
+    def test_hard_link_outside(self):
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            'passwd', kind=tarfile.LNKTYPE, linkname='/etc/passwd')]),
+            'absolute', tarball)
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            'config.json', kind=tarfile.LNKTYPE, linkname='missing')]),
+            'not an earlier file', tarball)
+
+    def test_gzip_bomb_over_the_cap(self):
+        """1.1 GiB of zeros in a few MB of gzip, over the default cap
+        (1 GiB for this 1 GB root disk flavor and small image)."""
+        tarball = unique_tarball()
+
+        class Zeros(io.RawIOBase):
+            def __init__(self, size):
+                self.left = size
+
+            def readinto(self, buf):
+                n = min(len(buf), self.left)
+                buf[:n] = bytes(n)
+                self.left -= n
+                return n
+
+        def build(own):
+            size = 1100 * 1024 * 1024
+            out = io.BytesIO()
+            src = tarfile.open(fileobj=io.BytesIO(tarball))
+            with tarfile.open(fileobj=out, mode='w:gz',
+                              compresslevel=1) as tar:
+                info, _data = _member('zeros', b'')
+                info.size = size
+                tar.addfile(info, Zeros(size))
+                for member in src:
+                    tar.addfile(member, src.extractfile(member)
+                                if member.isreg() else None)
+            return out.getvalue()
+        exc = self.assertRefused(build, 'image_max_unpacked_gb', tarball)
+        self.assertIn('1.00 GiB', str(exc))
+
+    def test_sandbox_image_tag_cannot_be_claimed(self):
+        """The attack of issue 9 on the sandbox image, and a sandbox name
+        re-pointed after start-up: sandboxes keep the init-time image."""
+        name = 'ndtest-sandbox-%s:1' % uuid.uuid4().hex[:12]
+        self.conf.config(sandbox_image=name, group='docker')
+        self.addCleanup(self._remove_quietly, name)
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver.init_host(self.host)
+        self.addCleanup(driver.cleanup_host, self.host)
+        self.driver = driver
+        sandbox_id = self.api.inspect_image(name)['Id']
+        self.assertEqual(sandbox_id, driver._sandbox_image_id)
+        self.addCleanup(self.assertVictimKept, name, sandbox_id)
+        tarball = unique_tarball()
+        self.assertRefused(lambda own: rebuilt(tarball, [_member(
+            'x/../manifest.json', self.evil_manifest(tarball, own, name))]),
+            '".."', tarball)
+        self.assertVictimKept(name, sandbox_id)
+
+        # Whoever re-points the name later, new sandboxes use the ID.
+        repository, tag = name.rsplit(':', 1)
+        self.api.tag(self.victim, repository, tag=tag, force=True)
+        self.addCleanup(self.api.tag, sandbox_id, repository, tag=tag,
+                        force=True)
+        meta = self.add_image()
+        # Runs after the destroy: a good boot's image stays cached.
+        self.addCleanup(self._remove_quietly, images.glance_tag(meta.id))
+        instance = self.spawn(meta)
+        self.assertEqual(sandbox_id,
+                         self.inspect(instance, guest.ROLE_SANDBOX)['Image'])
+
+    def test_foreign_name_in_load_report_is_undone(self):
+        """Fault injection: a rewrite that let a name through. Docker moves
+        the victim tag; the driver puts it back and refuses the image."""
+        victim = self.victim
+
+        def leaky(data, new_tag):
+            entries = json.loads(data)
+            entries[0]['RepoTags'] = [new_tag, victim]
+            return json.dumps(entries[:1]).encode()
+        self.useFixture(fixtures.MonkeyPatch(
+            'novadocker.virt.docker.images._rename_manifest', leaky))
+        tarball = unique_tarball()
+        exc = self.assertRefused(lambda own: tarball, 'undone', tarball)
+        self.assertIn(victim, str(exc))
+
+
+class MultiTagTarballTest(ImageTestCase):
+    """One image saved under several names (docker save app:1 app:latest)
+    still boots, in both layouts."""
+
+    def test_docker_layout_two_tags(self):
+        tarball = unique_tarball()
+        entry = manifest_of(tarball)[0]
+        data = rebuilt(tarball, [_member('manifest.json', json.dumps([
+            dict(entry, RepoTags=['app:1', 'app:latest']),
+            dict(entry, RepoTags=['app:2'])]).encode())],
+            drop=('manifest.json',))
+        meta = self.add_image(data)
+        self.assertLoadedAs(self.spawn(meta), meta, tarball)
+
+    def test_oci_layout_two_tags_same_digest(self):
+        tarball = unique_tarball()
+        oci = nd_fixtures.to_oci_layout(tarball)
+        with tarfile.open(fileobj=io.BytesIO(oci)) as tar:
+            index = json.load(tar.extractfile('index.json'))
+        entry = index['manifests'][0]
+        index['manifests'] = [dict(entry, annotations={
+            'io.containerd.image.name': 'docker.io/library/app:%s' % ref,
+            'org.opencontainers.image.ref.name': ref})
+            for ref in ('1', 'latest')]
+        data = rebuilt(oci, [_member('index.json',
+                                     json.dumps(index).encode())],
+                       drop=('index.json',))
+        meta = self.add_image(data)
+        self.assertLoadedAs(self.spawn(meta), meta, tarball)

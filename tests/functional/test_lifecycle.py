@@ -14,16 +14,16 @@
 
 import datetime
 import functools
+import threading
 import time
 from unittest import mock
 import uuid
 
 from nova.compute import power_state
 from nova import exception
-from nova.virt import fake as fake_virt
 
 from novadocker import conf
-from novadocker.virt.docker import driver as docker_driver
+from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from tests import fixtures as nd_fixtures
@@ -394,6 +394,102 @@ class SpawnFailureTest(base.DriverTestCase):
         self.assertEqual(1, self.glance.download_count[meta.id])
 
 
+class SpawnFaultTest(base.DriverTestCase):
+    """What the engine says when a spawn cannot go on becomes the right
+    Nova exception: the boot's fault names the image, not a vanished
+    instance."""
+
+    def test_image_removed_before_create_is_an_image_fault(self):
+        self.leaks.forbid_images()
+        meta = self.add_image()
+        real = self.driver._create_sandbox
+
+        def remove_image_first(instance, network_info):
+            # Fault injection: an operator's docker rmi -f meanwhile.
+            self.api.remove_image(images.glance_tag(meta.id), force=True)
+            return real(instance, network_info)
+        instance = self.make_instance(meta)
+        with mock.patch.object(self.driver, '_create_sandbox',
+                               autospec=True,
+                               side_effect=remove_image_first):
+            exc = self.assertRaises(
+                exception.ImageUnacceptable, self.driver.spawn,
+                self.context, instance, meta, [], None, {}, network_info=[])
+        self.assertIsInstance(exc, docker_client.ImageMissing)
+        self.assertNotIsInstance(exc, exception.InstanceNotFound)
+        self.assertIn(meta.id, str(exc))
+        self.assertIn('No such image', exc.reason)
+        self.assertEqual([], self.leaks.containers())
+
+    def test_missing_command_is_an_image_fault(self):
+        meta = self.add_image(properties={
+            'os_command_line': '/no/such/command'})
+        instance = self.make_instance(meta)
+        exc = self.assertRaises(
+            exception.ImageUnacceptable, self.driver.spawn, self.context,
+            instance, meta, [], None, {}, network_info=[])
+        self.assertIsInstance(exc, docker_client.CommandNotFound)
+        self.assertIn('/no/such/command', exc.reason)
+        self.assertIn(meta.id, str(exc))
+        self.assertEqual([], self.leaks.containers())
+
+
+class ConcurrentSpawnTest(base.DriverTestCase):
+    """Two spawns of one uncached image at once; the one that loaded it
+    fails after the other found it cached: the image stays for the
+    other, which boots."""
+
+    def test_failed_loader_keeps_the_image_of_the_other_spawn(self):
+        meta = self.add_image()
+        loader = self.make_instance(meta, memory_mb=4)   # refused by Docker
+        other = self.make_instance(meta)
+        loader_holds = threading.Event()
+        other_holds = threading.Event()
+        real = self.driver._create_sandbox
+
+        def ordered(instance, network_info):
+            # Fault injection: force the interleaving. The loader waits
+            # until the other spawn holds the image, then fails; the other
+            # goes on only once the loader has cleaned up.
+            if instance.uuid == loader.uuid:
+                loader_holds.set()
+                self.assertTrue(other_holds.wait(60))
+            else:
+                other_holds.set()
+                loader_thread.join(60)
+            return real(instance, network_info)
+
+        errors = {}
+
+        def spawn(instance):
+            try:
+                self.driver.spawn(self.context, instance, meta, [], None,
+                                  {}, network_info=[])
+            except Exception as exc:
+                errors[instance.uuid] = exc
+
+        with mock.patch.object(self.driver, '_create_sandbox',
+                               autospec=True, side_effect=ordered):
+            loader_thread = threading.Thread(target=spawn, args=(loader,))
+            loader_thread.start()
+            self.assertTrue(loader_holds.wait(60))
+            other_thread = threading.Thread(target=spawn, args=(other,))
+            other_thread.start()
+            loader_thread.join(120)
+            other_thread.join(120)
+        self.addCleanup(self.driver.destroy, self.context, other, [])
+
+        self.assertEqual([loader.uuid], list(errors))
+        self.assertIn('create container', str(errors[loader.uuid]))
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(other).state)
+        self.assertEqual(1, len(self.api.images(
+            name=images.glance_tag(meta.id))))
+        self.assertEqual(1, self.glance.download_count[meta.id])
+        self.assertEqual(0, images.holders(meta.id))
+        self.assertEqual([other.uuid], self.driver.list_instance_uuids())
+
+
 class OwnershipTest(base.DriverTestCase):
     """Containers not labelled for this host are never listed or touched."""
 
@@ -460,10 +556,7 @@ class ReconcileTest(base.DriverTestCase):
     """A nova-compute restart: a new driver object on the same host."""
 
     def _restart(self):
-        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
-        driver.init_host(self.host)
-        self.addCleanup(driver.cleanup_host, self.host)
-        return driver
+        return self.new_driver()
 
     def test_restart_keeps_instances_running(self):
         running = self.spawn()

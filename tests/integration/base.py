@@ -186,6 +186,7 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         state_path = self.useFixture(fixtures.TempDir()).path
         self.flags(state_path=state_path, instances_path=state_path,
                    shutdown_timeout=self.SHUTDOWN_TIMEOUT)
+        self.flags(api_url=nd_fixtures.api_url(), group='docker')
         self.glance = self.useFixture(RealGlanceFixture(self))
         self.docker = nd_fixtures.docker_api()
         # Registered before the compute starts, so it runs after the

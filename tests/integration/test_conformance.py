@@ -131,6 +131,7 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
         # Unique container names: every test numbers instances from 1.
         self.flags(host=self.host, instance_name_template='ndc%s-%%08x'
                    % suffix, shutdown_timeout=2)
+        self.flags(api_url=nd_fixtures.api_url(), group='docker')
 
         # A Glance that serves a real docker save tarball. The suite's
         # instances all use one fixed image id; give each test its own id

@@ -22,6 +22,7 @@ import io
 import json
 import random
 import tarfile
+import time
 from unittest import mock
 import uuid
 
@@ -137,7 +138,10 @@ class FakeEngine:
                 continue
             if all(c['labels'].get(k) == v for k, v in wanted.items()):
                 found.append({'Id': cid, 'Names': ['/' + c['name']],
-                              'Labels': dict(c['labels'])})
+                              'Labels': dict(c['labels']),
+                              'ImageID': self.images.get(c.get('image'),
+                                                         c.get('image')),
+                              'Created': c.get('created', 0)})
         return found
 
     def _create(self, image, command=None, name=None, labels=None,
@@ -153,7 +157,8 @@ class FakeEngine:
         self.containers[cid] = dict(
             name=name, image=image, command=command,
             labels=dict(labels or {}), host_config=host_config,
-            running=False, paused=False, kwargs=kwargs)
+            running=False, paused=False, kwargs=kwargs,
+            created=int(time.time()))
         return {'Id': cid, 'Warnings': []}
 
     def _start(self, cid):

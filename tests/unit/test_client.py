@@ -52,15 +52,90 @@ class TranslateErrorsTest(testtools.TestCase):
         exc = self._translate(_api_error(docker.errors.NotFound, 404,
                                          'No such container: x'),
                               instance=self.instance)
+        self.assertIsInstance(exc, client.ContainerMissing)
         self.assertIsInstance(exc, exception.InstanceNotFound)
         self.assertIn(self.instance.uuid, str(exc))
+        self.assertEqual('No such container: x', exc.reason)
         self.assertTrue(client.is_not_found(exc))
+
+    def test_missing_image_of_an_instance_is_not_instance_not_found(self):
+        """create_container of an image Docker lacks: a boot fault
+        (ImageUnacceptable), never "the instance disappeared"."""
+        exc = self._translate(
+            _api_error(docker.errors.ImageNotFound, 404,
+                       'No such image: nova-docker/glance:g1'),
+            instance=self.instance, image_id='g1')
+        self.assertIsInstance(exc, client.ImageMissing)
+        self.assertNotIsInstance(exc, exception.InstanceNotFound)
+        self.assertIsInstance(exc, exception.ImageUnacceptable)
+        self.assertIsInstance(exc, exception.ImageNotFound)
+        self.assertIn('g1', str(exc))
+        self.assertEqual('No such image: nova-docker/glance:g1', exc.reason)
+
+    def test_missing_image_named_by_docker_when_not_given(self):
+        # A plain NotFound whose text says "No such image" (an SDK that
+        # did not classify it) is still an image.
+        exc = self._translate(
+            _api_error(docker.errors.NotFound, 404,
+                       'No such image: sandbox:9'), instance=self.instance)
+        self.assertIsInstance(exc, client.ImageMissing)
+        self.assertIn('sandbox:9', str(exc))
+
+    def test_other_404_of_an_instance_is_operation_failed(self):
+        exc = self._translate(_api_error(docker.errors.NotFound, 404,
+                                         'network foo not found'),
+                              instance=self.instance)
+        self.assertIsInstance(exc, client.DockerOperationFailed)
+        self.assertNotIsInstance(exc, exception.InstanceNotFound)
+        self.assertEqual('network foo not found', exc.reason)
+        self.assertEqual('do things', exc.operation)
+
+    def test_command_not_found(self):
+        for message in (
+                # Docker 20.10 + runc 1.0
+                'OCI runtime create failed: container_linux.go:380: '
+                'starting container process caused: exec: "/nope": stat '
+                '/nope: no such file or directory: unknown',
+                # Docker 26 + runc 1.1
+                'failed to create task for container: failed to create '
+                'shim task: OCI runtime create failed: runc create failed: '
+                'unable to start container process: exec: "nope": '
+                'executable file not found in $PATH: unknown',
+                'OCI runtime create failed: exec: "/tmp": permission '
+                'denied: unknown',
+                # crun
+                'crun: executable file `nope` not found in $PATH: No such '
+                'file or directory: OCI runtime attempted to invoke a '
+                'command that was not found'):
+            exc = self._translate(_api_error(docker.errors.APIError, 400,
+                                             message),
+                                  instance=self.instance)
+            self.assertIsInstance(exc, client.CommandNotFound, message)
+            self.assertIsInstance(exc, exception.ImageUnacceptable)
+            self.assertIn(self.instance.image_ref, str(exc))
+            self.assertEqual(message, exc.reason)
+
+    def test_other_missing_file_is_not_command_not_found(self):
+        exc = self._translate(_api_error(
+            docker.errors.APIError, 400,
+            'error while creating mount source path "/srv/x": mkdir '
+            '/srv/x: no such file or directory'), instance=self.instance)
+        self.assertIsInstance(exc, client.DockerOperationFailed)
+
+    def test_reason_of(self):
+        self.assertEqual('boom', client.reason_of(
+            client.DockerOperationFailed(operation='x', reason='boom')))
+        self.assertEqual('sdk says', client.reason_of(
+            _api_error(docker.errors.APIError, 500, 'sdk says')))
+        self.assertIn('could not be found', client.reason_of(
+            exception.InstanceNotFound(instance_id='i')))
 
     def test_image_not_found_is_image_not_found(self):
         exc = self._translate(_api_error(docker.errors.ImageNotFound, 404,
                                          'No such image: x'),
                               image_id='glance-id')
         self.assertIsInstance(exc, exception.ImageNotFound)
+        self.assertIsInstance(exc, client.ImageMissing)
         self.assertIn('glance-id', str(exc))
         self.assertTrue(client.is_not_found(exc))
 
@@ -84,7 +159,7 @@ class TranslateErrorsTest(testtools.TestCase):
             _api_error(docker.errors.APIError, 409,
                        'container is not running'), instance=self.instance)
         self.assertIsInstance(exc, client.DockerOperationFailed)
-        self.assertEqual('container is not running', exc.kwargs['reason'])
+        self.assertEqual('container is not running', exc.reason)
 
     def test_server_error_is_operation_failed(self):
         exc = self._translate(_api_error(docker.errors.APIError, 500,

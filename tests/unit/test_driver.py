@@ -31,6 +31,7 @@ from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from tests import fixtures as nd_fixtures
 from tests.unit import fake_docker
+from tests.unit import test_vifs
 
 CONF = conf.CONF
 
@@ -203,9 +204,42 @@ class SpawnCleanupTest(DriverTestBase):
             sandboxes.append(cid)
             return start(cid)
         self.engine.api.start.side_effect = start_sandbox_only
-        exc = self._fail_spawn(meta, exception.ImageUnacceptable)
+        exc = self._fail_spawn(meta, docker_client.CommandNotFound)
+        self.assertIsInstance(exc, exception.ImageUnacceptable)
         self.assertIn('/nope', str(exc))
         self.assertEqual(1, len(sandboxes))   # it got that far
+
+    def test_image_gone_before_create_is_a_boot_fault(self):
+        """Someone removed the loaded image under the spawn: the boot
+        ends with an image fault, not "instance disappeared"."""
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+
+        def image_removed_meanwhile(image, **kwargs):
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                self.engine.images.pop(images.glance_tag(meta.id))
+            return create(image, **kwargs)
+        self.engine.api.create_container.side_effect = \
+            image_removed_meanwhile
+        exc = self._fail_spawn(meta, docker_client.ImageMissing)
+        self.assertIsInstance(exc, exception.ImageUnacceptable)
+        self.assertNotIsInstance(exc, exception.InstanceNotFound)
+        self.assertIn(meta.id, str(exc))
+
+    def test_sandbox_gone_before_workload_create_is_instance_not_found(self):
+        """Docker says the sandbox container is missing: that is one of
+        the instance's own containers, so the instance is gone."""
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+
+        def sandbox_removed_meanwhile(image, **kwargs):
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                raise _api_error(404, 'No such container: abc',
+                                 docker.errors.NotFound)
+            return create(image, **kwargs)
+        self.engine.api.create_container.side_effect = \
+            sandbox_removed_meanwhile
+        self._fail_spawn(meta, docker_client.ContainerMissing)
 
     def test_workload_start_fails_otherwise(self):
         meta = self.add_image()
@@ -270,6 +304,50 @@ class DestroyTest(DriverTestBase):
     def test_get_info_of_missing_instance(self):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
                           fake_docker.new_instance())
+
+
+class UnplugFailureTest(DriverTestBase):
+    """OVSDB down or a privsep error while unplugging: the delete goes
+    on and the containers are removed (libvirt ignores unplug errors on
+    clean-up)."""
+
+    def setUp(self):
+        super().setUp()
+        self.logs = self.useFixture(fixtures.FakeLogger())
+        self.instance = self.spawn(self.add_image())
+        self.unplug = self.useFixture(fixtures.MockPatchObject(
+            self.driver._vifs, 'unplug', autospec=True,
+            side_effect=exception.VirtualInterfaceUnplugException(
+                reason='OVSDB unreachable'))).mock
+
+    def test_destroy_removes_the_containers(self):
+        vifs = [test_vifs.make_vif()]
+        self.driver.destroy(self.context, self.instance, vifs)
+        self.unplug.assert_called_once_with(self.instance, vifs)
+        self.assertEqual({}, self.engine.containers)
+        self.assertIn('OVSDB unreachable', self.logs.output)
+
+    def test_cleanup_removes_the_containers(self):
+        self.driver.cleanup(self.context, self.instance, [])
+        self.assertEqual(1, self.unplug.call_count)
+        self.assertEqual({}, self.engine.containers)
+
+    def test_cleanup_without_vifs_does_not_unplug(self):
+        self.driver.cleanup(self.context, self.instance, [],
+                            destroy_vifs=False)
+        self.unplug.assert_not_called()
+        self.assertEqual({}, self.engine.containers)
+
+    def test_failed_spawn_with_failed_unplug_reports_the_spawn_error(self):
+        self.engine.api.create_container.side_effect = _api_error(
+            500, 'no space left on device')
+        exc = self.assertRaises(docker_client.DockerOperationFailed,
+                                self.spawn, self.add_image())
+        self.assertIn('no space left on device', str(exc))
+        self.assertEqual([self.instance.uuid], [
+            c['labels'][guest.LABEL_INSTANCE]
+            for c in self.engine.containers.values()
+            if c['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD])
 
 
 class ConsoleTest(DriverTestBase):

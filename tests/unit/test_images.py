@@ -19,7 +19,9 @@ import os
 import queue
 import tarfile
 import threading
+from unittest import mock
 
+import docker
 import fixtures
 from nova import exception
 from nova import objects
@@ -35,6 +37,49 @@ def _rewritten(tarball: bytes, chunk_size=4096) -> tarfile.TarFile:
     body = b''.join(images.retag_tarball(
         images._ChunkReader([tarball]), NEW_TAG, chunk_size))
     return tarfile.open(fileobj=io.BytesIO(body))
+
+
+def _json(value) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _tar(*members, fmt=tarfile.PAX_FORMAT) -> bytes:
+    """A tarball from (name, data) or (TarInfo, data) pairs."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=fmt) as tar:
+        for name, data in members:
+            info = name if isinstance(name, tarfile.TarInfo) else \
+                tarfile.TarInfo(name)
+            if data is not None:
+                info.size = len(data)
+                data = io.BytesIO(data)
+            tar.addfile(info, data)
+    return buf.getvalue()
+
+
+def _link(name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+def _special(name, kind):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    return info, None
+
+
+def _base(manifest=None, config=b'{"config": {}}'):
+    """The members of a minimal valid Docker-layout save."""
+    manifest = manifest or [{'Config': 'cfg.json', 'RepoTags': ['a:1'],
+                             'Layers': ['abc/layer.tar']}]
+    return [('abc/layer.tar', b'L' * 2048), ('cfg.json', config),
+            ('manifest.json', _json(manifest))]
+
+
+EVIL_MANIFEST = _json([{'Config': 'cfg.json', 'Layers': ['abc/layer.tar'],
+                        'RepoTags': [NEW_TAG, 'victim:1']}])
 
 
 class CheckAcceptableTest(testtools.TestCase):
@@ -87,9 +132,39 @@ class RetagTest(testtools.TestCase):
             out.extractfile('manifest.json'))[0]['RepoTags'])
 
     def test_multi_image_manifest_rejected(self):
-        src = fake_docker.saved_tarball(repo_tags=('a:1',), images=2)
-        exc = self.assertRaises(ValueError, _rewritten, src)
+        entries = [{'Config': 'cfg.json', 'RepoTags': ['a:1'],
+                    'Layers': ['abc/layer.tar']},
+                   {'Config': 'other.json', 'RepoTags': ['b:1'],
+                    'Layers': ['abc/layer.tar']}]
+        exc = self.assertRaises(ValueError, _rewritten, _tar(
+            *_base(manifest=entries)))
         self.assertIn('exactly one', str(exc))
+
+    def test_manifest_entries_of_one_image_collapse(self):
+        """Several entries (or tags) with one Config are one image."""
+        entry = {'Config': 'cfg.json', 'Layers': ['abc/layer.tar']}
+        out = _rewritten(_tar(*_base(manifest=[
+            dict(entry, RepoTags=['app:1', 'app:latest']),
+            dict(entry, RepoTags=['app:2'])])))
+        self.assertEqual([dict(entry, RepoTags=[NEW_TAG])],
+                         json.load(out.extractfile('manifest.json')))
+
+    def test_oci_index_one_digest_several_tags_collapses(self):
+        """docker save app:1 app:latest on Docker 25+: one index entry
+        per tag, one digest."""
+        digest = 'sha256:' + 'ab' * 32
+        index = {'schemaVersion': 2, 'manifests': [
+            {'digest': digest, 'size': 10, 'annotations': {
+                'io.containerd.image.name': 'docker.io/library/app:%s' % t,
+                'org.opencontainers.image.ref.name': t}}
+            for t in ('1', 'latest')]}
+        out = _rewritten(_tar(*_base(), ('index.json', _json(index))))
+        manifests = json.load(out.extractfile('index.json'))['manifests']
+        self.assertEqual(1, len(manifests))
+        self.assertEqual(digest, manifests[0]['digest'])
+        self.assertEqual({'io.containerd.image.name': 'docker.io/' + NEW_TAG,
+                          'org.opencontainers.image.ref.name': '1234'},
+                         manifests[0]['annotations'])
 
     def test_multi_image_oci_index_rejected(self):
         src = fake_docker.saved_tarball(repo_tags=('a:1', 'b:2'), oci=True)
@@ -215,3 +290,375 @@ class StreamMemoryTest(testtools.TestCase):
         body.close()
         self.assertNotIn('nova-docker-image-stream',
                          {t.name for t in threading.enumerate()} - before)
+
+
+class LoadFailureTest(testtools.TestCase):
+    """How a failing docker load reaches Nova (fault matrix cases 6, 7)."""
+
+    def load(self, load_image, body=(b'x',)):
+        api = mock.create_autospec(docker.APIClient, instance=True)
+        api.load_image.side_effect = load_image
+        return images.ImageStore(api)._docker_load('img-1', iter(body))
+
+    def test_full_data_root_in_the_stream_is_transfer_failed(self):
+        # What Docker 20.10 streams when its data root fills up.
+        message = ('Error processing tar file(exit status 1): write '
+                   '/var/lib/docker/tmp/docker-import-1/a/layer.tar: no '
+                   'space left on device')
+        error = self.assertRaises(
+            images.ImageTransferFailed, self.load,
+            lambda body: iter([{'errorDetail': {'message': message},
+                                'error': message}]))
+        self.assertIn('no space left on device', str(error))
+        self.assertNotIn('docker-import', str(error))
+
+    def test_full_data_root_as_api_error_is_transfer_failed(self):
+        def refuse(body):
+            raise docker.errors.APIError(
+                '500 Server Error', explanation='mkdir /var/lib/docker/tmp/'
+                'docker-import-2: no space left on device')
+        self.assertRaises(images.ImageTransferFailed, self.load, refuse)
+
+    def test_other_load_errors_stay_unacceptable(self):
+        self.assertRaises(
+            exception.ImageUnacceptable, self.load,
+            lambda body: iter([{'error': 'invalid tar header'}]))
+
+    def test_body_oserror_reaches_requests_as_no_oserror(self):
+        # urllib3 takes an ECONNRESET from the body for the engine closing
+        # the socket, and waits for a response until the read timeout.
+        seen = []
+
+        def glance_drops():
+            yield b'x' * 10
+            raise ConnectionResetError(104, 'Connection reset by peer')
+
+        def consume(body):
+            try:
+                for _chunk in body:
+                    pass
+            except Exception as exc:
+                seen.append(exc)
+                raise
+            return iter([])
+
+        error = self.assertRaises(images.ImageTransferFailed, self.load,
+                                  consume, glance_drops())
+        self.assertIn('Connection reset', str(error))
+        self.assertEqual(1, len(seen))
+        self.assertNotIsInstance(seen[0], OSError)
+
+
+class UnsafeTarballTest(testtools.TestCase):
+    """What dockerd could read otherwise than the rewrite is refused."""
+
+    def assertRefused(self, tarball, message, max_unpacked=None):
+        exc = self.assertRaises(images.UnsafeTarball, lambda: b''.join(
+            images.retag_tarball(images._ChunkReader([tarball]), NEW_TAG,
+                                 4096, max_unpacked)))
+        self.assertIn(message, str(exc))
+        return exc
+
+    def test_dot_dot_second_manifest(self):
+        self.assertRefused(_tar(*_base(), ('x/../manifest.json',
+                                           EVIL_MANIFEST)), '".."')
+
+    def test_dot_dot_and_absolute_names(self):
+        for name in ('../x', 'a/../../x', 'abc/..'):
+            self.assertRefused(_tar(*_base(), (name, b'x')), '".."')
+        for name in ('/manifest.json', '/etc/x'):
+            self.assertRefused(_tar(*_base(), (name, b'x')), 'absolute')
+
+    def test_names_compared_cleaned(self):
+        for second in ('./manifest.json', './/manifest.json',
+                       'manifest.json'):
+            self.assertRefused(_tar(*_base(), (second, EVIL_MANIFEST)),
+                               'manifest.json appears twice')
+
+    def test_dot_slash_names_are_written_cleaned(self):
+        members = [('./' + name, data) for name, data in _base()]
+        out = _rewritten(_tar(_special('./', tarfile.DIRTYPE), *members))
+        self.assertEqual(['abc/layer.tar', 'cfg.json', 'manifest.json'],
+                         out.getnames())
+
+    def test_member_through_symlinked_directory(self):
+        self.assertRefused(_tar(*_base(), _link('d', '.'),
+                                ('d/manifest.json', EVIL_MANIFEST)),
+                           'passes through d')
+        self.assertRefused(_tar(_link('d', 'abc'), *_base(),
+                                ('d/x/layer.tar', b'x')), 'passes through d')
+        self.assertRefused(_tar(*_base(), ('f', b'x'), ('f/g', b'y')),
+                           'passes through f')
+
+    def test_oci_layer_symlinks_allowed(self):
+        """Docker 25+ saves link <id>/layer.tar into blobs/."""
+        blob = 'blobs/sha256/' + 'cd' * 32
+        out = _rewritten(_tar(
+            _special('blobs', tarfile.DIRTYPE), (blob, b'L' * 1024),
+            _special('abc', tarfile.DIRTYPE),
+            _link('abc/layer.tar', '../' + blob),
+            ('cfg.json', b'{}'), ('manifest.json', _json([
+                {'Config': 'cfg.json', 'RepoTags': ['a:1'],
+                 'Layers': ['abc/layer.tar']}]))))
+        link = out.getmember('abc/layer.tar')
+        self.assertTrue(link.issym())
+        self.assertEqual('../' + blob, link.linkname)
+
+    def test_symlink_outside_the_archive(self):
+        for target in ('../../etc', '/etc/passwd', '../a/../../..', ''):
+            self.assertRefused(_tar(*_base(), _link('abc/l', target)),
+                               'outside the archive')
+        # Relative to the link's own directory: inside.
+        out = _rewritten(_tar(*_base(), _link('abc/l', '../cfg.json')))
+        self.assertEqual('../cfg.json', out.getmember('abc/l').linkname)
+
+    def test_special_names_must_be_regular_files(self):
+        self.assertRefused(_tar(('abc/layer.tar', b'x'), ('cfg.json', b'{}'),
+                                _link('manifest.json', 'cfg.json')),
+                           'manifest.json is not a regular file')
+        self.assertRefused(_tar(*_base(), ('evil.json', EVIL_MANIFEST),
+                                _link('index.json', 'evil.json',
+                                      tarfile.LNKTYPE)),
+                           'index.json is not a regular file')
+
+    def test_hard_links(self):
+        out = _rewritten(_tar(*_base(), _link('copy', 'cfg.json',
+                                              tarfile.LNKTYPE)))
+        self.assertEqual('cfg.json', out.getmember('copy').linkname)
+        for target in ('../../etc/shadow', '/etc/shadow', 'missing',
+                       'abc', 'later'):
+            self.assertRefused(_tar(*_base(), _link('h', target,
+                                                    tarfile.LNKTYPE),
+                                    ('later', b'x')),
+                               'h' if target != '/etc/shadow' else 'abs')
+
+    def test_hard_link_to_symlink(self):
+        self.assertRefused(_tar(*_base(), _link('s', 'cfg.json'),
+                                _link('h', 's', tarfile.LNKTYPE)),
+                           'not an earlier file')
+
+    def test_device_fifo_members(self):
+        for kind in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+            self.assertRefused(_tar(*_base(), _special('dev', kind)),
+                               'member type')
+
+    def test_sparse_member(self):
+        info = tarfile.TarInfo('abc/sparse')
+        info.type = tarfile.GNUTYPE_SPARSE
+        self.assertRefused(_tar(*_base(), (info, None),
+                                fmt=tarfile.GNU_FORMAT), 'sparse')
+        info = tarfile.TarInfo('abc/sparse')
+        info.pax_headers = {'GNU.sparse.map': '0,10',
+                            'GNU.sparse.size': '10'}
+        self.assertRefused(_tar(*_base(), (info, b'x' * 10)), 'sparse')
+
+    def test_pax_size_contradicting_ustar_size(self):
+        """Two readers disagreeing on where a member ends could see other
+        members: refused."""
+        info = tarfile.TarInfo('abc/smuggle')
+        info.pax_headers = {'size': '2048'}
+        self.assertRefused(_tar(*_base(), (info, b'x' * 1024)),
+                           'contradicts')
+
+    def test_input_pax_and_gnu_records_never_reach_docker(self):
+        layer = tarfile.TarInfo('abc/layer.tar')
+        layer.pax_headers = {'comment': 'hello', 'uname': 'u' * 300,
+                             'mtime': '1.5', 'size': '2048'}
+        manifest = tarfile.TarInfo('manifest.json')
+        manifest.pax_headers = {'size': str(len(EVIL_MANIFEST))}
+        src = _tar((layer, b'L' * 2048), ('cfg.json', b'{}'),
+                   (manifest, EVIL_MANIFEST))
+        body = b''.join(images.retag_tarball(
+            images._ChunkReader([src]), NEW_TAG, 4096))
+        self.assertNotIn(b'comment=', body)
+        self.assertNotIn(b'size=', body)
+        self.assertNotIn(b'victim', body)
+        out = tarfile.open(fileobj=io.BytesIO(body))
+        self.assertEqual([{}, {}, {}], [m.pax_headers for m in out])
+        self.assertEqual([NEW_TAG], json.load(
+            out.extractfile('manifest.json'))[0]['RepoTags'])
+        self.assertEqual(b'L' * 2048,
+                         out.extractfile('abc/layer.tar').read())
+
+    def test_long_names_get_a_generated_pax_path_only(self):
+        name = 'abc/' + 'n' * 150
+        out = _rewritten(_tar(*_base(), (name, b'data')))
+        member = out.getmember(name)
+        self.assertEqual({'path': name}, member.pax_headers)
+        self.assertEqual(b'data', out.extractfile(member).read())
+        self.assertRefused(_tar(*_base(), ('n' * 300, b'x')), 'too long')
+
+    def test_unexpected_characters(self):
+        for name in ('a b', 'caf\xe9', 'a\\b', 'x\ny'):
+            self.assertRefused(_tar(*_base(), (name, b'x')),
+                               'unexpected characters')
+
+    def test_oversized_pax_record(self):
+        info = tarfile.TarInfo('abc/x')
+        info.pax_headers = {'comment': 'c' * (2 * images.MAX_JSON_BYTES)}
+        self.assertRefused(_tar(*_base(), (info, b'x')), 'header record')
+
+    def test_oversized_manifest_and_index(self):
+        big = _json([{'Config': 'cfg.json', 'RepoTags': ['a:1'],
+                      'Layers': ['abc/layer.tar']}]) + \
+            b' ' * images.MAX_JSON_BYTES
+        self.assertRefused(_tar(('abc/layer.tar', b'x'), ('cfg.json', b'{}'),
+                                ('manifest.json', big)),
+                           'manifest.json is %d bytes' % len(big))
+        self.assertRefused(_tar(*_base(), ('index.json', big)),
+                           'index.json is')
+
+    def test_oversized_config_before_or_after_the_manifest(self):
+        config = b'{}' + b' ' * images.MAX_CONFIG_BYTES
+        members = _base(config=config)
+        self.assertRefused(_tar(*members), 'image config cfg.json')
+        self.assertRefused(_tar(members[2], members[0], members[1]),
+                           'image config cfg.json')
+        # Reached through a symlink (OCI layout) too.
+        self.assertRefused(_tar(('blobs/c', config), _link('cfg.json',
+                                                           'blobs/c'),
+                                members[0], members[2]),
+                           'image config cfg.json')
+
+    def test_duplicate_manifest_and_index(self):
+        self.assertRefused(_tar(*_base(), ('manifest.json', EVIL_MANIFEST)),
+                           'manifest.json appears twice')
+        index = _json({'manifests': [{'digest': 'sha256:' + 'a' * 64}]})
+        self.assertRefused(_tar(*_base(), ('index.json', index),
+                                ('index.json', index)),
+                           'index.json appears twice')
+
+    def test_unpacked_size_cap_checked_before_copying(self):
+        pulled = []
+
+        def chunks():
+            src = gzip.compress(_tar(*_base(), ('abc/big', b'\0' * 300000)))
+            for i in range(0, len(src), 512):
+                pulled.append(512)
+                yield src[i:i + 512]
+        exc = self.assertRaises(images.ImageTooLarge, lambda: b''.join(
+            images.retag_tarball(images._ChunkReader(chunks()), NEW_TAG,
+                                 4096, max_unpacked=100000)))
+        self.assertIn('image_max_unpacked_gb', str(exc))
+        # Refused on the declared size: the zeros were never all read.
+        self.assertLess(sum(pulled), 300000 // 100)
+        # The same tarball fits a larger cap.
+        _rewritten(_tar(*_base(), ('abc/big', b'\0' * 300000)))
+
+    def test_member_count_cap(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'novadocker.virt.docker.images.MAX_MEMBERS', 5))
+        self.assertRefused(_tar(*_base(), *[('f%d' % i, b'') for i in
+                                            range(5)]), 'more than 5')
+
+
+class UnpackedCapTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        from oslo_config import fixture as config_fixture
+        self.cfg = self.useFixture(config_fixture.Config(images.CONF))
+
+    def test_default_from_floor_flavor_and_image_size(self):
+        gib = 1024 ** 3
+        self.assertEqual(gib, images.max_unpacked_bytes(None, 0))
+        self.assertEqual(gib, images.max_unpacked_bytes(1000, 1))
+        self.assertEqual(20 * gib, images.max_unpacked_bytes(1000, 20))
+        self.assertEqual(30 * gib, images.max_unpacked_bytes(3 * gib, 20))
+
+    def test_option_wins(self):
+        self.cfg.config(image_max_unpacked_gb=3, group='docker')
+        self.assertEqual(3 * 1024 ** 3,
+                         images.max_unpacked_bytes(100 * 1024 ** 3, 50))
+
+
+class LoadReportTest(testtools.TestCase):
+    """After docker load, the names it reports must be ours alone."""
+
+    def setUp(self):
+        super().setUp()
+        self.engine = fake_docker.FakeEngine()
+        self.store = images.ImageStore(self.engine.api)
+        self.ours = images.glance_tag('img')
+
+    def _load(self, *lines):
+        self.engine.images[self.ours] = 'sha256:tenant'
+        self.engine.api.load_image.side_effect = lambda data: iter(
+            [{'stream': line + '\n'} for line in lines])
+        return self.assertRaises(exception.ImageUnacceptable,
+                                 self.store._docker_load, 'img', iter([]))
+
+    def test_only_our_name_passes(self):
+        self.engine.api.load_image.side_effect = lambda data: iter(
+            [{'stream': 'Loaded image: %s\n' % self.ours}])
+        self.store._docker_load('img', iter([]))
+        self.engine.api.remove_image.assert_not_called()
+
+    def test_moved_foreign_tag_is_put_back(self):
+        self.engine.images['victim:1'] = 'sha256:tenant'
+        self.engine.images['sha256:old'] = 'sha256:old'
+        exc = self._load(
+            'Loaded image: %s' % self.ours,
+            'The image victim:1 already exists, renaming the old one with '
+            'ID sha256:old to empty string',
+            'Loaded image: victim:1')
+        self.assertIn('undone', str(exc))
+        self.engine.api.tag.assert_called_once_with(
+            'sha256:old', 'victim', tag='1', force=True)
+        self.assertNotIn(self.ours, self.engine.images)
+        self.assertEqual('sha256:old', self.engine.images['victim:1'])
+
+    def test_new_foreign_tag_is_removed(self):
+        self.engine.images['registry:5000/new'] = 'sha256:tenant'
+        self._load('Loaded image: %s' % self.ours,
+                   'Loaded image: registry:5000/new')
+        self.engine.api.remove_image.assert_any_call('registry:5000/new',
+                                                     force=False)
+        self.assertNotIn('registry:5000/new', self.engine.images)
+        self.assertNotIn(self.ours, self.engine.images)
+
+    def test_untagged_load_or_nothing(self):
+        self.engine.images['sha256:loose'] = 'sha256:loose'
+        self._load('Loaded image ID: sha256:loose')
+        self.engine.api.remove_image.assert_any_call('sha256:loose',
+                                                     force=False)
+        self._load()
+
+    def test_split_reference(self):
+        self.assertEqual(('a/b', '1'), images.split_reference('a/b:1'))
+        self.assertEqual(('h:5000/b', 'latest'),
+                         images.split_reference('h:5000/b'))
+        self.assertEqual(('b', 'latest'), images.split_reference('b'))
+
+
+class MalformedJsonTest(testtools.TestCase):
+
+    def test_unexpected_structures_are_value_errors(self):
+        for name, value in (
+                ('manifest.json', {'not': 'a list'}),
+                ('manifest.json', ['not a dict']),
+                ('manifest.json', [{'Config': 'cfg.json', 'RepoTags': ['a:1'],
+                                    'Layers': 'abc/layer.tar'}, 1]),
+                ('index.json', {'manifests': 'sha256:x'}),
+                ('index.json', {'manifests': [{'digest': 'sha256:' + 'a' * 64,
+                                               'annotations': 'x'}]}),
+                ('index.json', [1, 2])):
+            members = _base() if name == 'index.json' else _base()[:2]
+            self.assertRaises(ValueError, _rewritten, _tar(
+                *members, (name, _json(value))))
+
+    def test_no_hard_link_to_the_dropped_repositories(self):
+        exc = self.assertRaises(images.UnsafeTarball, _rewritten, _tar(
+            *_base(), ('repositories', b'{}'),
+            _link('h', 'repositories', tarfile.LNKTYPE)))
+        self.assertIn('not an earlier file', str(exc))
+
+    def test_odd_times_and_repositories_only(self):
+        info = tarfile.TarInfo('cfg.json')
+        info.pax_headers = {'mtime': 'inf'}
+        out = _rewritten(_tar(('abc/layer.tar', b'x'), (info, b'{}'),
+                              _base()[2]))
+        self.assertEqual(0, out.getmember('cfg.json').mtime)
+        exc = self.assertRaises(ValueError, _rewritten, _tar(
+            ('abc/layer.tar', b'x'), ('repositories', b'{}')))
+        self.assertIn('no manifest.json', str(exc))

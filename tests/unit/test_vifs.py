@@ -30,6 +30,9 @@ from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
 objects.register_all()
+# nova's os_vif_util needs os-vif's objects, whichever test runs first
+# (os_vif.initialize, which registers them, is mocked in PlugOrderTest).
+os_vif.objects.register_all()
 
 
 def make_vif(number=0, v4=True, v6=False, gateway=True, mtu=1450,
@@ -132,6 +135,27 @@ class ValidateTest(testtools.TestCase):
                 plugger.validate, make_instance(), [make_vif(1), bad])
             self.assertIn(bad['id'], str(error))
 
+    def test_only_what_the_privileged_side_accepts(self):
+        plugger = vifs.VIFPlugger()
+        bad_ports = []
+        for devname in ('br-int', 'eth0', 'lo', 'qbr00000000-aa',
+                        'tap/../br-int', 'tap00000000-aaaa'):
+            vif = make_vif()
+            vif['devname'] = devname
+            bad_ports.append(vif)
+        for mac in ('ff:ff:ff:ff:ff:ff', '01:00:5e:00:00:01', 'fa:16:3e'):
+            vif = make_vif()
+            vif['address'] = mac
+            bad_ports.append(vif)
+        bad_ports.append(make_vif(mtu=65536))
+        bad_ports.append(make_vif(routes=[('10.9.0.0/16', 'fd00::1')]))
+        for bad in bad_ports:
+            error = self.assertRaises(
+                exception.VirtualInterfaceCreateException,
+                plugger.validate, make_instance(), [make_vif(1), bad])
+            self.assertIn('refused', str(error))
+            self.assertIn(bad['id'], str(error))
+
 
 class OsVifTest(testtools.TestCase):
 
@@ -215,11 +239,11 @@ class PlugOrderTest(testtools.TestCase):
         self.calls = []
         self.plugger = vifs.VIFPlugger()
 
-    def _find_peer(self, netns, host_dev, mac):
+    def _find_peer(self, pid, host_dev, mac):
         self.calls.append(('find_peer', host_dev))
         return self.existing.get(host_dev)
 
-    def _plug_veth(self, netns, spec):
+    def _plug_veth(self, pid, spec):
         self.calls.append(('plug_veth', spec['host_dev'], spec['master']))
         return spec['ifname'] or 'eth9'
 
@@ -239,8 +263,8 @@ class PlugOrderTest(testtools.TestCase):
         order = self.record_order()
         self.plugger.plug(make_instance(), [make_vif()], 1234)
         self.assertEqual([('veth', None), 'plug'], order)
-        netns = linux_net.plug_veth.call_args[0][0]
-        self.assertEqual('/proc/1234/ns/net', netns)
+        # The sandbox's PID crosses, never a path.
+        self.assertEqual(1234, linux_net.plug_veth.call_args[0][0])
 
     def test_stale_ovs_port_is_cleared_first(self):
         # After a sandbox restart the OVS record outlives the veth.
@@ -258,7 +282,7 @@ class PlugOrderTest(testtools.TestCase):
     def test_hybrid_builds_qbr_before_the_veth_joins_it(self):
         order = self.record_order()
         self.stale_ports.add('qvo00000000-aa')   # survives restarts: kept
-        self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1)
+        self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1234)
         self.assertEqual(['plug', ('veth', 'qbr00000000-aa')], order)
 
     def test_plug_failure_is_a_nova_exception(self):
@@ -266,7 +290,7 @@ class PlugOrderTest(testtools.TestCase):
             vif='x', err='ovsdb down')
         error = self.assertRaises(exception.VirtualInterfacePlugException,
                                   self.plugger.plug, make_instance(),
-                                  [make_vif()], 1)
+                                  [make_vif()], 1234)
         self.assertIn('ovsdb down', str(error))
 
     def test_no_sandbox_no_plug(self):
@@ -291,11 +315,32 @@ class PlugOrderTest(testtools.TestCase):
                             [make_vif(vif_type='binding_failed')])
         self.assertFalse(os_vif.unplug.called)
 
+    def test_unplug_never_touches_a_foreign_device(self):
+        # validate() refused such a port: nothing was plugged, and neither
+        # os-vif nor delete_link may remove what carries that name.
+        vif = make_vif()
+        vif['devname'] = 'br-int'
+        self.plugger.unplug(make_instance(), [vif])
+        self.plugger.detach(make_instance(), vif)
+        self.assertFalse(os_vif.unplug.called)
+        self.assertEqual([], self.calls)
+
+    def test_plug_refuses_the_hosts_init(self):
+        for pid in (1, -1, True, '1234'):
+            self.assertRaises(exception.VirtualInterfacePlugException,
+                              self.plugger.plug, make_instance(),
+                              [make_vif()], pid)
+            self.assertRaises(exception.InterfaceAttachFailed,
+                              self.plugger.attach, make_instance(),
+                              make_vif(), pid)
+        self.assertFalse(os_vif.plug.called)
+        self.assertEqual([], self.calls)
+
     def test_failed_attach_removes_what_it_made(self):
         linux_net.plug_veth.side_effect = OSError(101, 'unreachable')
         self.assertRaises(exception.InterfaceAttachFailed,
                           self.plugger.attach, make_instance(), make_vif(),
-                          1)
+                          1234)
         self.assertIn(('delete_link', 'tap00000000-aa'), self.calls)
         self.assertEqual(1, os_vif.unplug.call_count)
 
@@ -304,7 +349,7 @@ class PlugOrderTest(testtools.TestCase):
         linux_net.plug_veth.side_effect = \
             lambda n, s: specs.append(s) or 'eth3'
         self.assertEqual('eth3', self.plugger.attach(
-            make_instance(), make_vif(v6=True), 1))
+            make_instance(), make_vif(v6=True), 1234))
         self.assertIsNone(specs[0]['ifname'])
         defaults = [r for r in specs[0]['routes']
                     if r['dst'] in ('0.0.0.0/0', '::/0')]
@@ -315,7 +360,7 @@ class PlugOrderTest(testtools.TestCase):
         # nova-compute's start-up handles exactly this one for plug_vifs.
         error = self.assertRaises(
             exception.VirtualInterfacePlugException, self.plugger.plug,
-            make_instance(), [make_vif(vif_type='binding_failed')], 1)
+            make_instance(), [make_vif(vif_type='binding_failed')], 1234)
         self.assertIn('binding_failed', str(error))
         self.assertFalse(linux_net.plug_veth.called)
 
@@ -325,7 +370,7 @@ class PlugOrderTest(testtools.TestCase):
         unplugged = []
         os_vif.unplug.side_effect = lambda obj, info: unplugged.append(obj)
         self.stale_ports.add('tap00000000-aa')
-        self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1)
+        self.plugger.plug(make_instance(), [make_vif(hybrid=True)], 1234)
         self.assertEqual(1, len(unplugged))
         self.assertIsInstance(unplugged[0], osv_vif.VIFOpenVSwitch)
         self.assertEqual('tap00000000-aa', unplugged[0].vif_name)

@@ -24,18 +24,34 @@ AIO_PIP="nova==34.0.0 neutron==29.0.0 glance==33.0.0 keystone==30.0.0
 openstack-placement==16.0.0 python-openstackclient osc-placement openstacksdk
 uwsgi pymysql stestr testtools"
 
+# Where the packages put the docker command: docker.io up to bookworm,
+# docker-cli from trixie on (docker.io 26 only recommends it, and
+# recommends are not installed here). Another docker on PATH does not count.
+AIO_DOCKER_CLI=${AIO_DOCKER_CLI:-/usr/bin/docker}
+
 install_debs() {
     local missing=() p
     for p in $AIO_DEBS; do
         dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
-    [ ${#missing[@]} -eq 0 ] && { echo "all present"; return 0; }
-    echo "installing: ${missing[*]}"
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        apt_install "${missing[@]}" || return
+    fi
+    if [ ! -x "$AIO_DOCKER_CLI" ]; then
+        echo "installing: docker-cli (docker.io has no $AIO_DOCKER_CLI)"
+        apt_install docker-cli || return
+    elif [ ${#missing[@]} -eq 0 ]; then
+        echo "all present"
+    fi
+}
+
+apt_install() {
     # No systemd: keep package scripts from starting services; tools/aio
     # starts each one itself.
     [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
     apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
 # The venv is rebuilt only when the pins or the driver's requirements

@@ -21,7 +21,12 @@ start_docker_ovs() {
     if docker_ok; then
         echo "dockerd already running: using it"
     else
-        start_svc dockerd dockerd
+        # live-restore: instances keep running across a dockerd restart or
+        # upgrade (nova-compute warns when it is off). Not as a flag when
+        # daemon.json sets it: dockerd refuses a directive given both ways.
+        local flags=()
+        grep -qs '"live-restore"' /etc/docker/daemon.json || flags+=(--live-restore)
+        start_svc dockerd dockerd "${flags[@]}"
         wait_for dockerd 60 docker_ok
     fi
     if ovs_ok; then

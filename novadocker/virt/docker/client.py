@@ -19,6 +19,7 @@ Everything else in the driver talks to the engine through the low-level
 """
 
 import contextlib
+import re
 import typing
 
 import docker
@@ -35,12 +36,62 @@ CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 
-class DockerUnavailable(exception.HypervisorUnavailable):
+class _Reasoned:
+    """Docker's own words for a failure, for callers that re-word it:
+    nobody outside this module reads ``kwargs`` or parses messages."""
+
+    @property
+    def reason(self) -> str:
+        return str(self.kwargs.get('reason') or '')
+
+
+class DockerUnavailable(_Reasoned, exception.HypervisorUnavailable):
     msg_fmt = _("The Docker engine at %(url)s is unreachable: %(reason)s")
 
 
-class DockerOperationFailed(exception.NovaException):
+class DockerOperationFailed(_Reasoned, exception.NovaException):
     msg_fmt = _("Docker refused %(operation)s: %(reason)s")
+
+    @property
+    def operation(self) -> str:
+        return str(self.kwargs.get('operation') or '')
+
+
+class ContainerMissing(_Reasoned, exception.InstanceNotFound):
+    """One of the instance's own containers is gone: the instance is."""
+    msg_fmt = _("Instance %(instance_id)s could not be found: %(reason)s")
+
+
+class ImageMissing(_Reasoned, exception.ImageNotFound,
+                   exception.ImageUnacceptable):
+    """An image is not in the Docker store.
+
+    An ImageNotFound for lookups ("not loaded yet"), and an
+    ImageUnacceptable so that a boot that needed it ends in ERROR with this
+    fault: Nova aborts a build on ImageUnacceptable, while InstanceNotFound
+    would read as "deleted during the build" (no fault, left in BUILD).
+    """
+    msg_fmt = _("Image %(image_id)s is not in the Docker store: "
+                "%(reason)s")
+
+
+class CommandNotFound(_Reasoned, exception.ImageUnacceptable):
+    """The container's command cannot be executed (missing, not
+    executable, wrong architecture): the image's fault, not the host's."""
+    msg_fmt = _("Image %(image_id)s is unacceptable: its command cannot "
+                "run: %(reason)s")
+
+
+# What the OCI runtimes (runc, crun) report, through dockerd, when the
+# container's command cannot be executed.
+_COMMAND_NOT_FOUND = re.compile(
+    r'exec: "[^"]*": (stat [^:]*: no such file or directory|'
+    r'executable file not found|permission denied|exec format error)|'
+    r'executable file .* not found|'
+    r'invoke a command that was not found|'
+    r'exec format error', re.IGNORECASE)
+_NO_SUCH_IMAGE = re.compile(r'no such image:?\s*(\S*)', re.IGNORECASE)
+_NO_SUCH_CONTAINER = re.compile(r'no such container', re.IGNORECASE)
 
 
 def connect(timeout: typing.Optional[float] = -1) -> docker.APIClient:
@@ -77,17 +128,36 @@ def _reason(exc: Exception) -> str:
     return str(exc) or exc.__class__.__name__
 
 
+def reason_of(exc: Exception) -> str:
+    """Why it failed, in the engine's words when it said any: the reason
+    of our typed exceptions, Docker's explanation of an SDK error, else
+    the message."""
+    if isinstance(exc, _Reasoned) and exc.reason:
+        return exc.reason
+    if isinstance(exc, exception.NovaException):
+        return exc.format_message()
+    return _reason(exc)
+
+
 @contextlib.contextmanager
 def translate_errors(operation: str,
                      instance=None,
                      image_id: typing.Optional[str] = None):
     """Turn any Docker SDK or transport error into the matching Nova one.
 
+    A 404 is classified by what is missing, never by who asked:
+
+    - no such container, with ``instance``: :class:`ContainerMissing`
+      (an InstanceNotFound: the instance's own container is gone);
+    - no such image: :class:`ImageMissing` (ImageNotFound and
+      ImageUnacceptable), naming ``image_id`` or the image Docker names;
+    - anything else: :class:`DockerOperationFailed`.
+
+    A command the runtime cannot execute is :class:`CommandNotFound`.
+
     :param operation: what was being done, for the message
-    :param instance: the Nova instance concerned; a missing container then
-        becomes InstanceNotFound
-    :param image_id: the Glance image concerned; a missing image or a load
-        failure then becomes ImageNotFound / ImageUnacceptable
+    :param instance: the Nova instance whose containers are concerned
+    :param image_id: the image concerned (Glance ID or Docker name)
     """
     try:
         yield
@@ -98,25 +168,39 @@ def translate_errors(operation: str,
             image_id=image_id or '?',
             reason=_('docker load failed: %s') % _reason(exc)) from exc
     except docker.errors.NotFound as exc:
-        if instance is not None:
-            raise exception.InstanceNotFound(
-                instance_id=instance.uuid) from exc
-        if image_id is not None:
-            raise exception.ImageNotFound(image_id=image_id) from exc
-        raise DockerOperationFailed(operation=operation,
-                                    reason=_reason(exc)) from exc
+        raise _not_found(exc, operation, instance, image_id) from exc
     except (requests.exceptions.ConnectionError,
             requests.exceptions.Timeout) as exc:
         raise DockerUnavailable(url=CONF.docker.api_url,
                                 reason=_reason(exc)) from exc
     except docker.errors.APIError as exc:
+        reason = _reason(exc)
+        if _COMMAND_NOT_FOUND.search(reason):
+            raise CommandNotFound(
+                image_id=image_id or (instance.image_ref if instance
+                                      else '?'),
+                reason=reason) from exc
         raise DockerOperationFailed(operation=operation,
-                                    reason=_reason(exc)) from exc
+                                    reason=reason) from exc
     except docker.errors.DockerException as exc:
         # Raised by the SDK itself, e.g. when the version negotiation in
         # APIClient() cannot reach the engine.
         raise DockerUnavailable(url=CONF.docker.api_url,
                                 reason=_reason(exc)) from exc
+
+
+def _not_found(exc: Exception, operation: str, instance,
+               image_id: typing.Optional[str]) -> exception.NovaException:
+    """The Nova exception for a 404, by what Docker says is missing."""
+    reason = _reason(exc)
+    no_image = _NO_SUCH_IMAGE.search(reason)
+    if isinstance(exc, docker.errors.ImageNotFound) or no_image:
+        named = no_image.group(1) if no_image else ''
+        return ImageMissing(image_id=image_id or named or '?',
+                            reason=reason)
+    if instance is not None and _NO_SUCH_CONTAINER.search(reason):
+        return ContainerMissing(instance_id=instance.uuid, reason=reason)
+    return DockerOperationFailed(operation=operation, reason=reason)
 
 
 def is_not_found(exc: Exception) -> bool:

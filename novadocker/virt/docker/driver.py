@@ -18,6 +18,11 @@ containers of an instance), ``vifs`` (Neutron ports in the sandbox's network
 namespace) and ``hostinfo`` (what the host offers).
 """
 
+import collections
+import contextlib
+import threading
+import typing
+
 import os_resource_classes as orc
 from nova.compute import power_state
 from nova import exception
@@ -35,11 +40,15 @@ from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import images
 from novadocker.virt.docker import rescue as rescue_mod
 from novadocker.virt.docker import resize as resize_mod
+from novadocker.virt.docker import reaper
 from novadocker.virt.docker import snapshot as snapshot_mod
 from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
+
+# The live-restore warning is logged once per process.
+_live_restore_warned = False
 
 
 class DockerDriver(driver.ComputeDriver):
@@ -73,6 +82,21 @@ class DockerDriver(driver.ComputeDriver):
         self._vifs = vifs.VIFPlugger()
         self._events = None
         self._root_quota = False
+        # Which instances this process is spawning, and which the reaper
+        # is working on: neither starts while the other runs.
+        self._busy = threading.Condition()
+        self._spawning: collections.Counter = collections.Counter()
+        self._reaping: set = set()
+        # Unplugs that failed during a delete (OVSDB down), retried by
+        # every reaper pass: uuid -> (instance, network_info).
+        self._unplug_later: dict = {}
+        self._reaper = None
+        self._reaper_thread = None
+        # How the reaper learns the instances Nova has on this host
+        # (functional tests, which have no database, replace it).
+        self.nova_instance_uuids = self._nova_instance_uuids
+        # The sandbox image's Docker ID, resolved once at init_host.
+        self._sandbox_image_id = None
 
     # -- plumbing ----------------------------------------------------------
 
@@ -106,12 +130,21 @@ class DockerDriver(driver.ComputeDriver):
                 _('nova-docker cannot start: %s. Is dockerd running, and '
                   'may the nova user use its socket (docker group)?') % exc
             ) from exc
-        images.ensure_sandbox_image(self.api)
+        self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         self._check_hardening()
         self._check_root_quota()
+        self._warn_without_live_restore()
+        self._make_reaper(host)
+        first = self.reap('start-up')
+        self._reaper_thread = reaper.ReaperThread(
+            self.reap, CONF.docker.reap_interval,
+            first_wait=first.retry_in if first else None)
+        self._reaper_thread.start()
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
-            self.emit_event)
+            self.emit_event,
+            on_reconnect=lambda: self._reaper_thread.trigger(
+                'the Docker engine is back'))
         self._events.start()
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
@@ -152,8 +185,130 @@ class DockerDriver(driver.ComputeDriver):
     def cleanup_host(self, host):
         if self._events is not None:
             self._events.stop()
+        if self._reaper_thread is not None:
+            self._reaper_thread.stop()
         if self._api is not None:
             self._api.close()
+
+    def _warn_without_live_restore(self) -> None:
+        """Say once what running dockerd without live-restore costs."""
+        global _live_restore_warned
+        try:
+            with docker_client.translate_errors('info'):
+                enabled = self.api.info().get('LiveRestoreEnabled')
+        except exception.NovaException as exc:
+            LOG.debug('Cannot read the engine info: %s', exc)
+            return
+        if enabled or _live_restore_warned:
+            return
+        _live_restore_warned = True
+        LOG.warning('The Docker engine runs without live-restore: every '
+                    'instance on this host stops whenever dockerd restarts '
+                    '(an upgrade, a crash) and stays SHUTOFF until started '
+                    'again. Turn it on: "live-restore": true in '
+                    '/etc/docker/daemon.json (or dockerd --live-restore), '
+                    'then reload dockerd (SIGHUP, systemctl reload docker); '
+                    'a reload applies it without stopping containers.')
+
+    # -- recovery ----------------------------------------------------------
+
+    def _make_reaper(self, host: str) -> None:
+        self._reaper = reaper.Reaper(
+            host, lambda: self._guests, lambda: self.nova_instance_uuids(),
+            self._claim_for_reaping, self._unplug_leftovers)
+
+    def _nova_instance_uuids(self) -> typing.List[str]:
+        """UUIDs of the instances Nova has on this host (not deleted)."""
+        from nova import context as nova_context
+        from nova import objects
+        found = objects.InstanceList.get_by_host(
+            nova_context.get_admin_context(), self._host or CONF.host,
+            expected_attrs=[])
+        return [instance.uuid for instance in found]
+
+    def reap(self, why: str) -> typing.Optional[reaper.Pass]:
+        """One reaper pass: retry failed unplugs, then remove the
+        containers of instances Nova no longer has here. Never raises."""
+        try:
+            self._retry_unplugs()
+            result = self._reaper.run(why)
+        except Exception:
+            LOG.exception('Reaper pass (%s) failed', why)
+            return None
+        if result.reaped:
+            LOG.warning('Reaper (%(why)s): removed the containers of '
+                        '%(n)d instance(s) Nova no longer has on this host: '
+                        '%(uuids)s', {'why': why, 'n': len(result.reaped),
+                                      'uuids': ', '.join(result.reaped)})
+        return result
+
+    @contextlib.contextmanager
+    def _spawn_guard(self, uuid: str):
+        """Mark the instance as spawning; wait for the reaper to finish
+        with it first. A new spawn also drops its pending unplugs: its
+        ports are about to be plugged again."""
+        with self._busy:
+            self._busy.wait_for(lambda: uuid not in self._reaping)
+            self._spawning[uuid] += 1
+            self._unplug_later.pop(uuid, None)
+        try:
+            yield
+        finally:
+            with self._busy:
+                self._spawning[uuid] -= 1
+                if self._spawning[uuid] <= 0:
+                    del self._spawning[uuid]
+
+    @contextlib.contextmanager
+    def _claim_for_reaping(self, uuid: str):
+        """Yield False if the instance is being spawned; else keep spawns
+        of it waiting while the reaper works on it."""
+        with self._busy:
+            claimed = not self._spawning[uuid]
+            if claimed:
+                self._reaping.add(uuid)
+        try:
+            yield claimed
+        finally:
+            if claimed:
+                with self._busy:
+                    self._reaping.discard(uuid)
+                    self._busy.notify_all()
+
+    def _unplug_leftovers(self, uuid: str) -> typing.List[str]:
+        """The OVS ports a reaped instance left (ports os-vif tagged with
+        its UUID)."""
+        with self._busy:
+            self._unplug_later.pop(uuid, None)
+        return vifs.unplug_leftovers(uuid)
+
+    def _retry_unplugs(self) -> None:
+        """Unplug again the ports of deleted instances whose unplug failed
+        (OVSDB was down): they are left on OVS until it works."""
+        with self._busy:
+            pending = list(self._unplug_later.items())
+        for uuid, entry in pending:
+            instance, network_info = entry
+            with self._claim_for_reaping(uuid) as claimed:
+                with self._busy:
+                    current = self._unplug_later.get(uuid) is entry
+                if not claimed or not current:
+                    continue
+                if self._guests.find(instance, guest_mod.ROLE_SANDBOX):
+                    # Spawned again meanwhile: its ports are in use.
+                    with self._busy:
+                        self._unplug_later.pop(uuid, None)
+                    continue
+                try:
+                    self._vifs.unplug(instance, network_info)
+                except Exception as exc:
+                    LOG.info('Unplugging the ports of deleted instance %s '
+                             'failed again: %s', uuid, exc)
+                    continue
+                with self._busy:
+                    self._unplug_later.pop(uuid, None)
+                LOG.info('Ports of deleted instance %s unplugged after an '
+                         'earlier failure', uuid)
 
     def get_available_nodes(self, refresh=False):
         return [self._nodename or CONF.host]
@@ -239,6 +394,12 @@ class DockerDriver(driver.ComputeDriver):
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
+        with self._spawn_guard(instance.uuid):
+            self._spawn(context, instance, image_meta, network_info,
+                        power_on)
+
+    def _spawn(self, context, instance, image_meta, network_info,
+               power_on) -> None:
         # Reject bad input before anything is created on the host.
         images.check_image_acceptable(image_meta)
         network_info = network_info or []
@@ -246,8 +407,14 @@ class DockerDriver(driver.ComputeDriver):
         guests = self._guests
         runtime = guests.check_runtime(instance)
         store = self._images
+        held = False
         try:
-            docker_image = store.ensure_image(context, image_meta)
+            # Held from here to the end of the spawn: a failed spawn of the
+            # same image never removes it under this one.
+            docker_image = store.ensure_image(
+                context, image_meta, hold=True,
+                root_gb=instance.flavor.root_gb)
+            held = True
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
@@ -259,15 +426,22 @@ class DockerDriver(driver.ComputeDriver):
                 LOG.warning('Spawn failed; removing what it created',
                             instance=instance)
                 self._remove_instance(instance, network_info)
-                if store.loaded:
-                    self._remove_image_if_unused(image_meta.id)
+                if held:
+                    held = False
+                    self._release_image(store, image_meta.id,
+                                        remove_if_unused=store.loaded)
+        finally:
+            if held:
+                self._release_image(store, image_meta.id)
         LOG.info('Instance spawned as container %s',
                  guest_mod.container_name(instance), instance=instance)
 
     def _create_sandbox(self, instance, network_info) -> str:
         dns, search = vifs.dns_config(network_info)
+        if self._sandbox_image_id is None:   # a driver never initialised
+            self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         return self._guests.create_sandbox(
-            instance, CONF.docker.sandbox_image, dns, search)
+            instance, self._sandbox_image_id, dns, search)
 
     def _plug_and_wait(self, instance, network_info, power_on) -> None:
         """Plug the ports into the sandbox; wait for Neutron to bind them.
@@ -298,38 +472,53 @@ class DockerDriver(driver.ComputeDriver):
             raise exception.VirtualInterfaceCreateException()
 
     def _start_workload(self, instance) -> None:
-        """Start the workload; a refused start is a readable fault."""
+        """Start the workload; a refused start is a readable fault.
+
+        A command that cannot run (CommandNotFound) is the image's fault
+        and passes through as ImageUnacceptable; any other refusal is a
+        deploy failure of this host.
+        """
         # Never next to a rescue container mounting its filesystem.
         rescue_mod.Rescuer(self.api, self._guests).remove(instance)
         try:
             self._guests.start(instance)
         except docker_client.DockerOperationFailed as exc:
-            reason = exc.kwargs.get('reason', str(exc))
-            if 'executable file not found' in reason or \
-                    'no such file or directory' in reason:
-                raise exception.ImageUnacceptable(
-                    image_id=instance.image_ref,
-                    reason=_('its command cannot run: %s') % reason)
             raise exception.InstanceDeployFailure(
-                reason=_('the container did not start: %s') % reason)
+                reason=_('the container did not start: %s') % exc.reason
+            ) from exc
 
-    def _remove_instance(self, instance, network_info) -> None:
-        """Unplug the ports and remove both containers. Idempotent."""
+    def _remove_instance(self, instance, network_info,
+                         unplug: bool = True) -> None:
+        """Unplug the ports and remove both containers. Idempotent.
+
+        The containers always go: a failed unplug (OVSDB down, a privsep
+        error) is logged and does not fail the delete, as libvirt ignores
+        unplug errors on clean-up.
+        """
+        if unplug:
+            self._unplug_quietly(instance, network_info)
+        self._guests.remove(instance)
+
+    def _unplug_quietly(self, instance, network_info) -> None:
         try:
             self._vifs.unplug(instance, network_info)
-        finally:
-            self._guests.remove(instance)
+        except Exception as exc:
+            LOG.warning('Unplugging the ports failed (%s); removing the '
+                        'containers anyway. The unplug is retried by the '
+                        'reaper.', exc, instance=instance)
+            if network_info:
+                with self._busy:
+                    self._unplug_later[instance.uuid] = (
+                        instance, list(network_info))
 
-    def _remove_image_if_unused(self, image_id) -> None:
+    @staticmethod
+    def _release_image(store, image_id, remove_if_unused=False) -> None:
+        """End the spawn's hold; never fails the spawn's outcome."""
         try:
-            with docker_client.translate_errors('remove image',
-                                                image_id=image_id):
-                self.api.remove_image(images.glance_tag(image_id),
-                                      force=False)
-        except exception.ImageNotFound:
-            pass
-        except docker_client.DockerOperationFailed as exc:
-            LOG.info('Image %s kept: %s', image_id, exc)
+            store.release(image_id, remove_if_unused=remove_if_unused)
+        except exception.NovaException as exc:
+            LOG.warning('Image %s: releasing it after the spawn failed: %s',
+                        image_id, exc)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
@@ -339,9 +528,8 @@ class DockerDriver(driver.ComputeDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        if destroy_vifs:
-            self._vifs.unplug(instance, network_info or [])
-        self._guests.remove(instance)
+        self._remove_instance(instance, network_info or [],
+                              unplug=destroy_vifs)
 
     # -- power -------------------------------------------------------------
 

@@ -62,10 +62,15 @@ class EventListener:
     """
 
     def __init__(self, api_factory: typing.Callable, host: str,
-                 emit: typing.Callable[[virtevent.Event], None]):
+                 emit: typing.Callable[[virtevent.Event], None],
+                 on_reconnect: typing.Optional[
+                     typing.Callable[[], None]] = None):
         self._api_factory = api_factory
         self._host = host
         self._emit = emit
+        # Called when the stream is back after the engine was away: work
+        # that could not reach the engine meanwhile can be finished.
+        self._on_reconnect = on_reconnect
         self._stopping = threading.Event()
         self._stream = None
         self._thread = None
@@ -94,11 +99,16 @@ class EventListener:
         # After a reconnect, replay from where the last stream broke so no
         # transition is lost (Docker keeps a short event history).
         since = int(time.time())
+        lost = False
         while not self._stopping.is_set():
             try:
                 api = self._api_factory()
                 self._stream = api.events(filters=filters, decode=True,
                                           since=since)
+                if lost:
+                    lost = False
+                    LOG.info('Docker event stream reconnected')
+                    self._reconnected()
                 for message in self._stream:
                     since = max(since, int(message.get('time', since)))
                     lifecycle = to_lifecycle_event(message)
@@ -107,9 +117,20 @@ class EventListener:
                                   message.get('Action'),
                                   lifecycle.get_instance_uuid())
                         self._emit(lifecycle)
+                # The engine ended the stream: it is going away.
+                lost = True
             except Exception as exc:
                 if self._stopping.is_set():
                     break
                 LOG.warning('Lost the Docker event stream (%s); '
                             'reconnecting', exc)
+                lost = True
             self._stopping.wait(2)
+
+    def _reconnected(self) -> None:
+        if self._on_reconnect is None:
+            return
+        try:
+            self._on_reconnect()
+        except Exception:   # never let it stop the event stream
+            LOG.exception('Reconnect handler failed')

@@ -153,6 +153,12 @@ def command_override(image_meta) -> typing.Optional[typing.List[str]]:
     return shlex.split(line) if line else None
 
 
+class _InstanceRef(typing.NamedTuple):
+    """What error translation needs of an instance known by UUID only."""
+    uuid: str
+    image_ref: typing.Optional[str]
+
+
 class Guests:
     """Creates, finds and drives the containers of this host's instances."""
 
@@ -198,10 +204,13 @@ class Guests:
         return found[0]['Id'] if found else None
 
     def get(self, instance, role: str = ROLE_WORKLOAD) -> str:
-        """Like find, but a missing container is InstanceNotFound."""
+        """Like find, but a missing container is ContainerMissing (an
+        InstanceNotFound)."""
         container_id = self.find(instance, role)
         if container_id is None:
-            raise exception.InstanceNotFound(instance_id=instance.uuid)
+            raise docker_client.ContainerMissing(
+                instance_id=instance.uuid,
+                reason=_('no %s container') % role)
         return container_id
 
     def inspect(self, instance, role: str = ROLE_WORKLOAD) -> dict:
@@ -219,10 +228,12 @@ class Guests:
 
     # -- creating ----------------------------------------------------------
 
-    def create_sandbox(self, instance, sandbox_image: str,
+    def create_sandbox(self, instance, sandbox_image_id: str,
                        dns: typing.Sequence[str] = (),
                        dns_search: typing.Sequence[str] = ()) -> str:
-        """Create and start the namespace-holding container."""
+        """Create and start the namespace-holding container from the
+        sandbox image's ID (resolved at start-up, not a re-pointable name).
+        """
         host_config = self._api.create_host_config(
             network_mode='none', restart_policy={'Name': 'no'},
             dns=list(dns) or None, dns_search=list(dns_search) or None,
@@ -234,9 +245,10 @@ class Guests:
             oom_score_adj=CONF.docker.sandbox_oom_score_adj,
             log_config=log_config(), init=False)
         with docker_client.translate_errors('create sandbox',
-                                            instance=instance):
+                                            instance=instance,
+                                            image_id=sandbox_image_id):
             created = self._api.create_container(
-                sandbox_image, name=container_name(instance, ROLE_SANDBOX),
+                sandbox_image_id, name=container_name(instance, ROLE_SANDBOX),
                 hostname=(instance.hostname or instance.name)[:63],
                 labels=self._labels(instance, ROLE_SANDBOX),
                 host_config=host_config, network_disabled=False)
@@ -306,7 +318,8 @@ class Guests:
                         runtime: typing.Optional[str] = None) -> str:
         """Create (not start) the workload container from the image."""
         with docker_client.translate_errors('create container',
-                                            instance=instance):
+                                            instance=instance,
+                                            image_id=image_meta.id):
             created = self._api.create_container(
                 docker_image_id, name=container_name(instance),
                 command=command_override(image_meta),
@@ -322,7 +335,10 @@ class Guests:
 
     def start(self, instance, role: str = ROLE_WORKLOAD) -> None:
         container_id = self.get(instance, role)
-        with docker_client.translate_errors('start', instance=instance):
+        image = (CONF.docker.sandbox_image if role == ROLE_SANDBOX
+                 else instance.image_ref)
+        with docker_client.translate_errors('start', instance=instance,
+                                            image_id=image):
             self._api.start(container_id)
 
     def stop(self, instance, timeout: int,
@@ -360,13 +376,23 @@ class Guests:
     def remove(self, instance) -> None:
         """Remove both containers. Idempotent."""
         for container in self._list(instance_uuid=instance.uuid):
-            try:
-                with docker_client.translate_errors('remove',
-                                                    instance=instance):
-                    self._api.remove_container(container['Id'], force=True,
-                                               v=True)
-            except exception.InstanceNotFound:
-                pass
+            self.remove_container(container['Id'], instance.uuid)
+
+    def list_all(self) -> typing.List[dict]:
+        """Every container labelled with this host, as Docker lists them
+        (Id, Names, Labels, Created, State), whatever their instance."""
+        return self._list()
+
+    def remove_container(self, container_id: str,
+                         instance_uuid: str) -> None:
+        """Remove one container of the instance, and its anonymous
+        volumes. Idempotent."""
+        owner = _InstanceRef(uuid=instance_uuid, image_ref=None)
+        try:
+            with docker_client.translate_errors('remove', instance=owner):
+                self._api.remove_container(container_id, force=True, v=True)
+        except exception.InstanceNotFound:
+            pass
 
     # -- reading -----------------------------------------------------------
 

@@ -30,7 +30,11 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 from novadocker import conf
 
 CONF = conf.CONF
-TABLES = ('Open_vSwitch', 'Bridge', 'Port', 'Interface')
+# ovsdbapp shares one connection among all OvsdbIdl subclasses of a
+# process, os-vif's included: register every table os-vif needs (QoS, which
+# it reads when unplugging from a system-datapath bridge), whoever connects
+# first.
+TABLES = ('Open_vSwitch', 'Bridge', 'Port', 'Interface', 'QoS')
 
 
 class OVSDBError(exception.NovaException):
@@ -65,3 +69,28 @@ def port_exists(name: str) -> bool:
         raise OVSDBError(connection=CONF.docker.ovsdb_connection,
                          reason=str(exc) or type(exc).__name__) from exc
     return bool(found)
+
+
+def instance_interfaces(instance_uuid: str) -> typing.List[dict]:
+    """The OVS interfaces os-vif tagged with the instance
+    (``external_ids:vm-uuid``): name, bridge (and its datapath type),
+    iface-id and MAC of each."""
+    try:
+        rows = api().db_find(
+            'Interface', ('external_ids', '=', {'vm-uuid': instance_uuid}),
+            columns=['name', 'external_ids']).execute(check_error=True)
+        found = []
+        for row in rows:
+            bridge = api().port_to_br(row['name']).execute(check_error=True)
+            datapath = api().db_get('Bridge', bridge, 'datapath_type'
+                                    ).execute(check_error=True) \
+                if bridge else None
+            ids = row['external_ids']
+            found.append({'name': row['name'], 'bridge': bridge,
+                          'datapath_type': datapath or 'system',
+                          'iface_id': ids.get('iface-id'),
+                          'mac': ids.get('attached-mac')})
+        return found
+    except Exception as exc:
+        raise OVSDBError(connection=CONF.docker.ovsdb_connection,
+                         reason=str(exc) or type(exc).__name__) from exc

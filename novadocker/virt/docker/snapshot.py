@@ -213,7 +213,7 @@ class Snapshotter:
             raise SnapshotFailed(image_id=image_id,
                                  instance_uuid=instance.uuid,
                                  step=_('committing the container'),
-                                 reason=exc.kwargs.get('reason', exc))
+                                 reason=docker_client.reason_of(exc))
 
     def _upload(self, context, instance, image_id: str, tag: str,
                 metadata: dict, update_task_state) -> int:
@@ -231,7 +231,7 @@ class Snapshotter:
                 raise SnapshotFailed(
                     image_id=image_id, instance_uuid=instance.uuid,
                     step=_('saving the committed image'),
-                    reason=exc.kwargs.get('reason', exc))
+                    reason=docker_client.reason_of(exc))
             update_task_state(
                 task_state=task_states.IMAGE_UPLOADING,
                 expected_state=task_states.IMAGE_PENDING_UPLOAD)
@@ -259,9 +259,7 @@ class Snapshotter:
                 # docker save broke mid-stream; Glance only saw the effect.
                 LOG.error('Snapshot %s: docker save failed: %s', image_id,
                           reader.error, instance=instance)
-                reason = (getattr(reader.error, 'explanation', None) or
-                          str(reader.error) or
-                          reader.error.__class__.__name__)
+                reason = docker_client.reason_of(reader.error)
                 step = _('saving the committed image')
             else:
                 reason = str(exc) or exc.__class__.__name__

@@ -13,7 +13,8 @@
 """Neutron ports inside an instance's network namespace.
 
 Per port: a veth pair whose host end is named ``vif['devname']`` and whose
-other end is ``ethN`` in the sandbox's namespace (``/proc/<pid>/ns/net``).
+other end is ``ethN`` in the sandbox's namespace (named by the sandbox's PID;
+``linux_net`` refuses the host's).
 os-vif does the OVS side: with a ``VIFOpenVSwitch`` and ``create_port`` it
 adds the pre-made host end to the integration bridge with the Neutron
 external_ids (iface-id, iface-status, attached-mac, vm-uuid); for
@@ -34,6 +35,8 @@ import typing
 
 import os_vif
 from os_vif import exception as osv_exception
+from os_vif.objects import instance_info as osv_instance
+from os_vif.objects import network as osv_network
 from os_vif.objects import vif as osv_vif
 from nova import exception
 from nova.i18n import _
@@ -55,7 +58,8 @@ SUPPORTED_VNIC_TYPES = (network_model.VNIC_TYPE_NORMAL,)
 
 # Failures of one plugging step, turned into Nova exceptions.
 _PLUG_ERRORS = (osv_exception.ExceptionBase, NetlinkError, OSError,
-                linux_net.NetnsGone, RuntimeError, exception.NovaException)
+                linux_net.NetnsGone, linux_net.InvalidArgument, RuntimeError,
+                exception.NovaException)
 
 _os_vif_lock = threading.Lock()
 _os_vif_connection: typing.Optional[str] = None
@@ -71,10 +75,6 @@ def dns_config(network_info) -> typing.Tuple[typing.List[str],
                 if dns['address'] not in servers:
                     servers.append(dns['address'])
     return servers, []
-
-
-def netns_path(pid: int) -> str:
-    return '/proc/%d/ns/net' % pid
 
 
 def _version(address: str) -> int:
@@ -194,6 +194,14 @@ def _validate_vif(vif) -> None:
     if not vif.get('devname') or not vif.get('address'):
         raise exception.VirtualInterfaceCreateException(
             _('Port %s has no device name or MAC address') % vif['id'])
+    try:
+        # What the privileged side will accept (it checks again).
+        gateways = [gw for _port, gw in default_gateways([vif]).values()]
+        linux_net.VifSpec.from_dict(vif_spec(vif, None, gateways))
+    except ValueError as exc:     # InvalidArgument is one
+        raise exception.VirtualInterfaceCreateException(
+            _('Port %(port)s cannot be plugged: %(exc)s') % {
+                'port': vif['id'], 'exc': exc}) from exc
 
 
 class VIFPlugger:
@@ -229,24 +237,24 @@ class VIFPlugger:
                 obj.bridge_name = CONF.docker.integration_bridge
         return obj, os_vif_util.nova_to_osvif_instance(instance)
 
-    def _plug_one(self, instance, vif, spec: dict, netns: str) -> str:
+    def _plug_one(self, instance, vif, spec: dict, pid: int) -> str:
         obj, info = self.os_vif_objects(instance, vif)
         hybrid = isinstance(obj, osv_vif.VIFBridge)
         if hybrid:
             spec = dict(spec, master=obj.bridge_name)
-        self._clear_stale_ovs_state(instance, vif, spec, netns, obj, info)
+        self._clear_stale_ovs_state(instance, vif, spec, pid, obj, info)
         if hybrid:
             os_vif.plug(obj, info)
-            ifname = linux_net.plug_veth(netns, spec)
+            ifname = linux_net.plug_veth(pid, spec)
         else:
-            ifname = linux_net.plug_veth(netns, spec)
+            ifname = linux_net.plug_veth(pid, spec)
             os_vif.plug(obj, info)
         LOG.debug('Port %(port)s plugged: %(host)s <-> %(ifname)s',
                   {'port': vif['id'], 'host': spec['host_dev'],
                    'ifname': ifname}, instance=instance)
         return ifname
 
-    def _clear_stale_ovs_state(self, instance, vif, spec, netns, obj,
+    def _clear_stale_ovs_state(self, instance, vif, spec, pid: int, obj,
                                info) -> None:
         """Remove OVS state a plug must not build on.
 
@@ -269,11 +277,19 @@ class VIFPlugger:
             return
         qbr = ('qbr' + vif['id'])[:network_model.NIC_NAME_LEN]
         if os.path.exists('/sys/class/net/%s' % qbr) or (
-                linux_net.find_peer(netns, host_dev, spec['mac']) is None
+                linux_net.find_peer(pid, host_dev, spec['mac']) is None
                 and ovsdb.port_exists(host_dev)):
             os_vif.unplug(obj, info)
 
     def _unplug_one(self, instance, vif) -> None:
+        if not linux_net.HOST_DEV_RE.match(vif.get('devname') or ''):
+            # validate() refused it: nothing was plugged, and nothing of
+            # that name (another device, a bridge) is ours to remove.
+            LOG.warning('Port %(port)s has a foreign device name %(dev)r: '
+                        'not unplugging', {'port': vif['id'],
+                                           'dev': vif.get('devname')},
+                        instance=instance)
+            return
         obj, info = self.os_vif_objects(instance, vif)
         os_vif.unplug(obj, info)
         # os-vif removes the host end itself only when it is the OVS port;
@@ -297,10 +313,15 @@ class VIFPlugger:
             raise exception.VirtualInterfacePlugException(
                 _('the network sandbox of instance %s is not running')
                 % instance.uuid)
-        netns = netns_path(netns_pid)
+        try:
+            linux_net.check_pid(netns_pid)
+        except linux_net.InvalidArgument as exc:
+            raise exception.VirtualInterfacePlugException(
+                _('instance %(uuid)s: %(exc)s') % {
+                    'uuid': instance.uuid, 'exc': exc}) from exc
         for vif, spec in zip(network_info, vif_specs(network_info)):
             try:
-                self._plug_one(instance, vif, spec, netns)
+                self._plug_one(instance, vif, spec, netns_pid)
             except _PLUG_ERRORS as exc:
                 LOG.error('Plugging port %(port)s failed: %(exc)s',
                           {'port': vif['id'], 'exc': exc},
@@ -335,12 +356,15 @@ class VIFPlugger:
         none for that IP version. On failure nothing of it is left.
         """
         _validate_vif(vif)
-        if not netns_pid:
-            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid)
+        try:
+            linux_net.check_pid(netns_pid)
+        except linux_net.InvalidArgument as exc:
+            raise exception.InterfaceAttachFailed(
+                instance_uuid=instance.uuid) from exc
         gateways = [gw for _port, gw in default_gateways([vif]).values()]
         spec = vif_spec(vif, None, gateways, default_if_missing=True)
         try:
-            return self._plug_one(instance, vif, spec, netns_path(netns_pid))
+            return self._plug_one(instance, vif, spec, netns_pid)
         except _PLUG_ERRORS as exc:
             LOG.error('Attaching port %(port)s failed: %(exc)s',
                       {'port': vif['id'], 'exc': exc}, instance=instance)
@@ -361,3 +385,35 @@ class VIFPlugger:
                       {'port': vif['id'], 'exc': exc}, instance=instance)
             raise exception.InterfaceDetachFailed(
                 instance_uuid=instance.uuid) from exc
+
+
+def unplug_leftovers(instance_uuid: str, instance_name: str = '') -> \
+        typing.List[str]:
+    """Remove what a reaped instance left on the host: every OVS port
+    os-vif tagged with its UUID, and for hybrid ports the qbr bridge and
+    qvb/qvo pair. Its veths died with the sandbox's netns. Returns the
+    OVS port names removed."""
+    _ensure_os_vif()
+    info = osv_instance_info(instance_uuid, instance_name)
+    removed = []
+    for iface in ovsdb.instance_interfaces(instance_uuid):
+        port_id = iface['iface_id']
+        if not port_id or not iface['bridge']:
+            continue
+        vif = osv_vif.VIFOpenVSwitch(
+            id=port_id, address=iface['mac'], vif_name=iface['name'],
+            plugin='ovs', network=osv_network.Network(
+                id=port_id, bridge=iface['bridge']),
+            port_profile=osv_vif.VIFPortProfileOpenVSwitch(
+                interface_id=port_id,
+                datapath_type=iface['datapath_type']))
+        # os-vif removes the qbr layout when qbr<port> exists, else the
+        # OVS port and its device.
+        os_vif.unplug(vif, info)
+        removed.append(iface['name'])
+    return removed
+
+
+def osv_instance_info(instance_uuid: str, name: str = ''):
+    return osv_instance.InstanceInfo(uuid=instance_uuid,
+                                     name=name or instance_uuid)

@@ -13,64 +13,27 @@
 """After a dockerd restart the driver's recovery path restores instances
 and their network.
 
-Restarting dockerd (without live-restore) stops every container: the
-sandboxes' namespaces die and take the veths with them, while the OVS port
-records stay behind. nova-compute's start-up then calls init_host,
-plug_vifs and resume_state_on_host_boot, which must bring everything back.
-Runs alone (test_serial_*): it restarts the shared dockerd.
+Restarting dockerd without live-restore (an engine upgrade on a host set
+up without it, or a host reboot) stops every container: the sandboxes'
+namespaces die and take the veths with them, while the OVS port records
+stay behind. nova-compute's start-up then calls init_host, plug_vifs and
+resume_state_on_host_boot, which must bring everything back. The engine is
+a private one without live-restore (the shared engine runs with it), so
+this runs in parallel with the other tests.
 """
 
-import os
-import signal
-import subprocess
-import time
-
-import docker
 from nova.compute import power_state
-from nova.virt import fake as fake_virt
 
-from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from tests.functional import test_network
 from tests import fixtures as nd_fixtures
 from tests import net_fixtures as nf
 
-PIDFILE = '/var/run/docker.pid'
-
-
-def _docker_up() -> bool:
-    try:
-        return docker.APIClient(version='auto', timeout=5).ping()
-    except Exception:
-        return False
-
-
-def restart_dockerd() -> None:
-    """Stop dockerd (it stops every container) and start it again with the
-    same command line and log."""
-    with open(PIDFILE) as handle:
-        pid = int(handle.read())
-    with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-        argv = [a.decode() for a in handle.read().split(b'\0') if a]
-    log = os.readlink('/proc/%d/fd/2' % pid)
-    os.kill(pid, signal.SIGTERM)
-    for _attempt in range(240):
-        if not os.path.exists('/proc/%d' % pid):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError('dockerd %d did not stop' % pid)
-    with open(log if log.startswith('/') else os.devnull, 'ab') as out:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                         stderr=out, start_new_session=True)
-    for _attempt in range(240):
-        if _docker_up():
-            return
-        time.sleep(0.5)
-    raise AssertionError('dockerd did not come back')
-
 
 class DockerdRestartTest(test_network.NetworkTestCase):
+
+    def private_dockerd(self):
+        return self.useFixture(nd_fixtures.PrivateDockerd())
 
     def test_recovery_restores_instances_and_connectivity(self):
         port = self.ports.network(0)
@@ -87,8 +50,8 @@ class DockerdRestartTest(test_network.NetworkTestCase):
         instances = {a.uuid: [vif_a, vif_a2], b.uuid: [vif_b],
                      stopped.uuid: [vif_s]}
 
-        restart_dockerd()
-        self.api = nd_fixtures.docker_api()
+        self.dockerd.restart()
+        self.api = self.dockerd.api()
 
         for instance in (a, b):
             sandbox = self.api.inspect_container(
@@ -100,8 +63,7 @@ class DockerdRestartTest(test_network.NetworkTestCase):
         # nova-compute start-up, with a fresh driver object. (The old one
         # reconnects too: the clean-ups destroy through it.)
         self.driver._api = None
-        self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
-        self.driver.init_host(self.host)
+        self.driver = self.new_driver()
         db_states = {a.uuid: power_state.RUNNING,
                      b.uuid: power_state.RUNNING,
                      stopped.uuid: power_state.SHUTDOWN}
