@@ -331,4 +331,3 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
         self.driver.unrescue(self.context, instance)
         self.assertEqual('fixed', self.exec_in(instance, 'cat',
                                                '/etc/state').strip())
-

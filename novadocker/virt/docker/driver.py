@@ -38,9 +38,9 @@ from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import images
+from novadocker.virt.docker import reaper
 from novadocker.virt.docker import rescue as rescue_mod
 from novadocker.virt.docker import resize as resize_mod
-from novadocker.virt.docker import reaper
 from novadocker.virt.docker import snapshot as snapshot_mod
 from novadocker.virt.docker import vifs
 

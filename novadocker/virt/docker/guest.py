@@ -317,9 +317,12 @@ class Guests:
                         sandbox_id: str,
                         runtime: typing.Optional[str] = None) -> str:
         """Create (not start) the workload container from the image."""
+        # image_meta is None for a workload re-made from a resize commit.
+        image_id = (image_meta.id if image_meta is not None
+                    else instance.image_ref)
         with docker_client.translate_errors('create container',
                                             instance=instance,
-                                            image_id=image_meta.id):
+                                            image_id=image_id):
             created = self._api.create_container(
                 docker_image_id, name=container_name(instance),
                 command=command_override(image_meta),
