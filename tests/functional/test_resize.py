@@ -268,6 +268,11 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
         self.assertEqual('', self.fill(instance, 1200))
         self.driver.confirm_migration(self.context, None, instance, [])
 
+    def test_disk_inventory_is_the_data_root_filesystem(self):
+        # The 4 GiB btrfs data root, not the host's own disk.
+        local_gb = self.driver.get_available_resource(self.host)['local_gb']
+        self.assertIn(local_gb, (3, 4))
+
     def test_ephemeral_gb_adds_to_the_limit(self):
         meta = self.add_image()
         instance = self.make_instance(meta)
