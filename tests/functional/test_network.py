@@ -358,8 +358,9 @@ class LifecycleTest(NetworkTestCase):
                          self.driver.get_info(self.instance).state)
         self.assertPings(self.instance, self.ip_of(self.peer_vif))
         self.assertPings(self.peer, self.ip_of(self.vif, 6))
-        self.assertEqual(self.vif['address'],
-                         self.links(self.instance)['eth0']['mac'])
+        links = self.links(self.instance)
+        self.assertIn('eth0', links, self.exec_in(self.instance, 'ip', 'link'))
+        self.assertEqual(self.vif['address'], links['eth0']['mac'])
 
     def test_reboot_soft_and_hard(self):
         for reboot_type in ('SOFT', 'HARD'):
