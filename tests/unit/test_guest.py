@@ -12,8 +12,10 @@
 
 """guest.py mapping logic against a specced Docker client."""
 
+import os
 from unittest import mock
 
+import fixtures
 from nova.compute import power_state
 from nova import exception
 from nova import objects
@@ -405,3 +407,67 @@ class RuntimeCheckTest(testtools.TestCase):
         self.api.create_container.assert_not_called()
         self.api.load_image.assert_not_called()
         self.assertEqual({}, self.engine.containers)
+
+
+class InitAndLxcfsTest(testtools.TestCase):
+    """Docker's init per option and image property; LXCFS binds."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.engine = fake_docker.FakeEngine()
+        self.guests = guest.Guests(self.engine.api, 'host-a')
+        self.lxcfs = self.useFixture(fixtures.TempDir()).path
+        self.cfg.config(lxcfs_path=self.lxcfs, group='docker')
+        self.addCleanup(setattr, guest, '_lxcfs_missing_logged', False)
+        guest._lxcfs_missing_logged = False
+
+    def _config(self, image_init=None):
+        instance = fake_docker.new_instance()
+        if image_init is not None:
+            instance.system_metadata = {'image_docker_init': image_init}
+        return self.guests.workload_host_config(instance, 'sbx')
+
+    def test_init_on_by_default(self):
+        self.assertIs(True, self._config()['Init'])
+        self.assertIs(True, self._config('yes')['Init'])
+
+    def test_image_with_its_own_init_opts_out(self):
+        for value in ('false', 'False', 'no', '0', 'off'):
+            self.assertIs(False, self._config(value)['Init'], value)
+
+    def test_option_off_wins(self):
+        self.cfg.config(init=False, group='docker')
+        self.assertIs(False, self._config()['Init'])
+        self.assertIs(False, self._config('true')['Init'])
+
+    def test_no_lxcfs_mount_no_binds_logged_once(self):
+        logs = self.useFixture(fixtures.FakeLogger(name=guest.__name__))
+        self.assertNotIn('Binds', self._config())
+        self.assertNotIn('Binds', self._config())
+        self.assertEqual(1, logs.output.count('LXCFS is not mounted'))
+        self.assertIn(self.lxcfs, logs.output)
+
+    def test_lxcfs_off_no_check(self):
+        self.cfg.config(lxcfs_path='', group='docker')
+        ismount = self.useFixture(fixtures.MockPatch(
+            'os.path.ismount', autospec=True)).mock
+        self.assertNotIn('Binds', self._config())
+        ismount.assert_not_called()
+
+    def test_lxcfs_mounted_files_bound_read_only(self):
+        for name in ('proc/meminfo', 'proc/cpuinfo', 'proc/uptime',
+                     'sys/devices/system/cpu/online'):
+            path = os.path.join(self.lxcfs, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, 'w').close()
+        ismount = self.useFixture(fixtures.MockPatch(
+            'os.path.ismount', autospec=True, return_value=True)).mock
+        self.assertEqual(
+            ['%s/proc/cpuinfo:/proc/cpuinfo:ro' % self.lxcfs,
+             '%s/proc/meminfo:/proc/meminfo:ro' % self.lxcfs,
+             '%s/proc/uptime:/proc/uptime:ro' % self.lxcfs,
+             '%s/sys/devices/system/cpu:/sys/devices/system/cpu:ro'
+             % self.lxcfs],
+            self._config()['Binds'])
+        ismount.assert_called_with(self.lxcfs)

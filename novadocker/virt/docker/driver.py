@@ -20,6 +20,7 @@ namespace) and ``hostinfo`` (what the host offers).
 
 import os_resource_classes as orc
 from nova.compute import power_state
+from nova.compute import utils as compute_utils
 from nova import exception
 from nova.i18n import _
 from nova.virt import driver
@@ -38,6 +39,15 @@ from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
+
+
+def shutdown_timeout(instance) -> int:
+    """The clean-shutdown budget Nova gives power_off: the image's
+    os_shutdown_timeout, else [DEFAULT]shutdown_timeout (as
+    ComputeManager._get_power_off_values computes it)."""
+    return compute_utils.get_value_from_system_metadata(
+        instance, key='image_os_shutdown_timeout', type=int,
+        default=CONF.shutdown_timeout)
 
 
 class DockerDriver(driver.ComputeDriver):
@@ -104,6 +114,9 @@ class DockerDriver(driver.ComputeDriver):
             ) from exc
         images.ensure_sandbox_image(self.api)
         self._check_hardening()
+        if guest_mod.lxcfs_binds():   # else it logged why, once
+            LOG.info('nova-docker: LXCFS at %s: instances see their flavor '
+                     'in /proc', CONF.docker.lxcfs_path)
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
             self.emit_event)
@@ -337,7 +350,7 @@ class DockerDriver(driver.ComputeDriver):
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
         """SOFT: graceful stop then start. HARD: kill then start."""
-        timeout = CONF.shutdown_timeout if reboot_type == 'SOFT' else 0
+        timeout = shutdown_timeout(instance) if reboot_type == 'SOFT' else 0
         self._guests.stop(instance, timeout)
         self._ensure_sandbox(instance, network_info or [])
         self._start_workload(instance)
@@ -358,7 +371,7 @@ class DockerDriver(driver.ComputeDriver):
         self._guests.unpause(instance)
 
     def soft_delete(self, instance):
-        self._guests.stop(instance, CONF.shutdown_timeout)
+        self._guests.stop(instance, shutdown_timeout(instance))
 
     def restore(self, instance):
         self._ensure_sandbox(instance, None)

@@ -27,6 +27,7 @@ They are named after the instance UUID (``nova-<uuid>``,
 re-created database) sharing one engine number their instances alike.
 """
 
+import os
 import re
 import shlex
 import typing
@@ -35,6 +36,7 @@ from nova.compute import power_state
 from nova import exception
 from nova.i18n import _
 from oslo_log import log as logging
+from oslo_utils import strutils
 from oslo_utils import units
 
 from novadocker import conf
@@ -54,6 +56,14 @@ SANDBOX_SUFFIX = '-sandbox'
 # The OCI runtime a flavor (or, if allowed, an image) asks for.
 EXTRA_SPEC_RUNTIME = 'docker:runtime'
 IMAGE_PROP_RUNTIME = 'docker_runtime'
+# Image property: "false" for images that bring their own init (systemd,
+# s6, tini in the image), which must be PID 1 themselves.
+IMAGE_PROP_INIT = 'docker_init'
+# What LXCFS virtualises, bound over the workload's own files so that the
+# tools reading them see the flavor (and the container's uptime).
+LXCFS_FILES = ('proc/cpuinfo', 'proc/diskstats', 'proc/loadavg',
+               'proc/meminfo', 'proc/stat', 'proc/swaps', 'proc/uptime',
+               'sys/devices/system/cpu')
 
 # Docker State.Status -> Nova power state. A paused (frozen) container is
 # PAUSED whether Nova paused or suspended it: both freeze the cgroup.
@@ -99,6 +109,52 @@ def cap_drop() -> typing.List[str]:
     return found
 
 
+def image_property(instance, name: str) -> typing.Optional[str]:
+    """A Glance property of the instance's image, unknown ones included.
+
+    Nova copies every image property into the instance's system metadata
+    as ``image_<name>``: ImageMetaProps would drop one it does not know.
+    """
+    value = (instance.system_metadata or {}).get('image_' + name)
+    return value.strip() if value else None
+
+
+def wants_init(instance) -> bool:
+    """Docker's init (tini) as PID 1, unless [docker]init is off or the
+    image says docker_init=false (it brings its own init)."""
+    if not CONF.docker.init:
+        return False
+    value = image_property(instance, IMAGE_PROP_INIT)
+    return strutils.bool_from_string(value, default=True) if value else True
+
+
+_lxcfs_missing_logged = False
+
+
+def lxcfs_binds() -> typing.List[str]:
+    """Read-only binds of LXCFS's files over the workload's, or [] (with
+    one log line) when [docker]lxcfs_path is set but LXCFS is not mounted
+    there (or its mount is dead: a restarted lxcfs leaves one behind)."""
+    global _lxcfs_missing_logged
+    path = CONF.docker.lxcfs_path
+    if not path:
+        return []
+    if not (os.path.ismount(path) and
+            os.access(os.path.join(path, 'proc/meminfo'), os.R_OK)):
+        if not _lxcfs_missing_logged:
+            LOG.warning('LXCFS is not mounted at [docker]lxcfs_path %s: '
+                        'instances will see the host\'s CPUs, memory and '
+                        'uptime in /proc. Start lxcfs (Debian: apt install '
+                        'lxcfs) or set lxcfs_path empty to silence this.',
+                        path)
+            _lxcfs_missing_logged = True
+        return []
+    _lxcfs_missing_logged = False
+    return ['%s:/%s:ro' % (os.path.join(path, name), name)
+            for name in LXCFS_FILES
+            if os.path.exists(os.path.join(path, name))]
+
+
 def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
     """The OCI runtime the instance asks for, and who asks.
 
@@ -112,10 +168,9 @@ def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
     if specs.get(EXTRA_SPEC_RUNTIME):
         return specs[EXTRA_SPEC_RUNTIME].strip(), 'flavor'
     if CONF.docker.image_runtime_property:
-        sysmeta = instance.system_metadata or {}
-        value = sysmeta.get('image_' + IMAGE_PROP_RUNTIME)
+        value = image_property(instance, IMAGE_PROP_RUNTIME)
         if value:
-            return value.strip(), 'image'
+            return value, 'image'
     return None, 'default'
 
 
@@ -285,6 +340,11 @@ class Guests:
             oom_score_adj=CONF.docker.oom_score_adj,
             log_config=log_config(),
             restart_policy={'Name': 'no'},   # Nova owns the power state
+            # tini as PID 1: it passes the stop signal on to the workload
+            # (which, not being PID 1, dies of it by default) and reaps
+            # orphans, as a VM's init does.
+            init=wants_init(instance),
+            binds=lxcfs_binds() or None,
         )
         if runtime:
             options['runtime'] = runtime
