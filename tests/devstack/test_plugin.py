@@ -102,6 +102,8 @@ class PluginTestCase(testtools.TestCase):
             'STUB_LOG': self.log,
             'STUB_OUT': self.out,
             'STUB_PYTHON': sys.executable,
+            'NOVA_DOCKER_LXCFS_DROPIN': os.path.join(
+                self.tmp, 'lxcfs.service.d', 'nova-docker.conf'),
         }
 
     def etc(self, service: str) -> str:
@@ -248,6 +250,31 @@ class TestInstall(PluginTestCase):
                           or ' -e ' in c], calls)
         self.assertIn('add_user_to_group %s docker' % getpass.getuser(),
                       calls)
+
+    def test_lxcfs_installed_with_its_cpu_view(self):
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('install_package lxcfs', calls)
+        self.assertLess(calls.index('sudo systemctl daemon-reload'),
+                        calls.index('restart_service lxcfs'))
+        with open(self.env['NOVA_DOCKER_LXCFS_DROPIN']) as f:
+            self.assertEqual(
+                '[Service]\nExecStart=\nExecStart=/usr/bin/lxcfs '
+                '--enable-cfs --enable-loadavg /var/lib/lxcfs\n', f.read())
+        # Stacking again leaves a running lxcfs (and its mounts) alone.
+        os.unlink(self.log)
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('start_service lxcfs', calls)
+        self.assertFalse([c for c in calls if 'restart_service' in c
+                          or 'daemon-reload' in c], calls)
+
+    def test_lxcfs_can_be_turned_off(self):
+        self.run_plugin(('stack', 'install'), ('stack', 'post-config'),
+                        NOVA_DOCKER_LXCFS='False')
+        self.assertFalse([c for c in self.calls() if 'lxcfs' in c])
+        self.assertEqual('', self.ini(self.nova_conf).get(
+            'docker', 'lxcfs_path'))
 
     def test_existing_docker_engine_is_kept(self):
         self.fake_dockerd()
