@@ -12,9 +12,12 @@
 
 """guest.py mapping logic against a specced Docker client."""
 
+import io
 import os
+import tarfile
 from unittest import mock
 
+import docker.errors
 import fixtures
 from nova.compute import power_state
 from nova import exception
@@ -471,3 +474,47 @@ class InitAndLxcfsTest(testtools.TestCase):
              % self.lxcfs],
             self._config()['Binds'])
         ismount.assert_called_with(self.lxcfs)
+
+
+class KeyInjectionUnitTest(testtools.TestCase):
+    """inject_keys against a specced client: what it sends, and that it
+    never pulls a huge file out of a container."""
+
+    def setUp(self):
+        super().setUp()
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.guests = guest.Guests(self.api, 'host-a')
+        self.instance = fake_docker.new_instance(key_data='ssh-ed25519 K a')
+        self.useFixture(fixtures.MockPatchObject(
+            self.guests, 'get', autospec=True, return_value='cid'))
+
+    def _sent(self) -> dict:
+        (cid, path, data), _ = self.api.put_archive.call_args
+        self.assertEqual(('cid', '/'), (cid, path))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name: (oct(m.mode), m.uid, m.gid,
+                             tar.extractfile(m).read() if m.isfile()
+                             else None) for m in tar.getmembers()}
+
+    def test_huge_existing_file_not_read(self):
+        stream = mock.MagicMock()
+        self.api.get_archive.return_value = (stream, {'size': 2 ** 30})
+        self.guests.inject_keys(self.instance)
+        stream.__iter__.assert_not_called()
+        stream.close.assert_called_once_with()
+        self.assertEqual(
+            {'root/.ssh': ('0o700', 0, 0, None),
+             'root/.ssh/authorized_keys': ('0o600', 0, 0,
+                                           b'ssh-ed25519 K a\n')},
+            self._sent())
+
+    def test_absent_file_and_no_key(self):
+        self.api.get_archive.side_effect = docker.errors.NotFound('gone')
+        self.guests.inject_keys(self.instance)
+        self.assertEqual(b'ssh-ed25519 K a\n',
+                         self._sent()['root/.ssh/authorized_keys'][3])
+        self.api.put_archive.reset_mock()
+        self.guests.inject_keys(fake_docker.new_instance(key_data=None))
+        self.guests.inject_keys(fake_docker.new_instance())
+        self.api.put_archive.assert_not_called()

@@ -244,6 +244,7 @@ class DockerDriver(driver.ComputeDriver):
             self._plug_and_wait(instance, network_info, power_on)
             guests.create_workload(instance, docker_image, image_meta,
                                    sandbox_id, runtime)
+            guests.inject_keys(instance)
             if power_on:
                 self._start_workload(instance)
         except Exception:

@@ -27,11 +27,14 @@ They are named after the instance UUID (``nova-<uuid>``,
 re-created database) sharing one engine number their instances alike.
 """
 
+import io
 import os
 import re
 import shlex
+import tarfile
 import typing
 
+import docker.errors
 from nova.compute import power_state
 from nova import exception
 from nova.i18n import _
@@ -369,6 +372,59 @@ class Guests:
                 host_config=self.workload_host_config(instance, sandbox_id,
                                                       runtime))
         return created['Id']
+
+    def inject_keys(self, instance) -> None:
+        """The instance's public key in root's authorized_keys (kept with
+        the image's own keys), before the workload first starts.
+
+        Docker's archive API writes inside the container's root filesystem
+        (chrooted) and replaces a symlinked ``/root/.ssh`` with a directory,
+        so an image cannot redirect the write onto the host.
+        """
+        keys = instance.key_data if instance.obj_attr_is_set(
+            'key_data') else None
+        if not keys or not keys.strip():
+            return
+        container_id = self.get(instance)
+        have = self._read_file(container_id, '/root/.ssh/authorized_keys')
+        lines = have.splitlines()
+        lines += [k for k in keys.strip().splitlines()
+                  if k.strip() and k not in lines]
+        data = ('\n'.join(lines) + '\n').encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode='w') as tar:
+            # A missing /root is created by Docker (0755, root's).
+            for name, mode, content in (('root/.ssh', 0o700, None),
+                                        ('root/.ssh/authorized_keys', 0o600,
+                                         data)):
+                info = tarfile.TarInfo(name)
+                info.mode, info.uid, info.gid = mode, 0, 0
+                if content is None:
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                else:
+                    info.size = len(content)
+                    tar.addfile(info, io.BytesIO(content))
+        with docker_client.translate_errors('inject keys', instance=instance):
+            self._api.put_archive(container_id, '/', buf.getvalue())
+
+    def _read_file(self, container_id: str, path: str,
+                   max_bytes: int = 256 * units.Ki) -> str:
+        """A regular file of the container, '' if absent, not a file or
+        larger than max_bytes (never read whole into memory)."""
+        try:
+            stream, stat = self._api.get_archive(container_id, path)
+            if stat.get('size', 0) > max_bytes:
+                stream.close()
+                return ''
+            with tarfile.open(fileobj=io.BytesIO(b''.join(stream))) as tar:
+                member = tar.next()
+                if member is None or not member.isfile():
+                    return ''
+                return tar.extractfile(member).read().decode(
+                    'utf-8', 'replace')
+        except docker.errors.NotFound:
+            return ''
 
     # -- driving -----------------------------------------------------------
 

@@ -1,0 +1,118 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The instance's public key in root's authorized_keys on the real engine,
+without anything in the image; odd images never get a write outside."""
+
+import io
+import os
+import tarfile
+import uuid
+
+from tests import fixtures as nd_fixtures
+from tests.functional import base
+
+KEY = ('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtestkeytestkeytestkeytestkey'
+       'testkeytest user@example')
+IMAGE_KEY = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABimagekey image@build'
+
+
+def image_with(*members) -> bytes:
+    """The default busybox image plus tar members (name, type, target)."""
+    api = nd_fixtures.docker_api()
+    repo = 'nova-docker-test/keys-%s' % uuid.uuid4().hex[:12]
+    buf = io.BytesIO(nd_fixtures.busybox_rootfs())
+    # Append to the rootfs tar: rewrite it with the extra members.
+    out = io.BytesIO()
+    with tarfile.open(fileobj=buf) as src, \
+            tarfile.open(fileobj=out, mode='w') as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member)
+                        if member.isfile() else None)
+        for name, kind, value in members:
+            info = tarfile.TarInfo(name)
+            if kind == 'symlink':
+                info.type, info.linkname = tarfile.SYMTYPE, value
+                dst.addfile(info)
+            else:
+                info.size, info.mode = len(value), 0o644
+                dst.addfile(info, io.BytesIO(value))
+    api.import_image_from_data(out.getvalue(), repository=repo, tag='1',
+                               changes=['CMD ["/bin/sleep", "2147483647"]'])
+    try:
+        return b''.join(api.get_image(repo + ':1'))
+    finally:
+        api.remove_image(repo + ':1', force=True)
+
+
+class KeyInjectionTest(base.DriverTestCase):
+
+    def spawn_keyed(self, image: bytes = None, key_data=KEY):
+        meta = self.add_image(image)
+        instance = self.make_instance(meta, key_data=key_data)
+        self.driver.spawn(self.context, instance, meta, [], None, {},
+                          network_info=[])
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        return instance
+
+    def stat(self, instance, path) -> str:
+        return self.exec_in(instance, '/bin/busybox', 'stat', '-c',
+                            '%a %u %g %F', path).strip()
+
+    def read(self, instance, path) -> str:
+        return self.exec_in(instance, 'cat', path)
+
+    def test_key_in_root_authorized_keys_with_modes(self):
+        instance = self.spawn_keyed()
+        self.assertEqual(KEY + '\n', self.read(
+            instance, '/root/.ssh/authorized_keys'))
+        self.assertEqual('700 0 0 directory',
+                         self.stat(instance, '/root/.ssh'))
+        self.assertEqual('600 0 0 regular file',
+                         self.stat(instance, '/root/.ssh/authorized_keys'))
+
+    def test_image_keys_are_kept(self):
+        instance = self.spawn_keyed(image_with(
+            ('root/.ssh/authorized_keys', 'file', IMAGE_KEY.encode() + b'\n')))
+        self.assertEqual(IMAGE_KEY + '\n' + KEY + '\n', self.read(
+            instance, '/root/.ssh/authorized_keys'))
+
+    def test_no_key_nothing_written(self):
+        instance = self.spawn_keyed(key_data=None)
+        self.assertEqual('no', self.exec_in(
+            instance, 'sh', '-c', 'test -e /root/.ssh && echo yes || echo no'
+        ).strip())
+
+    def test_symlinked_ssh_dir_never_writes_outside(self):
+        # An image pointing /root/.ssh at a host-looking absolute path.
+        target = '/tmp/nova-docker-keys-%s' % uuid.uuid4().hex
+        instance = self.spawn_keyed(image_with(('root/.ssh', 'symlink',
+                                                target)))
+        self.assertFalse(os.path.lexists(target))
+        # Documented result: the link is replaced by root's own directory.
+        self.assertEqual('700 0 0 directory',
+                         self.stat(instance, '/root/.ssh'))
+        self.assertEqual(KEY + '\n', self.read(
+            instance, '/root/.ssh/authorized_keys'))
+        self.assertEqual('no', self.exec_in(
+            instance, 'sh', '-c', 'test -e %s && echo yes || echo no'
+            % target).strip())
+
+    def test_symlinked_authorized_keys_replaced_not_followed(self):
+        target = '/tmp/nova-docker-keys-%s' % uuid.uuid4().hex
+        instance = self.spawn_keyed(image_with(
+            ('root/.ssh/authorized_keys', 'symlink', target)))
+        self.assertFalse(os.path.lexists(target))
+        self.assertEqual('600 0 0 regular file',
+                         self.stat(instance, '/root/.ssh/authorized_keys'))
+        self.assertEqual(KEY + '\n', self.read(
+            instance, '/root/.ssh/authorized_keys'))
