@@ -30,6 +30,7 @@ from oslo_utils import excutils
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import configdrive
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
@@ -242,6 +243,8 @@ class DockerDriver(driver.ComputeDriver):
             docker_image = store.ensure_image(context, image_meta)
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
+            configdrive.build(instance, injected_files, admin_password,
+                              network_info)
             guests.create_workload(instance, docker_image, image_meta,
                                    sandbox_id, runtime)
             guests.inject_keys(instance)
@@ -310,6 +313,7 @@ class DockerDriver(driver.ComputeDriver):
             self._vifs.unplug(instance, network_info)
         finally:
             self._guests.remove(instance)
+            configdrive.remove(instance)
 
     def _remove_image_if_unused(self, image_id) -> None:
         try:
@@ -332,6 +336,8 @@ class DockerDriver(driver.ComputeDriver):
         if destroy_vifs:
             self._vifs.unplug(instance, network_info or [])
         self._guests.remove(instance)
+        if destroy_disks:
+            configdrive.remove(instance)
 
     # -- power -------------------------------------------------------------
 

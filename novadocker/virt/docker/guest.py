@@ -44,6 +44,7 @@ from oslo_utils import units
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import configdrive
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ class Guests:
             # (which, not being PID 1, dies of it by default) and reaps
             # orphans, as a VM's init does.
             init=wants_init(instance),
-            binds=lxcfs_binds() or None,
+            binds=lxcfs_binds() + configdrive.bind(instance) or None,
         )
         if runtime:
             options['runtime'] = runtime
