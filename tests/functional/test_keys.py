@@ -116,3 +116,33 @@ class KeyInjectionTest(base.DriverTestCase):
                          self.stat(instance, '/root/.ssh/authorized_keys'))
         self.assertEqual(KEY + '\n', self.read(
             instance, '/root/.ssh/authorized_keys'))
+
+
+class FileInjectionTest(base.DriverTestCase):
+    """Nova's injected files (personality), inside the container only."""
+
+    def test_files_at_their_paths(self):
+        linked = '/tmp/nova-docker-files-%s' % uuid.uuid4().hex
+        meta = self.add_image(image_with(('etc/link', 'symlink', linked)))
+        target = '/tmp/nova-docker-files-%s' % uuid.uuid4().hex
+        instance = self.make_instance(meta)
+        files = [('/etc/motd', b'hello\n'), ('new/dir/file', b'x'),
+                 ('/../../%s' % target.lstrip('/'), b'escaped?'),
+                 ('/etc/link', b'not followed')]
+        self.driver.spawn(self.context, instance, meta, files, None, {},
+                          network_info=[])
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        self.assertEqual('hello\n', self.exec_in(instance, 'cat',
+                                                 '/etc/motd'))
+        self.assertEqual('x', self.exec_in(instance, 'cat',
+                                           '/new/dir/file'))
+        # ".." cannot climb above the container's root.
+        self.assertEqual('escaped?', self.exec_in(instance, 'cat', target))
+        self.assertFalse(os.path.lexists(target))
+        # A symlink at the path is replaced, not followed.
+        self.assertFalse(os.path.lexists(linked))
+        self.assertEqual('not followed', self.exec_in(instance, 'cat',
+                                                      '/etc/link'))
+        self.assertEqual('644 0 0 regular file', self.exec_in(
+            instance, '/bin/busybox', 'stat', '-c', '%a %u %g %F',
+            '/etc/motd').strip())

@@ -95,3 +95,22 @@ class ConfigDriveTest(base.IntegrationTestCase):
         server = self.boot()
         self.assertIn('"uuid": "%s"' % server['id'], self.exec_in(
             server, 'cat', '/config-drive/openstack/latest/meta_data.json'))
+
+    def test_injected_files(self):
+        # personality: API microversions up to 2.56.
+        self.addCleanup(setattr, self.api, 'microversion',
+                        self.api.microversion)
+        self.api.microversion = '2.56'
+        server = self.boot(
+            config_drive=True,
+            personality=[{'path': '/etc/motd', 'contents':
+                          base64.b64encode(b'hello motd\n').decode()}])
+        # In the container and on the config drive.
+        self.assertEqual('hello motd\n', self.exec_in(server, 'cat',
+                                                      '/etc/motd'))
+        meta = json.loads(self.exec_in(
+            server, 'cat', '/config-drive/openstack/latest/meta_data.json'))
+        [entry] = meta['files']
+        self.assertEqual('/etc/motd', entry['path'])
+        self.assertEqual('hello motd\n', self.exec_in(
+            server, 'cat', '/config-drive/openstack' + entry['content_path']))

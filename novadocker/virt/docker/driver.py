@@ -248,6 +248,7 @@ class DockerDriver(driver.ComputeDriver):
             guests.create_workload(instance, docker_image, image_meta,
                                    sandbox_id, runtime)
             guests.inject_keys(instance)
+            guests.inject_files(instance, injected_files)
             if power_on:
                 self._start_workload(instance)
         except Exception:

@@ -392,12 +392,32 @@ class Guests:
         lines += [k for k in keys.strip().splitlines()
                   if k.strip() and k not in lines]
         data = ('\n'.join(lines) + '\n').encode()
+        # A missing /root is created by Docker (0755, root's).
+        self._put(instance, container_id, 'inject keys',
+                  [('root/.ssh', 0o700, None),
+                   ('root/.ssh/authorized_keys', 0o600, data)])
+
+    def inject_files(self, instance, injected_files) -> None:
+        """Nova's injected files (personality) at their paths, root's,
+        0644, the same way: inside the container's filesystem only."""
+        members = []
+        for path, content in injected_files or ():
+            name = os.path.normpath('/' + path).lstrip('/')
+            if not name or name == '.':
+                continue
+            if isinstance(content, str):
+                content = content.encode()
+            members.append((name, 0o644, content))
+        if members:
+            self._put(instance, self.get(instance), 'inject files', members)
+
+    def _put(self, instance, container_id: str, what: str,
+             members: list) -> None:
+        """Unpack (name, mode, bytes or None for a directory) members,
+        owned by root, at / of the container."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode='w') as tar:
-            # A missing /root is created by Docker (0755, root's).
-            for name, mode, content in (('root/.ssh', 0o700, None),
-                                        ('root/.ssh/authorized_keys', 0o600,
-                                         data)):
+            for name, mode, content in members:
                 info = tarfile.TarInfo(name)
                 info.mode, info.uid, info.gid = mode, 0, 0
                 if content is None:
@@ -406,7 +426,7 @@ class Guests:
                 else:
                     info.size = len(content)
                     tar.addfile(info, io.BytesIO(content))
-        with docker_client.translate_errors('inject keys', instance=instance):
+        with docker_client.translate_errors(what, instance=instance):
             self._api.put_archive(container_id, '/', buf.getvalue())
 
     def _read_file(self, container_id: str, path: str,
