@@ -69,9 +69,18 @@ class LxcfsTest(base.DriverTestCase):
                       'it: lxcfs --enable-cfs %s)' % (path, path))
         self.addCleanup(setattr, guest, '_lxcfs_missing_logged', False)
 
+    def read(self, instance, *cmd) -> str:
+        """Output of a command inside; under load an exec's output came
+        back empty once (Docker's exec attach race, or an lxcfs hiccup):
+        read again rather than fail on an empty string."""
+        out = []
+        wait_for(lambda: out.append(self.exec_in(instance, *cmd)) or
+                 out[-1].strip(), 'output of %s' % (cmd,))
+        return out[-1]
+
     def view(self, instance) -> dict:
         """What the tools inside say."""
-        run = functools.partial(self.exec_in, instance)
+        run = functools.partial(self.read, instance)
         free = run('/usr/bin/free', '-k').splitlines()[1].split()
         return {
             'MemTotal': int(run('grep', 'MemTotal', '/proc/meminfo')
@@ -113,7 +122,7 @@ class LxcfsTest(base.DriverTestCase):
 
     def test_uptime_restarts_at_hard_reboot(self):
         instance = self.spawn(self.add_image(tools_image()))
-        uptime = lambda: float(self.exec_in(   # noqa: E731
+        uptime = lambda: float(self.read(   # noqa: E731
             instance, 'cat', '/proc/uptime').split()[0])
         wait_for(lambda: uptime() >= 2, 'an uptime of 2 s')
         before, read_at = uptime(), time.monotonic()
