@@ -18,6 +18,8 @@ import os
 import tarfile
 import uuid
 
+from nova import exception
+
 from tests import fixtures as nd_fixtures
 from tests.functional import base
 
@@ -27,7 +29,8 @@ IMAGE_KEY = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABimagekey image@build'
 
 
 def image_with(*members) -> bytes:
-    """The default busybox image plus tar members (name, type, target)."""
+    """The busybox rootfs plus members (name, 'file'/'program'/'symlink',
+    content or link target)."""
     api = nd_fixtures.docker_api()
     repo = 'nova-docker-test/keys-%s' % uuid.uuid4().hex[:12]
     buf = io.BytesIO(nd_fixtures.busybox_rootfs())
@@ -44,7 +47,8 @@ def image_with(*members) -> bytes:
                 info.type, info.linkname = tarfile.SYMTYPE, value
                 dst.addfile(info)
             else:
-                info.size, info.mode = len(value), 0o644
+                info.size = len(value)
+                info.mode = 0o755 if kind == 'program' else 0o644
                 dst.addfile(info, io.BytesIO(value))
     api.import_image_from_data(out.getvalue(), repository=repo, tag='1',
                                changes=['CMD ["/bin/sleep", "2147483647"]'])
@@ -146,3 +150,57 @@ class FileInjectionTest(base.DriverTestCase):
         self.assertEqual('644 0 0 regular file', self.exec_in(
             instance, '/bin/busybox', 'stat', '-c', '%a %u %g %F',
             '/etc/motd').strip())
+
+
+class AdminPasswordTest(base.DriverTestCase):
+    """set_admin_password by the image's own chpasswd. Debian's static
+    busybox has no chpasswd applet: a stand-in records its stdin."""
+
+    CHPASSWD = (b'#!/bin/sh\n'
+                b'cat > /tmp/chpasswd-input\n'
+                b'grep -q "^root:fail" /tmp/chpasswd-input && exit 1\n'
+                b'exit 0\n')
+
+    def spawn_image(self, image: bytes):
+        meta = self.add_image(image)
+        instance = self.make_instance(meta)
+        self.driver.spawn(self.context, instance, meta, [], None, {},
+                          network_info=[])
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        return instance
+
+    def chpasswd_image(self):
+        return image_with(('usr/sbin/chpasswd', 'program', self.CHPASSWD))
+
+    def test_password_on_chpasswd_stdin_never_in_a_command_line(self):
+        instance = self.spawn_image(self.chpasswd_image())
+        password = 'S3cret:with colon'
+        self.driver.set_admin_password(instance, password)
+        self.assertEqual('root:%s\n' % password, self.exec_in(
+            instance, 'cat', '/tmp/chpasswd-input'))
+        container = self.driver._guests.get(instance)
+        self.assertNotIn(password, str(self.api.inspect_container(
+            container)))
+
+    def test_chpasswd_failure_is_a_fault_without_the_password(self):
+        instance = self.spawn_image(self.chpasswd_image())
+        exc = self.assertRaises(exception.InstancePasswordSetFailed,
+                                self.driver.set_admin_password, instance,
+                                'fail-me')
+        self.assertIn('chpasswd exited 1', str(exc))
+        self.assertNotIn('fail-me', str(exc))
+
+    def test_no_chpasswd_is_not_supported(self):
+        instance = self.spawn_image(nd_fixtures.default_image_tarball())
+        self.assertRaises(exception.SetAdminPasswdNotSupported,
+                          self.driver.set_admin_password, instance, 'pw')
+
+    def test_line_break_refused_before_running_anything(self):
+        instance = self.spawn_image(self.chpasswd_image())
+        self.assertRaises(exception.InstancePasswordSetFailed,
+                          self.driver.set_admin_password, instance,
+                          'pw\nother:pw')
+        self.assertEqual('absent', self.exec_in(
+            instance, 'sh', '-c',
+            'test -e /tmp/chpasswd-input && echo present || echo absent'
+        ).strip())

@@ -22,8 +22,10 @@ import os
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives import serialization
+from nova.tests.functional.api import client as api_client
 
 from novadocker import conf
+from tests.functional import test_keys
 
 CONF = conf.CONF
 
@@ -114,3 +116,27 @@ class ConfigDriveTest(base.IntegrationTestCase):
         self.assertEqual('/etc/motd', entry['path'])
         self.assertEqual('hello motd\n', self.exec_in(
             server, 'cat', '/config-drive/openstack' + entry['content_path']))
+
+
+class AdminPasswordTest(base.IntegrationTestCase):
+    """changePassword through the API: the image's chpasswd, or 409."""
+
+    def test_change_password(self):
+        image = test_keys.image_with(
+            ('usr/sbin/chpasswd', 'program',
+             test_keys.AdminPasswordTest.CHPASSWD))
+        server = self.boot(self.upload_image(image))
+        self.api.post_server_action(
+            server['id'], {'changePassword': {'adminPass': 'N3w-pass'}})
+        self.wait_for_task_done(server)
+        self.assertEqual('root:N3w-pass\n', self.exec_in(
+            server, 'cat', '/tmp/chpasswd-input'))
+
+    def test_no_chpasswd_is_a_clear_409(self):
+        server = self.boot()
+        exc = self.assertRaises(
+            api_client.OpenStackApiException, self.api.post_server_action,
+            server['id'], {'changePassword': {'adminPass': 'N3w-pass'}})
+        self.assertEqual(409, exc.response.status_code)
+        self.assertIn('not supported', exc.response.text)
+        self.assertEqual('ACTIVE', self.wait_for_task_done(server)['status'])

@@ -363,6 +363,10 @@ class DockerDriver(driver.ComputeDriver):
         self._ensure_sandbox(instance, network_info or [])
         self._start_workload(instance)
 
+    def set_admin_password(self, instance, new_pass):
+        """root's password, by the image's chpasswd (no guest agent)."""
+        self._guests.set_password(instance, 'root', new_pass)
+
     def pause(self, instance):
         self._guests.pause(instance)
 

@@ -31,6 +31,7 @@ import io
 import os
 import re
 import shlex
+import socket
 import tarfile
 import typing
 
@@ -410,6 +411,49 @@ class Guests:
             members.append((name, 0o644, content))
         if members:
             self._put(instance, self.get(instance), 'inject files', members)
+
+    def set_password(self, instance, user: str, password: str) -> None:
+        """The image's own ``chpasswd`` run as root, the password on its
+        stdin (never in a command line, which Docker's events would show).
+
+        No chpasswd in the image: SetAdminPasswdNotSupported.
+        """
+        if any(c in password for c in '\n\r\0'):
+            # chpasswd reads user:password lines: a line break would set
+            # another user's password.
+            raise exception.InstancePasswordSetFailed(
+                instance=instance.uuid,
+                reason=_('the password contains a line break'))
+        container_id = self.get(instance)
+        with docker_client.translate_errors('set password',
+                                            instance=instance):
+            exec_id = self._api.exec_create(
+                container_id, ['chpasswd'], stdin=True, stdout=True,
+                stderr=True, user='0')['Id']   # no /etc/passwd needed
+            sock = self._api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, '_sock', sock)
+        try:
+            raw.settimeout(CONF.docker.api_timeout)
+            raw.sendall(('%s:%s\n' % (user, password)).encode())
+            raw.shutdown(socket.SHUT_WR)
+            output = b''
+            while len(output) < 64 * units.Ki:
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            sock.close()
+        with docker_client.translate_errors('set password',
+                                            instance=instance):
+            code = self._api.exec_inspect(exec_id)['ExitCode']
+        if code in (126, 127) or b'executable file not found' in output:
+            raise exception.SetAdminPasswdNotSupported()
+        if code != 0:
+            # Not the output: it could echo what it was given.
+            raise exception.InstancePasswordSetFailed(
+                instance=instance.uuid,
+                reason=_('chpasswd exited %s') % code)
 
     def _put(self, instance, container_id: str, what: str,
              members: list) -> None:
