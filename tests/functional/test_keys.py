@@ -18,6 +18,7 @@ import os
 import tarfile
 import uuid
 
+import fixtures
 from nova import exception
 
 from tests import fixtures as nd_fixtures
@@ -204,3 +205,44 @@ class AdminPasswordTest(base.DriverTestCase):
             instance, 'sh', '-c',
             'test -e /tmp/chpasswd-input && echo present || echo absent'
         ).strip())
+
+
+class ImageUserKeyTest(base.DriverTestCase):
+    """The image's default user (os_admin_user) gets the key too."""
+
+    PASSWD = (b'root:x:0:0:root:/root:/bin/sh\n'
+              b'debian:x:1000:1000:Debian:/home/debian:/bin/sh\n')
+
+    def spawn_with_user(self, user, image):
+        meta = self.add_image(image)
+        instance = self.make_instance(meta, key_data=KEY)
+        instance.system_metadata = {'image_os_admin_user': user}
+        self.driver.spawn(self.context, instance, meta, [], None, {},
+                          network_info=[])
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        return instance
+
+    def stat(self, instance, path) -> str:
+        return self.exec_in(instance, '/bin/busybox', 'stat', '-c',
+                            '%a %u %g %F', path).strip()
+
+    def test_default_user_and_root(self):
+        instance = self.spawn_with_user('debian', image_with(
+            ('etc/passwd', 'file', self.PASSWD)))
+        for home, owner in (('/root', '0 0'), ('/home/debian',
+                                               '1000 1000')):
+            self.assertEqual(KEY + '\n', self.exec_in(
+                instance, 'cat', home + '/.ssh/authorized_keys'))
+            self.assertEqual('700 %s directory' % owner,
+                             self.stat(instance, home + '/.ssh'))
+            self.assertEqual('600 %s regular file' % owner, self.stat(
+                instance, home + '/.ssh/authorized_keys'))
+
+    def test_unknown_user_root_only(self):
+        logs = self.useFixture(fixtures.FakeLogger())
+        instance = self.spawn_with_user('nobody-here', image_with(
+            ('etc/passwd', 'file', self.PASSWD)))
+        self.assertEqual(KEY + '\n', self.exec_in(
+            instance, 'cat', '/root/.ssh/authorized_keys'))
+        self.assertIn('nobody-here (os_admin_user) is not in the image',
+                      logs.output)

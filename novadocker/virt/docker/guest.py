@@ -64,6 +64,8 @@ IMAGE_PROP_RUNTIME = 'docker_runtime'
 # Image property: "false" for images that bring their own init (systemd,
 # s6, tini in the image), which must be PID 1 themselves.
 IMAGE_PROP_INIT = 'docker_init'
+# Nova's image property for the image's default user: gets the key too.
+IMAGE_PROP_ADMIN_USER = 'os_admin_user'
 # What LXCFS virtualises, bound over the workload's own files so that the
 # tools reading them see the flavor (and the container's uptime).
 LXCFS_FILES = ('proc/cpuinfo', 'proc/diskstats', 'proc/loadavg',
@@ -376,27 +378,55 @@ class Guests:
         return created['Id']
 
     def inject_keys(self, instance) -> None:
-        """The instance's public key in root's authorized_keys (kept with
-        the image's own keys), before the workload first starts.
+        """The instance's public key in root's authorized_keys, and in the
+        image's default user's (Glance property os_admin_user, looked up
+        in the image's /etc/passwd), kept with the keys already there,
+        before the workload first starts.
 
         Docker's archive API writes inside the container's root filesystem
-        (chrooted) and replaces a symlinked ``/root/.ssh`` with a directory,
-        so an image cannot redirect the write onto the host.
+        (chrooted) and replaces a symlinked ``.ssh`` with a directory, so
+        an image cannot redirect the write onto the host.
         """
         keys = instance.key_data if instance.obj_attr_is_set(
             'key_data') else None
         if not keys or not keys.strip():
             return
         container_id = self.get(instance)
-        have = self._read_file(container_id, '/root/.ssh/authorized_keys')
-        lines = have.splitlines()
-        lines += [k for k in keys.strip().splitlines()
-                  if k.strip() and k not in lines]
-        data = ('\n'.join(lines) + '\n').encode()
-        # A missing /root is created by Docker (0755, root's).
-        self._put(instance, container_id, 'inject keys',
-                  [('root/.ssh', 0o700, None),
-                   ('root/.ssh/authorized_keys', 0o600, data)])
+        members = []
+        for uid, gid, home in self._key_owners(instance, container_id):
+            path = os.path.normpath('/' + home).lstrip('/')
+            have = self._read_file(container_id,
+                                   '/%s/.ssh/authorized_keys' % path)
+            lines = have.splitlines()
+            lines += [k for k in keys.strip().splitlines()
+                      if k.strip() and k not in lines]
+            data = ('\n'.join(lines) + '\n').encode()
+            # A missing home is created by Docker (0755, root's).
+            members += [(path + '/.ssh', 0o700, None, uid, gid),
+                        (path + '/.ssh/authorized_keys', 0o600, data, uid,
+                         gid)]
+        self._put(instance, container_id, 'inject keys', members)
+
+    def _key_owners(self, instance, container_id: str) -> list:
+        """(uid, gid, home) of root and of the image's os_admin_user."""
+        owners = [(0, 0, '/root')]
+        user = image_property(instance, IMAGE_PROP_ADMIN_USER)
+        if not user or user == 'root':
+            return owners
+        for line in self._read_file(container_id,
+                                    '/etc/passwd').splitlines():
+            fields = line.split(':')
+            if len(fields) >= 6 and fields[0] == user and \
+                    fields[2].isdigit() and fields[3].isdigit() and \
+                    fields[5].startswith('/'):
+                entry = (int(fields[2]), int(fields[3]), fields[5])
+                if entry[2] != '/root':
+                    owners.append(entry)
+                return owners
+        LOG.warning('Image user %s (os_admin_user) is not in the image\'s '
+                    '/etc/passwd: the key goes to root only', user,
+                    instance=instance)
+        return owners
 
     def inject_files(self, instance, injected_files) -> None:
         """Nova's injected files (personality) at their paths, root's,
@@ -408,7 +438,7 @@ class Guests:
                 continue
             if isinstance(content, str):
                 content = content.encode()
-            members.append((name, 0o644, content))
+            members.append((name, 0o644, content, 0, 0))
         if members:
             self._put(instance, self.get(instance), 'inject files', members)
 
@@ -457,13 +487,13 @@ class Guests:
 
     def _put(self, instance, container_id: str, what: str,
              members: list) -> None:
-        """Unpack (name, mode, bytes or None for a directory) members,
-        owned by root, at / of the container."""
+        """Unpack (name, mode, bytes or None for a directory, uid, gid)
+        members at / of the container."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode='w') as tar:
-            for name, mode, content in members:
+            for name, mode, content, uid, gid in members:
                 info = tarfile.TarInfo(name)
-                info.mode, info.uid, info.gid = mode, 0, 0
+                info.mode, info.uid, info.gid = mode, uid, gid
                 if content is None:
                     info.type = tarfile.DIRTYPE
                     tar.addfile(info)
