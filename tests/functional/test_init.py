@@ -93,6 +93,18 @@ class InitTest(base.DriverTestCase):
         self.assertTrue(self.inspect(instance)['HostConfig']['Init'])
         self.assertEqual('/sbin/docker-init', self.pid1(instance))
 
+    def test_command_looked_up_on_path_before_start(self):
+        """Under the init, docker start no longer refuses a missing
+        command: the driver looks it up (PATH, links) itself."""
+        meta = self.add_image(shell_image(), properties={
+            'os_command_line': 'sleep 2147483647'})
+        instance = self.make_instance(meta)
+        self.driver.spawn(self.context, instance, meta, [], None, {},
+                          network_info=[])
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
+        self.assertEqual(power_state.RUNNING, self.state(instance))
+        self.assertEqual('sleep', self.inspect(instance)['Path'])
+
     def test_image_with_its_own_init_opts_out(self):
         instance = self.spawn_with(shell_image(), docker_init='false')
         self.assertFalse(self.inspect(instance)['HostConfig']['Init'])

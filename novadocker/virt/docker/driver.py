@@ -247,6 +247,7 @@ class DockerDriver(driver.ComputeDriver):
                               network_info)
             guests.create_workload(instance, docker_image, image_meta,
                                    sandbox_id, runtime)
+            guests.check_command(instance)
             guests.inject_keys(instance)
             guests.inject_files(instance, injected_files)
             if power_on:

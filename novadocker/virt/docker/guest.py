@@ -64,6 +64,8 @@ IMAGE_PROP_RUNTIME = 'docker_runtime'
 # Image property: "false" for images that bring their own init (systemd,
 # s6, tini in the image), which must be PID 1 themselves.
 IMAGE_PROP_INIT = 'docker_init'
+# Docker's PATH for images that set none.
+DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 # Nova's image property for the image's default user: gets the key too.
 IMAGE_PROP_ADMIN_USER = 'os_admin_user'
 # What LXCFS virtualises, bound over the workload's own files so that the
@@ -376,6 +378,45 @@ class Guests:
                 host_config=self.workload_host_config(instance, sandbox_id,
                                                       runtime))
         return created['Id']
+
+    def check_command(self, instance) -> None:
+        """ImageUnacceptable if the workload's command is not in the image.
+
+        Without an init, ``docker start`` refuses a missing executable;
+        under the init the start succeeds and the init's exec fails a
+        moment later (exit 127). Look the command up first, as execvp
+        would (PATH from the image, the working directory for a relative
+        path), so a bad image stays a clear build fault.
+        """
+        info = self.inspect(instance)
+        command = info.get('Path')
+        if not info['HostConfig'].get('Init') or not command:
+            return
+        config = info.get('Config') or {}
+        env = dict(e.split('=', 1) for e in config.get('Env') or ()
+                   if '=' in e)
+        if '/' in command:
+            candidates = [os.path.join(config.get('WorkingDir') or '/',
+                                       command)]
+        else:
+            candidates = [os.path.join(d or '/', command)
+                          for d in env.get('PATH', DEFAULT_PATH).split(':')]
+        for path in candidates:
+            if self._exists(info['Id'], path):
+                return
+        raise exception.ImageUnacceptable(
+            image_id=instance.image_ref,
+            reason=_('its command cannot run: exec: "%s": executable file '
+                     'not found in $PATH') % command)
+
+    def _exists(self, container_id: str, path: str) -> bool:
+        """A path (or a symlink) exists in the container's filesystem:
+        HEAD of the archive API, which transfers nothing."""
+        with docker_client.translate_errors('stat'):
+            response = self._api.head(
+                self._api._url('/containers/{0}/archive', container_id),
+                params={'path': path}, timeout=CONF.docker.api_timeout)
+        return response.status_code == 200
 
     def inject_keys(self, instance) -> None:
         """The instance's public key in root's authorized_keys, and in the
