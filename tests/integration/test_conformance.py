@@ -236,7 +236,6 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
         """The reasons say NotImplementedError: check it is so."""
         instance = test_utils.get_test_instance(obj=True)
         for call in (
-                lambda: self.connection.set_admin_password(instance, 'x'),
                 lambda: self.connection.rescue(
                     self.ctxt, instance, [], None, '', None, None),
                 lambda: self.connection.trigger_crash_dump(instance),
