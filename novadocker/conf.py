@@ -187,6 +187,26 @@ docker_opts = [
                     'gzip/bzip2/xz bomb is refused before dockerd writes '
                     'it. 0: the largest of 1 GiB, the flavor root disk '
                     '(root_gb) and 10 times the Glance image size.'),
+    # -- init and the flavor seen from inside (issue 11.0, 11.4) ---------
+    cfg.BoolOpt('init',
+                default=True,
+                help='Run each workload under Docker\'s init (tini, the '
+                     'engine\'s docker-init) as PID 1: it forwards the '
+                     'stop signal, so a shell image without a TERM trap '
+                     'stops at once instead of waiting shutdown_timeout, '
+                     'and it reaps orphaned processes. An image that brings '
+                     'its own init (systemd, s6) opts out with the Glance '
+                     'property docker_init=false.'),
+    cfg.StrOpt('lxcfs_path',
+               default='/var/lib/lxcfs',
+               help='Where LXCFS is mounted on the Docker host. When it is '
+                    'mounted there, its /proc/{cpuinfo,meminfo,stat,'
+                    'uptime,diskstats,loadavg,swaps} and '
+                    '/sys/devices/system/cpu are bound read-only into each '
+                    'new workload, so it sees its flavor\'s RAM and vCPUs '
+                    'and its own uptime. When it is not, a warning is '
+                    'logged once and workloads see the host\'s values. '
+                    'Empty: never bind LXCFS.'),
 ]
 
 CONF.register_group(docker_group)

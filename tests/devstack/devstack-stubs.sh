@@ -120,6 +120,14 @@ function start_service {
     stub_record "start_service $*"
 }
 
+function restart_service {
+    stub_record "restart_service $*"
+}
+
+function systemctl {
+    stub_record "systemctl $*"
+}
+
 function setup_install {
     stub_record "setup_install $*"
 }

@@ -114,6 +114,9 @@ class PluginTestCase(testtools.TestCase):
             # The docker command as docker.io (bookworm) or docker-cli
             # installs it; a test removes it to be trixie.
             'NOVA_DOCKER_CLI': os.path.join(self.tmp, 'usr-bin-docker'),
+
+            'NOVA_DOCKER_LXCFS_DROPIN': os.path.join(
+                self.tmp, 'lxcfs.service.d', 'nova-docker.conf'),
         }
         self.write(self.env['NOVA_DOCKER_CLI'], '#!/bin/sh\nexit 0\n')
         os.chmod(self.env['NOVA_DOCKER_CLI'], 0o755)
@@ -288,6 +291,31 @@ class TestInstall(PluginTestCase):
                         NOVA_DOCKER_LIVE_RESTORE='False')
         self.assertFalse(os.path.exists(self.daemon_json))
         self.assertNotIn('systemctl reload docker', self.calls())
+
+    def test_lxcfs_installed_with_its_cpu_view(self):
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('install_package lxcfs', calls)
+        self.assertLess(calls.index('sudo systemctl daemon-reload'),
+                        calls.index('restart_service lxcfs'))
+        with open(self.env['NOVA_DOCKER_LXCFS_DROPIN']) as f:
+            self.assertEqual(
+                '[Service]\nExecStart=\nExecStart=/usr/bin/lxcfs '
+                '--enable-cfs --enable-loadavg /var/lib/lxcfs\n', f.read())
+        # Stacking again leaves a running lxcfs (and its mounts) alone.
+        os.unlink(self.log)
+        self.run_plugin(('stack', 'install'))
+        calls = self.calls()
+        self.assertIn('start_service lxcfs', calls)
+        self.assertFalse([c for c in calls if 'restart_service' in c
+                          or 'daemon-reload' in c], calls)
+
+    def test_lxcfs_can_be_turned_off(self):
+        self.run_plugin(('stack', 'install'), ('stack', 'post-config'),
+                        NOVA_DOCKER_LXCFS='False')
+        self.assertFalse([c for c in self.calls() if 'lxcfs' in c])
+        self.assertEqual('', self.ini(self.nova_conf).get(
+            'docker', 'lxcfs_path'))
 
     def test_existing_docker_engine_is_kept(self):
         self.fake_dockerd()

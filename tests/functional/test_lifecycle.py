@@ -186,8 +186,14 @@ class LifecycleTest(base.DriverTestCase):
         self.assertEqual([0], self.exits_since(instance, since))
 
     def test_power_off_kills_after_timeout(self):
-        # The default image's PID 1 is sleep, which ignores SIGTERM.
-        instance = self.spawn()
+        # Without Docker's init (image property docker_init=false), the
+        # default image's PID 1 is sleep, which ignores SIGTERM.
+        meta = self.add_image()
+        instance = self.make_instance(meta)
+        instance.system_metadata = {'image_docker_init': 'false'}
+        self.driver.spawn(self.context, instance, meta, [], None, {},
+                          network_info=[])
+        self.addCleanup(self.driver.destroy, self.context, instance, [])
         self.driver.power_off(instance, timeout=1, retry_interval=1)
         self.assertEqual(power_state.SHUTDOWN, self.state(instance))
         self.assertEqual(137, self.inspect(instance)['State']['ExitCode'])

@@ -377,3 +377,39 @@ class InitHostTest(DriverTestBase):
                                     driver.init_host, 'h')
         self.assertIn('docker group', str(exc))
         self.assertIn('unix:///nowhere', str(exc))
+
+
+class ShutdownTimeoutTest(testtools.TestCase):
+    """Soft reboot and soft delete get power_off's budget."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.cfg.config(shutdown_timeout=42)
+
+    def test_default_is_shutdown_timeout(self):
+        self.assertEqual(42, docker_driver.shutdown_timeout(
+            fake_docker.new_instance()))
+
+    def test_image_os_shutdown_timeout_wins(self):
+        instance = fake_docker.new_instance(
+            system_metadata={'image_os_shutdown_timeout': '7'})
+        self.assertEqual(7, docker_driver.shutdown_timeout(instance))
+
+    def test_soft_reboot_uses_it_hard_reboot_does_not(self):
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        guests = mock.create_autospec(guest.Guests, instance=True)
+        instance = fake_docker.new_instance(
+            system_metadata={'image_os_shutdown_timeout': '7'})
+        with mock.patch.object(docker_driver.DockerDriver, '_guests',
+                               new=guests), \
+                mock.patch.object(driver, '_ensure_sandbox', autospec=True), \
+                mock.patch.object(driver, '_start_workload', autospec=True):
+            driver.reboot(None, instance, [], 'SOFT')
+            guests.stop.assert_called_once_with(instance, 7)
+            guests.stop.reset_mock()
+            driver.reboot(None, instance, [], 'HARD')
+            guests.stop.assert_called_once_with(instance, 0)
+            guests.stop.reset_mock()
+            driver.soft_delete(instance)
+            guests.stop.assert_called_once_with(instance, 7)

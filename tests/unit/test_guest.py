@@ -12,8 +12,13 @@
 
 """guest.py mapping logic against a specced Docker client."""
 
+import io
+import os
+import tarfile
 from unittest import mock
 
+import docker.errors
+import fixtures
 from nova.compute import power_state
 from nova import exception
 from nova import objects
@@ -405,3 +410,111 @@ class RuntimeCheckTest(testtools.TestCase):
         self.api.create_container.assert_not_called()
         self.api.load_image.assert_not_called()
         self.assertEqual({}, self.engine.containers)
+
+
+class InitAndLxcfsTest(testtools.TestCase):
+    """Docker's init per option and image property; LXCFS binds."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg = self.useFixture(config_fixture.Config(CONF))
+        self.engine = fake_docker.FakeEngine()
+        self.guests = guest.Guests(self.engine.api, 'host-a')
+        self.lxcfs = self.useFixture(fixtures.TempDir()).path
+        self.cfg.config(lxcfs_path=self.lxcfs, group='docker')
+        self.addCleanup(setattr, guest, '_lxcfs_missing_logged', False)
+        guest._lxcfs_missing_logged = False
+
+    def _config(self, image_init=None):
+        instance = fake_docker.new_instance()
+        if image_init is not None:
+            instance.system_metadata = {'image_docker_init': image_init}
+        return self.guests.workload_host_config(instance, 'sbx')
+
+    def test_init_on_by_default(self):
+        self.assertIs(True, self._config()['Init'])
+        self.assertIs(True, self._config('yes')['Init'])
+
+    def test_image_with_its_own_init_opts_out(self):
+        for value in ('false', 'False', 'no', '0', 'off'):
+            self.assertIs(False, self._config(value)['Init'], value)
+
+    def test_option_off_wins(self):
+        self.cfg.config(init=False, group='docker')
+        self.assertIs(False, self._config()['Init'])
+        self.assertIs(False, self._config('true')['Init'])
+
+    def test_no_lxcfs_mount_no_binds_logged_once(self):
+        logs = self.useFixture(fixtures.FakeLogger(name=guest.__name__))
+        self.assertNotIn('Binds', self._config())
+        self.assertNotIn('Binds', self._config())
+        self.assertEqual(1, logs.output.count('LXCFS is not mounted'))
+        self.assertIn(self.lxcfs, logs.output)
+
+    def test_lxcfs_off_no_check(self):
+        self.cfg.config(lxcfs_path='', group='docker')
+        ismount = self.useFixture(fixtures.MockPatch(
+            'os.path.ismount', autospec=True)).mock
+        self.assertNotIn('Binds', self._config())
+        ismount.assert_not_called()
+
+    def test_lxcfs_mounted_files_bound_read_only(self):
+        for name in ('proc/meminfo', 'proc/cpuinfo', 'proc/uptime',
+                     'sys/devices/system/cpu/online'):
+            path = os.path.join(self.lxcfs, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, 'w').close()
+        ismount = self.useFixture(fixtures.MockPatch(
+            'os.path.ismount', autospec=True, return_value=True)).mock
+        self.assertEqual(
+            ['%s/proc/cpuinfo:/proc/cpuinfo:ro' % self.lxcfs,
+             '%s/proc/meminfo:/proc/meminfo:ro' % self.lxcfs,
+             '%s/proc/uptime:/proc/uptime:ro' % self.lxcfs,
+             '%s/sys/devices/system/cpu:/sys/devices/system/cpu:ro'
+             % self.lxcfs],
+            self._config()['Binds'])
+        ismount.assert_called_with(self.lxcfs)
+
+
+class KeyInjectionUnitTest(testtools.TestCase):
+    """inject_keys against a specced client: what it sends, and that it
+    never pulls a huge file out of a container."""
+
+    def setUp(self):
+        super().setUp()
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.guests = guest.Guests(self.api, 'host-a')
+        self.instance = fake_docker.new_instance(key_data='ssh-ed25519 K a')
+        self.useFixture(fixtures.MockPatchObject(
+            self.guests, 'get', autospec=True, return_value='cid'))
+
+    def _sent(self) -> dict:
+        (cid, path, data), _ = self.api.put_archive.call_args
+        self.assertEqual(('cid', '/'), (cid, path))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name: (oct(m.mode), m.uid, m.gid,
+                             tar.extractfile(m).read() if m.isfile()
+                             else None) for m in tar.getmembers()}
+
+    def test_huge_existing_file_not_read(self):
+        stream = mock.MagicMock()
+        self.api.get_archive.return_value = (stream, {'size': 2 ** 30})
+        self.guests.inject_keys(self.instance)
+        stream.__iter__.assert_not_called()
+        stream.close.assert_called_once_with()
+        self.assertEqual(
+            {'root/.ssh': ('0o700', 0, 0, None),
+             'root/.ssh/authorized_keys': ('0o600', 0, 0,
+                                           b'ssh-ed25519 K a\n')},
+            self._sent())
+
+    def test_absent_file_and_no_key(self):
+        self.api.get_archive.side_effect = docker.errors.NotFound('gone')
+        self.guests.inject_keys(self.instance)
+        self.assertEqual(b'ssh-ed25519 K a\n',
+                         self._sent()['root/.ssh/authorized_keys'][3])
+        self.api.put_archive.reset_mock()
+        self.guests.inject_keys(fake_docker.new_instance(key_data=None))
+        self.guests.inject_keys(fake_docker.new_instance())
+        self.api.put_archive.assert_not_called()

@@ -16,7 +16,7 @@
 
 # Debian packages: the services that do not come from PyPI.
 AIO_DEBS="mariadb-server rabbitmq-server ovn-central ovn-host openvswitch-switch
-docker.io busybox-static iproute2 iptables iputils-ping curl python3-venv python3-dev gcc"
+docker.io busybox-static lxcfs iproute2 iptables iputils-ping curl python3-venv python3-dev gcc"
 
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt.

@@ -82,8 +82,24 @@ start_rabbitmq() {
     ss -ltnpH 'sport = :4369' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 >"$RUN/epmd.pid"
 }
 
+# LXCFS: instances see their flavor's RAM, vCPUs (CFS quota) and uptime.
+LXCFS_DIR=/var/lib/lxcfs
+lxcfs_ok() { [ -r "$LXCFS_DIR/proc/meminfo" ]; }
+start_lxcfs() {
+    if lxcfs_ok; then
+        echo "lxcfs already running: using it"
+        return
+    fi
+    # A killed lxcfs leaves a dead FUSE mount behind.
+    if grep -q " $LXCFS_DIR fuse" /proc/mounts; then umount -l "$LXCFS_DIR"; fi
+    mkdir -p "$LXCFS_DIR"
+    start_svc lxcfs lxcfs --enable-cfs --enable-loadavg "$LXCFS_DIR"
+    wait_for lxcfs 30 lxcfs_ok
+}
+
 start_base() {
     start_docker_ovs
+    start_lxcfs
     start_mariadb
     start_rabbitmq
 }
@@ -437,6 +453,8 @@ stop_base() {
         stop_pid mysqld_safe
     fi
     if marked svc:dockerd; then stop_pid dockerd; fi
+    # lxcfs unmounts on SIGTERM; containers started since see a dead view.
+    if marked svc:lxcfs; then stop_pid lxcfs; fi
     if marked ovs; then /usr/share/openvswitch/scripts/ovs-ctl stop; fi
     sed -i -E '/^(ovn-controller|ovn-central|rabbitmq|mariadb|svc:.*|ovs)$/d' "$RUN/started"
 }

@@ -64,7 +64,8 @@ COMPUTE_FEATURES = {
     'vnc_console': False,
     'spice_console': False,
     'serial_console': False,
-    # set_admin_password is not implemented (no guest agent).
+    # set_admin_password runs the image's chpasswd: the all-in-one's
+    # busybox image has none (Debian's busybox-static lacks the applet).
     'change_password': False,
     # File injection ("personality") is not implemented.
     'personality': False,

@@ -25,6 +25,7 @@ import typing
 
 import os_resource_classes as orc
 from nova.compute import power_state
+from nova.compute import utils as compute_utils
 from nova import exception
 from nova.i18n import _
 from nova.virt import driver
@@ -34,6 +35,7 @@ from oslo_utils import excutils
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import configdrive
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
@@ -49,6 +51,15 @@ LOG = logging.getLogger(__name__)
 
 # The live-restore warning is logged once per process.
 _live_restore_warned = False
+
+
+def shutdown_timeout(instance) -> int:
+    """The clean-shutdown budget Nova gives power_off: the image's
+    os_shutdown_timeout, else [DEFAULT]shutdown_timeout (as
+    ComputeManager._get_power_off_values computes it)."""
+    return compute_utils.get_value_from_system_metadata(
+        instance, key='image_os_shutdown_timeout', type=int,
+        default=CONF.shutdown_timeout)
 
 
 class DockerDriver(driver.ComputeDriver):
@@ -140,6 +151,9 @@ class DockerDriver(driver.ComputeDriver):
             self.reap, CONF.docker.reap_interval,
             first_wait=first.retry_in if first else None)
         self._reaper_thread.start()
+        if guest_mod.lxcfs_binds():   # else it logged why, once
+            LOG.info('nova-docker: LXCFS at %s: instances see their flavor '
+                     'in /proc', CONF.docker.lxcfs_path)
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
             self.emit_event,
@@ -395,11 +409,11 @@ class DockerDriver(driver.ComputeDriver):
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
         with self._spawn_guard(instance.uuid):
-            self._spawn(context, instance, image_meta, network_info,
-                        power_on)
+            self._spawn(context, instance, image_meta, injected_files,
+                        admin_password, network_info, power_on)
 
-    def _spawn(self, context, instance, image_meta, network_info,
-               power_on) -> None:
+    def _spawn(self, context, instance, image_meta, injected_files,
+               admin_password, network_info, power_on) -> None:
         # Reject bad input before anything is created on the host.
         images.check_image_acceptable(image_meta)
         network_info = network_info or []
@@ -417,8 +431,13 @@ class DockerDriver(driver.ComputeDriver):
             held = True
             sandbox_id = self._create_sandbox(instance, network_info)
             self._plug_and_wait(instance, network_info, power_on)
+            configdrive.build(instance, injected_files, admin_password,
+                              network_info)
             guests.create_workload(instance, docker_image, image_meta,
                                    sandbox_id, runtime)
+            guests.check_command(instance)
+            guests.inject_keys(instance)
+            guests.inject_files(instance, injected_files)
             if power_on:
                 self._start_workload(instance)
         except Exception:
@@ -488,8 +507,10 @@ class DockerDriver(driver.ComputeDriver):
             ) from exc
 
     def _remove_instance(self, instance, network_info,
-                         unplug: bool = True) -> None:
-        """Unplug the ports and remove both containers. Idempotent.
+                         unplug: bool = True,
+                         remove_disks: bool = True) -> None:
+        """Unplug the ports and remove both containers (and, with
+        ``remove_disks``, the config drive directory). Idempotent.
 
         The containers always go: a failed unplug (OVSDB down, a privsep
         error) is logged and does not fail the delete, as libvirt ignores
@@ -498,6 +519,8 @@ class DockerDriver(driver.ComputeDriver):
         if unplug:
             self._unplug_quietly(instance, network_info)
         self._guests.remove(instance)
+        if remove_disks:
+            configdrive.remove(instance)
 
     def _unplug_quietly(self, instance, network_info) -> None:
         try:
@@ -522,14 +545,16 @@ class DockerDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
-        self._remove_instance(instance, network_info or [])
+        self._remove_instance(instance, network_info or [],
+                              remove_disks=destroy_disks)
         self._drop_resize_backup(instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
         self._remove_instance(instance, network_info or [],
-                              unplug=destroy_vifs)
+                              unplug=destroy_vifs,
+                              remove_disks=destroy_disks)
 
     # -- power -------------------------------------------------------------
 
@@ -551,10 +576,14 @@ class DockerDriver(driver.ComputeDriver):
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
         """SOFT: graceful stop then start. HARD: kill then start."""
-        timeout = CONF.shutdown_timeout if reboot_type == 'SOFT' else 0
+        timeout = shutdown_timeout(instance) if reboot_type == 'SOFT' else 0
         self._guests.stop(instance, timeout)
         self._ensure_sandbox(instance, network_info or [])
         self._start_workload(instance)
+
+    def set_admin_password(self, instance, new_pass):
+        """root's password, by the image's chpasswd (no guest agent)."""
+        self._guests.set_password(instance, 'root', new_pass)
 
     def pause(self, instance):
         self._guests.pause(instance)
@@ -572,7 +601,7 @@ class DockerDriver(driver.ComputeDriver):
         self._guests.unpause(instance)
 
     def soft_delete(self, instance):
-        self._guests.stop(instance, CONF.shutdown_timeout)
+        self._guests.stop(instance, shutdown_timeout(instance))
 
     def restore(self, instance):
         self._ensure_sandbox(instance, None)

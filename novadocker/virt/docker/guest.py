@@ -27,18 +27,25 @@ They are named after the instance UUID (``nova-<uuid>``,
 re-created database) sharing one engine number their instances alike.
 """
 
+import io
+import os
 import re
 import shlex
+import socket
+import tarfile
 import typing
 
+import docker.errors
 from nova.compute import power_state
 from nova import exception
 from nova.i18n import _
 from oslo_log import log as logging
+from oslo_utils import strutils
 from oslo_utils import units
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import configdrive
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -54,6 +61,18 @@ SANDBOX_SUFFIX = '-sandbox'
 # The OCI runtime a flavor (or, if allowed, an image) asks for.
 EXTRA_SPEC_RUNTIME = 'docker:runtime'
 IMAGE_PROP_RUNTIME = 'docker_runtime'
+# Image property: "false" for images that bring their own init (systemd,
+# s6, tini in the image), which must be PID 1 themselves.
+IMAGE_PROP_INIT = 'docker_init'
+# Docker's PATH for images that set none.
+DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+# Nova's image property for the image's default user: gets the key too.
+IMAGE_PROP_ADMIN_USER = 'os_admin_user'
+# What LXCFS virtualises, bound over the workload's own files so that the
+# tools reading them see the flavor (and the container's uptime).
+LXCFS_FILES = ('proc/cpuinfo', 'proc/diskstats', 'proc/loadavg',
+               'proc/meminfo', 'proc/stat', 'proc/swaps', 'proc/uptime',
+               'sys/devices/system/cpu')
 
 # Docker State.Status -> Nova power state. A paused (frozen) container is
 # PAUSED whether Nova paused or suspended it: both freeze the cgroup.
@@ -99,6 +118,52 @@ def cap_drop() -> typing.List[str]:
     return found
 
 
+def image_property(instance, name: str) -> typing.Optional[str]:
+    """A Glance property of the instance's image, unknown ones included.
+
+    Nova copies every image property into the instance's system metadata
+    as ``image_<name>``: ImageMetaProps would drop one it does not know.
+    """
+    value = (instance.system_metadata or {}).get('image_' + name)
+    return value.strip() if value else None
+
+
+def wants_init(instance) -> bool:
+    """Docker's init (tini) as PID 1, unless [docker]init is off or the
+    image says docker_init=false (it brings its own init)."""
+    if not CONF.docker.init:
+        return False
+    value = image_property(instance, IMAGE_PROP_INIT)
+    return strutils.bool_from_string(value, default=True) if value else True
+
+
+_lxcfs_missing_logged = False
+
+
+def lxcfs_binds() -> typing.List[str]:
+    """Read-only binds of LXCFS's files over the workload's, or [] (with
+    one log line) when [docker]lxcfs_path is set but LXCFS is not mounted
+    there (or its mount is dead: a restarted lxcfs leaves one behind)."""
+    global _lxcfs_missing_logged
+    path = CONF.docker.lxcfs_path
+    if not path:
+        return []
+    if not (os.path.ismount(path) and
+            os.access(os.path.join(path, 'proc/meminfo'), os.R_OK)):
+        if not _lxcfs_missing_logged:
+            LOG.warning('LXCFS is not mounted at [docker]lxcfs_path %s: '
+                        'instances will see the host\'s CPUs, memory and '
+                        'uptime in /proc. Start lxcfs (Debian: apt install '
+                        'lxcfs) or set lxcfs_path empty to silence this.',
+                        path)
+            _lxcfs_missing_logged = True
+        return []
+    _lxcfs_missing_logged = False
+    return ['%s:/%s:ro' % (os.path.join(path, name), name)
+            for name in LXCFS_FILES
+            if os.path.exists(os.path.join(path, name))]
+
+
 def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
     """The OCI runtime the instance asks for, and who asks.
 
@@ -112,10 +177,9 @@ def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
     if specs.get(EXTRA_SPEC_RUNTIME):
         return specs[EXTRA_SPEC_RUNTIME].strip(), 'flavor'
     if CONF.docker.image_runtime_property:
-        sysmeta = instance.system_metadata or {}
-        value = sysmeta.get('image_' + IMAGE_PROP_RUNTIME)
+        value = image_property(instance, IMAGE_PROP_RUNTIME)
         if value:
-            return value.strip(), 'image'
+            return value, 'image'
     return None, 'default'
 
 
@@ -300,6 +364,11 @@ class Guests:
             oom_score_adj=CONF.docker.oom_score_adj,
             log_config=log_config(),
             restart_policy={'Name': 'no'},   # Nova owns the power state
+            # tini as PID 1: it passes the stop signal on to the workload
+            # (which, not being PID 1, dies of it by default) and reaps
+            # orphans, as a VM's init does.
+            init=wants_init(instance),
+            binds=lxcfs_binds() + configdrive.bind(instance) or None,
         )
         if runtime:
             options['runtime'] = runtime
@@ -333,6 +402,189 @@ class Guests:
                 host_config=self.workload_host_config(instance, sandbox_id,
                                                       runtime))
         return created['Id']
+
+    def check_command(self, instance) -> None:
+        """ImageUnacceptable if the workload's command is not in the image.
+
+        Without an init, ``docker start`` refuses a missing executable;
+        under the init the start succeeds and the init's exec fails a
+        moment later (exit 127). Look the command up first, as execvp
+        would (PATH from the image, the working directory for a relative
+        path), so a bad image stays a clear build fault.
+        """
+        info = self.inspect(instance)
+        command = info.get('Path')
+        if not info['HostConfig'].get('Init') or not command:
+            return
+        config = info.get('Config') or {}
+        env = dict(e.split('=', 1) for e in config.get('Env') or ()
+                   if '=' in e)
+        if '/' in command:
+            candidates = [os.path.join(config.get('WorkingDir') or '/',
+                                       command)]
+        else:
+            candidates = [os.path.join(d or '/', command)
+                          for d in env.get('PATH', DEFAULT_PATH).split(':')]
+        for path in candidates:
+            if self._exists(info['Id'], path):
+                return
+        raise exception.ImageUnacceptable(
+            image_id=instance.image_ref,
+            reason=_('its command cannot run: exec: "%s": executable file '
+                     'not found in $PATH') % command)
+
+    def _exists(self, container_id: str, path: str) -> bool:
+        """A path (or a symlink) exists in the container's filesystem:
+        HEAD of the archive API, which transfers nothing."""
+        with docker_client.translate_errors('stat'):
+            response = self._api.head(
+                self._api._url('/containers/{0}/archive', container_id),
+                params={'path': path}, timeout=CONF.docker.api_timeout)
+        return response.status_code == 200
+
+    def inject_keys(self, instance) -> None:
+        """The instance's public key in root's authorized_keys, and in the
+        image's default user's (Glance property os_admin_user, looked up
+        in the image's /etc/passwd), kept with the keys already there,
+        before the workload first starts.
+
+        Docker's archive API writes inside the container's root filesystem
+        (chrooted) and replaces a symlinked ``.ssh`` with a directory, so
+        an image cannot redirect the write onto the host.
+        """
+        keys = instance.key_data if instance.obj_attr_is_set(
+            'key_data') else None
+        if not keys or not keys.strip():
+            return
+        container_id = self.get(instance)
+        members = []
+        for uid, gid, home in self._key_owners(instance, container_id):
+            path = os.path.normpath('/' + home).lstrip('/')
+            have = self._read_file(container_id,
+                                   '/%s/.ssh/authorized_keys' % path)
+            lines = have.splitlines()
+            lines += [k for k in keys.strip().splitlines()
+                      if k.strip() and k not in lines]
+            data = ('\n'.join(lines) + '\n').encode()
+            # A missing home is created by Docker (0755, root's).
+            members += [(path + '/.ssh', 0o700, None, uid, gid),
+                        (path + '/.ssh/authorized_keys', 0o600, data, uid,
+                         gid)]
+        self._put(instance, container_id, 'inject keys', members)
+
+    def _key_owners(self, instance, container_id: str) -> list:
+        """(uid, gid, home) of root and of the image's os_admin_user."""
+        owners = [(0, 0, '/root')]
+        user = image_property(instance, IMAGE_PROP_ADMIN_USER)
+        if not user or user == 'root':
+            return owners
+        for line in self._read_file(container_id,
+                                    '/etc/passwd').splitlines():
+            fields = line.split(':')
+            if len(fields) >= 6 and fields[0] == user and \
+                    fields[2].isdigit() and fields[3].isdigit() and \
+                    fields[5].startswith('/'):
+                entry = (int(fields[2]), int(fields[3]), fields[5])
+                if entry[2] != '/root':
+                    owners.append(entry)
+                return owners
+        LOG.warning('Image user %s (os_admin_user) is not in the image\'s '
+                    '/etc/passwd: the key goes to root only', user,
+                    instance=instance)
+        return owners
+
+    def inject_files(self, instance, injected_files) -> None:
+        """Nova's injected files (personality) at their paths, root's,
+        0644, the same way: inside the container's filesystem only."""
+        members = []
+        for path, content in injected_files or ():
+            name = os.path.normpath('/' + path).lstrip('/')
+            if not name or name == '.':
+                continue
+            if isinstance(content, str):
+                content = content.encode()
+            members.append((name, 0o644, content, 0, 0))
+        if members:
+            self._put(instance, self.get(instance), 'inject files', members)
+
+    def set_password(self, instance, user: str, password: str) -> None:
+        """The image's own ``chpasswd`` run as root, the password on its
+        stdin (never in a command line, which Docker's events would show).
+
+        No chpasswd in the image: SetAdminPasswdNotSupported.
+        """
+        if any(c in password for c in '\n\r\0'):
+            # chpasswd reads user:password lines: a line break would set
+            # another user's password.
+            raise exception.InstancePasswordSetFailed(
+                instance=instance.uuid,
+                reason=_('the password contains a line break'))
+        container_id = self.get(instance)
+        with docker_client.translate_errors('set password',
+                                            instance=instance):
+            exec_id = self._api.exec_create(
+                container_id, ['chpasswd'], stdin=True, stdout=True,
+                stderr=True, user='0')['Id']   # no /etc/passwd needed
+            sock = self._api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, '_sock', sock)
+        try:
+            raw.settimeout(CONF.docker.api_timeout)
+            raw.sendall(('%s:%s\n' % (user, password)).encode())
+            raw.shutdown(socket.SHUT_WR)
+            output = b''
+            while len(output) < 64 * units.Ki:
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            sock.close()
+        with docker_client.translate_errors('set password',
+                                            instance=instance):
+            code = self._api.exec_inspect(exec_id)['ExitCode']
+        if code in (126, 127) or b'executable file not found' in output:
+            raise exception.SetAdminPasswdNotSupported()
+        if code != 0:
+            # Not the output: it could echo what it was given.
+            raise exception.InstancePasswordSetFailed(
+                instance=instance.uuid,
+                reason=_('chpasswd exited %s') % code)
+
+    def _put(self, instance, container_id: str, what: str,
+             members: list) -> None:
+        """Unpack (name, mode, bytes or None for a directory, uid, gid)
+        members at / of the container."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode='w') as tar:
+            for name, mode, content, uid, gid in members:
+                info = tarfile.TarInfo(name)
+                info.mode, info.uid, info.gid = mode, uid, gid
+                if content is None:
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                else:
+                    info.size = len(content)
+                    tar.addfile(info, io.BytesIO(content))
+        with docker_client.translate_errors(what, instance=instance):
+            self._api.put_archive(container_id, '/', buf.getvalue())
+
+    def _read_file(self, container_id: str, path: str,
+                   max_bytes: int = 256 * units.Ki) -> str:
+        """A regular file of the container, '' if absent, not a file or
+        larger than max_bytes (never read whole into memory)."""
+        try:
+            stream, stat = self._api.get_archive(container_id, path)
+            if stat.get('size', 0) > max_bytes:
+                stream.close()
+                return ''
+            with tarfile.open(fileobj=io.BytesIO(b''.join(stream))) as tar:
+                member = tar.next()
+                if member is None or not member.isfile():
+                    return ''
+                return tar.extractfile(member).read().decode(
+                    'utf-8', 'replace')
+        except docker.errors.NotFound:
+            return ''
 
     # -- driving -----------------------------------------------------------
 
