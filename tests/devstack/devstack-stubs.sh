@@ -147,10 +147,6 @@ function add_user_to_group {
     stub_record "add_user_to_group $*"
 }
 
-function systemctl {
-    stub_record "systemctl $*"
-}
-
 function sudo {
     stub_record "sudo $*"
     "$@"

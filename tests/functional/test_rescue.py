@@ -26,6 +26,13 @@ class RescueTest(base.DriverTestCase):
     def rescue_container(self, instance) -> dict:
         return self.driver._guests.inspect(instance, rescue.ROLE_RESCUE)
 
+    @staticmethod
+    def rescue_volume(container: dict) -> str:
+        """The volume holding the instance's filesystem at /rescue (the
+        container also has LXCFS and config drive binds)."""
+        return [m['Name'] for m in container['Mounts']
+                if m['Destination'] == rescue.MOUNT_POINT][0]
+
     def exec_rescue(self, instance, *cmd) -> str:
         container = self.rescue_container(instance)['Id']
         exec_id = self.api.exec_create(container, list(cmd))
@@ -70,7 +77,7 @@ class RescueTest(base.DriverTestCase):
             instance, 'cat', '/rescue/etc/state').strip())
         self.exec_rescue(instance, 'sh', '-c',
                          'echo fixed > /rescue/etc/state')
-        volume = found['Mounts'][0]['Name']
+        volume = self.rescue_volume(found)
         self.driver.unrescue(self.context, instance)
         self.assertIsNone(self.driver._guests.find(instance,
                                                    rescue.ROLE_RESCUE))
@@ -96,7 +103,7 @@ class RescueTest(base.DriverTestCase):
         instance = self.make_instance(meta)
         self.driver.spawn(self.context, instance, meta, [], None, {})
         self.rescue(instance, meta)
-        volume = self.rescue_container(instance)['Mounts'][0]['Name']
+        volume = self.rescue_volume(self.rescue_container(instance))
         self.driver.destroy(self.context, instance, [])
         self.assertEqual([], self.leaks.leftovers())
         self.assertVolumeGone(volume)

@@ -403,8 +403,9 @@ class Guests:
                                                       runtime))
         return created['Id']
 
-    def check_command(self, instance) -> None:
-        """ImageUnacceptable if the workload's command is not in the image.
+    def check_command(self, instance, role: str = ROLE_WORKLOAD) -> None:
+        """CommandNotFound (an ImageUnacceptable) if the command of the
+        instance's container of ``role`` is not in its image.
 
         Without an init, ``docker start`` refuses a missing executable;
         under the init the start succeeds and the init's exec fails a
@@ -412,7 +413,7 @@ class Guests:
         would (PATH from the image, the working directory for a relative
         path), so a bad image stays a clear build fault.
         """
-        info = self.inspect(instance)
+        info = self.inspect(instance, role)
         command = info.get('Path')
         if not info['HostConfig'].get('Init') or not command:
             return
@@ -428,10 +429,11 @@ class Guests:
         for path in candidates:
             if self._exists(info['Id'], path):
                 return
-        raise exception.ImageUnacceptable(
-            image_id=instance.image_ref,
-            reason=_('its command cannot run: exec: "%s": executable file '
-                     'not found in $PATH') % command)
+        raise docker_client.CommandNotFound(
+            image_id=info.get('Image') if role != ROLE_WORKLOAD
+            else instance.image_ref,
+            reason=_('exec: "%s": executable file not found in $PATH')
+            % command)
 
     def _exists(self, container_id: str, path: str) -> bool:
         """A path (or a symlink) exists in the container's filesystem:

@@ -135,6 +135,11 @@ class Rescuer:
                     command=guest_mod.command_override(image_meta),
                     labels=labels, tty=True, stdin_open=True,
                     host_config=config)
+            # Under the init a missing command would start and exit: refuse
+            # it here, as the workload's is at spawn.
+            self._guests.check_command(instance, ROLE_RESCUE)
+            with docker_client.translate_errors('start rescue',
+                                                instance=instance):
                 self._api.start(created['Id'])
         except Exception:
             LOG.warning('Rescue failed; removing the rescue container',
