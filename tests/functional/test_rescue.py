@@ -34,14 +34,7 @@ class RescueTest(base.DriverTestCase):
                 if m['Destination'] == rescue.MOUNT_POINT][0]
 
     def exec_rescue(self, instance, *cmd) -> str:
-        container = self.rescue_container(instance)['Id']
-        exec_id = self.api.exec_create(container, list(cmd))
-        output = self.api.exec_start(exec_id)
-        result = self.api.exec_inspect(exec_id)
-        if result['ExitCode'] != 0:
-            raise AssertionError('%s exited %s: %s' % (
-                cmd, result['ExitCode'], output))
-        return output.decode()
+        return self.exec_in(instance, *cmd, role=rescue.ROLE_RESCUE)
 
     def rescue(self, instance, image_meta):
         self.driver.rescue(self.context, instance, [], image_meta, 'pw',

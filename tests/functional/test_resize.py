@@ -206,8 +206,7 @@ class BtrfsDataRoot(fixtures.Fixture):
 class RootDiskTest(ResizeMixin, base.DriverTestCase):
     """storage_opt size on a private btrfs engine: a real quota."""
 
-    def setUp(self):
-        super().setUp()
+    def private_dockerd(self):
         for binary in ('mkfs.btrfs', 'btrfs'):
             try:
                 nd_fixtures.which(binary)
@@ -215,16 +214,12 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
                 nd_fixtures.require_functional_missing(
                     self, '%s (btrfs-progs) is needed' % binary)
         root = self.useFixture(BtrfsDataRoot())
-        self.dockerd = self.useFixture(nd_fixtures.PrivateDockerd(
+        return self.useFixture(nd_fixtures.PrivateDockerd(
             '--storage-driver', 'btrfs', data_root=root.path))
-        self.private = self.dockerd.api()
-        self.addCleanup(self.private.close)
-        self.conf.config(api_url=self.dockerd.url, group='docker')
-        # A fresh driver on the private engine.
-        self.driver.cleanup_host(self.host)
-        self.driver = type(self.driver)(self.driver.virtapi)
-        self.driver.init_host(self.host)
-        self.addCleanup(self.driver.cleanup_host, self.host)
+
+    def setUp(self):
+        super().setUp()
+        self.private = self.api
         self.addCleanup(self.assertNothingLeft)
 
     def assertNothingLeft(self):
@@ -233,16 +228,6 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
         self.assertEqual([], left)
         self.assertEqual([], self.private.images(
             name=resize.RESIZE_REPOSITORY))
-
-    def exec_in(self, instance, *cmd) -> str:
-        container = self.driver._guests.get(instance)
-        exec_id = self.private.exec_create(container, list(cmd))
-        output = self.private.exec_start(exec_id)
-        result = self.private.exec_inspect(exec_id)
-        if result['ExitCode'] != 0:
-            raise AssertionError('%s exited %s: %s' % (
-                cmd, result['ExitCode'], output))
-        return output.decode()
 
     def fill(self, instance, megabytes: int) -> str:
         """dd that many MB into the root; dd's output (empty if it fit)."""
