@@ -31,13 +31,9 @@ import uuid
 import docker
 import fixtures
 
-BUSYBOX = '/bin/busybox'
-BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping',
-                   'hostname', 'true', 'false', 'touch', 'mkdir', 'ifconfig',
-                   'route', 'nc', 'wget', 'ps', 'kill', 'top', 'grep', 'sed',
-                   'env', 'id', 'date', 'printf', 'test', 'rm', 'ln', 'dd',
-                   'head', 'tail', 'wc', 'uname', 'ping6', 'arp', 'mount',
-                   'sysctl', 'udhcpc')
+from novadocker import rootfs
+
+BUSYBOX = rootfs.BUSYBOX
 TEST_LABEL = 'org.openstack.nova-docker.test'
 HOST_API_URL = 'unix:///var/run/docker.sock'
 HOST_DOCKERD_PIDFILE = '/var/run/docker.pid'
@@ -115,26 +111,7 @@ def docker_api() -> docker.APIClient:
 
 def busybox_rootfs(extra_files: dict = None) -> bytes:
     """A root filesystem tarball: busybox-static and its applet links."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as tar:
-        tar.add(BUSYBOX, arcname='bin/busybox')
-        for directory in ('etc', 'tmp', 'proc', 'sys', 'dev', 'root', 'var',
-                          'run', 'sbin', 'usr', 'usr/bin'):
-            info = tarfile.TarInfo(directory)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o1777 if directory == 'tmp' else 0o755
-            tar.addfile(info)
-        for applet in BUSYBOX_APPLETS:
-            info = tarfile.TarInfo('bin/' + applet)
-            info.type = tarfile.SYMTYPE
-            info.linkname = 'busybox'
-            tar.addfile(info)
-        for name, content in (extra_files or {}).items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mode = 0o755
-            tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
+    return rootfs.busybox_rootfs(BUSYBOX, extra_files=extra_files)
 
 
 def build_saved_image(changes=('CMD ["/bin/sh"]',), repo_tag=None,

@@ -39,7 +39,10 @@ def image_with(*members) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=buf) as src, \
             tarfile.open(fileobj=out, mode='w') as dst:
+        replaced = {name for name, _kind, _value in members}
         for member in src.getmembers():
+            if member.name in replaced:
+                continue
             dst.addfile(member, src.extractfile(member)
                         if member.isfile() else None)
         for name, kind, value in members:

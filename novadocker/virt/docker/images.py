@@ -42,6 +42,7 @@ from oslo_utils import timeutils
 from oslo_utils import units
 
 from novadocker import conf
+from novadocker import rootfs
 from novadocker.virt.docker import client as docker_client
 
 CONF = conf.CONF
@@ -908,22 +909,6 @@ class ImageStore:
             return self._api.images(name=GLANCE_REPOSITORY)
 
 
-def sandbox_image_archive(binary_path: str) -> bytes:
-    """A one-file root filesystem: the static binary as /bin/busybox."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as tar:
-        # bin first, explicitly 0755: an implicit parent comes out 0600 on
-        # some storage drivers (btrfs), and the sandbox (no capabilities,
-        # so no DAC override) could not reach /bin/busybox.
-        for name in ('bin', 'dev', 'proc', 'sys', 'etc'):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            tar.addfile(info)
-        tar.add(binary_path, arcname='bin/busybox')
-    return buf.getvalue()
-
-
 def ensure_sandbox_image(api) -> str:
     """Build the sandbox image locally if the engine lacks it; return its
     Docker image ID.
@@ -943,7 +928,7 @@ def ensure_sandbox_image(api) -> str:
         pass
     repository, tag = split_reference(name)
     try:
-        archive = sandbox_image_archive(CONF.docker.sandbox_binary)
+        archive = rootfs.sandbox_rootfs(CONF.docker.sandbox_binary)
     except OSError as exc:
         raise exception.NovaException(
             _('Cannot build the sandbox image %(name)s from %(bin)s: '
