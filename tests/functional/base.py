@@ -123,12 +123,12 @@ class DriverTestCase(testtools.TestCase):
         return instance
 
     def inspect(self, instance, role=guest.ROLE_WORKLOAD) -> dict:
-        return self.driver._guests.inspect(instance, role)
+        return self.driver._guests.get(instance, role).inspect(role)
 
     def exec_in(self, instance, *cmd, role=guest.ROLE_WORKLOAD) -> str:
         """Run a command in the instance's container of ``role`` (the
         workload); return its output."""
-        container = self.driver._guests.get(instance, role)
+        container = self.driver._guests.get(instance, role).id(role)
         exec_id = self.api.exec_create(container, list(cmd))
         output = self.api.exec_start(exec_id)
         result = self.api.exec_inspect(exec_id)

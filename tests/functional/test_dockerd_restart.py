@@ -55,7 +55,8 @@ class DockerdRestartTest(test_network.NetworkTestCase):
 
         for instance in (a, b):
             sandbox = self.api.inspect_container(
-                self.driver._guests.get(instance, guest.ROLE_SANDBOX))
+                self.driver._guests.get(
+                    instance, guest.ROLE_SANDBOX).sandbox_id)
             self.assertFalse(sandbox['State']['Running'])
         # The OVS records survived; the veth of the plain port did not.
         self.assertEqual(self.bridge, nf.port_bridge(vif_a['devname']))

@@ -43,7 +43,7 @@ class LifecycleEventTest(base.DriverTestCase):
 
     def test_workload_killed_outside_nova_emits_stopped(self):
         instance = self.spawn()
-        container = self.driver._guests.get(instance)
+        container = self.driver._guests.get(instance).workload_id
         self.api.kill(container)   # behind Nova's back
         self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
 

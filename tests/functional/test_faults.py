@@ -206,8 +206,6 @@ class WithoutLiveRestoreTest(FaultTestCase):
     DOCKERD_ARGS = ()
 
     def start_up_warnings(self) -> str:
-        self.useFixture(fixtures.MockPatch(
-            'novadocker.virt.docker.driver._live_restore_warned', False))
         logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
         self.driver = self.new_driver()     # nova-compute (re)starts
         return logs.output
@@ -564,7 +562,7 @@ class DataRootFullTest(FaultTestCase):
             *self.DOCKERD_ARGS, data_root=self.disk.path))
 
     def exec_raw(self, instance, *cmd):
-        container = self.driver._guests.get(instance)
+        container = self.driver._guests.get(instance).workload_id
         exec_id = self.api.exec_create(container, list(cmd))
         output = self.api.exec_start(exec_id).decode(errors='replace')
         return self.api.exec_inspect(exec_id)['ExitCode'], output

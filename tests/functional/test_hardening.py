@@ -219,7 +219,7 @@ class HardeningTest(base.DriverTestCase):
                          self.inspect(mine, guest.ROLE_SANDBOX)['Name'])
         self.assertEqual(
             '/nova-' + theirs.uuid,
-            other._guests.inspect(theirs)['Name'])
+            other._guests.get(theirs).inspect()['Name'])
         self.assertEqual([mine.name], self.driver.list_instances())
         self.assertEqual([theirs.name], other.list_instances())
         self.assertEqual(mine.name, self.inspect(mine)['Config']['Labels'][
@@ -415,7 +415,8 @@ class UsernsRemapTest(PrivateEngineMixin, test_network.NetworkTestCase):
         self.driver.unpause(a)
         self.assertPings(a, self.ip_of(vif_b))
         # A lost sandbox (engine restarted) is rebuilt with its ports.
-        self.api.stop(self.driver._guests.get(a, guest.ROLE_SANDBOX),
+        self.api.stop(self.driver._guests.get(
+            a, guest.ROLE_SANDBOX).sandbox_id,
                       timeout=0)
         self.driver.power_off(a, 0)
         self.driver.power_on(self.context, a, [vif_a])

@@ -197,5 +197,5 @@ class InitHostTest(base.DriverTestCase):
         driver.spawn(self.context, instance, meta, [], None, {},
                      network_info=[])
         self.addCleanup(driver.destroy, self.context, instance, [])
-        self.assertTrue(driver._guests.inspect(
-            instance, 'sandbox')['State']['Running'])
+        self.assertTrue(driver._guests.get(
+            instance, 'sandbox').inspect('sandbox')['State']['Running'])

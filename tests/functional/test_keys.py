@@ -182,7 +182,7 @@ class AdminPasswordTest(base.DriverTestCase):
         self.driver.set_admin_password(instance, password)
         self.assertEqual('root:%s\n' % password, self.exec_in(
             instance, 'cat', '/tmp/chpasswd-input'))
-        container = self.driver._guests.get(instance)
+        container = self.driver._guests.get(instance).workload_id
         self.assertNotIn(password, str(self.api.inspect_container(
             container)))
 

@@ -69,7 +69,7 @@ class LifecycleTest(base.DriverTestCase):
 
     def exits_since(self, instance, since):
         """Exit codes of the workload's 'die' events since ``since``."""
-        container = self.driver._guests.get(instance)
+        container = self.driver._guests.get(instance).workload_id
         events = self.api.events(
             since=since, until=datetime.datetime.utcnow() +
             datetime.timedelta(seconds=1), decode=True,
@@ -219,7 +219,8 @@ class LifecycleTest(base.DriverTestCase):
     def test_power_on_restarts_a_lost_sandbox(self):
         instance = self.spawn()
         self.driver.power_off(instance, timeout=0)
-        self.api.stop(self.driver._guests.get(instance, guest.ROLE_SANDBOX),
+        self.api.stop(self.driver._guests.get(
+            instance, guest.ROLE_SANDBOX).sandbox_id,
                       timeout=0)
         self.driver.power_on(self.context, instance, [])
         self.assertEqual(power_state.RUNNING, self.state(instance))
@@ -340,7 +341,7 @@ class LifecycleTest(base.DriverTestCase):
             'echo console-line-$i-abcdefghijklmnopqrstuvwxyz; '
             'i=$((i+1)); done; exec sleep 2147483647"')})
         instance = self.spawn(meta)
-        container = self.driver._guests.get(instance)
+        container = self.driver._guests.get(instance).workload_id
         wait_for(lambda: b'console-line-399-' in self.api.logs(container),
                  'the output')
         full = self.api.logs(container)
@@ -590,7 +591,8 @@ class ReconcileTest(base.DriverTestCase):
         instance = self.spawn()
         # What a host reboot leaves: both containers exited.
         for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX):
-            self.api.stop(self.driver._guests.get(instance, role), timeout=0)
+            self.api.stop(self.driver._guests.get(
+                instance, role).id(role), timeout=0)
         driver = self._restart()
         self.assertEqual(power_state.SHUTDOWN, driver.get_info(
             instance, use_cache=False).state)

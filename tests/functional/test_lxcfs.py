@@ -67,7 +67,6 @@ class LxcfsTest(base.DriverTestCase):
             nd_fixtures.require_functional_missing(
                 self, 'LXCFS is not mounted at %s (tools/run-tests starts '
                       'it: lxcfs --enable-cfs %s)' % (path, path))
-        self.addCleanup(setattr, guest, '_lxcfs_missing_logged', False)
 
     def read(self, instance, *cmd) -> str:
         """Output of a command inside; under load an exec's output came
@@ -154,7 +153,6 @@ class LxcfsTest(base.DriverTestCase):
     def test_lxcfs_missing_boots_and_logs_once(self):
         self.conf.config(lxcfs_path=self.useFixture(fixtures.TempDir()).path,
                          group='docker')
-        guest._lxcfs_missing_logged = False
         logs = self.useFixture(fixtures.FakeLogger(name=guest.__name__))
         first, second = self.spawn(memory_mb=64), self.spawn(memory_mb=64)
         for instance in (first, second):

@@ -178,7 +178,8 @@ class PlugTest(NetworkTestCase):
     def test_destroy_leaves_nothing(self):
         vif = self.ports.network(0)()
         instance = self.spawn_on([vif])
-        sandbox = self.driver._guests.get(instance, guest.ROLE_SANDBOX)
+        sandbox = self.driver._guests.get(
+            instance, guest.ROLE_SANDBOX).sandbox_id
         self.driver.destroy(self.context, instance, [vif])
         self.assertEqual([], self.net_leaks.leftovers())
         self.assertEqual([], nf.bridge_ports(self.bridge))
@@ -391,18 +392,20 @@ class LifecycleTest(NetworkTestCase):
         # What a dockerd restart does to one instance: both containers
         # stop, the namespace and the veth in it disappear, the OVS port
         # stays behind as a stale record.
-        self.api.stop(self.driver._guests.get(self.instance), timeout=0)
+        self.api.stop(self.driver._guests.get(
+            self.instance).workload_id, timeout=0)
         self.api.stop(self.driver._guests.get(self.instance,
-                                              guest.ROLE_SANDBOX),
+                                              guest.ROLE_SANDBOX).sandbox_id,
                       timeout=0)
         self.assertEqual(self.bridge, nf.port_bridge(self.vif['devname']))
         self.driver.power_on(self.context, self.instance, [self.vif])
         self.assertConnected()
 
     def test_lost_sandbox_is_rebuilt_by_plug_vifs_and_resume(self):
-        self.api.stop(self.driver._guests.get(self.instance), timeout=0)
+        self.api.stop(self.driver._guests.get(
+            self.instance).workload_id, timeout=0)
         self.api.stop(self.driver._guests.get(self.instance,
-                                              guest.ROLE_SANDBOX),
+                                              guest.ROLE_SANDBOX).sandbox_id,
                       timeout=0)
         # nova-compute start-up: plug_vifs, then resume_state_on_host_boot.
         self.driver.plug_vifs(self.instance, [self.vif])
@@ -415,7 +418,7 @@ class LifecycleTest(NetworkTestCase):
         from nova import objects
         self.driver.soft_delete(self.instance)
         self.api.stop(self.driver._guests.get(self.instance,
-                                              guest.ROLE_SANDBOX),
+                                              guest.ROLE_SANDBOX).sandbox_id,
                       timeout=0)
         self.instance.info_cache = objects.InstanceInfoCache(
             instance_uuid=self.instance.uuid,

@@ -24,7 +24,8 @@ from tests.functional import base
 class RescueTest(base.DriverTestCase):
 
     def rescue_container(self, instance) -> dict:
-        return self.driver._guests.inspect(instance, rescue.ROLE_RESCUE)
+        return self.driver._guests.get(
+            instance, rescue.ROLE_RESCUE).inspect(rescue.ROLE_RESCUE)
 
     @staticmethod
     def rescue_volume(container: dict) -> str:

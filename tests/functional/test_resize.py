@@ -301,7 +301,7 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
             name=resize.backup_tag(instance)))
 
     def inspect(self, instance, role=guest.ROLE_WORKLOAD) -> dict:
-        return self.driver._guests.inspect(instance, role)
+        return self.driver._guests.get(instance, role).inspect(role)
 
     def test_rescue_binds_the_btrfs_subvolume(self):
         # Rescue on the quota-enforcing storage driver too.

@@ -56,7 +56,8 @@ class ResizeRescueNetworkTest(test_resize.ResizeMixin,
         meta = self.add_image()
         self.driver.rescue(self.context, self.a, [self.vif_a], meta, 'pw',
                            None, None)
-        found = self.driver._guests.inspect(self.a, rescue.ROLE_RESCUE)
+        found = self.driver._guests.get(
+            self.a, rescue.ROLE_RESCUE).inspect(rescue.ROLE_RESCUE)
         exec_id = self.api.exec_create(
             found['Id'], ['sh', '-c', 'ip -o link show eth0; '
                           'ping -c 2 -w 10 %s' % self.ip_of(self.vif_b)])

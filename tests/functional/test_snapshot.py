@@ -334,7 +334,7 @@ class SnapshotFaultTest(SnapshotTestBase):
         # The daemon paused the container, then failed to write the layer;
         # the driver must not leave the workload frozen.
         image_id = self.new_snapshot_record()
-        container = self.driver._guests.get(self.instance)
+        container = self.driver._guests.get(self.instance).workload_id
 
         def pause_then_fail(*args, **kwargs):
             self.api.pause(container)

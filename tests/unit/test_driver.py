@@ -399,6 +399,8 @@ class ShutdownTimeoutTest(testtools.TestCase):
     def test_soft_reboot_uses_it_hard_reboot_does_not(self):
         driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         guests = mock.create_autospec(guest.Guests, instance=True)
+        found = mock.create_autospec(guest.Guest, instance=True)
+        guests.lookup.return_value = guests.get.return_value = found
         instance = fake_docker.new_instance(
             system_metadata={'image_os_shutdown_timeout': '7'})
         with mock.patch.object(docker_driver.DockerDriver, '_guests',
@@ -406,10 +408,10 @@ class ShutdownTimeoutTest(testtools.TestCase):
                 mock.patch.object(driver, '_ensure_sandbox', autospec=True), \
                 mock.patch.object(driver, '_start_workload', autospec=True):
             driver.reboot(None, instance, [], 'SOFT')
-            guests.stop.assert_called_once_with(instance, 7)
-            guests.stop.reset_mock()
+            found.stop.assert_called_once_with(7)
+            found.stop.reset_mock()
             driver.reboot(None, instance, [], 'HARD')
-            guests.stop.assert_called_once_with(instance, 0)
-            guests.stop.reset_mock()
+            found.stop.assert_called_once_with(0)
+            found.stop.reset_mock()
             driver.soft_delete(instance)
-            guests.stop.assert_called_once_with(instance, 7)
+            found.stop.assert_called_once_with(7)

@@ -37,18 +37,14 @@ CONF = conf.CONF
 class PowerStateTest(testtools.TestCase):
 
     def test_each_docker_status(self):
-        expected = {
-            'created': power_state.SHUTDOWN,
-            'running': power_state.RUNNING,
-            'paused': power_state.PAUSED,
-            'restarting': power_state.RUNNING,
-            'removing': power_state.SHUTDOWN,
-            'exited': power_state.SHUTDOWN,
-            'dead': power_state.CRASHED,
-        }
-        for status, state in expected.items():
-            self.assertEqual(state, guest.power_state_of(
-                {'Status': status, 'OOMKilled': False}), status)
+        for state, statuses in (
+                (power_state.RUNNING, ('running', 'restarting')),
+                (power_state.SHUTDOWN, ('created', 'removing', 'exited')),
+                (power_state.PAUSED, ('paused',)),
+                (power_state.CRASHED, ('dead',))):
+            for status in statuses:
+                self.assertEqual(state, guest.power_state_of(
+                    {'Status': status, 'OOMKilled': False}), status)
 
     def test_oom_killed_is_crashed(self):
         self.assertEqual(power_state.CRASHED, guest.power_state_of(
@@ -95,7 +91,7 @@ class GuestsTest(testtools.TestCase):
         sandbox = self.guests.create_sandbox(instance, 'sandbox:1')
         self.guests.create_workload(instance, 'img:1', objects.ImageMeta(
             id='x', properties=objects.ImageMetaProps()), sandbox)
-        self.guests.start(instance)
+        self.guests.get(instance).start()
         return instance
 
     def test_workload_host_config_from_flavor(self):
@@ -212,20 +208,24 @@ class GuestsTest(testtools.TestCase):
 
     def test_stop_unfreezes_first_and_passes_timeout(self):
         instance = self._spawned()
-        self.guests.pause(instance)
-        self.guests.stop(instance, 17)
+        found = self.guests.get(instance)
+        found.pause()
+        found.stop(17)
         self.api.unpause.assert_called_once()
         self.api.stop.assert_called_once_with(mock.ANY, timeout=17)
         self.assertEqual(power_state.SHUTDOWN,
-                         self.guests.power_state(instance))
+                         self.guests.get(instance).power_state)
 
     def test_missing_container_is_instance_not_found(self):
         instance = fake_docker.new_instance()
-        for call in (self.guests.inspect, self.guests.start,
-                     self.guests.pause, self.guests.stats,
-                     lambda i: self.guests.stop(i, 1),
-                     lambda i: self.guests.console_log(i, 2048)):
-            self.assertRaises(exception.InstanceNotFound, call, instance)
+        self.assertIsNone(self.guests.find(instance))
+        self.assertRaises(exception.InstanceNotFound, self.guests.get,
+                          instance)
+        empty = self.guests.lookup(instance)
+        for call in (empty.inspect, empty.start, empty.pause, empty.stats,
+                     lambda: empty.stop(1), lambda: empty.console_log(2048),
+                     lambda: empty.pid):
+            self.assertRaises(exception.InstanceNotFound, call)
 
     def test_remove_is_idempotent_and_scoped(self):
         instance = self._spawned()
@@ -244,7 +244,7 @@ class GuestsTest(testtools.TestCase):
         def logs(container, stdout=True, stderr=True, tail='all', **kw):
             return b''.join(log.splitlines(True)[-tail:])
         self.api.logs.side_effect = logs
-        out = self.guests.console_log(instance, 4096)
+        out = self.guests.get(instance).console_log(4096)
         self.assertEqual(log[-4096:], out)
         # It started small and never asked for the whole log.
         tails = [c.kwargs['tail'] for c in self.api.logs.call_args_list]
@@ -255,7 +255,7 @@ class GuestsTest(testtools.TestCase):
         instance = self._spawned()
         self.api.logs.return_value = b'hello\nworld\n'
         self.assertEqual(b'hello\nworld\n',
-                         self.guests.console_log(instance, 4096))
+                         self.guests.get(instance).console_log(4096))
         self.assertEqual(1, self.api.logs.call_count)
 
 
@@ -422,8 +422,6 @@ class InitAndLxcfsTest(testtools.TestCase):
         self.guests = guest.Guests(self.engine.api, 'host-a')
         self.lxcfs = self.useFixture(fixtures.TempDir()).path
         self.cfg.config(lxcfs_path=self.lxcfs, group='docker')
-        self.addCleanup(setattr, guest, '_lxcfs_missing_logged', False)
-        guest._lxcfs_missing_logged = False
 
     def _config(self, image_init=None):
         instance = fake_docker.new_instance()
@@ -486,8 +484,10 @@ class KeyInjectionUnitTest(testtools.TestCase):
         self.api = self.engine.api
         self.guests = guest.Guests(self.api, 'host-a')
         self.instance = fake_docker.new_instance(key_data='ssh-ed25519 K a')
-        self.useFixture(fixtures.MockPatchObject(
-            self.guests, 'get', autospec=True, return_value='cid'))
+
+    def _guest(self, instance) -> guest.Guest:
+        return guest.Guest(self.guests, instance,
+                           [(guest.ROLE_WORKLOAD, 'cid')])
 
     def _sent(self) -> dict:
         (cid, path, data), _ = self.api.put_archive.call_args
@@ -500,7 +500,7 @@ class KeyInjectionUnitTest(testtools.TestCase):
     def test_huge_existing_file_not_read(self):
         stream = mock.MagicMock()
         self.api.get_archive.return_value = (stream, {'size': 2 ** 30})
-        self.guests.inject_keys(self.instance)
+        self._guest(self.instance).inject_keys()
         stream.__iter__.assert_not_called()
         stream.close.assert_called_once_with()
         self.assertEqual(
@@ -511,10 +511,95 @@ class KeyInjectionUnitTest(testtools.TestCase):
 
     def test_absent_file_and_no_key(self):
         self.api.get_archive.side_effect = docker.errors.NotFound('gone')
-        self.guests.inject_keys(self.instance)
+        self._guest(self.instance).inject_keys()
         self.assertEqual(b'ssh-ed25519 K a\n',
                          self._sent()['root/.ssh/authorized_keys'][3])
         self.api.put_archive.reset_mock()
-        self.guests.inject_keys(fake_docker.new_instance(key_data=None))
-        self.guests.inject_keys(fake_docker.new_instance())
+        self._guest(fake_docker.new_instance(key_data=None)).inject_keys()
+        self._guest(fake_docker.new_instance()).inject_keys()
         self.api.put_archive.assert_not_called()
+
+
+class GuestTest(testtools.TestCase):
+    """The per-instance handle: one list call, typed state, reload."""
+
+    def setUp(self):
+        super().setUp()
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.engine.images['img:1'] = 'sha256:img'
+        self.engine.images['sandbox:1'] = 'sha256:sandbox'
+        self.guests = guest.Guests(self.api, 'host-a')
+        self.instance = fake_docker.new_instance()
+        self.sandbox_id = self.guests.create_sandbox(self.instance,
+                                                     'sandbox:1')
+        self.workload_id = self.guests.create_workload(
+            self.instance, 'img:1', objects.ImageMeta(
+                id='x', properties=objects.ImageMetaProps()),
+            self.sandbox_id)
+
+    def test_find_is_one_list_call_for_both_containers(self):
+        self.api.reset_mock()
+        found = self.guests.find(self.instance)
+        self.assertEqual(self.workload_id, found.workload_id)
+        self.assertEqual(self.sandbox_id, found.sandbox_id)
+        self.assertEqual(['containers'],
+                         [c[0] for c in self.api.method_calls])
+        filters = self.api.containers.call_args.kwargs['filters']['label']
+        self.assertIn('%s=%s' % (guest.LABEL_INSTANCE, self.instance.uuid),
+                      filters)
+        self.assertIn('%s=host-a' % guest.LABEL_HOST, filters)
+
+    def test_find_by_role(self):
+        self.assertIsNone(self.guests.find(self.instance, 'rescue'))
+        self.assertIsNotNone(self.guests.find(self.instance, None))
+        exc = self.assertRaises(exception.InstanceNotFound,
+                                self.guests.get, self.instance, 'rescue')
+        self.assertIn('no rescue container', str(exc))
+
+    def test_typed_properties_from_the_inspected_state(self):
+        found = self.guests.get(self.instance)
+        self.assertFalse(found.running)
+        self.assertFalse(found.paused)
+        self.assertEqual(power_state.SHUTDOWN, found.power_state)
+        self.assertEqual(4242, found.pid)     # the running sandbox's
+        found.start()
+        self.assertTrue(found.running)
+        self.assertEqual(power_state.RUNNING, found.power_state)
+        found.pause()
+        self.assertTrue(found.paused)
+        self.assertEqual(power_state.PAUSED, found.power_state)
+
+    def test_state_is_inspected_once_until_changed(self):
+        found = self.guests.get(self.instance)
+        self.assertFalse(found.running)
+        self.assertFalse(found.paused)
+        self.assertEqual(1, self.api.inspect_container.call_count)
+        # Changed behind its back: the handle still says what it read...
+        self.engine.containers[self.workload_id]['running'] = True
+        self.assertFalse(found.running)
+        # ...until reloaded.
+        found.reload()
+        self.assertTrue(found.running)
+        self.assertEqual(2, self.api.inspect_container.call_count)
+
+    def test_reload_sees_containers_come_and_go(self):
+        found = self.guests.get(self.instance)
+        self.guests.remove_container(self.sandbox_id, self.instance.uuid)
+        self.assertTrue(found.has(guest.ROLE_SANDBOX))
+        found.reload()
+        self.assertFalse(found.has(guest.ROLE_SANDBOX))
+        self.assertRaises(exception.InstanceNotFound, lambda: found.pid)
+
+    def test_unpause_of_a_running_workload_is_a_no_op(self):
+        found = self.guests.get(self.instance)
+        found.start()
+        found.unpause()
+        self.api.unpause.assert_not_called()
+
+    def test_remove_forgets_the_containers(self):
+        found = self.guests.get(self.instance)
+        found.remove()
+        self.assertEqual([], found.containers)
+        self.assertEqual({}, self.engine.containers)
+        found.remove()    # idempotent

@@ -10,22 +10,21 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""hostinfo and diagnostics: docker info / stats -> what Nova wants."""
+"""hostinfo: docker info, statvfs, /proc -> what Nova wants."""
 
 import os
 import tempfile
 
 import fixtures
-from nova.compute import power_state
 import nova.conf  # noqa: F401  (registers instances_path)
 from nova.objects import fields
+import os_resource_classes as orc
 from oslo_config import fixture as config_fixture
 from oslo_serialization import jsonutils
 from oslo_utils import units
 import testtools
 
 from novadocker import conf
-from novadocker.virt.docker import diagnostics
 from novadocker.virt.docker import hostinfo
 from tests.unit import fake_docker
 
@@ -84,42 +83,49 @@ class HostInfoTest(testtools.TestCase):
         self.assertEqual(6, jsonutils.loads(
             res['cpu_info'])['topology']['cores'])
 
+    def test_inventory(self):
+        cfg = self.useFixture(config_fixture.Config(conf.CONF))
+        cfg.config(reserved_host_cpus=1, reserved_host_memory_mb=512)
+        host = hostinfo.read_host(self.engine.api)
+        ratios = {orc.VCPU: 4.0, orc.MEMORY_MB: 1.5, orc.DISK_GB: 1.0}
+        found = hostinfo.inventory(host, ratios, 3)
+        self.assertEqual({'total': 6, 'min_unit': 1, 'max_unit': 6,
+                          'step_size': 1, 'allocation_ratio': 4.0,
+                          'reserved': 1}, found[orc.VCPU])
+        self.assertEqual((8192, 1.5, 512), (
+            found[orc.MEMORY_MB]['total'],
+            found[orc.MEMORY_MB]['allocation_ratio'],
+            found[orc.MEMORY_MB]['reserved']))
+        self.assertEqual((host.disk_gb, host.disk_gb, 3), (
+            found[orc.DISK_GB]['total'], found[orc.DISK_GB]['max_unit'],
+            found[orc.DISK_GB]['reserved']))
 
-class DiagnosticsTest(testtools.TestCase):
+    def test_uptime_from_proc(self):
+        with open('/proc/uptime') as uptime:
+            before = float(uptime.read().split()[0])
+        seconds = int(hostinfo.uptime().split()[1])
+        self.assertGreaterEqual(seconds, int(before))
+        self.assertRegex(hostinfo.uptime(), r'^up \d+ seconds$')
 
-    STATS = {
-        'cpu_stats': {'cpu_usage': {'total_usage': 300,
-                                    'percpu_usage': [100, 200]}},
-        'memory_stats': {'limit': 256 * units.Mi, 'usage': 10 * units.Mi},
-        'networks': {'eth0': {'rx_bytes': 11, 'tx_bytes': 22,
-                              'rx_packets': 1, 'tx_packets': 2,
-                              'rx_errors': 0, 'tx_errors': 0,
-                              'rx_dropped': 0, 'tx_dropped': 0}},
-    }
+    def test_engine_features(self):
+        info = self.engine.api.info.return_value
+        info.update({'Runtimes': {'runc': {}, 'crun': {}},
+                     'SecurityOptions': ['name=seccomp', 'name=userns'],
+                     'LiveRestoreEnabled': True})
+        engine = hostinfo.read_engine(self.engine.api)
+        self.assertEqual({'runc', 'crun'}, engine.runtimes)
+        self.assertTrue(engine.userns_remap)
+        self.assertTrue(engine.live_restore)
+        del info['SecurityOptions'], info['LiveRestoreEnabled']
+        engine = hostinfo.read_engine(self.engine.api)
+        self.assertFalse(engine.userns_remap)
+        self.assertFalse(engine.live_restore)
 
-    def test_instance_diagnostics(self):
-        inspect = {'State': {'Status': 'running', 'Running': True,
-                             'StartedAt': '2020-01-01T00:00:00.1234Z'}}
-        diags = diagnostics.instance_diagnostics(inspect, self.STATS)
-        self.assertEqual(power_state.STATE_MAP[power_state.RUNNING],
-                         diags.state)
-        self.assertEqual([100, 200], [c.time for c in diags.cpu_details])
-        self.assertEqual(256, diags.memory_details.maximum)
-        self.assertEqual(10, diags.memory_details.used)
-        self.assertEqual(11, diags.nic_details[0].rx_octets)
-        self.assertGreater(diags.uptime, 0)
-
-    def test_stopped_has_no_uptime(self):
-        inspect = {'State': {'Status': 'exited', 'Running': False,
-                             'StartedAt': '2020-01-01T00:00:00Z'}}
-        diags = diagnostics.instance_diagnostics(inspect, {})
-        self.assertIsNone(diags.uptime)
-        self.assertEqual('shutdown', diags.state)
-
-    def test_legacy(self):
-        result = diagnostics.legacy_diagnostics(self.STATS)
-        self.assertEqual(300, result['cpu0_time'])
-        self.assertEqual(256 * 1024, result['memory'])
-        self.assertEqual(10 * 1024, result['memory-actual'])
-        self.assertEqual(11, result['eth0_rx'])
-        self.assertEqual(22, result['eth0_tx'])
+    def test_runtime_traits(self):
+        cfg = self.useFixture(config_fixture.Config(conf.CONF))
+        cfg.config(allowed_runtimes=['crun', 'runsc'], group='docker')
+        self.engine.api.info.return_value.update(
+            {'Runtimes': {'runc': {}, 'crun': {}}, 'DefaultRuntime': 'runc'})
+        self.assertEqual({'CUSTOM_DOCKER_RUNTIME_CRUN',
+                          'CUSTOM_DOCKER_RUNTIME_RUNC'},
+                         hostinfo.runtime_traits(self.engine.api))

@@ -25,7 +25,6 @@ from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import reaper
-from novadocker.virt.docker import vifs
 from tests.unit import fake_docker
 from tests.unit import test_driver
 from tests.unit import test_vifs
@@ -40,7 +39,7 @@ class ReaperTest(test_driver.DriverTestBase):
         self.known = set()
         self.driver.nova_instance_uuids = lambda: sorted(self.known)
         self.leftovers = self.useFixture(fixtures.MockPatchObject(
-            vifs, 'unplug_leftovers', autospec=True,
+            self.driver._vifs, 'unplug_leftovers', autospec=True,
             return_value=[])).mock
         self.driver._make_reaper('unit-host')
         self.image = self.add_image()
@@ -172,8 +171,6 @@ class LiveRestoreWarningTest(test_driver.DriverTestBase):
     def setUp(self):
         super().setUp()
         self.logs = self.useFixture(fixtures.FakeLogger())
-        self.useFixture(fixtures.MonkeyPatch(
-            'novadocker.virt.docker.driver._live_restore_warned', False))
 
     def test_warns_once_when_off(self):
         self.engine.api.info.return_value = {'LiveRestoreEnabled': False}

@@ -168,9 +168,11 @@ class DriverResizeTest(testtools.TestCase):
 
     def test_failed_commit_restarts_the_workload_and_rolls_back(self):
         guests = mock.create_autospec(guest.Guests, instance=True)
-        guests.get.return_value = 'w1'
-        guests.power_state.return_value = 1   # RUNNING
-        guests.find.return_value = None       # no rescue container
+        found = mock.create_autospec(guest.Guest, instance=True)
+        found.workload_id = 'w1'
+        found.power_state = 1                 # RUNNING
+        found.has.return_value = False        # no rescue container
+        guests.get.return_value = guests.lookup.return_value = found
         self.useFixture(fixtures.MockPatchObject(
             docker_driver.DockerDriver, '_guests',
             new_callable=mock.PropertyMock, return_value=guests))
@@ -189,32 +191,34 @@ class DriverResizeTest(testtools.TestCase):
             self.driver.migrate_disk_and_power_off, None, self.instance,
             CONF.my_ip, _flavor(), [])
         self.assertIn('no space left', str(raised.inner_exception))
-        guests.stop.assert_called_once_with(self.instance, 0)
-        start.assert_called_once_with(self.instance)
+        found.stop.assert_called_once_with(0)
+        start.assert_called_once_with(found)
 
 
 class RescueUnitTest(testtools.TestCase):
 
     def test_rescue_needs_overlay2_or_btrfs(self):
         guests = mock.create_autospec(guest.Guests, instance=True)
-        guests.inspect.return_value = {'GraphDriver': {'Name': 'zfs',
-                                                       'Data': None}}
+        found = mock.create_autospec(guest.Guest, instance=True)
+        found.instance = fake_docker.new_instance()
+        found.inspect.return_value = {'GraphDriver': {'Name': 'zfs',
+                                                      'Data': None}}
         api = mock.create_autospec(docker.APIClient, instance=True)
         raised = self.assertRaises(
             exception.InstanceNotRescuable,
-            rescue.Rescuer(api, guests)._root_mount,
-            fake_docker.new_instance())
+            rescue.Rescuer(api, guests)._root_mount, found)
         self.assertIn('zfs', str(raised))
 
     def test_overlay_mount_uses_the_workload_layers(self):
         guests = mock.create_autospec(guest.Guests, instance=True)
-        guests.inspect.return_value = {'GraphDriver': {
+        found = mock.create_autospec(guest.Guest, instance=True)
+        found.instance = fake_docker.new_instance()
+        found.inspect.return_value = {'GraphDriver': {
             'Name': 'overlay2', 'Data': {'LowerDir': '/l1:/l2',
                                          'UpperDir': '/u', 'WorkDir': '/w',
                                          'MergedDir': '/m'}}}
         api = mock.create_autospec(docker.APIClient, instance=True)
-        mount = rescue.Rescuer(api, guests)._root_mount(
-            fake_docker.new_instance())
+        mount = rescue.Rescuer(api, guests)._root_mount(found)
         self.assertEqual(rescue.MOUNT_POINT, mount['Target'])
         self.assertEqual(
             {'type': 'overlay', 'device': 'overlay',

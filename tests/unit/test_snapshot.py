@@ -124,7 +124,11 @@ class SnapshotterTest(testtools.TestCase):
         self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
         self.api = mock.create_autospec(docker.APIClient, instance=True)
         self.guests = mock.create_autospec(guest.Guests, instance=True)
-        self.guests.get.return_value = 'cid'
+        self.guests._api = self.api
+        self.guests.containers_of.return_value = [
+            (guest.ROLE_WORKLOAD, 'cid')]
+        self.guests.get.side_effect = lambda instance: guest.Guest(
+            self.guests, instance, self.guests.containers_of(instance.uuid))
         self.paused = [False]
         self.api.inspect_container.side_effect = lambda cid: {
             'State': {'Paused': self.paused[0], 'Status': 'running'}}
@@ -171,7 +175,8 @@ class SnapshotterTest(testtools.TestCase):
             self.states)
         self.api.remove_image.assert_called_once_with(tag, force=True)
         self.api.unpause.assert_not_called()
-        self.assertEqual(set(), snapshot._IN_PROGRESS)
+        self.assertFalse(self.snapshotter.in_progress(
+            snapshot.snapshot_tag(self.image_id, HOST)))
 
     def test_tags_are_valid_docker_names_whatever_the_host(self):
         tag = snapshot.snapshot_tag(IMAGE_ID, 'Compute_01.Example.COM:x/y')
@@ -190,7 +195,8 @@ class SnapshotterTest(testtools.TestCase):
         self.api.remove_image.assert_called_once_with(
             snapshot.snapshot_tag(self.image_id, HOST), force=True)
         self.api.unpause.assert_called_once_with('cid')
-        self.assertEqual(set(), snapshot._IN_PROGRESS)
+        self.assertFalse(self.snapshotter.in_progress(
+            snapshot.snapshot_tag(self.image_id, HOST)))
 
     def test_paused_instance_is_not_unpaused_on_failure(self):
         self.paused[0] = True
@@ -280,9 +286,8 @@ class RemoveOrphansTest(testtools.TestCase):
             {'Id': 'sha256:1', 'RepoTags': [mine]},
             {'Id': 'sha256:2', 'RepoTags': [busy, other]},
             {'Id': 'sha256:3', 'RepoTags': None}]
-        snapshot._IN_PROGRESS.add(busy)
-        self.addCleanup(snapshot._IN_PROGRESS.discard, busy)
-        self.assertEqual([mine], snapshot.remove_orphans(api, HOST))
+        self.assertEqual([mine], snapshot.remove_orphans(
+            api, HOST, lambda tag: tag == busy))
         api.images.assert_called_once_with(name='nova-docker/snapshot')
         api.remove_image.assert_called_once_with(mine, force=True)
 
@@ -413,20 +418,52 @@ class DriverImageCacheTest(testtools.TestCase):
             self.driver.manage_image_cache(None, instances)
         age.assert_called_once_with(self.driver._api, {'img-a', 'img-b'},
                                     77, False)
-        orphans.assert_called_once_with(self.driver._api, HOST)
+        orphans.assert_called_once_with(self.driver._api, HOST,
+                                        self.driver._snapshots.in_progress)
 
     def test_snapshot_uses_the_workload_container(self):
         glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
         image_id = glance.create(None, {'name': 's'})['id']
         instance = fake_docker.new_instance()
         api = self.driver._api
-        api.containers.return_value = [{'Id': 'workload-id'}]
+        api.containers.return_value = [
+            {'Id': 'workload-id',
+             'Labels': {guest.LABEL_ROLE: guest.ROLE_WORKLOAD}},
+            {'Id': 'sandbox-id',
+             'Labels': {guest.LABEL_ROLE: guest.ROLE_SANDBOX}}]
         api.inspect_container.return_value = {'State': {'Paused': False}}
         api.get_image.return_value = iter([b'data'])
         self.driver.snapshot(None, instance, image_id,
                              lambda **kwargs: None)
         self.assertEqual('workload-id', api.commit.call_args.args[0])
         filters = api.containers.call_args.kwargs['filters']['label']
-        self.assertIn('%s=%s' % (guest.LABEL_ROLE, guest.ROLE_WORKLOAD),
+        self.assertIn('%s=%s' % (guest.LABEL_INSTANCE, instance.uuid),
                       filters)
         self.assertEqual(b'data', glance.data[image_id])
+
+
+class InProgressTest(testtools.TestCase):
+    """The snapshots being taken are the Snapshotter's own state."""
+
+    def test_a_running_snapshot_keeps_its_image_from_the_sweep(self):
+        api = mock.create_autospec(docker.APIClient, instance=True)
+        guests = mock.create_autospec(guest.Guests, instance=True)
+        first = snapshot.Snapshotter(api, guests, HOST)
+        second = snapshot.Snapshotter(api, guests, HOST)
+        seen = []
+
+        def commit(*args, **kwargs):
+            seen.append((first.in_progress(tag), second.in_progress(tag)))
+            raise exception.InstanceNotFound(instance_id='x')
+        found = mock.create_autospec(guest.Guest, instance=True)
+        found.workload_id, found.paused = 'cid', False
+        guests.get.return_value = found
+        glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        image_id = glance.create(None, {'name': 's'})['id']
+        tag = snapshot.snapshot_tag(image_id, HOST)
+        api.commit.side_effect = commit
+        self.assertRaises(exception.InstanceNotFound, first.take, None,
+                          fake_docker.new_instance(), image_id,
+                          lambda **kwargs: None)
+        self.assertEqual([(True, False)], seen)
+        self.assertFalse(first.in_progress(tag))

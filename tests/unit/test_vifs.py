@@ -13,6 +13,8 @@
 """Port plugging logic: network_info -> specs, validation, the os-vif
 objects and the order of the plugging steps (privileged steps mocked)."""
 
+from unittest import mock
+
 import fixtures
 import os_vif
 from os_vif import exception as osv_exception
@@ -121,10 +123,15 @@ class SpecTest(testtools.TestCase):
         self.assertEqual([], search)
 
 
+def new_plugger() -> vifs.VIFPlugger:
+    """A plugger whose OVSDB is a specced fake."""
+    return vifs.VIFPlugger(mock.create_autospec(ovsdb.OVSDB, instance=True))
+
+
 class ValidateTest(testtools.TestCase):
 
     def test_only_normal_ovs_ports(self):
-        plugger = vifs.VIFPlugger()
+        plugger = new_plugger()
         plugger.validate(make_instance(), [make_vif(), make_vif(1)])
         for bad in (make_vif(vif_type='vhostuser'),
                     make_vif(vif_type='hw_veb'),
@@ -136,7 +143,7 @@ class ValidateTest(testtools.TestCase):
             self.assertIn(bad['id'], str(error))
 
     def test_only_what_the_privileged_side_accepts(self):
-        plugger = vifs.VIFPlugger()
+        plugger = new_plugger()
         bad_ports = []
         for devname in ('br-int', 'eth0', 'lo', 'qbr00000000-aa',
                         'tap/../br-int', 'tap00000000-aaaa'):
@@ -164,7 +171,7 @@ class OsVifTest(testtools.TestCase):
         self.cfg = self.useFixture(config_fixture.Config(CONF))
 
     def test_plain_port_always_creates_the_ovs_port(self):
-        obj, info = vifs.VIFPlugger.os_vif_objects(
+        obj, info = new_plugger().os_vif_objects(
             make_instance(), make_vif(delegate_create=False))
         self.assertIsInstance(obj, osv_vif.VIFOpenVSwitch)
         self.assertTrue(obj.port_profile.create_port)
@@ -174,15 +181,15 @@ class OsVifTest(testtools.TestCase):
         self.assertEqual(make_instance().uuid, info.uuid)
 
     def test_hybrid_port_is_a_vif_bridge(self):
-        obj, _info = vifs.VIFPlugger.os_vif_objects(
+        obj, _info = new_plugger().os_vif_objects(
             make_instance(), make_vif(hybrid=True))
         self.assertIsInstance(obj, osv_vif.VIFBridge)
         self.assertEqual('qbr00000000-aa', obj.bridge_name)
 
     def test_integration_bridge_option_wins(self):
         self.cfg.config(integration_bridge='br-docker', group='docker')
-        obj, _info = vifs.VIFPlugger.os_vif_objects(make_instance(),
-                                                    make_vif())
+        obj, _info = new_plugger().os_vif_objects(make_instance(),
+                                                  make_vif())
         self.assertEqual('br-docker', obj.bridge_name)
         self.assertEqual('br-docker', obj.network.bridge)
 
@@ -193,26 +200,29 @@ class OsVifConnectionTest(testtools.TestCase):
         super().setUp()
         self.cfg = self.useFixture(config_fixture.Config(CONF))
         os_vif.initialize()
-        self.useFixture(fixtures.MockPatchObject(
-            vifs, '_os_vif_connection', None))
         self.init = self.useFixture(fixtures.MockPatchObject(
             os_vif, 'initialize', autospec=True)).mock
 
     def test_tcp_default_is_replaced_by_ours(self):
         self.cfg.config(ovsdb_connection='unix:/run/ovs.sock', group='docker')
-        vifs._ensure_os_vif()
+        plugger = new_plugger()
+        plugger.initialize()
         self.assertEqual('unix:/run/ovs.sock',
                          CONF.os_vif_ovs.ovsdb_connection)
         self.init.assert_called_with(reset=True)
-        # Once per process.
+        # Once per plugger (the driver's, at init_host), not per plug.
         self.init.reset_mock()
-        vifs._ensure_os_vif()
-        self.init.assert_called_once_with()
+        plugger.initialize()
+        plugger.os_vif_objects(make_instance(), make_vif())
+        self.init.assert_not_called()
+        # Another plugger (another driver) sets it up again.
+        new_plugger().initialize()
+        self.init.assert_called_with(reset=True)
 
     def test_operator_setting_is_kept(self):
         self.cfg.config(ovsdb_connection='tcp:192.0.2.9:6640',
                         group='os_vif_ovs')
-        vifs._ensure_os_vif()
+        new_plugger().initialize()
         self.assertEqual('tcp:192.0.2.9:6640',
                          CONF.os_vif_ovs.ovsdb_connection)
         self.init.assert_called_with(reset=True)
@@ -230,14 +240,14 @@ class PlugOrderTest(testtools.TestCase):
         for name in ('plug', 'unplug'):
             self.useFixture(fixtures.MockPatchObject(
                 os_vif, name, autospec=True))
-        self.useFixture(fixtures.MockPatchObject(vifs, '_ensure_os_vif'))
         self.stale_ports = set()
-        self.useFixture(fixtures.MockPatchObject(
-            ovsdb, 'port_exists', autospec=True,
-            side_effect=lambda name: name in self.stale_ports))
         self.existing = {}
         self.calls = []
-        self.plugger = vifs.VIFPlugger()
+        self.plugger = new_plugger()
+        self.plugger._ovsdb.port_exists.side_effect = (
+            lambda name: name in self.stale_ports)
+        self.useFixture(fixtures.MockPatchObject(
+            self.plugger, 'initialize', autospec=True))
 
     def _find_peer(self, pid, host_dev, mac):
         self.calls.append(('find_peer', host_dev))

@@ -203,6 +203,27 @@ def _not_found(exc: Exception, operation: str, instance,
     return DockerOperationFailed(operation=operation, reason=reason)
 
 
+def check_available(connect_api: typing.Callable[[], docker.APIClient]
+                    ) -> None:
+    """Connect and ping the engine; a NovaException saying what to check
+    (nova-compute must not start without its engine)."""
+    try:
+        api = connect_api()
+        with translate_errors('ping'):
+            api.ping()
+    except DockerUnavailable as exc:
+        raise exception.NovaException(
+            _('nova-docker cannot start: %s. Is dockerd running, and '
+              'may the nova user use its socket (docker group)?') % exc
+        ) from exc
+
+
+def exec_not_found(output: bytes) -> bool:
+    """Whether an exec's output is the runtime saying the command is not
+    in the container (the exec itself then "succeeds")."""
+    return b'executable file not found' in output
+
+
 def is_not_found(exc: Exception) -> bool:
     """True for the Nova exceptions translate_errors uses for 'gone'."""
     return isinstance(exc, (exception.InstanceNotFound,

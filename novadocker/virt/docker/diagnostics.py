@@ -16,28 +16,28 @@ from nova.compute import power_state
 from nova.objects import diagnostics as diagnostics_obj
 from oslo_utils import timeutils
 
-from novadocker.virt.docker import guest
+from novadocker.virt.docker import guest as guest_mod
 
 
-def _uptime(inspect: dict):
-    started = inspect['State'].get('StartedAt')
-    if not inspect['State'].get('Running') or not started:
+def _uptime(state: guest_mod.ContainerState):
+    if state.started_at is None:
         return None
-    started_at = timeutils.parse_isotime(started)
     return int((timeutils.utcnow(with_timezone=True) -
-                started_at).total_seconds())
+                state.started_at).total_seconds())
 
 
-def instance_diagnostics(inspect: dict,
-                         stats: dict) -> diagnostics_obj.Diagnostics:
-    """The versioned diagnostics object (API microversion 2.48+).
+def instance_diagnostics(guest: guest_mod.Guest
+                         ) -> diagnostics_obj.Diagnostics:
+    """The versioned diagnostics object (API microversion 2.48+), from the
+    workload's state and one ``docker stats``.
 
     ``driver`` stays unset: Nova's HypervisorDriver enum has no docker.
     """
-    state = guest.power_state_of(inspect['State'])
+    state = guest.state()
+    stats = guest.stats()
     diags = diagnostics_obj.Diagnostics(
-        state=power_state.STATE_MAP[state], hypervisor='docker',
-        hypervisor_os='linux', uptime=_uptime(inspect), config_drive=False)
+        state=power_state.STATE_MAP[state.power_state], hypervisor='docker',
+        hypervisor_os='linux', uptime=_uptime(state), config_drive=False)
     cpu = stats.get('cpu_stats', {}).get('cpu_usage', {})
     per_cpu = cpu.get('percpu_usage') or [cpu.get('total_usage', 0)]
     for index, used_ns in enumerate(per_cpu):

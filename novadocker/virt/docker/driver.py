@@ -23,7 +23,6 @@ import contextlib
 import threading
 import typing
 
-import os_resource_classes as orc
 from nova.compute import power_state
 from nova.compute import utils as compute_utils
 from nova import exception
@@ -40,6 +39,7 @@ from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import images
+from novadocker.virt.docker import ovsdb
 from novadocker.virt.docker import reaper
 from novadocker.virt.docker import rescue as rescue_mod
 from novadocker.virt.docker import resize as resize_mod
@@ -48,9 +48,6 @@ from novadocker.virt.docker import vifs
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
-
-# The live-restore warning is logged once per process.
-_live_restore_warned = False
 
 
 def shutdown_timeout(instance) -> int:
@@ -70,27 +67,30 @@ class DockerDriver(driver.ComputeDriver):
     capabilities = dict(
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
-        supports_evacuate=False,
-        supports_migrate_to_same_host=False,
         supports_attach_interface=True,
-        supports_device_tagging=False,
-        supports_tagged_attach_interface=False,
-        supports_tagged_attach_volume=False,
-        supports_extend_volume=False,
-        supports_multiattach=False,
-        supports_trusted_certs=False,
         supports_image_type_raw=True,
-        # Not in the base dict but in CAPABILITY_TRAITS_MAP: list it so a
-        # stale trait would be removed too.
-        supports_stateless_firmware=False,
+        # supports_stateless_firmware is not in the base dict but in
+        # CAPABILITY_TRAITS_MAP: listed so a stale trait would be removed.
+        **dict.fromkeys((
+            'supports_evacuate', 'supports_migrate_to_same_host',
+            'supports_device_tagging', 'supports_tagged_attach_interface',
+            'supports_tagged_attach_volume', 'supports_extend_volume',
+            'supports_multiattach', 'supports_trusted_certs',
+            'supports_stateless_firmware'), False),
     )
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
         self._api = None
-        self._host = None
-        self._nodename = None
-        self._vifs = vifs.VIFPlugger()
+        self._host = self._nodename = None
+        # The per-process state of the driver's helpers lives on objects
+        # it owns, not in module globals: one OVSDB connection, os-vif set
+        # up once, the log-once flags, the snapshots being taken.
+        self._ovsdb = ovsdb.OVSDB()
+        self._vifs = vifs.VIFPlugger(self._ovsdb)
+        self._lxcfs = guest_mod.LxcfsBinds()
+        self._snapshotter = None
+        self._live_restore_warned = False
         self._events = None
         self._root_quota = False
         # Which instances this process is spawning, and which the reaper
@@ -121,7 +121,16 @@ class DockerDriver(driver.ComputeDriver):
     @property
     def _guests(self) -> guest_mod.Guests:
         return guest_mod.Guests(self.api, self._host or CONF.host,
-                                root_quota=self._root_quota)
+                                root_quota=self._root_quota,
+                                lxcfs=self._lxcfs)
+
+    @property
+    def _snapshots(self) -> snapshot_mod.Snapshotter:
+        """The one Snapshotter: it knows which snapshots are running."""
+        if self._snapshotter is None:
+            self._snapshotter = snapshot_mod.Snapshotter(
+                self.api, self._guests, self._host or CONF.host)
+        return self._snapshotter
 
     @property
     def _images(self) -> images.ImageStore:
@@ -133,25 +142,19 @@ class DockerDriver(driver.ComputeDriver):
         """Check the engine, build the sandbox image, note the node name."""
         self._host = host
         self._nodename = host
-        try:
-            with docker_client.translate_errors('ping'):
-                self.api.ping()
-        except docker_client.DockerUnavailable as exc:
-            raise exception.NovaException(
-                _('nova-docker cannot start: %s. Is dockerd running, and '
-                  'may the nova user use its socket (docker group)?') % exc
-            ) from exc
+        docker_client.check_available(lambda: self.api)
         self._sandbox_image_id = images.ensure_sandbox_image(self.api)
         self._check_hardening()
         self._check_root_quota()
         self._warn_without_live_restore()
+        self._vifs.initialize()
         self._make_reaper(host)
         first = self.reap('start-up')
         self._reaper_thread = reaper.ReaperThread(
             self.reap, CONF.docker.reap_interval,
             first_wait=first.retry_in if first else None)
         self._reaper_thread.start()
-        if guest_mod.lxcfs_binds():   # else it logged why, once
+        if self._lxcfs.binds():   # else it logged why, once
             LOG.info('nova-docker: LXCFS at %s: instances see their flavor '
                      'in /proc', CONF.docker.lxcfs_path)
         self._events = events.EventListener(
@@ -169,18 +172,16 @@ class DockerDriver(driver.ComputeDriver):
         first boot; allowed runtimes the engine lacks are worth a warning."""
         guest_mod.cap_drop()
         guest_mod.log_config()
-        with docker_client.translate_errors('info'):
-            info = self.api.info()
+        engine = hostinfo.read_engine(self.api)
         missing = sorted(set(CONF.docker.allowed_runtimes) -
-                         set(info.get('Runtimes') or {}))
+                         set(engine.runtimes))
         if missing:
             LOG.warning('[docker]allowed_runtimes names runtimes the engine '
                         'does not have: %(missing)s (it has %(has)s); '
                         'flavors asking for them will not boot here',
                         {'missing': ', '.join(missing),
-                         'has': ', '.join(sorted(info.get('Runtimes') or {}))})
-        if any('name=userns' in opt
-               for opt in info.get('SecurityOptions') or ()):
+                         'has': ', '.join(sorted(engine.runtimes))})
+        if engine.userns_remap:
             LOG.info('nova-docker: the engine remaps user namespaces '
                      '(userns-remap)')
 
@@ -206,16 +207,14 @@ class DockerDriver(driver.ComputeDriver):
 
     def _warn_without_live_restore(self) -> None:
         """Say once what running dockerd without live-restore costs."""
-        global _live_restore_warned
         try:
-            with docker_client.translate_errors('info'):
-                enabled = self.api.info().get('LiveRestoreEnabled')
+            enabled = hostinfo.read_engine(self.api).live_restore
         except exception.NovaException as exc:
             LOG.debug('Cannot read the engine info: %s', exc)
             return
-        if enabled or _live_restore_warned:
+        if enabled or self._live_restore_warned:
             return
-        _live_restore_warned = True
+        self._live_restore_warned = True
         LOG.warning('The Docker engine runs without live-restore: every '
                     'instance on this host stops whenever dockerd restarts '
                     '(an upgrade, a crash) and stays SHUTOFF until started '
@@ -294,7 +293,7 @@ class DockerDriver(driver.ComputeDriver):
         its UUID)."""
         with self._busy:
             self._unplug_later.pop(uuid, None)
-        return vifs.unplug_leftovers(uuid)
+        return self._vifs.unplug_leftovers(uuid)
 
     def _retry_unplugs(self) -> None:
         """Unplug again the ports of deleted instances whose unplug failed
@@ -338,9 +337,7 @@ class DockerDriver(driver.ComputeDriver):
         return CONF.my_ip
 
     def get_host_uptime(self):
-        with open('/proc/uptime') as uptime:
-            seconds = float(uptime.read().split()[0])
-        return _('up %d seconds') % seconds
+        return hostinfo.uptime()
 
     def get_available_resource(self, nodename):
         return hostinfo.resource_dict(hostinfo.read_host(self.api), nodename)
@@ -349,32 +346,15 @@ class DockerDriver(driver.ComputeDriver):
         host = hostinfo.read_host(self.api)
         inventory = provider_tree.data(nodename).inventory
         ratios = self._get_allocation_ratios(inventory)
-        provider_tree.update_inventory(nodename, {
-            orc.VCPU: {
-                'total': host.vcpus, 'min_unit': 1, 'max_unit': host.vcpus,
-                'step_size': 1, 'allocation_ratio': ratios[orc.VCPU],
-                'reserved': CONF.reserved_host_cpus},
-            orc.MEMORY_MB: {
-                'total': host.memory_mb, 'min_unit': 1,
-                'max_unit': host.memory_mb, 'step_size': 1,
-                'allocation_ratio': ratios[orc.MEMORY_MB],
-                'reserved': CONF.reserved_host_memory_mb},
-            orc.DISK_GB: {
-                'total': host.disk_gb, 'min_unit': 1,
-                'max_unit': host.disk_gb, 'step_size': 1,
-                'allocation_ratio': ratios[orc.DISK_GB],
-                'reserved': self._get_reserved_host_disk_gb_from_config()},
-        })
+        provider_tree.update_inventory(nodename, hostinfo.inventory(
+            host, ratios, self._get_reserved_host_disk_gb_from_config()))
         self._update_runtime_traits(provider_tree, nodename)
 
     def _update_runtime_traits(self, provider_tree, nodename) -> None:
         """CUSTOM_DOCKER_RUNTIME_<NAME> for each runtime a flavor may ask
         for here, so ``trait:CUSTOM_DOCKER_RUNTIME_RUNSC=required`` next
         to ``docker:runtime=runsc`` schedules only to hosts that have it."""
-        with docker_client.translate_errors('info'):
-            info = self.api.info()
-        wanted = {guest_mod.runtime_trait(r)
-                  for r in guest_mod.usable_runtimes(info)}
+        wanted = hostinfo.runtime_traits(self.api)
         have = {t for t in provider_tree.data(nodename).traits
                 if t.startswith(guest_mod.RUNTIME_TRAIT_PREFIX)}
         if have - wanted:
@@ -395,13 +375,11 @@ class DockerDriver(driver.ComputeDriver):
 
     def get_info(self, instance, use_cache=True):
         # A rescued instance is as alive as its rescue container.
-        role = (rescue_mod.ROLE_RESCUE
-                if self._guests.find(instance, rescue_mod.ROLE_RESCUE)
+        guest = self._guests.lookup(instance)
+        role = (rescue_mod.ROLE_RESCUE if guest.has(rescue_mod.ROLE_RESCUE)
                 else guest_mod.ROLE_WORKLOAD)
-        state = self._guests.inspect(instance, role)
-        return hardware.InstanceInfo(
-            state=guest_mod.power_state_of(state['State']),
-            internal_id=state['Id'])
+        return hardware.InstanceInfo(state=guest.state(role).power_state,
+                                     internal_id=guest.id(role))
 
     # -- spawn and destroy -------------------------------------------------
 
@@ -435,11 +413,12 @@ class DockerDriver(driver.ComputeDriver):
                               network_info)
             guests.create_workload(instance, docker_image, image_meta,
                                    sandbox_id, runtime)
-            guests.check_command(instance)
-            guests.inject_keys(instance)
-            guests.inject_files(instance, injected_files)
+            guest = guests.get(instance)
+            guest.check_command()
+            guest.inject_keys()
+            guest.inject_files(injected_files)
             if power_on:
-                self._start_workload(instance)
+                self._start_workload(guest)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('Spawn failed; removing what it created',
@@ -472,7 +451,7 @@ class DockerDriver(driver.ComputeDriver):
         if power_on and CONF.vif_plugging_timeout:
             events = [('network-vif-plugged', vif['id'])
                       for vif in network_info if vif.get('active') is False]
-        pid = self._guests.sandbox_pid(instance)
+        pid = self._guests.get(instance, guest_mod.ROLE_SANDBOX).pid
         try:
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=CONF.vif_plugging_timeout,
@@ -490,7 +469,7 @@ class DockerDriver(driver.ComputeDriver):
         if CONF.vif_plugging_is_fatal:
             raise exception.VirtualInterfaceCreateException()
 
-    def _start_workload(self, instance) -> None:
+    def _start_workload(self, guest: guest_mod.Guest) -> None:
         """Start the workload; a refused start is a readable fault.
 
         A command that cannot run (CommandNotFound) is the image's fault
@@ -498,9 +477,9 @@ class DockerDriver(driver.ComputeDriver):
         deploy failure of this host.
         """
         # Never next to a rescue container mounting its filesystem.
-        rescue_mod.Rescuer(self.api, self._guests).remove(instance)
+        rescue_mod.Rescuer(self.api, self._guests).remove(guest)
         try:
-            self._guests.start(instance)
+            guest.start()
         except docker_client.DockerOperationFailed as exc:
             raise exception.InstanceDeployFailure(
                 reason=_('the container did not start: %s') % exc.reason
@@ -564,62 +543,67 @@ class DockerDriver(driver.ComputeDriver):
         The sandbox keeps running, so the ports stay plugged and bound.
         A rescue container goes too (as libvirt's rescue domain does).
         """
-        rescue_mod.Rescuer(self.api, self._guests).remove(instance)
-        self._guests.stop(instance, timeout)
+        guest = self._guests.lookup(instance)
+        rescue_mod.Rescuer(self.api, self._guests).remove(guest)
+        guest.stop(timeout)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
-        self._ensure_sandbox(instance, network_info or [])
-        self._start_workload(instance)
+        guest = self._guests.lookup(instance)
+        self._ensure_sandbox(guest, network_info or [])
+        self._start_workload(guest)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
         """SOFT: graceful stop then start. HARD: kill then start."""
         timeout = shutdown_timeout(instance) if reboot_type == 'SOFT' else 0
-        self._guests.stop(instance, timeout)
-        self._ensure_sandbox(instance, network_info or [])
-        self._start_workload(instance)
+        guest = self._guests.lookup(instance)
+        guest.stop(timeout)
+        self._ensure_sandbox(guest, network_info or [])
+        self._start_workload(guest)
 
     def set_admin_password(self, instance, new_pass):
         """root's password, by the image's chpasswd (no guest agent)."""
-        self._guests.set_password(instance, 'root', new_pass)
+        self._guests.get(instance).set_password('root', new_pass)
 
     def pause(self, instance):
-        self._guests.pause(instance)
+        self._guests.get(instance).pause()
 
     def unpause(self, instance):
-        self._guests.unpause(instance)
+        self._guests.get(instance).unpause()
 
     def suspend(self, context, instance):
         """Freeze the processes (cgroup freezer); memory stays allocated,
         as with nova-lxd. The power state reads PAUSED."""
-        self._guests.pause(instance)
+        self._guests.get(instance).pause()
 
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
-        self._guests.unpause(instance)
+        self._guests.get(instance).unpause()
 
     def soft_delete(self, instance):
-        self._guests.stop(instance, shutdown_timeout(instance))
+        self._guests.get(instance).stop(shutdown_timeout(instance))
 
     def restore(self, instance):
-        self._ensure_sandbox(instance, None)
-        self._start_workload(instance)
+        guest = self._guests.lookup(instance)
+        self._ensure_sandbox(guest, None)
+        self._start_workload(guest)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         """After a host or dockerd restart: sandbox, ports, then workload."""
-        restarted = self._ensure_sandbox(instance, network_info or [])
-        if self._guests.power_state(instance) != power_state.RUNNING:
-            self._start_workload(instance)
+        guest = self._guests.lookup(instance)
+        restarted = self._ensure_sandbox(guest, network_info or [])
+        if guest.power_state != power_state.RUNNING:
+            self._start_workload(guest)
         elif restarted:
             # Still running in the namespace of the old sandbox: move it
             # into the new one, which has the ports.
-            self._guests.stop(instance, CONF.shutdown_timeout)
-            self._start_workload(instance)
+            guest.stop(CONF.shutdown_timeout)
+            self._start_workload(guest)
 
-    def _ensure_sandbox(self, instance, network_info) -> bool:
+    def _ensure_sandbox(self, guest: guest_mod.Guest, network_info) -> bool:
         """Make the sandbox run with every port plugged; True if it had to
         be restarted (dockerd or the host restarted).
 
@@ -627,18 +611,17 @@ class DockerDriver(driver.ComputeDriver):
         network_info None (restore), the ports come from the instance's
         info cache, and only when the sandbox had to be restarted.
         """
-        state = self._guests.inspect(instance, guest_mod.ROLE_SANDBOX)
-        restarted = not state['State']['Running']
+        instance = guest.instance
+        restarted = not guest.state(guest_mod.ROLE_SANDBOX).running
         if restarted:
             LOG.info('Sandbox was not running; restarting it and '
                      're-plugging the ports', instance=instance)
-            self._guests.start(instance, guest_mod.ROLE_SANDBOX)
+            guest.start(guest_mod.ROLE_SANDBOX)
         if network_info is None:
             if not restarted:
                 return False
             network_info = instance.get_network_info()
-        self._vifs.plug(instance, network_info,
-                        self._guests.sandbox_pid(instance))
+        self._vifs.plug(instance, network_info, guest.pid)
         return restarted
 
     # -- networking --------------------------------------------------------
@@ -647,10 +630,11 @@ class DockerDriver(driver.ComputeDriver):
         """Idempotent: (re)plug every port into the sandbox, starting it
         if dockerd or a host reboot stopped it (nova-compute calls this for
         every instance at start-up)."""
-        if self._guests.find(instance, guest_mod.ROLE_SANDBOX) is None:
+        guest = self._guests.find(instance, guest_mod.ROLE_SANDBOX)
+        if guest is None:
             return
         try:
-            self._ensure_sandbox(instance, network_info or [])
+            self._ensure_sandbox(guest, network_info or [])
         except docker_client.DockerOperationFailed as exc:
             raise exception.VirtualInterfacePlugException(
                 _('the network sandbox did not start: %s') % exc) from exc
@@ -660,7 +644,7 @@ class DockerDriver(driver.ComputeDriver):
 
     def attach_interface(self, context, instance, image_meta, vif):
         """Hot-plug a port as the next free ethN of the running sandbox."""
-        pid = self._guests.sandbox_pid(instance)
+        pid = self._guests.get(instance, guest_mod.ROLE_SANDBOX).pid
         ifname = self._vifs.attach(instance, vif, pid)
         LOG.info('Port %(port)s attached as %(ifname)s',
                  {'port': vif['id'], 'ifname': ifname}, instance=instance)
@@ -674,8 +658,8 @@ class DockerDriver(driver.ComputeDriver):
     def get_console_output(self, context, instance):
         """The tail of the container log, at most console_log_bytes."""
         try:
-            return self._guests.console_log(instance,
-                                            CONF.docker.console_log_bytes)
+            return self._guests.get(instance).console_log(
+                CONF.docker.console_log_bytes)
         except docker_client.DockerOperationFailed as exc:
             # e.g. a logging driver Docker cannot read back (syslog, none)
             LOG.info('No console output: %s', exc, instance=instance)
@@ -683,12 +667,12 @@ class DockerDriver(driver.ComputeDriver):
 
     def get_instance_diagnostics(self, instance):
         from novadocker.virt.docker import diagnostics
-        return diagnostics.instance_diagnostics(
-            self._guests.inspect(instance), self._guests.stats(instance))
+        return diagnostics.instance_diagnostics(self._guests.get(instance))
 
     def get_diagnostics(self, instance):
         from novadocker.virt.docker import diagnostics
-        return diagnostics.legacy_diagnostics(self._guests.stats(instance))
+        return diagnostics.legacy_diagnostics(
+            self._guests.get(instance).stats())
 
     # -- snapshots and the image cache -------------------------------------
 
@@ -699,9 +683,7 @@ class DockerDriver(driver.ComputeDriver):
             # no container is InstanceNotRunning. The manager handles it
             # like InstanceNotFound ("deleted during the snapshot").
             raise exception.InstanceNotRunning(instance_id=instance.uuid)
-        snapshot_mod.Snapshotter(
-            self.api, self._guests, self._host or CONF.host).take(
-                context, instance, image_id, update_task_state)
+        self._snapshots.take(context, instance, image_id, update_task_state)
 
     def manage_image_cache(self, context, all_instances):
         """Age out loaded Glance images no instance uses any more.
@@ -717,7 +699,8 @@ class DockerDriver(driver.ComputeDriver):
             CONF.image_cache.remove_unused_original_minimum_age_seconds,
             CONF.image_cache.remove_unused_base_images)
         orphans = snapshot_mod.remove_orphans(self.api,
-                                              self._host or CONF.host)
+                                              self._host or CONF.host,
+                                              self._snapshots.in_progress)
         LOG.debug('Image cache pass: %(n)d in use, removed %(removed)s, '
                   'kept %(kept)s, orphaned snapshot images removed '
                   '%(orphans)s', {'n': len(result['in_use']),
@@ -755,19 +738,19 @@ class DockerDriver(driver.ComputeDriver):
         the manager records the fault and puts the instance back.
         """
         resize_mod.check_destination(dest, self._local_names())
-        guests = self._guests
-        container_id = guests.get(instance)
+        guest = self._guests.get(instance)
+        container_id = guest.workload_id
         resize_mod.check_new_flavor(self.api, instance, flavor,
                                     hostinfo.read_host(self.api),
                                     container_id)
-        was_running = guests.power_state(instance) == power_state.RUNNING
+        was_running = guest.power_state == power_state.RUNNING
         self.power_off(instance, timeout, retry_interval)
         try:
             resize_mod.commit_backup(self.api, instance, container_id)
         except Exception as exc:
             resize_mod.remove_backup(self.api, instance)
             if was_running:
-                self._start_workload(instance)
+                self._start_workload(self._guests.lookup(instance))
             raise exception.InstanceFaultRollback(
                 inner_exception=exception.ResizeError(
                     reason=_('committing the container failed: %s') % exc))
@@ -779,8 +762,9 @@ class DockerDriver(driver.ComputeDriver):
                          share_info=None):
         """Give the workload the new flavor (instance.flavor by now)."""
         guests = self._guests
-        container_id = guests.get(instance)
-        sandbox_id = guests.get(instance, guest_mod.ROLE_SANDBOX)
+        guest = guests.get(instance)
+        container_id = guest.workload_id
+        sandbox_id = guest.sandbox_id
         size = ('%dG' % resize_mod.disk_gb(instance.flavor)
                 if self._root_quota and instance.flavor.root_gb else None)
         if size != resize_mod.storage_size(self.api, container_id):
@@ -793,8 +777,9 @@ class DockerDriver(driver.ComputeDriver):
             resize_mod.update_limits(self.api, guests, instance,
                                      container_id, sandbox_id)
         if power_on:
-            self._ensure_sandbox(instance, network_info or [])
-            self._start_workload(instance)
+            guest = guests.lookup(instance)   # a recreated workload
+            self._ensure_sandbox(guest, network_info or [])
+            self._start_workload(guest)
 
     def confirm_migration(self, context, migration, instance, network_info):
         """The old copy is the commit: drop it."""
@@ -820,7 +805,7 @@ class DockerDriver(driver.ComputeDriver):
             guests.create_workload(instance, resize_mod.backup_tag(instance),
                                    None, sandbox_id, runtime)
             if power_on:
-                self._start_workload(instance)
+                self._start_workload(guests.lookup(instance))
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('Revert failed; the resize commit %s is kept',
@@ -848,28 +833,29 @@ class DockerDriver(driver.ComputeDriver):
         (same ports and addresses) with the workload's filesystem mounted
         read-write at rescue.MOUNT_POINT."""
         guests = self._guests
-        guests.get(instance)   # InstanceNotFound before anything
+        guest = guests.get(instance)   # InstanceNotFound before anything
         if image_meta is not None and image_meta.obj_attr_is_set('id'):
             images.check_image_acceptable(image_meta)
             docker_image = self._images.ensure_image(context, image_meta)
         else:
             # No rescue image (the driver contract allows it): the image
             # the workload was made from.
-            docker_image = guests.inspect(instance)['Image']
+            docker_image = guest.image_id
             image_meta = None
-        self._ensure_sandbox(instance, network_info or [])
-        was_running = guests.power_state(instance) == power_state.RUNNING
-        guests.stop(instance, CONF.shutdown_timeout)
+        self._ensure_sandbox(guest, network_info or [])
+        was_running = guest.power_state == power_state.RUNNING
+        guest.stop(CONF.shutdown_timeout)
         try:
             rescue_mod.Rescuer(self.api, guests).start(
-                instance, docker_image, image_meta)
+                guest, docker_image, image_meta)
         except Exception:
             with excutils.save_and_reraise_exception():
                 if was_running:
-                    self._start_workload(instance)
+                    self._start_workload(guest)
 
     def unrescue(self, context, instance):
         """Remove the rescue container; start the workload, with whatever
         the rescue changed in its filesystem."""
-        rescue_mod.Rescuer(self.api, self._guests).remove(instance)
-        self._start_workload(instance)
+        guest = self._guests.lookup(instance)
+        rescue_mod.Rescuer(self.api, self._guests).remove(guest)
+        self._start_workload(guest)

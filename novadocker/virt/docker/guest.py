@@ -27,6 +27,7 @@ They are named after the instance UUID (``nova-<uuid>``,
 re-created database) sharing one engine number their instances alike.
 """
 
+import datetime
 import io
 import os
 import re
@@ -41,6 +42,7 @@ from nova import exception
 from nova.i18n import _
 from oslo_log import log as logging
 from oslo_utils import strutils
+from oslo_utils import timeutils
 from oslo_utils import units
 
 from novadocker import conf
@@ -137,31 +139,37 @@ def wants_init(instance) -> bool:
     return strutils.bool_from_string(value, default=True) if value else True
 
 
-_lxcfs_missing_logged = False
+class LxcfsBinds:
+    """LXCFS's files, read-only, bound over the workload's: ``binds()``.
 
+    One per driver: it remembers that it already said LXCFS is missing,
+    so nova-compute logs that once, not at every boot.
+    """
 
-def lxcfs_binds() -> typing.List[str]:
-    """Read-only binds of LXCFS's files over the workload's, or [] (with
-    one log line) when [docker]lxcfs_path is set but LXCFS is not mounted
-    there (or its mount is dead: a restarted lxcfs leaves one behind)."""
-    global _lxcfs_missing_logged
-    path = CONF.docker.lxcfs_path
-    if not path:
-        return []
-    if not (os.path.ismount(path) and
-            os.access(os.path.join(path, 'proc/meminfo'), os.R_OK)):
-        if not _lxcfs_missing_logged:
-            LOG.warning('LXCFS is not mounted at [docker]lxcfs_path %s: '
-                        'instances will see the host\'s CPUs, memory and '
-                        'uptime in /proc. Start lxcfs (Debian: apt install '
-                        'lxcfs) or set lxcfs_path empty to silence this.',
-                        path)
-            _lxcfs_missing_logged = True
-        return []
-    _lxcfs_missing_logged = False
-    return ['%s:/%s:ro' % (os.path.join(path, name), name)
-            for name in LXCFS_FILES
-            if os.path.exists(os.path.join(path, name))]
+    def __init__(self):
+        self._missing_logged = False
+
+    def binds(self) -> typing.List[str]:
+        """The binds, or [] (with one log line) when [docker]lxcfs_path is
+        set but LXCFS is not mounted there (or its mount is dead: a
+        restarted lxcfs leaves one behind)."""
+        path = CONF.docker.lxcfs_path
+        if not path:
+            return []
+        if not (os.path.ismount(path) and
+                os.access(os.path.join(path, 'proc/meminfo'), os.R_OK)):
+            if not self._missing_logged:
+                LOG.warning('LXCFS is not mounted at [docker]lxcfs_path %s: '
+                            'instances will see the host\'s CPUs, memory '
+                            'and uptime in /proc. Start lxcfs (Debian: apt '
+                            'install lxcfs) or set lxcfs_path empty to '
+                            'silence this.', path)
+                self._missing_logged = True
+            return []
+        self._missing_logged = False
+        return ['%s:/%s:ro' % (os.path.join(path, name), name)
+                for name in LXCFS_FILES
+                if os.path.exists(os.path.join(path, name))]
 
 
 def requested_runtime(instance) -> typing.Tuple[typing.Optional[str], str]:
@@ -223,18 +231,44 @@ class _InstanceRef(typing.NamedTuple):
     image_ref: typing.Optional[str]
 
 
-class Guests:
-    """Creates, finds and drives the containers of this host's instances."""
+class ContainerState(typing.NamedTuple):
+    """The part of ``docker inspect``'s State the driver decides on."""
+    running: bool
+    paused: bool
+    pid: int          # 0 when not running
+    power_state: int
+    started_at: typing.Optional[datetime.datetime]   # None: not running
+    exit_code: typing.Optional[int]
+    error: str
 
-    def __init__(self, api, host: str, root_quota: bool = False):
+    @classmethod
+    def from_docker(cls, state: dict) -> 'ContainerState':
+        running = bool(state.get('Running'))
+        started = state.get('StartedAt')
+        return cls(running=running, paused=bool(state.get('Paused')),
+                   pid=int(state.get('Pid') or 0),
+                   power_state=power_state_of(state),
+                   started_at=(timeutils.parse_isotime(started)
+                               if running and started else None),
+                   exit_code=state.get('ExitCode'),
+                   error=state.get('Error') or '')
+
+
+class Guests:
+    """Creates and finds the containers of this host's instances."""
+
+    def __init__(self, api, host: str, root_quota: bool = False,
+                 lxcfs: typing.Optional[LxcfsBinds] = None):
         self._api = api
         self._host = host
         # True when the engine enforces storage_opt size (see rootdisk).
         self._root_quota = root_quota
+        self._lxcfs = lxcfs or LxcfsBinds()
 
     # -- finding -----------------------------------------------------------
 
-    def _labels(self, instance, role: str) -> dict:
+    def labels(self, instance, role: str) -> dict:
+        """The labels of the instance's container of ``role``."""
         return {LABEL_INSTANCE: instance.uuid, LABEL_HOST: self._host,
                 LABEL_ROLE: role, LABEL_NAME: instance.name}
 
@@ -247,6 +281,13 @@ class Guests:
             filters.append('%s=%s' % (LABEL_INSTANCE, instance_uuid))
         with docker_client.translate_errors('list containers'):
             return self._api.containers(all=True, filters={'label': filters})
+
+    def containers_of(self, instance_uuid: str) -> typing.List[
+            typing.Tuple[str, str]]:
+        """(role, container ID) of every container of the instance on
+        this host, sandbox, workload and rescue alike: one API call."""
+        return [((c.get('Labels') or {}).get(LABEL_ROLE) or '', c['Id'])
+                for c in self._list(instance_uuid=instance_uuid)]
 
     def list_instance_uuids(self) -> typing.List[str]:
         """UUIDs of the instances on this host: one Docker API call."""
@@ -261,34 +302,51 @@ class Guests:
                       c['Names'][0].lstrip('/')
                       for c in self._list(ROLE_WORKLOAD))
 
-    def find(self, instance, role: str = ROLE_WORKLOAD
-             ) -> typing.Optional[str]:
-        """ID of the instance's container of ``role``, or None."""
-        found = self._list(role, instance.uuid)
-        return found[0]['Id'] if found else None
+    def lookup(self, instance) -> 'Guest':
+        """The instance's Guest, whatever containers it has (maybe none:
+        asking it for a missing one raises ContainerMissing)."""
+        return Guest(self, instance, self.containers_of(instance.uuid))
 
-    def get(self, instance, role: str = ROLE_WORKLOAD) -> str:
+    def find(self, instance, role: typing.Optional[str] = ROLE_WORKLOAD
+             ) -> typing.Optional['Guest']:
+        """The instance's Guest, or None if it has no container of
+        ``role`` (None: no container at all)."""
+        found = self.lookup(instance)
+        if role is None:
+            return found if found.containers else None
+        return found if found.has(role) else None
+
+    def get(self, instance, role: str = ROLE_WORKLOAD) -> 'Guest':
         """Like find, but a missing container is ContainerMissing (an
         InstanceNotFound)."""
-        container_id = self.find(instance, role)
-        if container_id is None:
+        found = self.find(instance, role)
+        if found is None:
             raise docker_client.ContainerMissing(
                 instance_id=instance.uuid,
                 reason=_('no %s container') % role)
-        return container_id
+        return found
 
-    def inspect(self, instance, role: str = ROLE_WORKLOAD) -> dict:
-        container_id = self.get(instance, role)
-        with docker_client.translate_errors('inspect', instance=instance):
-            return self._api.inspect_container(container_id)
+    def remove(self, instance) -> None:
+        """Remove every container of the instance. Idempotent."""
+        found = self.find(instance, None)
+        if found is not None:
+            found.remove()
 
-    def power_state(self, instance) -> int:
-        return power_state_of(self.inspect(instance)['State'])
+    def list_all(self) -> typing.List[dict]:
+        """Every container labelled with this host, as Docker lists them
+        (Id, Names, Labels, Created, State), whatever their instance."""
+        return self._list()
 
-    def sandbox_pid(self, instance) -> int:
-        """PID whose /proc/<pid>/ns/net is the instance's netns (0 if the
-        sandbox is not running)."""
-        return self.inspect(instance, ROLE_SANDBOX)['State']['Pid']
+    def remove_container(self, container_id: str,
+                         instance_uuid: str) -> None:
+        """Remove one container of the instance, and its anonymous
+        volumes. Idempotent."""
+        owner = _InstanceRef(uuid=instance_uuid, image_ref=None)
+        try:
+            with docker_client.translate_errors('remove', instance=owner):
+                self._api.remove_container(container_id, force=True, v=True)
+        except exception.InstanceNotFound:
+            pass
 
     # -- creating ----------------------------------------------------------
 
@@ -314,7 +372,7 @@ class Guests:
             created = self._api.create_container(
                 sandbox_image_id, name=container_name(instance, ROLE_SANDBOX),
                 hostname=(instance.hostname or instance.name)[:63],
-                labels=self._labels(instance, ROLE_SANDBOX),
+                labels=self.labels(instance, ROLE_SANDBOX),
                 host_config=host_config, network_disabled=False)
             self._api.start(created['Id'])
         return created['Id']
@@ -368,7 +426,7 @@ class Guests:
             # (which, not being PID 1, dies of it by default) and reaps
             # orphans, as a VM's init does.
             init=wants_init(instance),
-            binds=lxcfs_binds() + configdrive.bind(instance) or None,
+            binds=self._lxcfs.binds() + configdrive.bind(instance) or None,
         )
         if runtime:
             options['runtime'] = runtime
@@ -395,7 +453,7 @@ class Guests:
             created = self._api.create_container(
                 docker_image_id, name=container_name(instance),
                 command=command_override(image_meta),
-                labels=self._labels(instance, ROLE_WORKLOAD),
+                labels=self.labels(instance, ROLE_WORKLOAD),
                 # A terminal keeps shell-CMD images (busybox, ubuntu) alive
                 # the way a VM console does; the log is the console output.
                 tty=True, stdin_open=True,
@@ -403,7 +461,179 @@ class Guests:
                                                       runtime))
         return created['Id']
 
-    def check_command(self, instance, role: str = ROLE_WORKLOAD) -> None:
+
+class Guest:
+    """One instance's containers on this host, as one list call found
+    them.
+
+    Shaped like docker-py's Container model (IDs, the inspected
+    attributes, ``reload()``) and nova's zvm Guest (the per-instance
+    operations): callers ask typed questions (``running``, ``paused``,
+    ``pid``, ``power_state``) and never read Docker's JSON. A container is
+    inspected on first need and again after an operation changed it.
+    """
+
+    def __init__(self, guests: Guests, instance,
+                 containers: typing.List[typing.Tuple[str, str]]):
+        self._guests = guests
+        self._api = guests._api
+        self.instance = instance
+        self.containers = list(containers)
+        self._attrs: typing.Dict[str, dict] = {}
+
+    def has(self, role: str) -> bool:
+        return any(r == role for r, _cid in self.containers)
+
+    def id(self, role: str = ROLE_WORKLOAD) -> str:
+        """ID of the container of ``role``; ContainerMissing if none."""
+        for found_role, container_id in self.containers:
+            if found_role == role:
+                return container_id
+        raise docker_client.ContainerMissing(
+            instance_id=self.instance.uuid,
+            reason=_('no %s container') % role)
+
+    @property
+    def workload_id(self) -> str:
+        return self.id(ROLE_WORKLOAD)
+
+    @property
+    def sandbox_id(self) -> str:
+        return self.id(ROLE_SANDBOX)
+
+    def reload(self) -> None:
+        """List the instance's containers again; forget what was
+        inspected."""
+        self.containers = self._guests.containers_of(self.instance.uuid)
+        self._attrs.clear()
+
+    def inspect(self, role: str = ROLE_WORKLOAD) -> dict:
+        """``docker inspect`` of the container of ``role``, read once."""
+        if role not in self._attrs:
+            container_id = self.id(role)
+            with docker_client.translate_errors('inspect',
+                                                instance=self.instance):
+                self._attrs[role] = self._api.inspect_container(
+                    container_id)
+        return self._attrs[role]
+
+    def _changed(self, role: str) -> None:
+        self._attrs.pop(role, None)
+
+    def state(self, role: str = ROLE_WORKLOAD) -> ContainerState:
+        return ContainerState.from_docker(self.inspect(role)['State'])
+
+    @property
+    def running(self) -> bool:
+        """The workload runs (a frozen one counts as running)."""
+        return self.state().running
+
+    @property
+    def paused(self) -> bool:
+        """The workload is frozen (Nova's pause or suspend)."""
+        return self.state().paused
+
+    @property
+    def pid(self) -> int:
+        """PID whose /proc/<pid>/ns/net is the instance's netns (0 if the
+        sandbox is not running)."""
+        return self.state(ROLE_SANDBOX).pid
+
+    @property
+    def power_state(self) -> int:
+        return self.state().power_state
+
+    @property
+    def image_id(self) -> str:
+        """The Docker image ID the workload was made from."""
+        return self.inspect()['Image']
+
+    # -- driving -----------------------------------------------------------
+
+    def start(self, role: str = ROLE_WORKLOAD) -> None:
+        container_id = self.id(role)
+        image = (CONF.docker.sandbox_image if role == ROLE_SANDBOX
+                 else self.instance.image_ref)
+        with docker_client.translate_errors('start', instance=self.instance,
+                                            image_id=image):
+            self._api.start(container_id)
+        self._changed(role)
+
+    def stop(self, timeout: int, role: str = ROLE_WORKLOAD) -> None:
+        """SIGTERM (the image's StopSignal), then SIGKILL after timeout."""
+        container_id = self.id(role)
+        self._changed(role)
+        paused = self.state(role).paused
+        with docker_client.translate_errors('stop', instance=self.instance):
+            if paused:
+                self._api.unpause(container_id)
+            self._api.stop(container_id, timeout=max(0, int(timeout)))
+        self._changed(role)
+
+    def kill(self, role: str = ROLE_WORKLOAD) -> None:
+        self.stop(0, role)
+
+    def restart(self, timeout: int) -> None:
+        self.stop(timeout)
+        self.start()
+
+    def pause(self) -> None:
+        container_id = self.id()
+        with docker_client.translate_errors('pause', instance=self.instance):
+            self._api.pause(container_id)
+        self._changed(ROLE_WORKLOAD)
+
+    def unpause(self) -> None:
+        """Thaw the workload; a no-op if it is not frozen (Nova's driver
+        contract: unpause/resume of a running instance must not fail)."""
+        container_id = self.id()
+        self._changed(ROLE_WORKLOAD)
+        if not self.paused:
+            return
+        with docker_client.translate_errors('unpause',
+                                            instance=self.instance):
+            self._api.unpause(container_id)
+        self._changed(ROLE_WORKLOAD)
+
+    def remove(self, role: typing.Optional[str] = None) -> None:
+        """Remove the container of ``role`` (None: every container of the
+        instance), with its anonymous volumes. Idempotent."""
+        kept = []
+        for found_role, container_id in self.containers:
+            if role is None or found_role == role:
+                self._guests.remove_container(container_id,
+                                              self.instance.uuid)
+                self._changed(found_role)
+            else:
+                kept.append((found_role, container_id))
+        self.containers = kept
+
+    # -- reading -----------------------------------------------------------
+
+    def console_log(self, max_bytes: int) -> bytes:
+        """The tail of the workload's log, at most max_bytes."""
+        container_id = self.id()
+        # Docker can only tail by lines: ask for a few lines and widen
+        # until the budget is filled or the whole log came back, so a huge
+        # log is never transferred whole and short lines still fill it.
+        lines = max(64, max_bytes // 128)
+        with docker_client.translate_errors('logs', instance=self.instance):
+            while True:
+                data = self._api.logs(container_id, stdout=True,
+                                      stderr=True, tail=lines)
+                if len(data) >= max_bytes or data.count(b'\n') < lines:
+                    break
+                lines *= 4
+        return data[-max_bytes:]
+
+    def stats(self) -> dict:
+        container_id = self.id()
+        with docker_client.translate_errors('stats', instance=self.instance):
+            return self._api.stats(container_id, stream=False)
+
+    # -- the workload's filesystem and commands ----------------------------
+
+    def check_command(self, role: str = ROLE_WORKLOAD) -> None:
         """CommandNotFound (an ImageUnacceptable) if the command of the
         instance's container of ``role`` is not in its image.
 
@@ -413,7 +643,7 @@ class Guests:
         would (PATH from the image, the working directory for a relative
         path), so a bad image stays a clear build fault.
         """
-        info = self.inspect(instance, role)
+        info = self.inspect(role)
         command = info.get('Path')
         if not info['HostConfig'].get('Init') or not command:
             return
@@ -431,7 +661,7 @@ class Guests:
                 return
         raise docker_client.CommandNotFound(
             image_id=info.get('Image') if role != ROLE_WORKLOAD
-            else instance.image_ref,
+            else self.instance.image_ref,
             reason=_('exec: "%s": executable file not found in $PATH')
             % command)
 
@@ -444,7 +674,7 @@ class Guests:
                 params={'path': path}, timeout=CONF.docker.api_timeout)
         return response.status_code == 200
 
-    def inject_keys(self, instance) -> None:
+    def inject_keys(self) -> None:
         """The instance's public key in root's authorized_keys, and in the
         image's default user's (Glance property os_admin_user, looked up
         in the image's /etc/passwd), kept with the keys already there,
@@ -454,13 +684,14 @@ class Guests:
         (chrooted) and replaces a symlinked ``.ssh`` with a directory, so
         an image cannot redirect the write onto the host.
         """
+        instance = self.instance
         keys = instance.key_data if instance.obj_attr_is_set(
             'key_data') else None
         if not keys or not keys.strip():
             return
-        container_id = self.get(instance)
+        container_id = self.id()
         members = []
-        for uid, gid, home in self._key_owners(instance, container_id):
+        for uid, gid, home in self._key_owners(container_id):
             path = os.path.normpath('/' + home).lstrip('/')
             have = self._read_file(container_id,
                                    '/%s/.ssh/authorized_keys' % path)
@@ -472,12 +703,12 @@ class Guests:
             members += [(path + '/.ssh', 0o700, None, uid, gid),
                         (path + '/.ssh/authorized_keys', 0o600, data, uid,
                          gid)]
-        self._put(instance, container_id, 'inject keys', members)
+        self._put(container_id, 'inject keys', members)
 
-    def _key_owners(self, instance, container_id: str) -> list:
+    def _key_owners(self, container_id: str) -> list:
         """(uid, gid, home) of root and of the image's os_admin_user."""
         owners = [(0, 0, '/root')]
-        user = image_property(instance, IMAGE_PROP_ADMIN_USER)
+        user = image_property(self.instance, IMAGE_PROP_ADMIN_USER)
         if not user or user == 'root':
             return owners
         for line in self._read_file(container_id,
@@ -492,10 +723,10 @@ class Guests:
                 return owners
         LOG.warning('Image user %s (os_admin_user) is not in the image\'s '
                     '/etc/passwd: the key goes to root only', user,
-                    instance=instance)
+                    instance=self.instance)
         return owners
 
-    def inject_files(self, instance, injected_files) -> None:
+    def inject_files(self, injected_files) -> None:
         """Nova's injected files (personality) at their paths, root's,
         0644, the same way: inside the container's filesystem only."""
         members = []
@@ -507,9 +738,9 @@ class Guests:
                 content = content.encode()
             members.append((name, 0o644, content, 0, 0))
         if members:
-            self._put(instance, self.get(instance), 'inject files', members)
+            self._put(self.id(), 'inject files', members)
 
-    def set_password(self, instance, user: str, password: str) -> None:
+    def set_password(self, user: str, password: str) -> None:
         """The image's own ``chpasswd`` run as root, the password on its
         stdin (never in a command line, which Docker's events would show).
 
@@ -519,11 +750,11 @@ class Guests:
             # chpasswd reads user:password lines: a line break would set
             # another user's password.
             raise exception.InstancePasswordSetFailed(
-                instance=instance.uuid,
+                instance=self.instance.uuid,
                 reason=_('the password contains a line break'))
-        container_id = self.get(instance)
+        container_id = self.id()
         with docker_client.translate_errors('set password',
-                                            instance=instance):
+                                            instance=self.instance):
             exec_id = self._api.exec_create(
                 container_id, ['chpasswd'], stdin=True, stdout=True,
                 stderr=True, user='0')['Id']   # no /etc/passwd needed
@@ -542,18 +773,17 @@ class Guests:
         finally:
             sock.close()
         with docker_client.translate_errors('set password',
-                                            instance=instance):
+                                            instance=self.instance):
             code = self._api.exec_inspect(exec_id)['ExitCode']
-        if code in (126, 127) or b'executable file not found' in output:
+        if code in (126, 127) or docker_client.exec_not_found(output):
             raise exception.SetAdminPasswdNotSupported()
         if code != 0:
             # Not the output: it could echo what it was given.
             raise exception.InstancePasswordSetFailed(
-                instance=instance.uuid,
+                instance=self.instance.uuid,
                 reason=_('chpasswd exited %s') % code)
 
-    def _put(self, instance, container_id: str, what: str,
-             members: list) -> None:
+    def _put(self, container_id: str, what: str, members: list) -> None:
         """Unpack (name, mode, bytes or None for a directory, uid, gid)
         members at / of the container."""
         buf = io.BytesIO()
@@ -567,7 +797,7 @@ class Guests:
                 else:
                     info.size = len(content)
                     tar.addfile(info, io.BytesIO(content))
-        with docker_client.translate_errors(what, instance=instance):
+        with docker_client.translate_errors(what, instance=self.instance):
             self._api.put_archive(container_id, '/', buf.getvalue())
 
     def _read_file(self, container_id: str, path: str,
@@ -587,97 +817,3 @@ class Guests:
                     'utf-8', 'replace')
         except docker.errors.NotFound:
             return ''
-
-    # -- driving -----------------------------------------------------------
-
-    def start(self, instance, role: str = ROLE_WORKLOAD) -> None:
-        container_id = self.get(instance, role)
-        image = (CONF.docker.sandbox_image if role == ROLE_SANDBOX
-                 else instance.image_ref)
-        with docker_client.translate_errors('start', instance=instance,
-                                            image_id=image):
-            self._api.start(container_id)
-
-    def stop(self, instance, timeout: int,
-             role: str = ROLE_WORKLOAD) -> None:
-        """SIGTERM (the image's StopSignal), then SIGKILL after timeout."""
-        container_id = self.get(instance, role)
-        with docker_client.translate_errors('stop', instance=instance):
-            state = self._api.inspect_container(container_id)['State']
-            if state['Paused']:
-                self._api.unpause(container_id)
-            self._api.stop(container_id, timeout=max(0, int(timeout)))
-
-    def kill(self, instance, role: str = ROLE_WORKLOAD) -> None:
-        self.stop(instance, 0, role)
-
-    def restart(self, instance, timeout: int) -> None:
-        self.stop(instance, timeout)
-        self.start(instance)
-
-    def pause(self, instance) -> None:
-        container_id = self.get(instance)
-        with docker_client.translate_errors('pause', instance=instance):
-            self._api.pause(container_id)
-
-    def unpause(self, instance) -> None:
-        """Thaw the workload; a no-op if it is not frozen (Nova's driver
-        contract: unpause/resume of a running instance must not fail)."""
-        container_id = self.get(instance)
-        with docker_client.translate_errors('unpause', instance=instance):
-            if not self._api.inspect_container(container_id)['State'][
-                    'Paused']:
-                return
-            self._api.unpause(container_id)
-
-    def remove(self, instance) -> None:
-        """Remove both containers. Idempotent."""
-        for container in self._list(instance_uuid=instance.uuid):
-            self.remove_container(container['Id'], instance.uuid)
-
-    def list_all(self) -> typing.List[dict]:
-        """Every container labelled with this host, as Docker lists them
-        (Id, Names, Labels, Created, State), whatever their instance."""
-        return self._list()
-
-    def remove_container(self, container_id: str,
-                         instance_uuid: str) -> None:
-        """Remove one container of the instance, and its anonymous
-        volumes. Idempotent."""
-        owner = _InstanceRef(uuid=instance_uuid, image_ref=None)
-        try:
-            with docker_client.translate_errors('remove', instance=owner):
-                self._api.remove_container(container_id, force=True, v=True)
-        except exception.InstanceNotFound:
-            pass
-
-    # -- reading -----------------------------------------------------------
-
-    def console_log(self, instance, max_bytes: int) -> bytes:
-        """The tail of the workload's log, at most max_bytes."""
-        container_id = self.get(instance)
-        # Docker can only tail by lines: ask for a few lines and widen
-        # until the budget is filled or the whole log came back, so a huge
-        # log is never transferred whole and short lines still fill it.
-        lines = max(64, max_bytes // 128)
-        with docker_client.translate_errors('logs', instance=instance):
-            while True:
-                data = self._api.logs(container_id, stdout=True,
-                                      stderr=True, tail=lines)
-                if len(data) >= max_bytes or data.count(b'\n') < lines:
-                    break
-                lines *= 4
-        return data[-max_bytes:]
-
-    def stats(self, instance) -> dict:
-        container_id = self.get(instance)
-        with docker_client.translate_errors('stats', instance=instance):
-            return self._api.stats(container_id, stream=False)
-
-    def describe_failure(self, instance) -> str:
-        """Why a workload is not running, for a readable instance fault."""
-        try:
-            state = self.inspect(instance)['State']
-        except exception.NovaException:
-            return _('container not found')
-        return state.get('Error') or _('exit code %s') % state.get('ExitCode')

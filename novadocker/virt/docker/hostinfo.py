@@ -21,14 +21,18 @@ layers live.
 import dataclasses
 import os
 import re
+import typing
 
+from nova.i18n import _
 from nova.objects import fields as obj_fields
+import os_resource_classes as orc
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import units
 
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
+from novadocker.virt.docker import guest
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -129,3 +133,56 @@ def resource_dict(host: HostResources, nodename: str) -> dict:
                                  obj_fields.VMMode.EXE)],
         'numa_topology': None,
     }
+
+
+def inventory(host: HostResources, ratios: dict,
+              reserved_disk_gb: int) -> dict:
+    """The placement inventory of the node: VCPU, MEMORY_MB, DISK_GB.
+
+    :param ratios: allocation ratio per resource class (the driver's
+        ``_get_allocation_ratios``)
+    """
+    def record(total: int, resource_class: str, reserved: int) -> dict:
+        return {'total': total, 'min_unit': 1, 'max_unit': total,
+                'step_size': 1, 'allocation_ratio': ratios[resource_class],
+                'reserved': reserved}
+    return {
+        orc.VCPU: record(host.vcpus, orc.VCPU, CONF.reserved_host_cpus),
+        orc.MEMORY_MB: record(host.memory_mb, orc.MEMORY_MB,
+                              CONF.reserved_host_memory_mb),
+        orc.DISK_GB: record(host.disk_gb, orc.DISK_GB, reserved_disk_gb),
+    }
+
+
+def uptime() -> str:
+    """The host's uptime as get_host_uptime reports it."""
+    with open('/proc/uptime') as found:
+        seconds = float(found.read().split()[0])
+    return _('up %d seconds') % seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineFeatures:
+    """What of ``docker info`` the driver checks at start-up."""
+    runtimes: typing.FrozenSet[str]
+    userns_remap: bool
+    live_restore: bool
+
+
+def read_engine(api) -> EngineFeatures:
+    """One ``docker info`` call."""
+    with docker_client.translate_errors('info'):
+        info = api.info()
+    return EngineFeatures(
+        runtimes=frozenset(info.get('Runtimes') or {}),
+        userns_remap=any('name=userns' in opt
+                         for opt in info.get('SecurityOptions') or ()),
+        live_restore=bool(info.get('LiveRestoreEnabled')))
+
+
+def runtime_traits(api) -> typing.Set[str]:
+    """CUSTOM_DOCKER_RUNTIME_<NAME> of each runtime a flavor may ask for
+    on this host."""
+    with docker_client.translate_errors('info'):
+        info = api.info()
+    return {guest.runtime_trait(r) for r in guest.usable_runtimes(info)}

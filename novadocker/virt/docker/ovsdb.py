@@ -15,8 +15,8 @@
 os-vif writes the OVS side; the driver only needs to know whether a port
 record exists before deciding that a plug must first clear stale state.
 The lookup reads the local IDL replica of the Bridge/Port/Interface tables
-(one connection per process, opened on first use), so it costs no round
-trip to ovsdb-server.
+(one connection per :class:`OVSDB` object, opened on first use), so it
+costs no round trip to ovsdb-server.
 """
 
 import threading
@@ -41,56 +41,64 @@ class OVSDBError(exception.NovaException):
     msg_fmt = _('OVSDB at %(connection)s: %(reason)s')
 
 
-_lock = threading.Lock()
-_api: typing.Optional[impl_idl.OvsdbIdl] = None
-_api_connection: typing.Optional[str] = None
+class OVSDB:
+    """Lookups over one ovsdbapp connection to [docker]ovsdb_connection,
+    opened on first use (and again only if the option changes). The
+    driver owns one and hands it to whatever reads OVSDB."""
 
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._api: typing.Optional[impl_idl.OvsdbIdl] = None
+        self._connection: typing.Optional[str] = None
 
-def api() -> impl_idl.OvsdbIdl:
-    """The ovsdbapp API on [docker]ovsdb_connection."""
-    global _api, _api_connection
-    with _lock:
-        wanted = CONF.docker.ovsdb_connection
-        if _api is None or _api_connection != wanted:
-            idl = connection.OvsdbIdl.from_server(
-                wanted, 'Open_vSwitch', helper_tables=TABLES)
-            _api = impl_idl.OvsdbIdl(connection.Connection(
-                idl=idl, timeout=CONF.docker.ovsdb_timeout))
-            _api_connection = wanted
-        return _api
+    def api(self) -> impl_idl.OvsdbIdl:
+        """The ovsdbapp API on [docker]ovsdb_connection."""
+        with self._lock:
+            wanted = CONF.docker.ovsdb_connection
+            if self._api is None or self._connection != wanted:
+                idl = connection.OvsdbIdl.from_server(
+                    wanted, 'Open_vSwitch', helper_tables=TABLES)
+                self._api = impl_idl.OvsdbIdl(connection.Connection(
+                    idl=idl, timeout=CONF.docker.ovsdb_timeout))
+                self._connection = wanted
+            return self._api
 
+    def _failed(self, exc: Exception) -> OVSDBError:
+        return OVSDBError(connection=CONF.docker.ovsdb_connection,
+                          reason=str(exc) or type(exc).__name__)
 
-def port_exists(name: str) -> bool:
-    """Whether OVS has a port record of that name, on any bridge."""
-    try:
-        found = api().db_find('Port', ('name', '=', name),
-                              columns=['name']).execute(check_error=True)
-    except Exception as exc:
-        raise OVSDBError(connection=CONF.docker.ovsdb_connection,
-                         reason=str(exc) or type(exc).__name__) from exc
-    return bool(found)
+    def port_exists(self, name: str) -> bool:
+        """Whether OVS has a port record of that name, on any bridge."""
+        try:
+            found = self.api().db_find(
+                'Port', ('name', '=', name),
+                columns=['name']).execute(check_error=True)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        return bool(found)
 
-
-def instance_interfaces(instance_uuid: str) -> typing.List[dict]:
-    """The OVS interfaces os-vif tagged with the instance
-    (``external_ids:vm-uuid``): name, bridge (and its datapath type),
-    iface-id and MAC of each."""
-    try:
-        rows = api().db_find(
-            'Interface', ('external_ids', '=', {'vm-uuid': instance_uuid}),
-            columns=['name', 'external_ids']).execute(check_error=True)
-        found = []
-        for row in rows:
-            bridge = api().port_to_br(row['name']).execute(check_error=True)
-            datapath = api().db_get('Bridge', bridge, 'datapath_type'
-                                    ).execute(check_error=True) \
-                if bridge else None
-            ids = row['external_ids']
-            found.append({'name': row['name'], 'bridge': bridge,
-                          'datapath_type': datapath or 'system',
-                          'iface_id': ids.get('iface-id'),
-                          'mac': ids.get('attached-mac')})
-        return found
-    except Exception as exc:
-        raise OVSDBError(connection=CONF.docker.ovsdb_connection,
-                         reason=str(exc) or type(exc).__name__) from exc
+    def instance_interfaces(self, instance_uuid: str) -> typing.List[dict]:
+        """The OVS interfaces os-vif tagged with the instance
+        (``external_ids:vm-uuid``): name, bridge (and its datapath type),
+        iface-id and MAC of each."""
+        try:
+            api = self.api()
+            rows = api.db_find(
+                'Interface',
+                ('external_ids', '=', {'vm-uuid': instance_uuid}),
+                columns=['name', 'external_ids']).execute(check_error=True)
+            found = []
+            for row in rows:
+                bridge = api.port_to_br(row['name']).execute(
+                    check_error=True)
+                datapath = api.db_get('Bridge', bridge, 'datapath_type'
+                                      ).execute(check_error=True) \
+                    if bridge else None
+                ids = row['external_ids']
+                found.append({'name': row['name'], 'bridge': bridge,
+                              'datapath_type': datapath or 'system',
+                              'iface_id': ids.get('iface-id'),
+                              'mac': ids.get('attached-mac')})
+            return found
+        except Exception as exc:
+            raise self._failed(exc) from exc

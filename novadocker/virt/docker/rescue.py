@@ -50,12 +50,10 @@ class Rescuer:
         self._api = api
         self._guests = guests
 
-    def find(self, instance):
-        return self._guests.find(instance, ROLE_RESCUE)
-
-    def _root_mount(self, instance) -> dict:
+    def _root_mount(self, guest: guest_mod.Guest) -> dict:
         """A read-write mount of the stopped workload's filesystem."""
-        state = self._guests.inspect(instance)
+        instance = guest.instance
+        state = guest.inspect()
         driver = state.get('GraphDriver') or {}
         data = driver.get('Data') or {}
         if driver.get('Name') in ('overlay2', 'overlay') and \
@@ -95,7 +93,7 @@ class Rescuer:
             binds={layerdb: {'bind': '/mounts', 'mode': 'ro'}},
             network_mode='none', cap_drop=['ALL'],
             security_opt=['no-new-privileges'])
-        labels = self._guests._labels(instance, 'rescue-probe')
+        labels = self._guests.labels(instance, 'rescue-probe')
         with docker_client.translate_errors('read btrfs mount id',
                                             instance=instance):
             created = self._api.create_container(
@@ -118,15 +116,16 @@ class Rescuer:
                          'workload: %s') % mount_id)
         return '%s/btrfs/subvolumes/%s' % (root, mount_id)
 
-    def start(self, instance, docker_image: str, image_meta) -> str:
+    def start(self, guest: guest_mod.Guest, docker_image: str,
+              image_meta) -> str:
         """Create and start the rescue container; nothing is left if that
         fails."""
-        self.remove(instance)    # a failed earlier rescue
-        sandbox_id = self._guests.get(instance, guest_mod.ROLE_SANDBOX)
-        config = self._guests.workload_host_config(instance, sandbox_id)
-        config['Mounts'] = [self._root_mount(instance)]
+        instance = guest.instance
+        self.remove(guest)    # a failed earlier rescue
+        config = self._guests.workload_host_config(instance, guest.sandbox_id)
+        config['Mounts'] = [self._root_mount(guest)]
         config.pop('StorageOpt', None)
-        labels = self._guests._labels(instance, ROLE_RESCUE)
+        labels = self._guests.labels(instance, ROLE_RESCUE)
         try:
             with docker_client.translate_errors('create rescue',
                                                 instance=instance):
@@ -137,28 +136,31 @@ class Rescuer:
                     host_config=config)
             # Under the init a missing command would start and exit: refuse
             # it here, as the workload's is at spawn.
-            self._guests.check_command(instance, ROLE_RESCUE)
+            guest.reload()
+            guest.check_command(ROLE_RESCUE)
             with docker_client.translate_errors('start rescue',
                                                 instance=instance):
                 self._api.start(created['Id'])
         except Exception:
             LOG.warning('Rescue failed; removing the rescue container',
                         instance=instance)
-            self.remove(instance)
+            guest.reload()
+            self.remove(guest)
             raise
         LOG.info('Rescue container %s started, instance filesystem at %s',
                  rescue_name(instance), MOUNT_POINT, instance=instance)
         return created['Id']
 
-    def remove(self, instance) -> None:
+    def remove(self, guest: guest_mod.Guest) -> None:
         """Stop and remove the rescue container and its volume. Idempotent.
 
         Stopped first, so the overlay is unmounted before the volume goes.
         """
-        container_id = self.find(instance)
-        if container_id is None:
+        if not guest.has(ROLE_RESCUE):
             return
+        container_id = guest.id(ROLE_RESCUE)
         with docker_client.translate_errors('remove rescue',
-                                            instance=instance):
+                                            instance=guest.instance):
             self._api.stop(container_id, timeout=0)
             self._api.remove_container(container_id, v=True, force=True)
+        guest.reload()

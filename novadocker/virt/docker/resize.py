@@ -183,7 +183,7 @@ def recreate_workload(api, guests, instance, sandbox_id: str,
                       runtime) -> None:
     """Replace the workload by one made from the resize commit (a new root
     disk size); the old container is back in place if that fails."""
-    old_id = guests.get(instance)
+    old_id = guests.get(instance).workload_id
     name = guest_mod.container_name(instance)
     aside = name + '-resizing'
     with docker_client.translate_errors('rename', instance=instance):

@@ -50,11 +50,6 @@ SNAPSHOT_REPOSITORY = 'nova-docker/snapshot'
 _BLANKED_LABELS = (guest_mod.LABEL_INSTANCE, guest_mod.LABEL_HOST,
                    guest_mod.LABEL_ROLE, guest_mod.LABEL_NAME)
 
-# Tags of the snapshots this process is taking right now: the orphan
-# sweep must not remove an image whose upload is still running.
-_IN_PROGRESS: typing.Set[str] = set()
-_IN_PROGRESS_LOCK = threading.Lock()
-
 
 class SnapshotFailed(exception.NovaException):
     msg_fmt = _("Snapshot %(image_id)s of instance %(instance_uuid)s failed "
@@ -154,6 +149,15 @@ class Snapshotter:
         self._api = api
         self._guests = guests
         self._host = host
+        # Tags of the snapshots this Snapshotter is taking right now: the
+        # orphan sweep must not remove an image whose upload still runs.
+        self._in_progress: typing.Set[str] = set()
+        self._lock = threading.Lock()
+
+    def in_progress(self, tag: str) -> bool:
+        """Whether one of this Snapshotter's snapshots uses ``tag``."""
+        with self._lock:
+            return tag in self._in_progress
 
     def take(self, context, instance, image_id: str,
              update_task_state) -> int:
@@ -164,13 +168,14 @@ class Snapshotter:
         ImageNotFound and Nova's task-state errors pass through unchanged:
         the compute manager treats them as "deleted meanwhile".
         """
-        container_id = self._guests.get(instance)
-        was_paused = self._is_paused(instance, container_id)
+        guest = self._guests.get(instance)
+        container_id = guest.workload_id
+        was_paused = guest.paused
         glance_meta = images.IMAGE_API.get(context, image_id)
         metadata = snapshot_metadata(instance, glance_meta)
         tag = snapshot_tag(image_id, self._host)
-        with _IN_PROGRESS_LOCK:
-            _IN_PROGRESS.add(tag)
+        with self._lock:
+            self._in_progress.add(tag)
         try:
             update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
             self._commit(instance, image_id, container_id, tag)
@@ -181,15 +186,10 @@ class Snapshotter:
                 self._remove_image(tag)
         except Exception:
             with excutils.save_and_reraise_exception():
-                self._restore_state(instance, container_id, was_paused)
+                self._restore_state(guest, was_paused)
         finally:
-            with _IN_PROGRESS_LOCK:
-                _IN_PROGRESS.discard(tag)
-
-    def _is_paused(self, instance, container_id: str) -> bool:
-        with docker_client.translate_errors('inspect', instance=instance):
-            return bool(self._api.inspect_container(
-                container_id)['State'].get('Paused'))
+            with self._lock:
+                self._in_progress.discard(tag)
 
     def _commit(self, instance, image_id: str, container_id: str,
                 tag: str) -> None:
@@ -281,27 +281,29 @@ class Snapshotter:
             LOG.warning('Could not remove the snapshot image %s: %s',
                         tag, exc)
 
-    def _restore_state(self, instance, container_id: str,
-                       was_paused: bool) -> None:
+    @staticmethod
+    def _restore_state(guest: guest_mod.Guest, was_paused: bool) -> None:
         """Unpause after a failure if the commit left the workload frozen."""
         if was_paused:
             return
         try:
-            if self._is_paused(instance, container_id):
+            guest.reload()
+            if guest.paused:
                 LOG.warning('Unpausing the workload after a failed '
-                            'snapshot', instance=instance)
-                with docker_client.translate_errors('unpause',
-                                                    instance=instance):
-                    self._api.unpause(container_id)
+                            'snapshot', instance=guest.instance)
+                guest.unpause()
         except exception.NovaException as exc:
             LOG.debug('No state to restore after the failed snapshot: %s',
-                      exc, instance=instance)
+                      exc, instance=guest.instance)
 
 
-def remove_orphans(api, host: str) -> typing.List[str]:
+def remove_orphans(api, host: str,
+                   in_progress: typing.Callable[[str], bool]
+                   ) -> typing.List[str]:
     """Remove temporary snapshot images a crash left behind on this host.
 
-    Only tags of this host that no snapshot of this process is using.
+    Only tags of this host that no running snapshot uses
+    (``in_progress(tag)``: the driver's Snapshotter knows).
     """
     suffix = '-' + _host_digest(host)
     with docker_client.translate_errors('list images'):
@@ -311,9 +313,7 @@ def remove_orphans(api, host: str) -> typing.List[str]:
         for tag in image.get('RepoTags') or []:
             if not tag.endswith(suffix):
                 continue
-            with _IN_PROGRESS_LOCK:
-                busy = tag in _IN_PROGRESS
-            if busy:
+            if in_progress(tag):
                 continue
             try:
                 with docker_client.translate_errors('remove image',

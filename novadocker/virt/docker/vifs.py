@@ -61,9 +61,6 @@ _PLUG_ERRORS = (osv_exception.ExceptionBase, NetlinkError, OSError,
                 linux_net.NetnsGone, linux_net.InvalidArgument, RuntimeError,
                 exception.NovaException)
 
-_os_vif_lock = threading.Lock()
-_os_vif_connection: typing.Optional[str] = None
-
 
 def dns_config(network_info) -> typing.Tuple[typing.List[str],
                                               typing.List[str]]:
@@ -155,28 +152,6 @@ def _os_vif_ovs_default() -> typing.Optional[str]:
     return None
 
 
-def _ensure_os_vif() -> None:
-    """Load os-vif with its OVS plugin talking to [docker]ovsdb_connection.
-
-    The plugin copies [os_vif_ovs]ovsdb_connection when it loads, and
-    nova-compute loads it at start-up with the TCP default, which a stock
-    Open vSwitch does not listen on. Unless the operator changed that
-    option, point it at ours and reload the plugins (once per process).
-    """
-    global _os_vif_connection
-    with _os_vif_lock:
-        os_vif.initialize()     # registers [os_vif_ovs]; no-op when loaded
-        current = CONF.os_vif_ovs.ovsdb_connection
-        wanted = (CONF.docker.ovsdb_connection
-                  if current == _os_vif_ovs_default() else current)
-        if _os_vif_connection == wanted:
-            return
-        if current != wanted:
-            CONF.set_override('ovsdb_connection', wanted, 'os_vif_ovs')
-        os_vif.initialize(reset=True)
-        _os_vif_connection = wanted
-
-
 def _validate_vif(vif) -> None:
     if vif['type'] not in SUPPORTED_VIF_TYPES:
         raise exception.VirtualInterfaceCreateException(
@@ -205,7 +180,38 @@ def _validate_vif(vif) -> None:
 
 
 class VIFPlugger:
-    """Plugs and unplugs the ports of an instance."""
+    """Plugs and unplugs the ports of an instance.
+
+    The driver owns one, with its OVSDB, and calls ``initialize()`` at
+    start-up (a plugger never initialised does it on first use).
+    """
+
+    def __init__(self, ovsdb_api: ovsdb.OVSDB):
+        self._ovsdb = ovsdb_api
+        self._lock = threading.Lock()
+        # The [os_vif_ovs]ovsdb_connection os-vif was loaded with.
+        self._os_vif_connection: typing.Optional[str] = None
+
+    def initialize(self) -> None:
+        """Load os-vif with its OVS plugin talking to
+        [docker]ovsdb_connection, once (as nova-compute's main loads it).
+
+        The plugin copies [os_vif_ovs]ovsdb_connection when it loads, and
+        nova-compute loads it at start-up with the TCP default, which a
+        stock Open vSwitch does not listen on. Unless the operator changed
+        that option, point it at ours and reload the plugins.
+        """
+        with self._lock:
+            if self._os_vif_connection is not None:
+                return
+            os_vif.initialize()   # registers [os_vif_ovs]; no-op if loaded
+            current = CONF.os_vif_ovs.ovsdb_connection
+            wanted = (CONF.docker.ovsdb_connection
+                      if current == _os_vif_ovs_default() else current)
+            if current != wanted:
+                CONF.set_override('ovsdb_connection', wanted, 'os_vif_ovs')
+            os_vif.initialize(reset=True)
+            self._os_vif_connection = wanted
 
     def validate(self, instance, network_info) -> None:
         """Reject ports this driver cannot plug, before anything exists."""
@@ -214,14 +220,13 @@ class VIFPlugger:
 
     # -- helpers -----------------------------------------------------------
 
-    @staticmethod
-    def os_vif_objects(instance, vif):
+    def os_vif_objects(self, instance, vif):
         """The os-vif VIF and InstanceInfo for a port.
 
         The driver makes the host device itself, so os-vif must always add
         it to OVS (create_port), never make a tap of its own.
         """
-        _ensure_os_vif()
+        self.initialize()
         obj = os_vif_util.nova_to_osvif_vif(vif)
         if obj is None:
             raise exception.VirtualInterfacePlugException(
@@ -268,7 +273,7 @@ class VIFPlugger:
         """
         host_dev = spec['host_dev']
         if isinstance(obj, osv_vif.VIFBridge):
-            if ovsdb.port_exists(host_dev):
+            if self._ovsdb.port_exists(host_dev):
                 native = copy.deepcopy(vif)
                 native['details'][network_model.VIF_DETAILS_OVS_HYBRID_PLUG] \
                     = False
@@ -278,7 +283,7 @@ class VIFPlugger:
         qbr = ('qbr' + vif['id'])[:network_model.NIC_NAME_LEN]
         if os.path.exists('/sys/class/net/%s' % qbr) or (
                 linux_net.find_peer(pid, host_dev, spec['mac']) is None
-                and ovsdb.port_exists(host_dev)):
+                and self._ovsdb.port_exists(host_dev)):
             os_vif.unplug(obj, info)
 
     def _unplug_one(self, instance, vif) -> None:
@@ -386,32 +391,31 @@ class VIFPlugger:
             raise exception.InterfaceDetachFailed(
                 instance_uuid=instance.uuid) from exc
 
-
-def unplug_leftovers(instance_uuid: str, instance_name: str = '') -> \
-        typing.List[str]:
-    """Remove what a reaped instance left on the host: every OVS port
-    os-vif tagged with its UUID, and for hybrid ports the qbr bridge and
-    qvb/qvo pair. Its veths died with the sandbox's netns. Returns the
-    OVS port names removed."""
-    _ensure_os_vif()
-    info = osv_instance_info(instance_uuid, instance_name)
-    removed = []
-    for iface in ovsdb.instance_interfaces(instance_uuid):
-        port_id = iface['iface_id']
-        if not port_id or not iface['bridge']:
-            continue
-        vif = osv_vif.VIFOpenVSwitch(
-            id=port_id, address=iface['mac'], vif_name=iface['name'],
-            plugin='ovs', network=osv_network.Network(
-                id=port_id, bridge=iface['bridge']),
-            port_profile=osv_vif.VIFPortProfileOpenVSwitch(
-                interface_id=port_id,
-                datapath_type=iface['datapath_type']))
-        # os-vif removes the qbr layout when qbr<port> exists, else the
-        # OVS port and its device.
-        os_vif.unplug(vif, info)
-        removed.append(iface['name'])
-    return removed
+    def unplug_leftovers(self, instance_uuid: str,
+                         instance_name: str = '') -> typing.List[str]:
+        """Remove what a reaped instance left on the host: every OVS port
+        os-vif tagged with its UUID, and for hybrid ports the qbr bridge and
+        qvb/qvo pair. Its veths died with the sandbox's netns. Returns the
+        OVS port names removed."""
+        self.initialize()
+        info = osv_instance_info(instance_uuid, instance_name)
+        removed = []
+        for iface in self._ovsdb.instance_interfaces(instance_uuid):
+            port_id = iface['iface_id']
+            if not port_id or not iface['bridge']:
+                continue
+            vif = osv_vif.VIFOpenVSwitch(
+                id=port_id, address=iface['mac'], vif_name=iface['name'],
+                plugin='ovs', network=osv_network.Network(
+                    id=port_id, bridge=iface['bridge']),
+                port_profile=osv_vif.VIFPortProfileOpenVSwitch(
+                    interface_id=port_id,
+                    datapath_type=iface['datapath_type']))
+            # os-vif removes the qbr layout when qbr<port> exists, else the
+            # OVS port and its device.
+            os_vif.unplug(vif, info)
+            removed.append(iface['name'])
+        return removed
 
 
 def osv_instance_info(instance_uuid: str, name: str = ''):
