@@ -210,12 +210,22 @@ class OsVifConnectionTest(testtools.TestCase):
         self.assertEqual('unix:/run/ovs.sock',
                          CONF.os_vif_ovs.ovsdb_connection)
         self.init.assert_called_with(reset=True)
-        # Once per plugger (the driver's, at init_host), not per plug.
+        # Loaded once per plugger (the driver's, at init_host), not per
+        # plug.
         self.init.reset_mock()
         plugger.initialize()
         plugger.os_vif_objects(make_instance(), make_vif())
-        self.init.assert_not_called()
-        # Another plugger (another driver) sets it up again.
+        self.assertNotIn(mock.call(reset=True), self.init.call_args_list)
+        # Reloaded when the connection changes (OVSDB moved).
+        self.cfg.config(ovsdb_connection='unix:/run/other.sock',
+                        group='docker')
+        CONF.clear_override('ovsdb_connection', group='os_vif_ovs')
+        plugger.initialize()
+        self.init.assert_called_with(reset=True)
+        self.assertEqual('unix:/run/other.sock',
+                         CONF.os_vif_ovs.ovsdb_connection)
+        # Another plugger (another driver) has its own state.
+        self.init.reset_mock()
         new_plugger().initialize()
         self.init.assert_called_with(reset=True)
 

@@ -194,20 +194,23 @@ class VIFPlugger:
 
     def initialize(self) -> None:
         """Load os-vif with its OVS plugin talking to
-        [docker]ovsdb_connection, once (as nova-compute's main loads it).
+        [docker]ovsdb_connection: at init_host (as nova-compute's main
+        loads os-vif), and again only if that connection changed since.
 
         The plugin copies [os_vif_ovs]ovsdb_connection when it loads, and
         nova-compute loads it at start-up with the TCP default, which a
         stock Open vSwitch does not listen on. Unless the operator changed
-        that option, point it at ours and reload the plugins.
+        that option, point it at ours and reload the plugins. Every use
+        checks (a string comparison): a plug never runs on a plugin loaded
+        for another connection.
         """
         with self._lock:
-            if self._os_vif_connection is not None:
-                return
             os_vif.initialize()   # registers [os_vif_ovs]; no-op if loaded
             current = CONF.os_vif_ovs.ovsdb_connection
             wanted = (CONF.docker.ovsdb_connection
                       if current == _os_vif_ovs_default() else current)
+            if self._os_vif_connection == wanted:
+                return
             if current != wanted:
                 CONF.set_override('ovsdb_connection', wanted, 'os_vif_ovs')
             os_vif.initialize(reset=True)
