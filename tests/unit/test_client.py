@@ -231,3 +231,53 @@ class ConnectTest(testtools.TestCase):
         api_class.side_effect = docker.errors.DockerException(
             'Error while fetching server API version: No such file')
         self.assertRaises(client.DockerUnavailable, client.connect)
+
+
+class CheckAvailableTest(testtools.TestCase):
+    """The start-up check: connect and ping, or say what to look at."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(config_fixture.Config(conf.CONF)).config(
+            api_url='unix:///run/test-docker.sock', group='docker')
+        self.api = mock.create_autospec(docker.APIClient, instance=True)
+
+    def test_engine_answers(self):
+        client.check_available(lambda: self.api)
+        self.api.ping.assert_called_once_with()
+
+    def test_ping_unreachable(self):
+        self.api.ping.side_effect = requests.exceptions.ConnectionError(
+            'connection refused')
+        exc = self.assertRaises(exception.NovaException,
+                                client.check_available, lambda: self.api)
+        self.assertNotIsInstance(exc, client.DockerUnavailable)
+        self.assertIn('nova-docker cannot start', str(exc))
+        self.assertIn('connection refused', str(exc))
+        self.assertIn('docker group', str(exc))
+
+    def test_connect_unreachable(self):
+        def connect():
+            raise client.DockerUnavailable(url='unix:///x', reason='gone')
+        exc = self.assertRaises(exception.NovaException,
+                                client.check_available, connect)
+        self.assertIn('nova-docker cannot start', str(exc))
+        self.assertIn('gone', str(exc))
+
+    def test_other_refusals_pass_through(self):
+        self.api.ping.side_effect = _api_error(
+            docker.errors.APIError, 500, 'busy')
+        self.assertRaises(client.DockerOperationFailed,
+                          client.check_available, lambda: self.api)
+
+
+class ExecNotFoundTest(testtools.TestCase):
+
+    def test_runtime_words(self):
+        self.assertTrue(client.exec_not_found(
+            b'OCI runtime exec failed: exec failed: unable to start '
+            b'container process: exec: "chpasswd": executable file not '
+            b'found in $PATH: unknown\r\n'))
+        self.assertFalse(client.exec_not_found(b''))
+        self.assertFalse(client.exec_not_found(
+            b'chpasswd: (user root) pam_chauthtok() failed\n'))
