@@ -34,9 +34,9 @@ from nova.virt import fake as fake_virt
 from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
+from tests.fixtures import docker as docker_fixtures
 from tests.functional import base
 from tests.functional import test_network
-from tests import fixtures as nd_fixtures
 
 CONF = conf.CONF
 WAIT = 60   # seconds: a bound on waiting, never an assertion on speed
@@ -89,7 +89,7 @@ class HardeningTest(base.DriverTestCase):
         capabilities."""
         created = self.api.create_container(
             self.inspect(instance)['Image'], command=['/bin/sleep', '600'],
-            labels={nd_fixtures.TEST_LABEL: self.host},
+            labels={docker_fixtures.TEST_LABEL: self.host},
             host_config=self.api.create_host_config(network_mode='none'))
         self.addCleanup(self.api.remove_container, created['Id'], force=True)
         self.api.start(created['Id'])
@@ -201,7 +201,8 @@ class HardeningTest(base.DriverTestCase):
 
     def test_same_instance_name_on_two_deployments(self):
         other_host = 'ndtest-%s' % uuid.uuid4().hex[:10]
-        self.useFixture(nd_fixtures.DockerLeakCheck(other_host, lambda: []))
+        self.useFixture(
+            docker_fixtures.DockerLeakCheck(other_host, lambda: []))
         other = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         other.init_host(other_host)
         self.addCleanup(other.cleanup_host, other_host)
@@ -230,10 +231,10 @@ class PrivateEngineMixin:
     """Point the test's driver at a dockerd of its own."""
 
     def use_private_engine(self, *dockerd_args):
-        engine = self.useFixture(nd_fixtures.PrivateDockerd(*dockerd_args))
+        engine = self.useFixture(docker_fixtures.PrivateDockerd(*dockerd_args))
         self.conf.config(api_url=engine.url, group='docker')
         self.api = engine.api()
-        self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
+        self.leaks = self.useFixture(docker_fixtures.DockerLeakCheck(
             self.host, lambda: list(self.glance.images)))
         self.leaks.api = engine.api()
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
@@ -259,7 +260,7 @@ class RuntimeTest(PrivateEngineMixin, base.DriverTestCase):
     def setUp(self):
         super().setUp()
         if not os.path.exists(CRUN):
-            nd_fixtures.require_functional_missing(
+            docker_fixtures.require_functional_missing(
                 self, '%s missing (apt-get install crun)' % CRUN)
         wrapper = os.path.join(self.useFixture(fixtures.TempDir()).path,
                                'crun')
@@ -376,7 +377,7 @@ class UsernsRemapTest(PrivateEngineMixin, test_network.NetworkTestCase):
     def setUp(self):
         super().setUp()
         if not shutil.which('useradd'):
-            nd_fixtures.require_functional_missing(self, 'useradd missing')
+            docker_fixtures.require_functional_missing(self, 'useradd missing')
         self.useFixture(UsernsRemapFixture())
         self.engine = self.use_private_engine('--userns-remap=default')
 

@@ -33,7 +33,7 @@ from novadocker import conf
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import rescue
 from novadocker.virt.docker import resize
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
 from tests.functional import base
 
 CONF = conf.CONF
@@ -209,12 +209,12 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
     def private_dockerd(self):
         for binary in ('mkfs.btrfs', 'btrfs'):
             try:
-                nd_fixtures.which(binary)
+                docker_fixtures.which(binary)
             except RuntimeError:
-                nd_fixtures.require_functional_missing(
+                docker_fixtures.require_functional_missing(
                     self, '%s (btrfs-progs) is needed' % binary)
         root = self.useFixture(BtrfsDataRoot())
-        return self.useFixture(nd_fixtures.PrivateDockerd(
+        return self.useFixture(docker_fixtures.PrivateDockerd(
             '--storage-driver', 'btrfs', data_root=root.path))
 
     def setUp(self):

@@ -27,7 +27,7 @@ from vif_plug_ovs import privsep as os_vif_privsep
 
 from novadocker.virt.docker import linux_net
 from novadocker.virt.docker import privsep
-from tests import net_fixtures as nf
+from tests.fixtures import network as net_fixtures
 
 FILTERS_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
                            'rootwrap.d')
@@ -212,7 +212,7 @@ class RefusedCallTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(nf.PrivsepInProcess())
+        self.useFixture(net_fixtures.PrivsepInProcess())
         # A process of the host namespace other than this one.
         self.host_child = subprocess.Popen(
             [sys.executable, '-c', 'import time; time.sleep(600)'])
@@ -240,7 +240,7 @@ class RefusedCallTest(testtools.TestCase):
             for func in (linux_net.privileged_plug_veth,
                          linux_net.plug_veth):
                 self.assertRefused(func, pid, harmless)
-            self.assertFalse(nf.link_exists(PORT_DEV))
+            self.assertFalse(net_fixtures.link_exists(PORT_DEV))
         error = self.assertRefused(linux_net.privileged_plug_veth,
                                    os.getpid(), harmless)
         self.assertIn('host', str(error))

@@ -31,7 +31,8 @@ from novadocker.virt.docker import guest
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import rescue
 from novadocker.virt.docker import resize
-from tests.unit import fake_docker
+from tests.fixtures import fake_docker
+from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 
@@ -55,7 +56,7 @@ class CheckTest(testtools.TestCase):
         self.api = mock.create_autospec(docker.APIClient, instance=True)
         self.api.containers.return_value = [{'Id': 'c1',
                                              'SizeRootFs': 10 * units.Mi}]
-        self.instance = fake_docker.new_instance()
+        self.instance = obj_fixtures.instance()
 
     def check(self, flavor):
         return self.assertRaises(
@@ -154,7 +155,7 @@ class DriverResizeTest(testtools.TestCase):
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         self.driver._api = self.engine.api
         self.driver._host = 'unit-host'
-        self.instance = fake_docker.new_instance()
+        self.instance = obj_fixtures.instance()
 
     def test_destroy_keeps_the_backup_for_a_revert(self):
         self.engine.images[resize.backup_tag(self.instance)] = 'sha256:b'
@@ -203,7 +204,7 @@ class RescueUnitTest(testtools.TestCase):
         raised = self.assertRaises(
             exception.InstanceNotRescuable,
             rescue.Rescuer(api, guests)._root_mount,
-            fake_docker.new_instance())
+            obj_fixtures.instance())
         self.assertIn('zfs', str(raised))
 
     def test_overlay_mount_uses_the_workload_layers(self):
@@ -214,7 +215,7 @@ class RescueUnitTest(testtools.TestCase):
                                          'MergedDir': '/m'}}}
         api = mock.create_autospec(docker.APIClient, instance=True)
         mount = rescue.Rescuer(api, guests)._root_mount(
-            fake_docker.new_instance())
+            obj_fixtures.instance())
         self.assertEqual(rescue.MOUNT_POINT, mount['Target'])
         self.assertEqual(
             {'type': 'overlay', 'device': 'overlay',
