@@ -19,7 +19,6 @@ import docker.errors
 import fixtures
 from nova.compute import task_states
 from nova import exception
-from nova import objects
 from nova.virt import fake as fake_virt
 from oslo_config import fixture as config_fixture
 from oslo_utils import units
@@ -38,10 +37,7 @@ CONF = conf.CONF
 
 
 def _flavor(**kwargs):
-    values = dict(id=2, flavorid='2', name='m1.new', vcpus=1, memory_mb=128,
-                  root_gb=1, ephemeral_gb=0, swap=0, extra_specs={})
-    values.update(kwargs)
-    return objects.Flavor(**values)
+    return obj_fixtures.flavor(flavor_id=2, name='m1.new', **kwargs)
 
 
 HOST = hostinfo.HostResources(
