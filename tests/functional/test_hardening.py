@@ -52,15 +52,6 @@ def wait_for(predicate, what: str, timeout: float = WAIT):
     raise AssertionError('timed out waiting for %s' % what)
 
 
-def capabilities(pid: int) -> int:
-    """CapEff of a process, read from the host."""
-    with open('/proc/%d/status' % pid) as status:
-        for line in status:
-            if line.startswith('CapEff:'):
-                return int(line.split()[1], 16)
-    raise AssertionError('no CapEff for %d' % pid)
-
-
 # capability(7) numbers of the names used here.
 CAP_NUMBERS = {'CHOWN': 0, 'DAC_OVERRIDE': 1, 'FOWNER': 3, 'FSETID': 4,
                'KILL': 5, 'SETGID': 6, 'SETUID': 7, 'SETPCAP': 8,
@@ -94,7 +85,7 @@ class HardeningTest(base.DriverTestCase):
         self.addCleanup(self.api.remove_container, created['Id'], force=True)
         self.api.start(created['Id'])
         pid = self.api.inspect_container(created['Id'])['State']['Pid']
-        return capabilities(pid)
+        return docker_fixtures.capabilities(pid)
 
     # -- logs --------------------------------------------------------------
 
@@ -130,7 +121,7 @@ class HardeningTest(base.DriverTestCase):
     def test_default_drop_list_removes_exactly_mknod_and_setfcap(self):
         instance = self.spawn()
         default = self.reference_caps(instance)
-        workload = capabilities(self.pid_of(instance))
+        workload = docker_fixtures.capabilities(self.pid_of(instance))
         self.assertEqual(cap_bits('MKNOD', 'SETFCAP'), default & ~workload)
         self.assertEqual(0, workload & ~default)
         # What sshd, su, ping, chown and low ports need is kept.
@@ -152,7 +143,7 @@ class HardeningTest(base.DriverTestCase):
                          group='docker')
         instance = self.spawn()
         default = self.reference_caps(instance)
-        workload = capabilities(self.pid_of(instance))
+        workload = docker_fixtures.capabilities(self.pid_of(instance))
         self.assertEqual(cap_bits('NET_RAW', 'MKNOD', 'KILL'),
                          default & ~workload)
         self.assertEqual(['NET_RAW', 'MKNOD', 'KILL'],

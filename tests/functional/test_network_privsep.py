@@ -72,14 +72,6 @@ def daemon_pid(context) -> int:
     return found[0]
 
 
-def effective_caps(pid: int) -> int:
-    with open('/proc/%d/status' % pid) as status:
-        for line in status:
-            if line.startswith('CapEff:'):
-                return int(line.split()[1], 16)
-    raise AssertionError('no CapEff for %d' % pid)
-
-
 class RealPrivsepDaemons(fixtures.Fixture):
     """Both contexts through real privsep-helper daemons of this tree."""
 
@@ -116,11 +108,12 @@ class RealPrivsepDaemonTest(test_network.NetworkTestCase):
         os_vifs = daemon_pid(os_vif_privsep.vif_plug)
         self.assertNotEqual(os.getpid(), ours)
         self.assertEqual((1 << CAP_NET_ADMIN) | (1 << CAP_SYS_ADMIN),
-                         effective_caps(ours))
+                         docker_fixtures.capabilities(ours))
         # os-vif's holds NET_ADMIN (plus, in this release, DAC_OVERRIDE:
         # its test context shares the config section) and not SYS_ADMIN.
-        self.assertTrue(effective_caps(os_vifs) & (1 << CAP_NET_ADMIN))
-        self.assertFalse(effective_caps(os_vifs) & (1 << CAP_SYS_ADMIN))
+        os_vif_caps = docker_fixtures.capabilities(os_vifs)
+        self.assertTrue(os_vif_caps & (1 << CAP_NET_ADMIN))
+        self.assertFalse(os_vif_caps & (1 << CAP_SYS_ADMIN))
 
         self.driver.detach_interface(self.context, b, vif_c)
         self.driver.destroy(self.context, a, [vif_a])
