@@ -15,6 +15,7 @@ filesystem is mounted per storage driver, the btrfs probe's checks, and
 what a failure leaves. The real mounts are tested in tests/functional
 (overlay2: test_rescue, btrfs: test_resize)."""
 
+import docker.errors
 from nova import exception
 from nova import objects
 from oslo_config import fixture as config_fixture
@@ -156,8 +157,8 @@ class RescueTest(testtools.TestCase):
             self.assertNothingStarted()
 
     def test_failed_start_leaves_no_rescue_container(self):
-        self.api.start.side_effect = fake_docker._api_error(
-            fake_docker.docker.errors.APIError, 'cannot start', 500)
+        self.api.start.side_effect = fake_docker.api_error(
+            docker.errors.APIError, 'cannot start', 500)
         self.assertRaises(exception.NovaException, self.rescuer.start,
                           self.instance, 'img:1', self.meta)
         self.assertNothingStarted()
