@@ -30,8 +30,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from unittest import mock
+import uuid
 
 import fixtures
 from nova.compute import power_state
