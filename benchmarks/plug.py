@@ -38,7 +38,6 @@ and removes everything it created.
 import argparse
 import ctypes
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -70,8 +69,11 @@ from novadocker import conf  # noqa: E402
 from novadocker.virt.docker import driver as docker_driver  # noqa: E402
 from novadocker.virt.docker import ovsdb  # noqa: E402
 from novadocker.virt.docker import vifs  # noqa: E402
-from tests import fixtures as nd_fixtures  # noqa: E402
-from tests import net_fixtures as nf  # noqa: E402
+from tests.fixtures import docker as docker_fixtures  # noqa: E402
+from tests.fixtures import glance as glance_fixtures  # noqa: E402
+from tests.fixtures import images as image_fixtures  # noqa: E402
+from tests.fixtures import network as net_fixtures  # noqa: E402
+from tests.fixtures import objects as obj_fixtures  # noqa: E402
 
 CONF = conf.CONF
 CLONE_NEWNET = 0x40000000
@@ -201,7 +203,7 @@ class DriverPlugger:
 def privsep_mode(daemons: bool) -> None:
     """In-process entrypoints, or real helper daemons started as root."""
     helper = os.path.join(os.path.dirname(sys.executable), 'privsep-helper')
-    for context in nf.PrivsepInProcess.CONTEXTS:
+    for context in net_fixtures.PrivsepInProcess.CONTEXTS:
         if daemons:
             CONF.set_override('helper_command', 'env PYTHONPATH=%s %s'
                               % (TOP, helper), context.cfg_section)
@@ -219,32 +221,25 @@ def main():
     host = 'ndbench-%s' % uuid.uuid4().hex[:8]
     with fixtures.TempDir() as tmp, \
             config_fixture.Config(CONF) as cfg, \
-            nd_fixtures.FakeGlanceFixture() as glance_fixture, \
-            nf.OVSBridge() as bridge_fixture:
+            glance_fixtures.GlanceFixture() as glance_fixture, \
+            net_fixtures.OVSBridge() as bridge_fixture:
         cfg.config(host=host, state_path=tmp.path, instances_path=tmp.path,
                    vif_plugging_timeout=0)
         bridge = bridge_fixture.name
-        ports = nf.Ports(bridge)
+        ports = net_fixtures.Ports(bridge)
         port = ports.network(0, ipv6=False)
-        api = nd_fixtures.docker_api()
+        api = docker_fixtures.docker_api()
         ctx = nova_context.get_admin_context()
         driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         driver.init_host(host)
-        image = glance_fixture.api.add(nd_fixtures.default_image_tarball())
-        image_meta = objects.ImageMeta.from_dict(image)
-        flavor = objects.Flavor(
-            id=1, flavorid='1', name='m1.bench', vcpus=1, memory_mb=128,
-            root_gb=1, ephemeral_gb=0, swap=0, extra_specs={},
-            rxtx_factor=1.0, is_public=True, vcpu_weight=None,
-            disabled=False)
+        image = glance_fixture.api.add(
+            image_fixtures.default_image_tarball())
+        image_meta = obj_fixtures.image_meta(image)
 
         def make_instance():
-            return objects.Instance(
-                context=ctx, id=random.randint(1, 2 ** 31 - 1),
-                uuid=str(uuid.uuid4()), flavor=flavor, host=host, node=host,
-                vcpus=1, memory_mb=128, image_ref=image['id'],
-                hostname='bench', project_id='p', user_id='u', metadata={},
-                system_metadata={}, vm_state='building', task_state=None)
+            return obj_fixtures.instance(
+                vcpus=1, memory_mb=128, host=host, context=ctx,
+                image_ref=image['id'], hostname='bench')
 
         # One holder container: every plug goes into its namespace. Like
         # the driver's sandbox it holds no capability (the privsep daemon
@@ -305,13 +300,13 @@ def main():
                 api.remove_container(created['Id'], force=True)
                 destroy['raw'].append(time.perf_counter() - start)
         finally:
-            for context in nf.PrivsepInProcess.CONTEXTS:
+            for context in net_fixtures.PrivsepInProcess.CONTEXTS:
                 context.stop()
             privsep_mode(False)
             for container in api.containers(all=True, filters={
                     'label': ['org.openstack.nova.host=%s' % host]}):
                 api.remove_container(container['Id'], force=True)
-            nf.NetworkLeakCheck(ports.ids)._check()
+            net_fixtures.NetworkLeakCheck(ports.ids)._check()
             driver._images.remove(image['id'])
 
     def report(title, results, floor):

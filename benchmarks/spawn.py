@@ -54,7 +54,10 @@ import nova.conf  # noqa: E402,F401  (registers nova's options)
 from novadocker import conf  # noqa: E402
 from novadocker.virt.docker import driver as docker_driver  # noqa: E402
 from novadocker.virt.docker import images  # noqa: E402
-from tests import fixtures as nd_fixtures  # noqa: E402
+from tests.fixtures import docker as docker_fixtures  # noqa: E402
+from tests.fixtures import glance as glance_fixtures  # noqa: E402
+from tests.fixtures import images as image_fixtures  # noqa: E402
+from tests.fixtures import objects as obj_fixtures  # noqa: E402
 
 CONF = conf.CONF
 
@@ -75,28 +78,22 @@ def main():
     host = 'ndbench-%s' % uuid.uuid4().hex[:8]
     with fixtures.TempDir() as tmp, \
             config_fixture.Config(CONF) as cfg, \
-            nd_fixtures.FakeGlanceFixture() as glance_fixture:
+            glance_fixtures.GlanceFixture() as glance_fixture:
         cfg.config(host=host, state_path=tmp.path, instances_path=tmp.path,
                    vif_plugging_timeout=0)
         glance = glance_fixture.api
-        api = nd_fixtures.docker_api()
+        api = docker_fixtures.docker_api()
         ctx = nova_context.get_admin_context()
         driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         driver.init_host(host)
-        meta = objects.ImageMeta.from_dict(
-            glance.add(nd_fixtures.default_image_tarball()))
-        flavor = objects.Flavor(
-            id=1, flavorid='1', name='bench', vcpus=1, memory_mb=128,
-            root_gb=1, ephemeral_gb=0, swap=0, extra_specs={},
-            rxtx_factor=1.0, is_public=True, vcpu_weight=None, disabled=False)
+        meta = obj_fixtures.image_meta(
+            glance.add(image_fixtures.default_image_tarball()))
 
         def new_instance():
-            return objects.Instance(
-                context=ctx, id=random.randint(2 ** 20, 2 ** 31 - 1),
-                uuid=str(uuid.uuid4()), flavor=flavor,
-                host=host, node=host, vcpus=1, memory_mb=128,
-                image_ref=meta.id, hostname='bench', project_id='p',
-                user_id='u', metadata={}, system_metadata={})
+            return obj_fixtures.instance(
+                vcpus=1, memory_mb=128, host=host, context=ctx,
+                id=random.randint(2 ** 20, 2 ** 31 - 1), image_ref=meta.id,
+                hostname='bench')
 
         def driver_once():
             instance = new_instance()

@@ -26,7 +26,7 @@ import sys
 import fixtures
 import testtools
 
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -57,7 +57,7 @@ class LintTestCase(testtools.TestCase):
         path = shutil.which(name, path=os.pathsep.join(
             [os.path.dirname(sys.executable), os.environ.get('PATH', '')]))
         if not path:
-            nd_fixtures.require_functional_missing(
+            docker_fixtures.require_functional_missing(
                 self, '%s not found (%s)' % (name, how))
         return path
 

@@ -44,7 +44,7 @@ from vif_plug_ovs import ovs as os_vif_ovs
 from novadocker import conf as nd_conf
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -86,11 +86,11 @@ class PluginTestCase(testtools.TestCase):
         # installed (see fake_dockerd). With STUB_REAL_DOCKER=1 the plugin
         # runs the docker command of the engine under test, and talks to
         # that engine (tools/run-tests --docker=26).
-        cli_dir = os.path.dirname(nd_fixtures.docker_cli())
+        cli_dir = os.path.dirname(docker_fixtures.docker_cli())
         self.env = {
             'PATH': ':'.join(dict.fromkeys(
                 [self.bin, cli_dir, '/usr/bin', '/bin'])),
-            'DOCKER_HOST': nd_fixtures.api_url(),
+            'DOCKER_HOST': docker_fixtures.api_url(),
             'HOME': self.tmp,
             'LANG': 'C.UTF-8',
             'DEST': os.path.join(self.tmp, 'opt-stack'),
@@ -676,8 +676,8 @@ class TestRealDocker(PluginTestCase):
     """The image the plugin builds, on the real engine."""
 
     def test_built_image_runs_and_stops_gracefully(self):
-        nd_fixtures.require_functional(self)
-        api = nd_fixtures.docker_api()
+        docker_fixtures.require_functional(self)
+        api = docker_fixtures.docker_api()
         tag = 'nova-docker-test/devstack-%s:latest' % uuid.uuid4().hex[:12]
         self.addCleanup(self._remove_image, api, tag)
         self.run_plugin(('stack', 'extra'), STUB_REAL_DOCKER='1',
@@ -692,7 +692,7 @@ class TestRealDocker(PluginTestCase):
         self.assertEqual([tag], manifest[0]['RepoTags'])
 
         container = api.create_container(
-            tag, labels={nd_fixtures.TEST_LABEL: '1'},
+            tag, labels={docker_fixtures.TEST_LABEL: '1'},
             host_config=api.create_host_config(network_mode='none'))
         self.addCleanup(api.remove_container, container['Id'], force=True)
         api.start(container['Id'])

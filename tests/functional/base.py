@@ -12,10 +12,9 @@
 
 """Base class for tests that drive DockerDriver against the real engine."""
 
-import random
 import uuid
 
-from nova.compute import vm_states
+import fixtures
 from nova import context as nova_context
 from nova import objects
 from nova.virt import fake as fake_virt
@@ -26,9 +25,11 @@ import nova.conf  # noqa: F401  (registers nova's options)
 from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import glance as glance_fixtures
+from tests.fixtures import images as image_fixtures
+from tests.fixtures import objects as obj_fixtures
 
-objects.register_all()
 CONF = conf.CONF
 
 
@@ -43,24 +44,23 @@ class DriverTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        nd_fixtures.require_functional(self, ovs=self.NEEDS_OVS)
+        docker_fixtures.require_functional(self, ovs=self.NEEDS_OVS)
         self.host = 'ndtest-%s' % uuid.uuid4().hex[:10]
         self.conf = self.useFixture(config_fixture.Config(CONF))
-        state_path = self.useFixture(
-            __import__('fixtures').TempDir()).path
+        state_path = self.useFixture(fixtures.TempDir()).path
         self.conf.config(host=self.host, state_path=state_path,
                          instances_path=state_path, shutdown_timeout=5,
                          vif_plugging_timeout=0)
-        self.conf.config(api_url=nd_fixtures.api_url(), group='docker')
-        self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        self.conf.config(api_url=docker_fixtures.api_url(), group='docker')
+        self.glance = self.useFixture(glance_fixtures.GlanceFixture()).api
         self.context = nova_context.get_admin_context()
         self.dockerd = self.private_dockerd()
         if self.dockerd is not None:
             self.conf.config(api_url=self.dockerd.url, group='docker')
             self.api = self.dockerd.api()
         else:
-            self.api = nd_fixtures.docker_api()
-        self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
+            self.api = docker_fixtures.docker_api()
+        self.leaks = self.useFixture(docker_fixtures.DockerLeakCheck(
             self.host, lambda: list(self.glance.images), api=self.api))
         # The instances "Nova" has on self.host, as the driver's reaper
         # asks (there is no database here): every instance the test made,
@@ -90,26 +90,18 @@ class DriverTestCase(testtools.TestCase):
 
     def add_image(self, data: bytes = None, **kwargs) -> objects.ImageMeta:
         if data is None:
-            data = nd_fixtures.default_image_tarball()
-        meta = self.glance.add(data, **kwargs)
-        return objects.ImageMeta.from_dict(meta)
+            data = image_fixtures.default_image_tarball()
+        return obj_fixtures.image_meta(self.glance.add(data, **kwargs))
 
     def make_instance(self, image_meta=None, vcpus=1, memory_mb=128,
                       **kwargs) -> objects.Instance:
-        flavor = objects.Flavor(
-            id=1, flavorid='1', name='m1.test', vcpus=vcpus,
-            memory_mb=memory_mb, root_gb=1, ephemeral_gb=0, swap=0,
-            extra_specs={}, rxtx_factor=1.0, is_public=True,
-            vcpu_weight=None, disabled=False)
-        instance = objects.Instance(
-            context=self.context, id=random.randint(1, 2 ** 31 - 1),
-            uuid=str(uuid.uuid4()), flavor=flavor, host=self.host,
-            node=self.host, vcpus=vcpus, memory_mb=memory_mb,
+        """An instance on self.host that "Nova" has (see nova_forgets)."""
+        instance = obj_fixtures.instance(
+            vcpus=vcpus, memory_mb=memory_mb, host=self.host,
+            context=self.context,
             image_ref=image_meta.id if image_meta else None,
-            hostname='srv-%s' % uuid.uuid4().hex[:6],
-            vm_state=vm_states.BUILDING, task_state=None,
-            project_id='project', user_id='user', metadata={},
-            system_metadata={}, **kwargs)
+            hostname='srv-%s' % uuid.uuid4().hex[:6], project_id='project',
+            user_id='user', **kwargs)
         self.nova_instances.add(instance.uuid)
         return instance
 
@@ -127,12 +119,14 @@ class DriverTestCase(testtools.TestCase):
 
     def exec_in(self, instance, *cmd, role=guest.ROLE_WORKLOAD) -> str:
         """Run a command in the instance's container of ``role`` (the
-        workload); return its output."""
-        container = self.driver._guests.get(instance, role).id(role)
-        exec_id = self.api.exec_create(container, list(cmd))
-        output = self.api.exec_start(exec_id)
-        result = self.api.exec_inspect(exec_id)
-        if result['ExitCode'] != 0:
-            raise AssertionError('%s exited %s: %s' % (
-                cmd, result['ExitCode'], output))
-        return output.decode()
+        workload); return its output. A non-zero exit fails the test."""
+        return self.exec_result(instance, *cmd, role=role).output
+
+    def exec_result(self, instance, *cmd, role=guest.ROLE_WORKLOAD,
+                    check=True) -> docker_fixtures.ExecResult:
+        """Exit code and output of a command in the instance's container
+        of ``role``; without ``check`` a failure is the caller's to
+        judge."""
+        return docker_fixtures.exec_in(
+            self.api, self.driver._guests.get(instance, role).id(role), *cmd,
+            check=check)

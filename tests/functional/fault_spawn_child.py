@@ -38,9 +38,9 @@ def main(args_path: str) -> None:
     from novadocker.virt.docker import driver as docker_driver
     from novadocker.virt.docker import images
     from novadocker.virt.docker import vifs
+    from tests.fixtures import glance as glance_fixtures
+    from tests.fixtures import network as net_fixtures
     from tests.functional import base
-    from tests import fixtures as nd_fixtures
-    from tests import net_fixtures as nf
 
     objects.register_all()
     CONF = conf.CONF
@@ -50,7 +50,7 @@ def main(args_path: str) -> None:
     CONF.set_override('vif_plugging_timeout', 0)
     CONF.set_override('api_url', args['api_url'], 'docker')
 
-    glance = nd_fixtures.FakeGlanceAPI()
+    glance = glance_fixtures.FakeGlance()
     with open(args['image_path'], 'rb') as handle:
         meta = glance.add(handle.read())
     glance.images[args['image_id']] = dict(meta, id=args['image_id'])
@@ -58,7 +58,7 @@ def main(args_path: str) -> None:
     del glance.images[meta['id']]
     images.IMAGE_API = glance
 
-    for context in nf.PrivsepInProcess.CONTEXTS:
+    for context in net_fixtures.PrivsepInProcess.CONTEXTS:
         context.set_client_mode(False)
 
     driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())

@@ -25,22 +25,22 @@ this runs in parallel with the other tests.
 from nova.compute import power_state
 
 from novadocker.virt.docker import guest
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import network as net_fixtures
 from tests.functional import test_network
-from tests import fixtures as nd_fixtures
-from tests import net_fixtures as nf
 
 
 class DockerdRestartTest(test_network.NetworkTestCase):
 
     def private_dockerd(self):
-        return self.useFixture(nd_fixtures.PrivateDockerd())
+        return self.useFixture(docker_fixtures.PrivateDockerd())
 
     def test_recovery_restores_instances_and_connectivity(self):
         port = self.ports.network(0)
         second = self.ports.network(1)
         vif_a, vif_b = port(), port(hybrid=True)
         vif_a2 = second()
-        self.useFixture(nf.HybridFirewall(vif_b['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif_b['devname']))
         a = self.spawn_on([vif_a, vif_a2])
         b = self.spawn_on([vif_b])
         vif_s = port()
@@ -59,7 +59,8 @@ class DockerdRestartTest(test_network.NetworkTestCase):
                     instance, guest.ROLE_SANDBOX).sandbox_id)
             self.assertFalse(sandbox['State']['Running'])
         # The OVS records survived; the veth of the plain port did not.
-        self.assertEqual(self.bridge, nf.port_bridge(vif_a['devname']))
+        self.assertEqual(self.bridge,
+                         net_fixtures.port_bridge(vif_a['devname']))
 
         # nova-compute start-up, with a fresh driver object. (The old one
         # reconnects too: the clean-ups destroy through it.)
@@ -86,8 +87,8 @@ class DockerdRestartTest(test_network.NetworkTestCase):
         links = self.links(a)
         self.assertEqual({'lo', 'eth0', 'eth1'}, set(links))
         self.assertEqual(vif_a2['address'], links['eth1']['mac'])
-        self.assertEqual(nf.device_names(vif_b['id'])[1],
-                         nf.link_master(vif_b['devname']))
+        self.assertEqual(net_fixtures.device_names(vif_b['id'])[1],
+                         net_fixtures.link_master(vif_b['devname']))
         # The stopped instance's port is plugged again too (its sandbox
         # runs), and it starts with its network.
         self.driver.power_on(self.context, stopped, [vif_s])

@@ -24,7 +24,8 @@ import subprocess
 import tarfile
 import uuid
 
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import test_images
 
 
@@ -33,7 +34,8 @@ class EngineSaveTest(test_images.ImageTestCase):
     def docker_save(self, *names: str) -> bytes:
         """``docker save NAME...`` with the engine's own CLI."""
         return subprocess.run(
-            [nd_fixtures.docker_cli(), '-H', nd_fixtures.api_url(), 'save']
+            [docker_fixtures.docker_cli(), '-H', docker_fixtures.api_url(),
+             'save']
             + list(names), check=True, capture_output=True,
             timeout=300).stdout
 
@@ -44,7 +46,7 @@ class EngineSaveTest(test_images.ImageTestCase):
         repository = 'ndtest-app-%s' % uuid.uuid4().hex[:10]
         unique = uuid.uuid4().hex
         self.api.import_image_from_data(
-            nd_fixtures.busybox_rootfs({'etc/unique': unique.encode()}),
+            image_fixtures.busybox_rootfs({'etc/unique': unique.encode()}),
             repository=repository, tag='1',
             changes=['CMD ["/bin/sleep", "2147483647"]'])
         self.addCleanup(self._remove_repository, repository)

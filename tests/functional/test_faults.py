@@ -30,8 +30,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from unittest import mock
+import uuid
 
 import fixtures
 from nova.compute import power_state
@@ -42,12 +42,13 @@ from testtools import content
 from novadocker import conf
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import images as image_fixtures
+from tests.fixtures import network as net_fixtures
 from tests.functional import test_network
-from tests import fixtures as nd_fixtures
-from tests import net_fixtures as nf
 
 CONF = conf.CONF
-NO_LEAKS = dict.fromkeys(nf.LEAK_KINDS, 0)
+NO_LEAKS = dict.fromkeys(net_fixtures.LEAK_KINDS, 0)
 WAIT = 120      # seconds a recovery may take before the test gives up
 
 
@@ -63,16 +64,17 @@ class FaultTestCase(test_network.NetworkTestCase):
     DOCKERD_ARGS = ('--live-restore',)
 
     def private_dockerd(self):
-        return self.useFixture(nd_fixtures.PrivateDockerd(*self.DOCKERD_ARGS))
+        return self.useFixture(
+            docker_fixtures.PrivateDockerd(*self.DOCKERD_ARGS))
 
     # -- what the matrix records -------------------------------------------
 
     def leak_count(self, instance=None, network_info=None) -> dict:
         """All the test's leftovers, or those of one (failed) instance."""
         if instance is None:
-            return nf.leak_counts(self.leaks, self.net_leaks)
-        return nf.leak_counts(self.leaks, self.net_leaks, [instance],
-                              network_info or [])
+            return net_fixtures.leak_counts(self.leaks, self.net_leaks)
+        return net_fixtures.leak_counts(self.leaks, self.net_leaks,
+                                        [instance], network_info or [])
 
     def figure(self, case: str, **values) -> None:
         """Print one row of figures: in the test's details (shown by
@@ -109,7 +111,7 @@ class FaultTestCase(test_network.NetworkTestCase):
         pid = self.sandbox_pid
         return subprocess.run(
             ['nsenter', '--net=/proc/%d/ns/net' % pid[instance.uuid],
-             nd_fixtures.BUSYBOX, 'ping', '-c', '1', '-W', '2', address],
+             docker_fixtures.BUSYBOX, 'ping', '-c', '1', '-W', '2', address],
             capture_output=True).returncode == 0
 
     def remember_sandbox_pids(self, *instances) -> None:
@@ -141,7 +143,7 @@ class FaultTestCase(test_network.NetworkTestCase):
     def own_image() -> bytes:
         """A tarball of a Docker image of its own (no other test image
         shares its ID), so that the image cache sees it unused."""
-        return nd_fixtures.build_saved_image(
+        return image_fixtures.build_saved_image(
             changes=('CMD ["/bin/sleep", "2147483647"]',),
             extra_files={'id': uuid.uuid4().bytes})
 
@@ -163,7 +165,7 @@ class DockerdRestartTest(FaultTestCase):
     def test_restart_and_crash_keep_instances_and_network(self):
         port = self.ports.network(0)
         vif_a, vif_b = port(), port(hybrid=True)
-        self.useFixture(nf.HybridFirewall(vif_b['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif_b['devname']))
         a = self.spawn_on([vif_a])
         b = self.spawn_on([vif_b])
         pairs = [(a, vif_a, vif_b), (b, vif_b, vif_a)]
@@ -213,7 +215,7 @@ class WithoutLiveRestoreTest(FaultTestCase):
     def test_warning_restart_recovery_and_reload(self):
         port = self.ports.network(0)
         vif_a, vif_b = port(), port(hybrid=True)
-        self.useFixture(nf.HybridFirewall(vif_b['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif_b['devname']))
         a = self.spawn_on([vif_a])
         b = self.spawn_on([vif_b])
         pairs = [(a, vif_a, vif_b), (b, vif_b, vif_a)]
@@ -334,7 +336,7 @@ class GlanceFailureTest(FaultTestCase):
         pids = self.pids(running, peer)
         images_before = self.engine_images()
         layers_before = self.engine_layers()
-        data = nd_fixtures.build_saved_image(
+        data = image_fixtures.build_saved_image(
             extra_files={'payload': os.urandom(1024 * 1024)})
         image = self.add_image(data)
         self.leaks.forbid_images(image.id)
@@ -431,9 +433,9 @@ class ComputeKilledMidSpawnTest(FaultTestCase):
         self.assertIsNotNone(self.driver._guests.find(instance,
                                                       guest.ROLE_SANDBOX))
         self.assertIsNone(self.driver._guests.find(instance))
-        ovs_port = nf.device_names(vif['id'])[3] if vif['details'][
+        ovs_port = net_fixtures.device_names(vif['id'])[3] if vif['details'][
             network_model.VIF_DETAILS_OVS_HYBRID_PLUG] else vif['devname']
-        self.assertEqual(self.bridge, nf.port_bridge(ovs_port))
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(ovs_port))
         return instance
 
     def test_instance_in_error_is_deleted_cleanly(self):
@@ -504,7 +506,7 @@ class EngineDownDeleteTest(FaultTestCase):
         self.conf.config(reap_min_age=0, group='docker')
         port = self.ports.network(0)
         vif_keep, vif_gone = port(), port(hybrid=True)
-        self.useFixture(nf.HybridFirewall(vif_gone['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif_gone['devname']))
         keep = self.spawn_on([vif_keep])
         gone = self.spawn_on([vif_gone])
         self.sandbox_image = self.inspect(keep, guest.ROLE_SANDBOX)['Image']
@@ -557,15 +559,10 @@ class DataRootFullTest(FaultTestCase):
     """Case 7: Docker's data root (a 300 MB loop-mounted ext4) full."""
 
     def private_dockerd(self):
-        self.disk = self.useFixture(nd_fixtures.LoopFilesystem(size_mb=300))
-        return self.useFixture(nd_fixtures.PrivateDockerd(
+        self.disk = self.useFixture(
+            docker_fixtures.LoopFilesystem(size_mb=300))
+        return self.useFixture(docker_fixtures.PrivateDockerd(
             *self.DOCKERD_ARGS, data_root=self.disk.path))
-
-    def exec_raw(self, instance, *cmd):
-        container = self.driver._guests.get(instance).workload_id
-        exec_id = self.api.exec_create(container, list(cmd))
-        output = self.api.exec_start(exec_id).decode(errors='replace')
-        return self.api.exec_inspect(exec_id)['ExitCode'], output
 
     def test_full_data_root(self):
         port = self.ports.network(0)
@@ -575,8 +572,8 @@ class DataRootFullTest(FaultTestCase):
         pids = self.pids(a, filler)
 
         # A tenant writes until the disk is full: the write fails.
-        code, output = self.exec_raw(filler, 'dd', 'if=/dev/zero',
-                                     'of=/tmp/fill', 'bs=1M')
+        code, output = self.exec_result(filler, 'dd', 'if=/dev/zero',
+                                        'of=/tmp/fill', 'bs=1M', check=False)
         self.assertNotEqual(0, code)
         self.assertIn('No space left on device', output)
         self.assertLess(self.disk.free_bytes(), 1024 * 1024)
@@ -586,7 +583,7 @@ class DataRootFullTest(FaultTestCase):
 
         # A boot while it is full: its image cannot load.
         images_before = self.engine_images()
-        data = nd_fixtures.build_saved_image(
+        data = image_fixtures.build_saved_image(
             extra_files={'payload': os.urandom(4 * 1024 * 1024)})
         image = self.add_image(data)
         self.leaks.forbid_images(image.id)

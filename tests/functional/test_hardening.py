@@ -34,9 +34,9 @@ from nova.virt import fake as fake_virt
 from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
+from tests.fixtures import docker as docker_fixtures
 from tests.functional import base
 from tests.functional import test_network
-from tests import fixtures as nd_fixtures
 
 CONF = conf.CONF
 WAIT = 60   # seconds: a bound on waiting, never an assertion on speed
@@ -50,15 +50,6 @@ def wait_for(predicate, what: str, timeout: float = WAIT):
             return value
         time.sleep(0.2)
     raise AssertionError('timed out waiting for %s' % what)
-
-
-def capabilities(pid: int) -> int:
-    """CapEff of a process, read from the host."""
-    with open('/proc/%d/status' % pid) as status:
-        for line in status:
-            if line.startswith('CapEff:'):
-                return int(line.split()[1], 16)
-    raise AssertionError('no CapEff for %d' % pid)
 
 
 # capability(7) numbers of the names used here.
@@ -89,12 +80,12 @@ class HardeningTest(base.DriverTestCase):
         capabilities."""
         created = self.api.create_container(
             self.inspect(instance)['Image'], command=['/bin/sleep', '600'],
-            labels={nd_fixtures.TEST_LABEL: self.host},
+            labels={docker_fixtures.TEST_LABEL: self.host},
             host_config=self.api.create_host_config(network_mode='none'))
         self.addCleanup(self.api.remove_container, created['Id'], force=True)
         self.api.start(created['Id'])
         pid = self.api.inspect_container(created['Id'])['State']['Pid']
-        return capabilities(pid)
+        return docker_fixtures.capabilities(pid)
 
     # -- logs --------------------------------------------------------------
 
@@ -130,7 +121,7 @@ class HardeningTest(base.DriverTestCase):
     def test_default_drop_list_removes_exactly_mknod_and_setfcap(self):
         instance = self.spawn()
         default = self.reference_caps(instance)
-        workload = capabilities(self.pid_of(instance))
+        workload = docker_fixtures.capabilities(self.pid_of(instance))
         self.assertEqual(cap_bits('MKNOD', 'SETFCAP'), default & ~workload)
         self.assertEqual(0, workload & ~default)
         # What sshd, su, ping, chown and low ports need is kept.
@@ -152,7 +143,7 @@ class HardeningTest(base.DriverTestCase):
                          group='docker')
         instance = self.spawn()
         default = self.reference_caps(instance)
-        workload = capabilities(self.pid_of(instance))
+        workload = docker_fixtures.capabilities(self.pid_of(instance))
         self.assertEqual(cap_bits('NET_RAW', 'MKNOD', 'KILL'),
                          default & ~workload)
         self.assertEqual(['NET_RAW', 'MKNOD', 'KILL'],
@@ -201,7 +192,8 @@ class HardeningTest(base.DriverTestCase):
 
     def test_same_instance_name_on_two_deployments(self):
         other_host = 'ndtest-%s' % uuid.uuid4().hex[:10]
-        self.useFixture(nd_fixtures.DockerLeakCheck(other_host, lambda: []))
+        self.useFixture(
+            docker_fixtures.DockerLeakCheck(other_host, lambda: []))
         other = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         other.init_host(other_host)
         self.addCleanup(other.cleanup_host, other_host)
@@ -230,10 +222,10 @@ class PrivateEngineMixin:
     """Point the test's driver at a dockerd of its own."""
 
     def use_private_engine(self, *dockerd_args):
-        engine = self.useFixture(nd_fixtures.PrivateDockerd(*dockerd_args))
+        engine = self.useFixture(docker_fixtures.PrivateDockerd(*dockerd_args))
         self.conf.config(api_url=engine.url, group='docker')
         self.api = engine.api()
-        self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
+        self.leaks = self.useFixture(docker_fixtures.DockerLeakCheck(
             self.host, lambda: list(self.glance.images)))
         self.leaks.api = engine.api()
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
@@ -259,7 +251,7 @@ class RuntimeTest(PrivateEngineMixin, base.DriverTestCase):
     def setUp(self):
         super().setUp()
         if not os.path.exists(CRUN):
-            nd_fixtures.require_functional_missing(
+            docker_fixtures.require_functional_missing(
                 self, '%s missing (apt-get install crun)' % CRUN)
         wrapper = os.path.join(self.useFixture(fixtures.TempDir()).path,
                                'crun')
@@ -376,7 +368,7 @@ class UsernsRemapTest(PrivateEngineMixin, test_network.NetworkTestCase):
     def setUp(self):
         super().setUp()
         if not shutil.which('useradd'):
-            nd_fixtures.require_functional_missing(self, 'useradd missing')
+            docker_fixtures.require_functional_missing(self, 'useradd missing')
         self.useFixture(UsernsRemapFixture())
         self.engine = self.use_private_engine('--userns-remap=default')
 

@@ -34,7 +34,8 @@ from oslo_utils import timeutils
 
 from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 
 MIN_AGE = 1
@@ -42,7 +43,7 @@ MIN_AGE = 1
 
 def distinct_image() -> bytes:
     """A tarball whose image ID is its own (a unique file in the layer)."""
-    return nd_fixtures.build_saved_image(
+    return image_fixtures.build_saved_image(
         changes=('CMD ["/bin/sleep", "2147483647"]',),
         extra_files={'etc/unique': uuid.uuid4().hex.encode()})
 
@@ -111,7 +112,7 @@ class ImageCacheTest(base.DriverTestCase):
         name = 'nova-docker-test/foreign-%s:old' % uuid.uuid4().hex[:10]
         repository, tag = name.split(':')
         self.api.import_image_from_data(
-            nd_fixtures.busybox_rootfs({'etc/foreign': b'x'}),
+            image_fixtures.busybox_rootfs({'etc/foreign': b'x'}),
             repository=repository, tag=tag)
         self.addCleanup(self.api.remove_image, name, force=True)
         return name
@@ -125,7 +126,7 @@ class ImageCacheTest(base.DriverTestCase):
         by_stranger = self.load()
         stranger = self.api.create_container(
             images.glance_tag(by_stranger.id),
-            labels={nd_fixtures.TEST_LABEL: self.id()})
+            labels={docker_fixtures.TEST_LABEL: self.id()})
         self.addCleanup(self._remove_container_quietly, stranger['Id'])
         foreign = self.foreign_image()
         foreign_before = self.api.inspect_image(foreign)['Metadata']
@@ -239,7 +240,8 @@ class ImageCacheTest(base.DriverTestCase):
         for name in (mine, others):
             repository, tag = name.split(':')
             self.api.import_image_from_data(
-                nd_fixtures.busybox_rootfs(), repository=repository, tag=tag)
+                image_fixtures.busybox_rootfs(), repository=repository,
+                tag=tag)
             self.addCleanup(self._remove_quietly, name)
         self.driver.manage_image_cache(self.context, [])
         self.assertEqual([], self.api.images(name=mine))
@@ -284,7 +286,7 @@ class ImageCacheFaultTest(base.DriverTestCase):
             if len(calls) == 2:   # the re-check under the lock
                 created.append(self.api.create_container(
                     images.glance_tag(meta.id),
-                    labels={nd_fixtures.TEST_LABEL: self.id()}))
+                    labels={docker_fixtures.TEST_LABEL: self.id()}))
                 self.addCleanup(self.api.remove_container,
                                 created[0]['Id'], force=True)
             return real_used(api)

@@ -30,7 +30,7 @@ from nova.virt import fake as fake_virt
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 
 
@@ -38,7 +38,7 @@ def unique_tarball(cmd='["/bin/sleep", "2147483647"]', repo_tag=None):
     """A freshly built image: its Docker ID and its layer are this test's
     alone (Docker skips importing a layer it already has)."""
     unique = uuid.uuid4().hex
-    return nd_fixtures.build_saved_image(
+    return image_fixtures.build_saved_image(
         changes=('CMD %s' % cmd, 'ENV NOVA_DOCKER_UNIQUE=%s' % unique),
         repo_tag=repo_tag, extra_files={'etc/unique': unique.encode()})
 
@@ -77,7 +77,7 @@ class ImageIdentityTest(ImageTestCase):
         tarball = unique_tarball(repo_tag=host_tag)   # removed after save
         repository, tag = host_tag.split(':')
         self.api.import_image_from_data(
-            nd_fixtures.busybox_rootfs(), repository=repository, tag=tag,
+            image_fixtures.busybox_rootfs(), repository=repository, tag=tag,
             changes=['CMD ["/bin/sleep", "1"]'])
         self.addCleanup(self.api.remove_image, host_tag, force=True)
         host_image = self.api.inspect_image(host_tag)['Id']
@@ -113,14 +113,14 @@ class ImageFormatTest(ImageTestCase):
         self._boots(lambda t: t)
 
     def test_gzip_tarball(self):
-        self._boots(nd_fixtures.gzipped)
+        self._boots(image_fixtures.gzipped)
 
     def test_oci_layout(self):
-        self._boots(nd_fixtures.to_oci_layout)
+        self._boots(image_fixtures.to_oci_layout)
 
     def test_oci_layout_gzip(self):
-        self._boots(lambda t: nd_fixtures.gzipped(
-            nd_fixtures.to_oci_layout(t)))
+        self._boots(lambda t: image_fixtures.gzipped(
+            image_fixtures.to_oci_layout(t)))
 
 
 class ImageCacheTest(ImageTestCase):
@@ -204,7 +204,7 @@ class ImageFailureTest(ImageTestCase):
 
     def test_truncated_gzip_tarball(self):
         tarball = unique_tarball()
-        data = nd_fixtures.gzipped(tarball)
+        data = image_fixtures.gzipped(tarball)
         self._fails(data[:len(data) // 2])
         self.assertImageAbsent(image_id_of(tarball))
 
@@ -226,7 +226,7 @@ class ImageFailureTest(ImageTestCase):
         self.assertImageAbsent(image_id_of(tarball))
 
     def test_not_a_docker_save(self):
-        self._fails(nd_fixtures.busybox_rootfs())
+        self._fails(image_fixtures.busybox_rootfs())
 
     def test_multi_image_tarball(self):
         """Two images (two configs) in one tarball: refused. (Several
@@ -268,7 +268,7 @@ class ImageFailureTest(ImageTestCase):
                     raise IOError('Glance connection reset')
                 yield chunk
         self.useFixture(fixtures.MonkeyPatch(
-            'tests.fixtures.FakeGlanceAPI.download',
+            'tests.fixtures.glance.FakeGlance.download',
             lambda _self, context, image_id, **kw: broken(context,
                                                           image_id)))
         instance = self.make_instance(meta)
@@ -349,7 +349,7 @@ class HostileTarballTest(ImageTestCase):
         """A host image tag that a tarball must never move."""
         repository, tag = name.rsplit(':', 1)
         self.api.import_image_from_data(
-            nd_fixtures.busybox_rootfs({'etc/victim': name.encode()}),
+            image_fixtures.busybox_rootfs({'etc/victim': name.encode()}),
             repository=repository, tag=tag,
             changes=['CMD ["/bin/sleep", "2147483647"]'])
         self.addCleanup(self._remove_quietly, name)
@@ -465,7 +465,7 @@ class HostileTarballTest(ImageTestCase):
 
     def test_duplicate_index(self):
         tarball = unique_tarball()
-        oci = nd_fixtures.to_oci_layout(tarball)
+        oci = image_fixtures.to_oci_layout(tarball)
 
         def build(own):
             with tarfile.open(fileobj=io.BytesIO(oci)) as tar:
@@ -592,7 +592,7 @@ class MultiTagTarballTest(ImageTestCase):
 
     def test_oci_layout_two_tags_same_digest(self):
         tarball = unique_tarball()
-        oci = nd_fixtures.to_oci_layout(tarball)
+        oci = image_fixtures.to_oci_layout(tarball)
         with tarfile.open(fileobj=io.BytesIO(oci)) as tar:
             index = json.load(tar.extractfile('index.json'))
         entry = index['manifests'][0]

@@ -22,7 +22,7 @@ from nova.compute import power_state
 
 from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 from tests.functional import test_lifecycle
 
@@ -36,7 +36,7 @@ SIGKILL_EXIT = 128 + 9
 def shell_image() -> bytes:
     """What most shell images do: no TERM trap. As PID 1 the shell would
     ignore SIGTERM and wait for SIGKILL."""
-    return nd_fixtures.build_saved_image(changes=(
+    return image_fixtures.build_saved_image(changes=(
         'CMD ["/bin/sh", "-c", "echo hi; sleep 100000"]',))
 
 
@@ -50,7 +50,7 @@ exit 0
 
 @functools.lru_cache(maxsize=None)
 def orphan_image() -> bytes:
-    return nd_fixtures.build_saved_image(
+    return image_fixtures.build_saved_image(
         changes=('CMD ["/bin/sh", "-c", '
                  '"/bin/orphan.sh; exec sleep 2147483647"]',),
         extra_files={'bin/orphan.sh': ORPHAN_SCRIPT})

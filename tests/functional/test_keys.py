@@ -21,7 +21,8 @@ import uuid
 import fixtures
 from nova import exception
 
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 
 KEY = ('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtestkeytestkeytestkeytestkey'
@@ -32,9 +33,9 @@ IMAGE_KEY = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABimagekey image@build'
 def image_with(*members) -> bytes:
     """The busybox rootfs plus members (name, 'file'/'program'/'symlink',
     content or link target)."""
-    api = nd_fixtures.docker_api()
+    api = docker_fixtures.docker_api()
     repo = 'nova-docker-test/keys-%s' % uuid.uuid4().hex[:12]
-    buf = io.BytesIO(nd_fixtures.busybox_rootfs())
+    buf = io.BytesIO(image_fixtures.busybox_rootfs())
     # Append to the rootfs tar: rewrite it with the extra members.
     out = io.BytesIO()
     with tarfile.open(fileobj=buf) as src, \
@@ -195,7 +196,7 @@ class AdminPasswordTest(base.DriverTestCase):
         self.assertNotIn('fail-me', str(exc))
 
     def test_no_chpasswd_is_not_supported(self):
-        instance = self.spawn_image(nd_fixtures.default_image_tarball())
+        instance = self.spawn_image(image_fixtures.default_image_tarball())
         self.assertRaises(exception.SetAdminPasswdNotSupported,
                           self.driver.set_admin_password, instance, 'pw')
 

@@ -26,7 +26,7 @@ from novadocker import conf
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 
 CONF = conf.CONF
@@ -36,7 +36,7 @@ MEBI = 1024 * 1024
 @functools.lru_cache(maxsize=None)
 def graceful_image() -> bytes:
     """PID 1 exits 0 on SIGTERM (a well-behaved init)."""
-    return nd_fixtures.build_saved_image(changes=(
+    return image_fixtures.build_saved_image(changes=(
         'CMD ["/bin/sh", "-c", '
         '"trap \'exit 0\' TERM; while :; do sleep 1; done"]',))
 
@@ -44,7 +44,7 @@ def graceful_image() -> bytes:
 @functools.lru_cache(maxsize=None)
 def entrypoint_image() -> bytes:
     """ENTRYPOINT + CMD: the CMD leaves a marker, then sleeps."""
-    return nd_fixtures.build_saved_image(changes=(
+    return image_fixtures.build_saved_image(changes=(
         'ENTRYPOINT ["/bin/sh", "-c"]',
         'CMD ["echo cmd-ran > /tmp/marker; exec sleep 2147483647"]'))
 

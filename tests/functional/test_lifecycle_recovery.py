@@ -25,10 +25,10 @@ from novadocker import conf
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import vifs
+from tests.fixtures import network as net_fixtures
 from tests.functional import base
 from tests.functional import test_lifecycle
 from tests.functional import test_network
-from tests import net_fixtures as nf
 
 CONF = conf.CONF
 wait_for = test_lifecycle.wait_for
@@ -163,9 +163,11 @@ class NetworkRecoveryTest(test_network.NetworkTestCase):
             self.driver.destroy(self.context, instance, [vif])
             self.assertFalse(self.driver.instance_exists(instance))
             self.assertEqual([], self.leaks.containers())
-            self.assertEqual(self.bridge, nf.port_bridge(vif['devname']))
+            self.assertEqual(self.bridge,
+                             net_fixtures.port_bridge(vif['devname']))
             self.driver.reap('OVSDB still down')
-            self.assertEqual(self.bridge, nf.port_bridge(vif['devname']))
+            self.assertEqual(self.bridge,
+                             net_fixtures.port_bridge(vif['devname']))
         self.driver.reap('OVSDB back')
         self.assertUnplugged(vif)
 

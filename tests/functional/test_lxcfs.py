@@ -23,7 +23,8 @@ import fixtures
 
 from novadocker import conf
 from novadocker.virt.docker import guest
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 from tests.functional import test_lifecycle
 
@@ -48,7 +49,7 @@ def tools_image() -> bytes:
         for path in _with_libraries(tool):
             with open(os.path.realpath(path), 'rb') as f:
                 files[path.lstrip('/')] = f.read()
-    return nd_fixtures.build_saved_image(
+    return image_fixtures.build_saved_image(
         changes=('CMD ["/bin/sleep", "2147483647"]',), extra_files=files)
 
 
@@ -64,7 +65,7 @@ class LxcfsTest(base.DriverTestCase):
         path = CONF.docker.lxcfs_path
         if not (os.path.ismount(path) and
                 os.path.exists(os.path.join(path, 'proc/meminfo'))):
-            nd_fixtures.require_functional_missing(
+            docker_fixtures.require_functional_missing(
                 self, 'LXCFS is not mounted at %s (tools/run-tests starts '
                       'it: lxcfs --enable-cfs %s)' % (path, path))
 

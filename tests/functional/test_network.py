@@ -29,8 +29,8 @@ from nova import exception
 from nova.network import model as network_model
 
 from novadocker.virt.docker import guest
+from tests.fixtures import network as net_fixtures
 from tests.functional import base
-from tests import net_fixtures as nf
 
 
 class NetworkTestCase(base.DriverTestCase):
@@ -38,11 +38,11 @@ class NetworkTestCase(base.DriverTestCase):
 
     def setUp(self):
         super().setUp()
-        self.bridge = self.useFixture(nf.OVSBridge()).name
-        self.ports = nf.Ports(self.bridge)
+        self.bridge = self.useFixture(net_fixtures.OVSBridge()).name
+        self.ports = net_fixtures.Ports(self.bridge)
         self.net_leaks = self.useFixture(
-            nf.NetworkLeakCheck(self.ports.ids))
-        self.useFixture(nf.PrivsepInProcess())
+            net_fixtures.NetworkLeakCheck(self.ports.ids))
+        self.useFixture(net_fixtures.PrivsepInProcess())
 
     # -- reading the container ---------------------------------------------
 
@@ -85,9 +85,9 @@ class NetworkTestCase(base.DriverTestCase):
 
     def assertUnplugged(self, *vifs) -> None:
         for vif in vifs:
-            for name in nf.device_names(vif['id']):
-                self.assertFalse(nf.link_exists(name), name)
-                self.assertIsNone(nf.port_bridge(name), name)
+            for name in net_fixtures.device_names(vif['id']):
+                self.assertFalse(net_fixtures.link_exists(name), name)
+                self.assertIsNone(net_fixtures.port_bridge(name), name)
 
     def spawn_on(self, network_info, **kwargs):
         return self.spawn(network_info=network_info, **kwargs)
@@ -105,17 +105,17 @@ class PlugTest(NetworkTestCase):
         self.assertPings(a, self.ip_of(vif_b, 6))
         # Both host ends are ports of the test bridge, nothing else is.
         self.assertEqual(sorted([vif_a['devname'], vif_b['devname']]),
-                         sorted(nf.bridge_ports(self.bridge)))
+                         sorted(net_fixtures.bridge_ports(self.bridge)))
 
     def test_ovs_port_carries_neutron_external_ids(self):
         vif = self.ports.network(0)()
         instance = self.spawn_on([vif])
-        self.assertEqual(self.bridge, nf.port_bridge(vif['devname']))
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(vif['devname']))
         self.assertEqual({'iface-id': vif['id'], 'iface-status': 'active',
                           'attached-mac': vif['address'],
                           'vm-uuid': instance.uuid},
-                         nf.interface_external_ids(vif['devname']))
-        self.assertEqual(1450, nf.link_mtu(vif['devname']))
+                         net_fixtures.interface_external_ids(vif['devname']))
+        self.assertEqual(1450, net_fixtures.link_mtu(vif['devname']))
 
     def test_inside_matches_network_info(self):
         first = self.ports.network(0, mtu=1400,
@@ -131,7 +131,7 @@ class PlugTest(NetworkTestCase):
             self.assertEqual(vif['address'], links[ifname]['mac'])
             self.assertEqual(mtu, links[ifname]['mtu'])
             self.assertIn('UP', links[ifname]['flags'])
-            self.assertEqual(mtu, nf.link_mtu(vif['devname']))
+            self.assertEqual(mtu, net_fixtures.link_mtu(vif['devname']))
             want = set()
             for subnet in vif['network']['subnets']:
                 prefix = ipaddress.ip_network(subnet['cidr']).prefixlen
@@ -158,22 +158,23 @@ class PlugTest(NetworkTestCase):
     def test_hybrid_plug_builds_qbr_and_pings(self):
         port = self.ports.network(0)
         vif_a, vif_b = port(hybrid=True), port()
-        self.useFixture(nf.HybridFirewall(vif_a['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif_a['devname']))
         a = self.spawn_on([vif_a])
         b = self.spawn_on([vif_b])
         names = dict(zip(('tap', 'qbr', 'qvb', 'qvo'),
-                         nf.device_names(vif_a['id'])))
-        self.assertEqual(names['qbr'], nf.link_master(names['tap']))
-        self.assertEqual(names['qbr'], nf.link_master(names['qvb']))
-        self.assertEqual(self.bridge, nf.port_bridge(names['qvo']))
-        self.assertIsNone(nf.port_bridge(names['tap']))
-        self.assertEqual(vif_a['id'], nf.interface_external_ids(
+                         net_fixtures.device_names(vif_a['id'])))
+        self.assertEqual(names['qbr'], net_fixtures.link_master(names['tap']))
+        self.assertEqual(names['qbr'], net_fixtures.link_master(names['qvb']))
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(names['qvo']))
+        self.assertIsNone(net_fixtures.port_bridge(names['tap']))
+        self.assertEqual(vif_a['id'], net_fixtures.interface_external_ids(
             names['qvo'])['iface-id'])
         self.assertPings(a, self.ip_of(vif_b))
         self.assertPings(b, self.ip_of(vif_a))
         self.driver.destroy(self.context, a, [vif_a])
         self.assertUnplugged(vif_a)
-        self.assertEqual([vif_b['devname']], nf.bridge_ports(self.bridge))
+        self.assertEqual([vif_b['devname']],
+                         net_fixtures.bridge_ports(self.bridge))
 
     def test_destroy_leaves_nothing(self):
         vif = self.ports.network(0)()
@@ -182,7 +183,7 @@ class PlugTest(NetworkTestCase):
             instance, guest.ROLE_SANDBOX).sandbox_id
         self.driver.destroy(self.context, instance, [vif])
         self.assertEqual([], self.net_leaks.leftovers())
-        self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
         self.assertEqual([], self.api.containers(
             all=True, filters={'id': sandbox}))
 
@@ -213,7 +214,7 @@ class PlugTest(NetworkTestCase):
                         capture_output=True)
         instance = self.spawn_on([vif])
         other = self.spawn_on([peer])
-        self.assertFalse(nf.link_exists(stale_peer))
+        self.assertFalse(net_fixtures.link_exists(stale_peer))
         self.assertPings(other, self.ip_of(vif))
         self.assertEqual(vif['address'], self.links(instance)['eth0']['mac'])
 
@@ -222,27 +223,27 @@ class PlugTest(NetworkTestCase):
         # re-plug (plug_vifs, reboot) must swap the layouts cleanly.
         port = self.ports.network(0)
         vif, peer = port(hybrid=True), port()
-        self.useFixture(nf.HybridFirewall(vif['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif['devname']))
         instance = self.spawn_on([vif])
         other = self.spawn_on([peer])
-        tap, qbr, qvb, qvo = nf.device_names(vif['id'])
-        self.assertEqual(qbr, nf.link_master(tap))
+        tap, qbr, qvb, qvo = net_fixtures.device_names(vif['id'])
+        self.assertEqual(qbr, net_fixtures.link_master(tap))
 
         native = copy.deepcopy(vif)
         for key in (network_model.VIF_DETAILS_OVS_HYBRID_PLUG,
                     network_model.VIF_DETAILS_PORT_FILTER):
             native['details'][key] = False
         self.driver.plug_vifs(instance, [native])
-        self.assertEqual(self.bridge, nf.port_bridge(tap))
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(tap))
         for name in (qbr, qvb, qvo):
-            self.assertFalse(nf.link_exists(name), name)
-            self.assertIsNone(nf.port_bridge(name), name)
+            self.assertFalse(net_fixtures.link_exists(name), name)
+            self.assertIsNone(net_fixtures.port_bridge(name), name)
         self.assertPings(other, self.ip_of(vif))
 
         self.driver.plug_vifs(instance, [vif])
-        self.assertIsNone(nf.port_bridge(tap))
-        self.assertEqual(qbr, nf.link_master(tap))
-        self.assertEqual(self.bridge, nf.port_bridge(qvo))
+        self.assertIsNone(net_fixtures.port_bridge(tap))
+        self.assertEqual(qbr, net_fixtures.link_master(tap))
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(qvo))
         self.assertPings(other, self.ip_of(vif))
         self.assertEqual(vif['address'], self.links(instance)['eth0']['mac'])
 
@@ -264,7 +265,7 @@ class BadInputTest(NetworkTestCase):
             self.assertIn(bad['id'], str(error))
             self.assertEqual([], self.leaks.leftovers())
             self.assertEqual([], self.net_leaks.leftovers())
-            self.assertEqual([], nf.bridge_ports(self.bridge))
+            self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
 
     def test_failed_plug_rolls_back(self):
         # The second port's host route points at a gateway outside its
@@ -281,7 +282,7 @@ class BadInputTest(NetworkTestCase):
                           [], None, {}, network_info=[good, bad])
         self.assertEqual([], self.leaks.leftovers())
         self.assertEqual([], self.net_leaks.leftovers())
-        self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
 
 
 class HotplugTest(NetworkTestCase):
@@ -300,8 +301,9 @@ class HotplugTest(NetworkTestCase):
         links = self.links(instance)
         self.assertEqual({'lo', 'eth0', 'eth1'}, set(links))
         self.assertEqual(vif1['address'], links['eth1']['mac'])
-        self.assertEqual(self.bridge, nf.port_bridge(vif1['devname']))
-        self.assertEqual(vif1['id'], nf.interface_external_ids(
+        self.assertEqual(self.bridge,
+                         net_fixtures.port_bridge(vif1['devname']))
+        self.assertEqual(vif1['id'], net_fixtures.interface_external_ids(
             vif1['devname'])['iface-id'])
         self.assertPings(instance, self.ip_of(peer))
         self.assertPings(other, self.ip_of(vif1, 6))
@@ -377,7 +379,8 @@ class LifecycleTest(NetworkTestCase):
         self.assertEqual(power_state.SHUTDOWN,
                          self.driver.get_info(self.instance).state)
         # The port stays plugged and bound while the instance is off.
-        self.assertEqual(self.bridge, nf.port_bridge(self.vif['devname']))
+        self.assertEqual(self.bridge,
+                         net_fixtures.port_bridge(self.vif['devname']))
         self.driver.power_on(self.context, self.instance, [self.vif])
         self.assertConnected()
 
@@ -397,7 +400,8 @@ class LifecycleTest(NetworkTestCase):
         self.api.stop(self.driver._guests.get(self.instance,
                                               guest.ROLE_SANDBOX).sandbox_id,
                       timeout=0)
-        self.assertEqual(self.bridge, nf.port_bridge(self.vif['devname']))
+        self.assertEqual(self.bridge,
+                         net_fixtures.port_bridge(self.vif['devname']))
         self.driver.power_on(self.context, self.instance, [self.vif])
         self.assertConnected()
 
@@ -409,7 +413,7 @@ class LifecycleTest(NetworkTestCase):
                       timeout=0)
         # nova-compute start-up: plug_vifs, then resume_state_on_host_boot.
         self.driver.plug_vifs(self.instance, [self.vif])
-        self.assertTrue(nf.link_exists(self.vif['devname']))
+        self.assertTrue(net_fixtures.link_exists(self.vif['devname']))
         self.driver.resume_state_on_host_boot(self.context, self.instance,
                                               [self.vif], None)
         self.assertConnected()

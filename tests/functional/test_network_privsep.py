@@ -37,9 +37,9 @@ import novadocker
 from novadocker import conf
 from novadocker.virt.docker import linux_net
 from novadocker.virt.docker import privsep as nd_privsep
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import network as net_fixtures
 from tests.functional import test_network
-from tests import net_fixtures as nf
 from vif_plug_ovs import privsep as os_vif_privsep
 
 CAP_NET_ADMIN = 12
@@ -72,14 +72,6 @@ def daemon_pid(context) -> int:
     return found[0]
 
 
-def effective_caps(pid: int) -> int:
-    with open('/proc/%d/status' % pid) as status:
-        for line in status:
-            if line.startswith('CapEff:'):
-                return int(line.split()[1], 16)
-    raise AssertionError('no CapEff for %d' % pid)
-
-
 class RealPrivsepDaemons(fixtures.Fixture):
     """Both contexts through real privsep-helper daemons of this tree."""
 
@@ -87,7 +79,7 @@ class RealPrivsepDaemons(fixtures.Fixture):
         cfg = self.useFixture(config_fixture.Config(conf.CONF))
         helper = helper_path()
         repo = os.path.dirname(os.path.dirname(novadocker.__file__))
-        for context in nf.PrivsepInProcess.CONTEXTS:
+        for context in net_fixtures.PrivsepInProcess.CONTEXTS:
             # Root already: no sudo/rootwrap in front, and the daemon
             # imports this tree's code.
             cfg.config(group=context.cfg_section,
@@ -116,17 +108,18 @@ class RealPrivsepDaemonTest(test_network.NetworkTestCase):
         os_vifs = daemon_pid(os_vif_privsep.vif_plug)
         self.assertNotEqual(os.getpid(), ours)
         self.assertEqual((1 << CAP_NET_ADMIN) | (1 << CAP_SYS_ADMIN),
-                         effective_caps(ours))
+                         docker_fixtures.capabilities(ours))
         # os-vif's holds NET_ADMIN (plus, in this release, DAC_OVERRIDE:
         # its test context shares the config section) and not SYS_ADMIN.
-        self.assertTrue(effective_caps(os_vifs) & (1 << CAP_NET_ADMIN))
-        self.assertFalse(effective_caps(os_vifs) & (1 << CAP_SYS_ADMIN))
+        os_vif_caps = docker_fixtures.capabilities(os_vifs)
+        self.assertTrue(os_vif_caps & (1 << CAP_NET_ADMIN))
+        self.assertFalse(os_vif_caps & (1 << CAP_SYS_ADMIN))
 
         self.driver.detach_interface(self.context, b, vif_c)
         self.driver.destroy(self.context, a, [vif_a])
         self.driver.destroy(self.context, b, [vif_b])
         self.assertEqual([], self.net_leaks.leftovers())
-        self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
 
 
 class HostilePortTest(test_network.NetworkTestCase):
@@ -160,7 +153,7 @@ class HostilePortTest(test_network.NetworkTestCase):
             self.driver.destroy(self.context, instance, [bad])
             self.assertEqual([], self.leaks.leftovers())
             self.assertEqual([], self.net_leaks.leftovers())
-            self.assertEqual([], nf.bridge_ports(self.bridge))
+            self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
         self.assertEqual(victim_index,
                          open('/sys/class/net/%s/ifindex' % victim).read())
 
@@ -215,7 +208,7 @@ class _PrivilegedSideTests:
 
     def setUp(self):
         super().setUp()
-        nd_fixtures.require_functional(self)
+        docker_fixtures.require_functional(self)
         self.useFixture(self.privsep_mode())
         self.sandbox = self.useFixture(CaplessProcess())
         port_id = str(uuid.uuid4())
@@ -244,7 +237,7 @@ class _PrivilegedSideTests:
     def test_plug_and_unplug(self):
         self.assertEqual('eth0',
                          linux_net.plug_veth(self.sandbox.pid, self.spec()))
-        self.assertEqual(1400, nf.link_mtu(self.tap))
+        self.assertEqual(1400, net_fixtures.link_mtu(self.tap))
         inside = self.sandbox.links()['eth0']
         self.assertEqual(self.mac, inside['address'])
         self.assertEqual(1400, inside['mtu'])
@@ -268,7 +261,7 @@ class _PrivilegedSideTests:
         self.assertEqual(index, self.sandbox.links()['eth0']['ifindex'])
 
         self.assertTrue(linux_net.delete_link(self.tap))
-        self.assertFalse(nf.link_exists(self.tap))
+        self.assertFalse(net_fixtures.link_exists(self.tap))
         self.assertEqual(['lo'], list(self.sandbox.links()))
         self.assertFalse(linux_net.delete_link(self.tap))
         self.assertIsNone(linux_net.find_peer(self.sandbox.pid, self.tap,
@@ -300,9 +293,9 @@ class _PrivilegedSideTests:
         self.assertEqual(before, {
             name: open('/sys/class/net/%s/ifindex' % name).read()
             for name in foreign})
-        self.assertIsNone(nf.link_master(qvb))
+        self.assertIsNone(net_fixtures.link_master(qvb))
         self.assertEqual(['lo'], list(self.sandbox.links()))
-        self.assertFalse(nf.link_exists(self.tap))
+        self.assertFalse(net_fixtures.link_exists(self.tap))
 
     def host_namespace_pids(self):
         """Processes of the host's namespace this mode's privileged side
@@ -326,7 +319,7 @@ class _PrivilegedSideTests:
             self.assertRefused(linux_net.privileged_find_peer, pid,
                                self.tap, self.mac)
             self.assertRefused(linux_net.plug_veth, pid, harmless)
-        self.assertFalse(nf.link_exists(self.tap))
+        self.assertFalse(net_fixtures.link_exists(self.tap))
         self.assertEqual(host_eths, self.host_eths())
 
     def test_bad_values_are_refused_and_leave_nothing(self):
@@ -337,7 +330,7 @@ class _PrivilegedSideTests:
                                         'gateway': 'fd00:252::1'}])):
             self.assertRefused(linux_net.privileged_plug_veth,
                                self.sandbox.pid, spec)
-        self.assertFalse(nf.link_exists(self.tap))
+        self.assertFalse(net_fixtures.link_exists(self.tap))
         self.assertEqual(['lo'], list(self.sandbox.links()))
 
 
@@ -345,7 +338,7 @@ class InProcessPrivilegedSideTest(_PrivilegedSideTests, testtools.TestCase):
 
     @staticmethod
     def privsep_mode():
-        return nf.PrivsepInProcess()
+        return net_fixtures.PrivsepInProcess()
 
     def host_namespace_pids(self):
         return super().host_namespace_pids() + [os.getpid()]

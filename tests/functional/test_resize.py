@@ -18,11 +18,8 @@ dockerd whose data root is a btrfs loop file, where ``storage_opt size`` is
 a real btrfs quota.
 """
 
-import os
 import subprocess
-import uuid
 
-import fixtures
 from nova.compute import power_state
 from nova.compute import task_states
 from nova import exception
@@ -33,19 +30,17 @@ from novadocker import conf
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import rescue
 from novadocker.virt.docker import resize
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import objects as obj_fixtures
 from tests.functional import base
 
 CONF = conf.CONF
 
 
-def make_flavor(flavor_id=2, vcpus=2, memory_mb=256, root_gb=1,
-                ephemeral_gb=0, swap=0) -> objects.Flavor:
-    return objects.Flavor(
-        id=flavor_id, flavorid=str(flavor_id), name='m1.f%d' % flavor_id,
-        vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb,
-        ephemeral_gb=ephemeral_gb, swap=swap, extra_specs={},
-        rxtx_factor=1.0, is_public=True, vcpu_weight=None, disabled=False)
+def make_flavor(flavor_id=2, vcpus=2, memory_mb=256,
+                **kwargs) -> objects.Flavor:
+    """The flavor a resize goes to (not the instance's flavor 1)."""
+    return obj_fixtures.flavor(flavor_id, vcpus, memory_mb, **kwargs)
 
 
 class ResizeMixin:
@@ -179,27 +174,15 @@ class ResizeTest(ResizeMixin, base.DriverTestCase):
             'StorageOpt'))
 
 
-class BtrfsDataRoot(fixtures.Fixture):
-    """A sparse btrfs loop file mounted as a private dockerd's data root,
-    with quotas enabled (what ``storage_opt size`` is made of)."""
+class BtrfsDataRoot(docker_fixtures.LoopFilesystem):
+    """A sparse btrfs loop file for a private dockerd's data root, with
+    quotas enabled (what ``storage_opt size`` is made of)."""
 
     def __init__(self, size_mb: int = 4096):
-        super().__init__()
-        self.size_mb = size_mb
+        super().__init__(size_mb, fstype='btrfs')
 
     def _setUp(self):
-        tag = uuid.uuid4().hex[:8]
-        self.path = '/var/lib/ndbtrfs-%s' % tag
-        image = self.path + '.img'
-        with open(image, 'wb') as handle:
-            handle.truncate(self.size_mb * units.Mi)
-        self.addCleanup(os.unlink, image)
-        subprocess.run(['mkfs.btrfs', '-q', image], check=True)
-        os.makedirs(self.path)
-        self.addCleanup(os.rmdir, self.path)
-        subprocess.run(['mount', '-o', 'loop', image, self.path],
-                       check=True)
-        self.addCleanup(subprocess.run, ['umount', self.path], check=True)
+        super()._setUp()
         subprocess.run(['btrfs', 'quota', 'enable', self.path], check=True)
 
 
@@ -209,12 +192,12 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
     def private_dockerd(self):
         for binary in ('mkfs.btrfs', 'btrfs'):
             try:
-                nd_fixtures.which(binary)
+                docker_fixtures.which(binary)
             except RuntimeError:
-                nd_fixtures.require_functional_missing(
+                docker_fixtures.require_functional_missing(
                     self, '%s (btrfs-progs) is needed' % binary)
         root = self.useFixture(BtrfsDataRoot())
-        return self.useFixture(nd_fixtures.PrivateDockerd(
+        return self.useFixture(docker_fixtures.PrivateDockerd(
             '--storage-driver', 'btrfs', data_root=root.path))
 
     def setUp(self):
@@ -313,11 +296,10 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
         found = self.inspect(instance, rescue.ROLE_RESCUE)
         self.assertTrue(found['State']['Running'])
         self.assertEqual('bind', found['Mounts'][0]['Type'])
-        exec_id = self.private.exec_create(
-            found['Id'], ['sh', '-c', 'cat /rescue/etc/state && '
-                          'echo fixed > /rescue/etc/state'])
-        self.assertEqual('broken', self.private.exec_start(
-            exec_id).decode().strip())
+        self.assertEqual('broken', self.exec_in(
+            instance, 'sh', '-c', 'cat /rescue/etc/state && '
+            'echo fixed > /rescue/etc/state',
+            role=rescue.ROLE_RESCUE).strip())
         self.driver.unrescue(self.context, instance)
         self.assertEqual('fixed', self.exec_in(instance, 'cat',
                                                '/etc/state').strip())

@@ -56,14 +56,10 @@ class ResizeRescueNetworkTest(test_resize.ResizeMixin,
         meta = self.add_image()
         self.driver.rescue(self.context, self.a, [self.vif_a], meta, 'pw',
                            None, None)
-        found = self.driver._guests.get(
-            self.a, rescue.ROLE_RESCUE).inspect(rescue.ROLE_RESCUE)
-        exec_id = self.api.exec_create(
-            found['Id'], ['sh', '-c', 'ip -o link show eth0; '
-                          'ping -c 2 -w 10 %s' % self.ip_of(self.vif_b)])
-        output = self.api.exec_start(exec_id).decode()
-        self.assertEqual(0, self.api.exec_inspect(exec_id)['ExitCode'],
-                         output)
+        output = self.exec_in(
+            self.a, 'sh', '-c', 'ip -o link show eth0; '
+            'ping -c 2 -w 10 %s' % self.ip_of(self.vif_b),
+            role=rescue.ROLE_RESCUE)
         self.assertIn(self.vif_a['address'], output)
         self.driver.unrescue(self.context, self.a)
         self.assertSameNetwork()

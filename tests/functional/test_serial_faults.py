@@ -45,8 +45,8 @@ import signal
 import subprocess
 import time
 
+from tests.fixtures import network as net_fixtures
 from tests.functional import test_faults
-from tests import net_fixtures as nf
 
 
 def rundir() -> str:
@@ -136,8 +136,8 @@ class VswitchdRestartTest(test_faults.FaultTestCase):
     def ifindexes(self, *vifs) -> dict:
         found = {}
         for vif in vifs:
-            for name in nf.device_names(vif['id']):
-                if nf.link_exists(name):
+            for name in net_fixtures.device_names(vif['id']):
+                if net_fixtures.link_exists(name):
                     with open('/sys/class/net/%s/ifindex' % name) as handle:
                         found[name] = handle.read().strip()
         return found
@@ -145,14 +145,14 @@ class VswitchdRestartTest(test_faults.FaultTestCase):
     def test_vswitchd_restart_and_crash(self):
         port = self.ports.network(0)
         vif_a, vif_b = port(), port(hybrid=True)
-        self.useFixture(nf.HybridFirewall(vif_b['devname']))
+        self.useFixture(net_fixtures.HybridFirewall(vif_b['devname']))
         a = self.spawn_on([vif_a])
         b = self.spawn_on([vif_b])
         pairs = [(a, vif_a, vif_b), (b, vif_b, vif_a)]
         self.assertConnected(pairs)
         pids = self.pids(a, b)
         devices = self.ifindexes(vif_a, vif_b)
-        ovs_ports = sorted(nf.bridge_ports(self.bridge))
+        ovs_ports = sorted(net_fixtures.bridge_ports(self.bridge))
 
         for how, action in (('restart (appctl exit + start)',
                              self.restart_clean),
@@ -167,7 +167,8 @@ class VswitchdRestartTest(test_faults.FaultTestCase):
                           self.pings(b, vif_a), 'pings after %s' % how)
             recovered = time.monotonic() - started
             self.assertConnected(pairs)
-            self.assertEqual(ovs_ports, sorted(nf.bridge_ports(self.bridge)))
+            self.assertEqual(ovs_ports,
+                             sorted(net_fixtures.bridge_ports(self.bridge)))
             self.assertEqual(devices, self.ifindexes(vif_a, vif_b))
             self.assertEqual(pids, self.pids(a, b))
             # nova-compute's start-up re-plugs: working ports stay as

@@ -33,7 +33,7 @@ from nova import objects
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 from tests.functional import base
 
 BOOT_LINE = 'booted in $(pwd) with $GREETING as $(id -u)'
@@ -43,7 +43,7 @@ BOOT_LINE = 'booted in $(pwd) with $GREETING as $(id -u)'
 def configured_image_tarball() -> bytes:
     """An image whose ENTRYPOINT, CMD, ENV, WORKDIR and USER all matter:
     its command prints them to the console, then sleeps."""
-    return nd_fixtures.build_saved_image(changes=(
+    return image_fixtures.build_saved_image(changes=(
         'ENTRYPOINT ["/bin/busybox"]',
         'CMD ["sh", "-c", "echo %s; exec sleep 2147483647"]' % BOOT_LINE,
         'ENV GREETING=hello-from-the-image',

@@ -20,20 +20,10 @@ and instance name prefix, so containers of tests running in parallel never
 collide, and a leak check fails the test if containers labelled with its
 host remain afterwards.
 
-:class:`RealGlanceFixture` is nova's GlanceFixture serving real bytes.
-Reuse it (and the helpers of :class:`IntegrationTestCase`) for snapshot,
-shelve and networking tests:
-
-- ``create(ctx, meta, data=...)`` stores ``data`` (bytes or anything with
-  ``.read()``), with size, ``os_hash_algo``/``os_hash_value`` (sha512) and
-  ``checksum`` set as Glance would;
-- ``download(ctx, id)`` with neither ``data`` nor ``dst_path`` returns a
-  chunk iterator, as nova's glance API does (the stock fixture returns
-  None); ``data``/``dst_path`` get the bytes written;
-- ``update(ctx, id, meta, data=f)`` reads ``f`` with ``.read(n)`` the way
-  glanceclient does (a generator fails here as it would against Glance)
-  and stores the bytes, marking the image active;
-- ``bytes_of(id)`` returns what was uploaded, e.g. a snapshot tarball.
+:class:`tests.fixtures.glance.NovaGlanceFixture` (``self.glance``) is
+nova's GlanceFixture serving real bytes: ``create``/``update`` store the
+data with size and hashes as Glance would, ``download`` streams chunks,
+``bytes_of(id)`` returns what was uploaded (e.g. a snapshot tarball).
 """
 
 # Gotcha 11: nova.tests.functional applies nova's monkey_patch (threading
@@ -41,16 +31,12 @@ shelve and networking tests:
 # nova.tests.fixtures, which would import eventlet through oslo_service.
 import nova.tests.functional  # noqa: F401  isort:skip
 
-import copy
-import hashlib
-import io
 import time
 import typing
 import uuid
 import warnings
 
 import fixtures
-from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.api import client as api_client
 from nova.tests.functional import integrated_helpers
 from sqlalchemy import exc as sqla_exc
@@ -58,99 +44,14 @@ from sqlalchemy import exc as sqla_exc
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import glance as glance_fixtures
+from tests.fixtures import images as image_fixtures
 
 # How long to wait for a server to reach a state: booting loads a tarball
 # into Docker, which is slower than the fake driver the helpers assume.
 # This bounds a wait; no test asserts on speed.
 WAIT_RETRIES = 240   # x 0.5 s
-
-
-class RealGlanceFixture(nova_fixtures.GlanceFixture):
-    """nova's GlanceFixture, storing and serving real image bytes."""
-
-    CHUNK = 64 * 1024
-
-    def setUp(self):
-        super().setUp()
-        self.download_count: typing.Dict[str, int] = {}
-
-    # -- writing ---------------------------------------------------------
-
-    @classmethod
-    def _read_all(cls, data) -> bytes:
-        """bytes as they are; file-likes read with read(n) like
-        glanceclient's chunked body (so a generator fails as it would)."""
-        if isinstance(data, (bytes, bytearray)):
-            return bytes(data)
-        out = io.BytesIO()
-        while True:
-            chunk = data.read(cls.CHUNK)
-            if not chunk:
-                break
-            out.write(chunk)
-        return out.getvalue()
-
-    def _store(self, image_id: str, blob: bytes) -> None:
-        self._imagedata[image_id] = blob
-        self.images[image_id].update(
-            size=len(blob), status='active', os_hash_algo='sha512',
-            os_hash_value=hashlib.sha512(blob).hexdigest(),
-            checksum=hashlib.md5(blob).hexdigest())
-
-    def create(self, context, metadata, data=None):
-        image = super().create(context, metadata)
-        if data is not None:
-            self._store(image['id'], self._read_all(data))
-        return copy.deepcopy(self.images[image['id']])
-
-    def update(self, context, image_id, metadata, data=None,
-               purge_props=False):
-        super().update(context, image_id, metadata, purge_props=purge_props)
-        if data is not None:
-            self._store(image_id, self._read_all(data))
-        return copy.deepcopy(self.images[image_id])
-
-    def delete(self, context, image_id):
-        super().delete(context, image_id)
-        self._imagedata.pop(image_id, None)
-
-    # -- reading ---------------------------------------------------------
-
-    def download(self, context, image_id, data=None, dst_path=None,
-                 trusted_certs=None):
-        self.show(context, image_id)   # ImageNotFound as Glance would
-        self.download_count[image_id] = self.download_count.get(
-            image_id, 0) + 1
-        blob = self._imagedata.get(image_id, b'')
-        if data is not None:
-            data.write(blob)
-            return None
-        if dst_path:
-            with open(dst_path, 'wb') as out:
-                out.write(blob)
-            return None
-        return iter([blob[i:i + self.CHUNK]
-                     for i in range(0, len(blob), self.CHUNK)])
-
-    def bytes_of(self, image_id: str) -> typing.Optional[bytes]:
-        return self._imagedata.get(image_id)
-
-    def ids_with_data(self) -> typing.List[str]:
-        return list(self._imagedata)
-
-    # -- convenience -----------------------------------------------------
-
-    def add_image(self, data: bytes, name: str = None,
-                  container_format: str = 'docker', disk_format: str = 'raw',
-                  properties: dict = None) -> dict:
-        """Upload an image as ``openstack image create`` would."""
-        meta = {'name': name or 'nd-image-%s' % uuid.uuid4().hex[:8],
-                'container_format': container_format,
-                'disk_format': disk_format, 'visibility': 'public',
-                'min_ram': 0, 'min_disk': 0, 'protected': False,
-                'tags': [], 'properties': dict(properties or {})}
-        return self.create(None, meta, data=data)
 
 
 class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
@@ -168,7 +69,7 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
 
     def setUp(self):
         super().setUp()
-        nd_fixtures.require_functional(self)
+        docker_fixtures.require_functional(self)
         # nova 34's DB layer calls orm.noload(), deprecated in SQLAlchemy
         # 2.1, and nova's WarningsFixture turns that warning into an error
         # in any nova module: instance lookups (stop, delete, lifecycle
@@ -186,12 +87,12 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         state_path = self.useFixture(fixtures.TempDir()).path
         self.flags(state_path=state_path, instances_path=state_path,
                    shutdown_timeout=self.SHUTDOWN_TIMEOUT)
-        self.flags(api_url=nd_fixtures.api_url(), group='docker')
-        self.glance = self.useFixture(RealGlanceFixture(self))
-        self.docker = nd_fixtures.docker_api()
+        self.flags(api_url=docker_fixtures.api_url(), group='docker')
+        self.glance = self.useFixture(glance_fixtures.NovaGlanceFixture(self))
+        self.docker = docker_fixtures.docker_api()
         # Registered before the compute starts, so it runs after the
         # compute service stopped.
-        self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
+        self.leaks = self.useFixture(docker_fixtures.DockerLeakCheck(
             self.compute_host, self.glance.ids_with_data))
         self.compute = self._start_compute(self.compute_host)
         self.driver = self.compute.manager.driver
@@ -239,7 +140,7 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         """Put a ``docker save`` tarball (default: the sleeping busybox
         image) into Glance; return the image id."""
         if data is None:
-            data = nd_fixtures.default_image_tarball()
+            data = image_fixtures.default_image_tarball()
         return self.glance.add_image(data, **kwargs)['id']
 
     def docker_image_loaded(self, image_id: str) -> bool:
@@ -301,14 +202,15 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         return inspect
 
     def exec_in(self, server, *cmd) -> str:
-        """Run a command in the server's workload container."""
-        container = self.workload(server)['Id']
-        exec_id = self.docker.exec_create(container, list(cmd))
-        output = self.docker.exec_start(exec_id)
-        result = self.docker.exec_inspect(exec_id)
-        self.assertEqual(0, result['ExitCode'],
-                         '%s failed: %r' % (cmd, output))
-        return output.decode()
+        """Run a command in the server's workload container; return its
+        output. A non-zero exit fails the test."""
+        return self.exec_result(server, *cmd).output
+
+    def exec_result(self, server, *cmd,
+                    check=True) -> docker_fixtures.ExecResult:
+        """Exit code and output of a command in the server's workload."""
+        return docker_fixtures.exec_in(
+            self.docker, self.workload(server)['Id'], *cmd, check=check)
 
     def assertNoContainers(self, server_id: str) -> None:
         self.assertEqual({}, self.containers_of(server_id))

@@ -45,10 +45,7 @@ class ConfigDriveTest(base.IntegrationTestCase):
 
     def run_in(self, server, *cmd) -> int:
         """Exit code of a command in the workload."""
-        container = self.workload(server)['Id']
-        exec_id = self.docker.exec_create(container, list(cmd))
-        self.docker.exec_start(exec_id)
-        return self.docker.exec_inspect(exec_id)['ExitCode']
+        return self.exec_result(server, *cmd, check=False).exit_code
 
     def keypair(self) -> str:
         name = 'k-%s' % self.compute_host

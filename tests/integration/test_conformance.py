@@ -17,7 +17,8 @@ every in-tree driver runs (``FakeConnectionTestCase``,
 ``LibvirtConnTestCase``). Here it drives DockerDriver, loaded by name as
 ``nova.virt.docker.DockerDriver`` (the installed shim), on the real Docker
 engine: ``_get_running_instance`` really spawns containers from a real
-``docker save`` tarball served by :class:`RealGlanceFixture`.
+``docker save`` tarball served by
+:class:`tests.fixtures.glance.NovaGlanceFixture`.
 
 Two deviations from a plain run, both explained where they are made:
 
@@ -32,7 +33,7 @@ Two deviations from a plain run, both explained where they are made:
   checks it is handed the sandbox's live network namespace.
 """
 
-from tests.integration import base  # isort:skip  (imports nova first)
+from tests.integration import base  # noqa: F401  isort:skip  (nova first)
 
 import os
 from unittest import mock
@@ -47,7 +48,9 @@ from sqlalchemy import exc as sqla_exc
 
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import vifs
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import glance as glance_fixtures
+from tests.fixtures import images as image_fixtures
 
 # The Glance image id the suite's instances use (get_test_instance).
 SUITE_IMAGE_ID = 'cedef40a-ed67-4d10-800e-17455edce175'
@@ -122,7 +125,7 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
     def setUp(self):
         self.driver_module = 'nova.virt.docker.DockerDriver'
         super().setUp()
-        nd_fixtures.require_functional(self)
+        docker_fixtures.require_functional(self)
         # See tests/integration/base.py: nova's DB layer vs SQLAlchemy 2.1.
         warnings.filterwarnings(
             'ignore', message=r'The noload\(\) option is deprecated',
@@ -133,19 +136,20 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
         # Unique container names: every test numbers instances from 1.
         self.flags(host=self.host, instance_name_template='ndc%s-%%08x'
                    % suffix, shutdown_timeout=2)
-        self.flags(api_url=nd_fixtures.api_url(), group='docker')
+        self.flags(api_url=docker_fixtures.api_url(), group='docker')
 
         # A Glance that serves a real docker save tarball. The suite's
         # instances all use one fixed image id; give each test its own id
         # instead, or parallel test processes would share (and remove)
         # one Docker tag.
         self.image_id = str(uuid.uuid4())
-        self.image_service = self.useFixture(base.RealGlanceFixture(self))
+        self.image_service = self.useFixture(
+            glance_fixtures.NovaGlanceFixture(self))
         meta = dict(self.image_service.show(None, SUITE_IMAGE_ID),
                     id=self.image_id, container_format='docker',
                     disk_format='raw', properties={})
         self.image_service.create(
-            None, meta, data=nd_fixtures.default_image_tarball())
+            None, meta, data=image_fixtures.default_image_tarball())
         real_get_test_instance = test_utils.get_test_instance
 
         def get_test_instance(context=None, flavor=None, obj=False):
@@ -163,8 +167,8 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
         self.stub_out('nova.tests.unit.utils.get_test_instance',
                       get_test_instance)
 
-        self.docker = nd_fixtures.docker_api()
-        self.leaks = self.useFixture(nd_fixtures.DockerLeakCheck(
+        self.docker = docker_fixtures.docker_api()
+        self.leaks = self.useFixture(docker_fixtures.DockerLeakCheck(
             self.host, self.image_service.ids_with_data))
 
         # The made-up OVS port cannot be plugged for real (see module doc).

@@ -16,7 +16,7 @@ image asks for."""
 from tests.integration import base  # isort:skip  (imports nova first)
 
 from novadocker.virt.docker import guest
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 
 
 class FlavorRuntimeTest(base.IntegrationTestCase):
@@ -56,7 +56,7 @@ class FlavorRuntimeTest(base.IntegrationTestCase):
         self.flags(allowed_runtimes=['runsc'], image_runtime_property=True,
                    group='docker')
         image_id = self.glance.add_image(
-            nd_fixtures.default_image_tarball(),
+            image_fixtures.default_image_tarball(),
             properties={guest.IMAGE_PROP_RUNTIME: 'runsc'})['id']
         self.leaks.forbid_images()
         server = self.boot(image_id, expected_state='ERROR')

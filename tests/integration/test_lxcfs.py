@@ -17,7 +17,7 @@ from tests.integration import base  # isort:skip  (imports nova first)
 import os
 
 from novadocker import conf
-from tests import fixtures as nd_fixtures
+from tests.fixtures import docker as docker_fixtures
 
 CONF = conf.CONF
 
@@ -27,7 +27,7 @@ class FlavorViewTest(base.IntegrationTestCase):
     def test_proc_shows_the_flavor(self):
         if not os.path.exists(os.path.join(CONF.docker.lxcfs_path,
                                            'proc/meminfo')):
-            nd_fixtures.require_functional_missing(
+            docker_fixtures.require_functional_missing(
                 self, 'LXCFS is not mounted at %s' % CONF.docker.lxcfs_path)
         self.flavor_id = self._create_flavor(memory_mb=160, vcpu=1, disk=1,
                                              ephemeral=0)

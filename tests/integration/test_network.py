@@ -26,7 +26,7 @@ import time
 import uuid
 
 from novadocker.virt.docker import guest
-from tests import net_fixtures as nf
+from tests.fixtures import network as net_fixtures
 
 WAIT = 240   # x 0.5 s, bounds waits only
 
@@ -35,10 +35,10 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
 
     def setUp(self):
         super().setUp()
-        self.bridge = self.useFixture(nf.OVSBridge()).name
+        self.bridge = self.useFixture(net_fixtures.OVSBridge()).name
         self.port_ids = []
-        self.useFixture(nf.NetworkLeakCheck(self.port_ids))
-        self.useFixture(nf.PrivsepInProcess())
+        self.useFixture(net_fixtures.NetworkLeakCheck(self.port_ids))
+        self.useFixture(net_fixtures.PrivsepInProcess())
         self.next_ip = 100
 
     def make_port(self, status='ACTIVE') -> dict:
@@ -85,12 +85,12 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
         # The ports carry what Neutron binds by, on the bridge Neutron named.
         for server, port in ((a, port_a), (b, port_b)):
             self.assertEqual(self.bridge,
-                             nf.port_bridge(self.devname(port)))
+                             net_fixtures.port_bridge(self.devname(port)))
             self.assertEqual(
                 {'iface-id': port['id'], 'iface-status': 'active',
                  'attached-mac': port['mac_address'],
                  'vm-uuid': server['id']},
-                nf.interface_external_ids(self.devname(port)))
+                net_fixtures.interface_external_ids(self.devname(port)))
         out = self.exec_in(a, 'ip', '-o', 'link', 'show', 'eth0')
         self.assertIn('mtu 1450', out)   # network_1's MTU
         self.assertIn(port_a['mac_address'], out)
@@ -100,7 +100,7 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
             self.api.delete_server(server['id'])
             self._wait_until_deleted(server)
             self.assertNoContainers(server['id'])
-        self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
 
     def test_interface_attach_detach_through_the_api(self):
         port_a, port_b, port_c = (self.make_port(), self.make_port(),
@@ -114,7 +114,8 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
             'the interface to be attached')
         out = self.exec_in(a, 'ip', '-o', 'link', 'show', 'eth1')
         self.assertIn(port_c['mac_address'], out)
-        self.assertEqual(self.bridge, nf.port_bridge(self.devname(port_c)))
+        self.assertEqual(self.bridge,
+                         net_fixtures.port_bridge(self.devname(port_c)))
         self.assertPings(b, self.ip(port_c))
 
         self.api.detach_interface(a['id'], port_c['id'])
@@ -127,8 +128,8 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
 
     def wait_task_done_and_unplugged(self, server, port):
         self.wait_for_task_done(server)
-        self.assertFalse(nf.link_exists(self.devname(port)))
-        self.assertIsNone(nf.port_bridge(self.devname(port)))
+        self.assertFalse(net_fixtures.link_exists(self.devname(port)))
+        self.assertIsNone(net_fixtures.port_bridge(self.devname(port)))
 
     def test_boot_waits_for_network_vif_plugged(self):
         port = self.make_port(status='DOWN')
@@ -140,7 +141,7 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
             'networks': [{'port': port['id']}]}})
         self.addCleanup(self._delete_if_exists, server)
         # The port gets plugged into the sandbox; the workload waits.
-        self.wait_for(lambda: nf.port_bridge(self.devname(port)),
+        self.wait_for(lambda: net_fixtures.port_bridge(self.devname(port)),
                       'the port to be plugged')
         self.assertEqual('BUILD', self.api.get_server(server['id'])['status'])
         containers = self.containers_of(server['id'])
@@ -163,8 +164,8 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
         self.assertIn('Failed to allocate the network(s), not rescheduling',
                       server['fault']['message'])
         self.assertNoContainers(server['id'])
-        self.assertFalse(nf.link_exists(self.devname(port)))
-        self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertFalse(net_fixtures.link_exists(self.devname(port)))
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
 
     def test_compute_restart_rebuilds_the_network_of_stopped_containers(self):
         # A host reboot, seen by one server: nova-compute is down while its
@@ -181,7 +182,8 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
         self.compute.stop()
         for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX):
             self.docker.stop(containers[role]['Id'], timeout=0)
-        self.assertEqual(self.bridge, nf.port_bridge(self.devname(port_a)))
+        self.assertEqual(self.bridge,
+                         net_fixtures.port_bridge(self.devname(port_a)))
         cell = self.host_mappings[self.compute_host].cell_mapping.name
         self.compute = self.start_service('compute', host=self.compute_host,
                                           cell_name=cell)
@@ -198,4 +200,4 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
             self.api.delete_server(server['id'])
             self._wait_until_deleted(server)
             self.assertNoContainers(server['id'])
-        self.assertEqual([], nf.bridge_ports(self.bridge))
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))

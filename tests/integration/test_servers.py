@@ -35,7 +35,7 @@ from oslo_utils import units
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 
 CONF = nova_conf.CONF
 CONSOLE_MARKER = 'nova-docker console says hello'
@@ -44,7 +44,7 @@ CONSOLE_MARKER = 'nova-docker console says hello'
 @functools.lru_cache(maxsize=None)
 def second_image_tarball() -> bytes:
     """A different image for rebuild: it carries /etc/nd-image."""
-    return nd_fixtures.build_saved_image(
+    return image_fixtures.build_saved_image(
         changes=('CMD ["/bin/sleep", "2147483647"]',),
         extra_files={'etc/nd-image': b'second image\n'})
 
@@ -52,7 +52,7 @@ def second_image_tarball() -> bytes:
 @functools.lru_cache(maxsize=None)
 def console_image_tarball() -> bytes:
     """An image whose command writes a line to the console, then sleeps."""
-    return nd_fixtures.build_saved_image(changes=(
+    return image_fixtures.build_saved_image(changes=(
         'CMD ["/bin/sh", "-c", "echo %s; exec sleep 2147483647"]'
         % CONSOLE_MARKER,))
 

@@ -27,7 +27,7 @@ from nova import objects
 
 from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
-from tests import fixtures as nd_fixtures
+from tests.fixtures import images as image_fixtures
 
 
 class SnapshotThroughAPITest(base.IntegrationTestCase):
@@ -194,7 +194,7 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
                    group='image_cache')
 
         def distinct():
-            return nd_fixtures.build_saved_image(
+            return image_fixtures.build_saved_image(
                 changes=('CMD ["/bin/sleep", "2147483647"]',),
                 extra_files={'etc/unique': uuid.uuid4().hex.encode()})
 

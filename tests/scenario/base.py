@@ -31,6 +31,8 @@ import uuid
 import openstack
 import testtools
 
+from tests.fixtures import docker as docker_fixtures
+
 EXT_BRIDGE = os.environ.get('AIO_EXT_BRIDGE', 'br-aio-ex')
 BOOT_TIMEOUT = 240
 NET_TIMEOUT = 90
@@ -69,6 +71,8 @@ class ScenarioTestCase(testtools.TestCase):
                                                      ignore_missing=False)
         self.compute_host = next(self.admin.compute.services(
             binary='nova-compute')).host
+        # The all-in-one's engine: the host's.
+        self.docker = docker_fixtures.docker_api()
 
     # -- resources ---------------------------------------------------------
 
@@ -205,7 +209,7 @@ class ScenarioTestCase(testtools.TestCase):
                        sorted(ip['ip_address'] for ip in p.fixed_ips))
                 for p in self.ports_of(server)}
 
-    # -- the host side ---------------------------------------------------------
+    # -- the host side -------------------------------------------------------
 
     def containers(self, server, role='workload') -> list:
         out = run('docker', 'ps', '-aq', '--filter',
@@ -217,16 +221,19 @@ class ScenarioTestCase(testtools.TestCase):
         return run('docker', 'ps', '-aq', '--filter',
                    'label=%s=%s' % (LABEL_INSTANCE, server_id)).stdout.split()
 
-    def container_exec(self, server, *cmd, check=False):
+    def container_exec(self, server, *cmd,
+                       check=False) -> docker_fixtures.ExecResult:
+        """Exit code and output of a command in the server's workload."""
         ids = self.containers(server)
         self.assertEqual(1, len(ids), 'workload containers of %s' %
                          server.name)
-        return run('docker', 'exec', ids[0], *cmd, check=check)
+        return docker_fixtures.exec_in(self.docker, ids[0], *cmd,
+                                       check=check)
 
     def container_ping(self, server, address: str) -> bool:
         result = self.container_exec(server, 'ping', '-c', '1', '-W', '1',
                                      address)
-        return result.returncode == 0
+        return result.exit_code == 0
 
     def ovs_interfaces(self, port_id: str) -> list:
         out = run('ovs-vsctl', '--bare', '--columns=name', 'find',
@@ -244,7 +251,7 @@ class ScenarioTestCase(testtools.TestCase):
         return run('ping', '-c', '1', '-W', '1', address,
                    check=False).returncode == 0
 
-    # -- assertions ------------------------------------------------------------
+    # -- assertions ----------------------------------------------------------
 
     def assertReachable(self, ping, *args, timeout=NET_TIMEOUT):
         """ping(*args) succeeds within timeout (ports bind, flows land)."""

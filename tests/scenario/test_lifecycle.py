@@ -93,8 +93,8 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
 
         clone = self.boot('clone', [net], sg, image=image)
         result = self.container_exec(clone, 'cat', '/root/marker')
-        self.assertEqual(0, result.returncode, result.stderr)
-        self.assertEqual(token, result.stdout.strip())
+        self.assertEqual(0, result.exit_code, result.output)
+        self.assertEqual(token, result.output.strip())
         fip = self.add_floating_ip(clone)
         self.assertReachable(self.host_ping, fip)
         self.assertReachable(self.container_ping, clone,
@@ -120,7 +120,7 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
         self.conn.compute.create_server_interface(server, port_id=port.id)
 
         def has_ip():
-            out = self.container_exec(server, 'ip', '-4', 'addr').stdout
+            out = self.container_exec(server, 'ip', '-4', 'addr').output
             return (port_ip + '/') in out
         self.assertTrue(base.poll(has_ip, base.NET_TIMEOUT),
                         '%s did not appear in the container' % port_ip)

@@ -23,7 +23,7 @@ import testtools
 
 from novadocker import conf
 from novadocker.virt.docker import client
-from tests.unit import fake_docker
+from tests.fixtures import objects as obj_fixtures
 
 
 def _api_error(cls, status, explanation):
@@ -38,7 +38,7 @@ class TranslateErrorsTest(testtools.TestCase):
         super().setUp()
         self.useFixture(config_fixture.Config(conf.CONF)).config(
             api_url='unix:///run/test-docker.sock', group='docker')
-        self.instance = fake_docker.new_instance()
+        self.instance = obj_fixtures.instance()
 
     def _translate(self, error, **kwargs):
         try:

@@ -29,9 +29,11 @@ from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
-from tests.unit import fake_docker
-from tests.unit import test_vifs
+from tests.fixtures import fake_docker
+from tests.fixtures import glance as glance_fixtures
+from tests.fixtures import images as image_fixtures
+from tests.fixtures import network as net_fixtures
+from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 
@@ -50,7 +52,7 @@ class DriverTestBase(testtools.TestCase):
         self.cfg.config(host='unit-host', vif_plugging_timeout=0)
         self.engine = fake_docker.FakeEngine()
         self.engine.images[CONF.docker.sandbox_image] = 'sha256:sandbox'
-        self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        self.glance = self.useFixture(glance_fixtures.GlanceFixture()).api
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         self.driver._api = self.engine.api
         self.driver._host = 'unit-host'
@@ -59,10 +61,10 @@ class DriverTestBase(testtools.TestCase):
 
     def add_image(self, **kwargs):
         return objects.ImageMeta.from_dict(self.glance.add(
-            fake_docker.saved_tarball(('evil/name:latest',)), **kwargs))
+            image_fixtures.saved_tarball(('evil/name:latest',)), **kwargs))
 
     def spawn(self, image_meta, instance=None):
-        instance = instance or fake_docker.new_instance()
+        instance = instance or obj_fixtures.instance()
         self.driver.spawn(self.context, instance, image_meta, [], None, {},
                           network_info=[])
         return instance
@@ -87,7 +89,7 @@ class SpawnTest(DriverTestBase):
 
     def test_power_on_false_creates_but_does_not_start(self):
         meta = self.add_image()
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         self.driver.spawn(self.context, instance, meta, [], None, {},
                           network_info=[], power_on=False)
         self.assertEqual(power_state.SHUTDOWN,
@@ -298,12 +300,12 @@ class DestroyTest(DriverTestBase):
         instance = self.spawn(self.add_image())
         self.driver.destroy(self.context, instance, [])
         self.driver.destroy(self.context, instance, [])
-        self.driver.destroy(self.context, fake_docker.new_instance(), [])
+        self.driver.destroy(self.context, obj_fixtures.instance(), [])
         self.assertEqual({}, self.engine.containers)
 
     def test_get_info_of_missing_instance(self):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
-                          fake_docker.new_instance())
+                          obj_fixtures.instance())
 
 
 class UnplugFailureTest(DriverTestBase):
@@ -321,7 +323,7 @@ class UnplugFailureTest(DriverTestBase):
                 reason='OVSDB unreachable'))).mock
 
     def test_destroy_removes_the_containers(self):
-        vifs = [test_vifs.make_vif()]
+        vifs = [net_fixtures.make_vif()]
         self.driver.destroy(self.context, self.instance, vifs)
         self.unplug.assert_called_once_with(self.instance, vifs)
         self.assertEqual({}, self.engine.containers)
@@ -363,7 +365,7 @@ class ConsoleTest(DriverTestBase):
     def test_missing_instance(self):
         self.assertRaises(exception.InstanceNotFound,
                           self.driver.get_console_output, self.context,
-                          fake_docker.new_instance())
+                          obj_fixtures.instance())
 
 
 class InitHostTest(DriverTestBase):
@@ -389,10 +391,10 @@ class ShutdownTimeoutTest(testtools.TestCase):
 
     def test_default_is_shutdown_timeout(self):
         self.assertEqual(42, docker_driver.shutdown_timeout(
-            fake_docker.new_instance()))
+            obj_fixtures.instance()))
 
     def test_image_os_shutdown_timeout_wins(self):
-        instance = fake_docker.new_instance(
+        instance = obj_fixtures.instance(
             system_metadata={'image_os_shutdown_timeout': '7'})
         self.assertEqual(7, docker_driver.shutdown_timeout(instance))
 
@@ -401,7 +403,7 @@ class ShutdownTimeoutTest(testtools.TestCase):
         guests = mock.create_autospec(guest.Guests, instance=True)
         found = mock.create_autospec(guest.Guest, instance=True)
         guests.lookup.return_value = guests.get.return_value = found
-        instance = fake_docker.new_instance(
+        instance = obj_fixtures.instance(
             system_metadata={'image_os_shutdown_timeout': '7'})
         with mock.patch.object(docker_driver.DockerDriver, '_guests',
                                new=guests), \

@@ -29,7 +29,8 @@ import testtools
 from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
-from tests.unit import fake_docker
+from tests.fixtures import fake_docker
+from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 
@@ -85,7 +86,7 @@ class GuestsTest(testtools.TestCase):
         self.guests = guest.Guests(self.api, 'host-a')
 
     def _spawned(self, **kwargs):
-        return self._spawned_instance(fake_docker.new_instance(**kwargs))
+        return self._spawned_instance(obj_fixtures.instance(**kwargs))
 
     def _spawned_instance(self, instance):
         sandbox = self.guests.create_sandbox(instance, 'sandbox:1')
@@ -96,7 +97,7 @@ class GuestsTest(testtools.TestCase):
 
     def test_workload_host_config_from_flavor(self):
         self.cfg.config(pids_limit=321, cpu_period_us=50000, group='docker')
-        instance = fake_docker.new_instance(vcpus=3, memory_mb=512)
+        instance = obj_fixtures.instance(vcpus=3, memory_mb=512)
         config = self.guests.workload_host_config(instance, 'sbx')
         self.assertEqual(512 * 1024 * 1024, config['Memory'])
         self.assertEqual(config['Memory'], config['MemorySwap'])
@@ -118,13 +119,13 @@ class GuestsTest(testtools.TestCase):
     def test_cpu_shares_only_when_quota_disabled(self):
         self.cfg.config(cpu_quota=False, group='docker')
         config = self.guests.workload_host_config(
-            fake_docker.new_instance(vcpus=2), 'sbx')
+            obj_fixtures.instance(vcpus=2), 'sbx')
         self.assertNotIn('CpuQuota', config)
         self.assertNotIn('CpuPeriod', config)
         self.assertEqual(2048, config['CpuShares'])
 
     def test_sandbox_is_locked_down(self):
-        instance = fake_docker.new_instance(hostname='web-1')
+        instance = obj_fixtures.instance(hostname='web-1')
         sandbox_id = self.guests.create_sandbox(instance, 'sandbox:1',
                                                 ['10.0.0.2'], ['example'])
         created = self.engine.containers[sandbox_id]
@@ -147,7 +148,7 @@ class GuestsTest(testtools.TestCase):
                          created['labels'])
 
     def test_workload_named_labelled_and_command_override(self):
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         meta = objects.ImageMeta.from_dict(
             {'id': 'x', 'properties': {'os_command_line': 'sleep 5'}})
         cid = self.guests.create_workload(instance, 'img:1', meta, 'sbx')
@@ -199,7 +200,7 @@ class GuestsTest(testtools.TestCase):
 
     def test_same_instance_name_two_uuids_two_containers(self):
         first = self._spawned(display_name='x')
-        second = fake_docker.new_instance()
+        second = obj_fixtures.instance()
         second.id = first.id
         self.assertEqual(first.name, second.name)
         self._spawned_instance(second)
@@ -217,7 +218,7 @@ class GuestsTest(testtools.TestCase):
                          self.guests.get(instance).power_state)
 
     def test_missing_container_is_instance_not_found(self):
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         self.assertIsNone(self.guests.find(instance))
         self.assertRaises(exception.InstanceNotFound, self.guests.get,
                           instance)
@@ -271,7 +272,7 @@ class HardeningOptionsTest(testtools.TestCase):
 
     def _config(self, runtime=None):
         return self.guests.workload_host_config(
-            fake_docker.new_instance(), 'sbx', runtime)
+            obj_fixtures.instance(), 'sbx', runtime)
 
     def test_log_rotation_options(self):
         self.cfg.config(log_max_size='512k', log_max_files=7,
@@ -303,7 +304,7 @@ class HardeningOptionsTest(testtools.TestCase):
                         group='docker')
         self.assertEqual(900, self._config()['OomScoreAdj'])
         self.engine.images['sandbox:1'] = 'sha256:sandbox'
-        sandbox = self.guests.create_sandbox(fake_docker.new_instance(),
+        sandbox = self.guests.create_sandbox(obj_fixtures.instance(),
                                              'sandbox:1')
         self.assertEqual(
             100, self.engine.containers[sandbox]['host_config'][
@@ -327,7 +328,7 @@ class RuntimeCheckTest(testtools.TestCase):
         self.guests = guest.Guests(self.api, 'host-a')
 
     def _instance(self, spec=None, image_prop=None):
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         if spec is not None:
             instance.flavor.extra_specs = {guest.EXTRA_SPEC_RUNTIME: spec}
         if image_prop is not None:
@@ -424,7 +425,7 @@ class InitAndLxcfsTest(testtools.TestCase):
         self.cfg.config(lxcfs_path=self.lxcfs, group='docker')
 
     def _config(self, image_init=None):
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         if image_init is not None:
             instance.system_metadata = {'image_docker_init': image_init}
         return self.guests.workload_host_config(instance, 'sbx')
@@ -483,7 +484,7 @@ class KeyInjectionUnitTest(testtools.TestCase):
         self.engine = fake_docker.FakeEngine()
         self.api = self.engine.api
         self.guests = guest.Guests(self.api, 'host-a')
-        self.instance = fake_docker.new_instance(key_data='ssh-ed25519 K a')
+        self.instance = obj_fixtures.instance(key_data='ssh-ed25519 K a')
 
     def _guest(self, instance) -> guest.Guest:
         return guest.Guest(self.guests, instance,
@@ -515,8 +516,8 @@ class KeyInjectionUnitTest(testtools.TestCase):
         self.assertEqual(b'ssh-ed25519 K a\n',
                          self._sent()['root/.ssh/authorized_keys'][3])
         self.api.put_archive.reset_mock()
-        self._guest(fake_docker.new_instance(key_data=None)).inject_keys()
-        self._guest(fake_docker.new_instance()).inject_keys()
+        self._guest(obj_fixtures.instance(key_data=None)).inject_keys()
+        self._guest(obj_fixtures.instance()).inject_keys()
         self.api.put_archive.assert_not_called()
 
 
@@ -530,7 +531,7 @@ class GuestTest(testtools.TestCase):
         self.engine.images['img:1'] = 'sha256:img'
         self.engine.images['sandbox:1'] = 'sha256:sandbox'
         self.guests = guest.Guests(self.api, 'host-a')
-        self.instance = fake_docker.new_instance()
+        self.instance = obj_fixtures.instance()
         self.sandbox_id = self.guests.create_sandbox(self.instance,
                                                      'sandbox:1')
         self.workload_id = self.guests.create_workload(

@@ -26,7 +26,7 @@ import testtools
 
 from novadocker import conf
 from novadocker.virt.docker import hostinfo
-from tests.unit import fake_docker
+from tests.fixtures import fake_docker
 
 
 class HostInfoTest(testtools.TestCase):

@@ -22,8 +22,9 @@ from nova import objects
 import testtools
 
 from novadocker.virt.docker import images
-from tests import fixtures as nd_fixtures
-from tests.unit import fake_docker
+from tests.fixtures import fake_docker
+from tests.fixtures import glance as glance_fixtures
+from tests.fixtures import images as image_fixtures
 
 
 class ImageHoldTest(testtools.TestCase):
@@ -32,9 +33,9 @@ class ImageHoldTest(testtools.TestCase):
         super().setUp()
         self.useFixture(fixtures.FakeLogger())
         self.engine = fake_docker.FakeEngine()
-        self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        self.glance = self.useFixture(glance_fixtures.GlanceFixture()).api
         self.meta = objects.ImageMeta.from_dict(self.glance.add(
-            fake_docker.saved_tarball()))
+            image_fixtures.saved_tarball()))
         self.tag = images.glance_tag(self.meta.id)
         self.context = mock.sentinel.context
         # Holds are per process: never leak one into another test.

@@ -28,7 +28,8 @@ from nova import objects
 import testtools
 
 from novadocker.virt.docker import images
-from tests.unit import fake_docker
+from tests.fixtures import fake_docker
+from tests.fixtures import images as image_fixtures
 
 NEW_TAG = 'nova-docker/glance:1234'
 
@@ -101,7 +102,7 @@ class CheckAcceptableTest(testtools.TestCase):
 class RetagTest(testtools.TestCase):
 
     def test_manifest_tags_replaced_and_repositories_dropped(self):
-        src = fake_docker.saved_tarball(
+        src = image_fixtures.saved_tarball(
             repo_tags=('mariadb:10.11', 'busybox:latest'), layer_size=8192)
         out = _rewritten(src)
         manifest = json.load(out.extractfile('manifest.json'))
@@ -113,7 +114,7 @@ class RetagTest(testtools.TestCase):
                          out.extractfile('abc/layer.tar').read())
 
     def test_oci_index_names_replaced(self):
-        out = _rewritten(fake_docker.saved_tarball(
+        out = _rewritten(image_fixtures.saved_tarball(
             repo_tags=('library/mariadb:10.11',), oci=True))
         index = json.load(out.extractfile('index.json'))
         annotations = index['manifests'][0]['annotations']
@@ -126,7 +127,7 @@ class RetagTest(testtools.TestCase):
             out.extractfile('manifest.json'))[0]['RepoTags'])
 
     def test_gzip_input_gives_plain_tar(self):
-        src = fake_docker.saved_tarball()
+        src = image_fixtures.saved_tarball()
         out = _rewritten(gzip.compress(src))
         self.assertEqual([NEW_TAG], json.load(
             out.extractfile('manifest.json'))[0]['RepoTags'])
@@ -167,7 +168,7 @@ class RetagTest(testtools.TestCase):
                          manifests[0]['annotations'])
 
     def test_multi_image_oci_index_rejected(self):
-        src = fake_docker.saved_tarball(repo_tags=('a:1', 'b:2'), oci=True)
+        src = image_fixtures.saved_tarball(repo_tags=('a:1', 'b:2'), oci=True)
         # manifest.json has one entry with two tags (accepted), but the
         # OCI index lists two images.
         exc = self.assertRaises(ValueError, _rewritten, src)
@@ -187,13 +188,13 @@ class RetagTest(testtools.TestCase):
                           _rewritten, os.urandom(20000))
 
     def test_truncated_raises(self):
-        src = fake_docker.saved_tarball(layer_size=65536)
+        src = image_fixtures.saved_tarball(layer_size=65536)
         self.assertRaises((tarfile.TarError, ValueError, EOFError, OSError),
                           _rewritten, src[:len(src) // 2])
 
     def test_reader_hashes_everything_including_trailer(self):
         import hashlib
-        src = gzip.compress(fake_docker.saved_tarball())
+        src = gzip.compress(image_fixtures.saved_tarball())
         hasher = hashlib.sha512()
         reader = images._ChunkReader(
             [src[i:i + 999] for i in range(0, len(src), 999)], hasher)
@@ -237,7 +238,7 @@ class StreamMemoryTest(testtools.TestCase):
     CHUNK = 64 * 1024
 
     def test_pipeline_holds_a_few_chunks(self):
-        src = fake_docker.saved_tarball(layer_size=16 * 1024 * 1024)
+        src = image_fixtures.saved_tarball(layer_size=16 * 1024 * 1024)
         queues = []
 
         def make_queue(maxsize=0):
@@ -281,7 +282,7 @@ class StreamMemoryTest(testtools.TestCase):
         self.assertLess(bound * 10, len(src))    # the bound means something
 
     def test_consumer_closing_early_stops_producer(self):
-        src = fake_docker.saved_tarball(layer_size=8 * 1024 * 1024)
+        src = image_fixtures.saved_tarball(layer_size=8 * 1024 * 1024)
         before = {t.name for t in threading.enumerate()}
         body = images.retag_tarball(images._ChunkReader(
             [src[i:i + 4096] for i in range(0, len(src), 4096)]),

@@ -10,27 +10,18 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""linux_net helpers, what its privileged side refuses, and the
-privsep/rootwrap wiring of its context."""
+"""linux_net helpers and what its privileged side refuses (the
+privsep/rootwrap wiring of its context: test_privsep)."""
 
 import os
 import subprocess
 import sys
 
 import fixtures
-from oslo_config import cfg
-from oslo_privsep import priv_context
-from oslo_rootwrap import filters as rw_filters
-from oslo_rootwrap import wrapper as rw_wrapper
 import testtools
-from vif_plug_ovs import privsep as os_vif_privsep
 
 from novadocker.virt.docker import linux_net
-from novadocker.virt.docker import privsep
-from tests import net_fixtures as nf
-
-FILTERS_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
-                           'rootwrap.d')
+from tests.fixtures import network as net_fixtures
 
 
 class FakeLink:
@@ -212,7 +203,7 @@ class RefusedCallTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(nf.PrivsepInProcess())
+        self.useFixture(net_fixtures.PrivsepInProcess())
         # A process of the host namespace other than this one.
         self.host_child = subprocess.Popen(
             [sys.executable, '-c', 'import time; time.sleep(600)'])
@@ -240,7 +231,7 @@ class RefusedCallTest(testtools.TestCase):
             for func in (linux_net.privileged_plug_veth,
                          linux_net.plug_veth):
                 self.assertRefused(func, pid, harmless)
-            self.assertFalse(nf.link_exists(PORT_DEV))
+            self.assertFalse(net_fixtures.link_exists(PORT_DEV))
         error = self.assertRefused(linux_net.privileged_plug_veth,
                                    os.getpid(), harmless)
         self.assertIn('host', str(error))
@@ -299,127 +290,3 @@ class RefusedCallTest(testtools.TestCase):
     def test_delete_link_of_a_missing_device_needs_no_privilege(self):
         self.assertFalse(linux_net.delete_link(PORT_DEV))
         self.assertFalse(self.delete_net_dev.called)
-
-
-class PrivsepWiringTest(testtools.TestCase):
-
-    def test_context_path_is_what_the_filters_name(self):
-        # (Its capabilities are checked on a real daemon by
-        # tests.functional.test_network_privsep.)
-        self.assertEqual('novadocker.virt.docker.privsep.vif_plug',
-                         privsep.vif_plug.pypath)
-
-    def test_entrypoints_belong_to_the_context(self):
-        for name in ('privileged_find_peer', 'privileged_plug_veth'):
-            self.assertTrue(privsep.vif_plug.is_entrypoint(
-                getattr(linux_net, name)), name)
-        # The public functions check first, then cross; deleting is
-        # os-vif's own privileged helper: this context has no delete.
-        for name in ('find_peer', 'plug_veth', 'delete_link'):
-            self.assertFalse(privsep.vif_plug.is_entrypoint(
-                getattr(linux_net, name)), name)
-        entrypoints = [name for name in dir(linux_net)
-                       if privsep.vif_plug.is_entrypoint(
-                           getattr(linux_net, name))]
-        self.assertEqual(['privileged_find_peer', 'privileged_plug_veth'],
-                         entrypoints)
-
-    def test_rootwrap_filters_allow_both_helpers(self):
-        """The helper commands nova-compute runs under rootwrap (one or two
-        config files) match docker.filters, and nothing else does."""
-        # Recent oslo.rootwrap adds a catch-all privsep-helper filter of its
-        # own; judge only the lines of docker.filters.
-        filters = [f for f in rw_wrapper.load_filters(
-            [os.path.abspath(FILTERS_DIR)]) if f.name != 'privsep-helper']
-        self.assertEqual(4, len(filters))
-        self.assertTrue(all(isinstance(f, rw_filters.RegExpFilter)
-                            for f in filters))
-        self.useFixture(fixtures.MockPatchObject(
-            priv_context, '_HELPER_COMMAND_PREFIX', []))
-        # The socket path as oslo.privsep's client makes it (mkdtemp).
-        tmpdir = self.useFixture(fixtures.TempDir(rootdir='/tmp')).path
-        sock = os.path.join(tmpdir, 'privsep.sock')
-        for files in (['/etc/nova/nova.conf'], ['/etc/nova/nova-cpu.conf'],
-                      ['/etc/nova/nova.conf', '/etc/nova/nova-compute.conf']):
-            # What nova-compute's command line sets (unparsed here).
-            self.useFixture(fixtures.MockPatchObject(
-                cfg.CONF, 'config_file', files, create=True))
-            self.useFixture(fixtures.MockPatchObject(
-                cfg.CONF, 'config_dir', None, create=True))
-            for context in (privsep.vif_plug, os_vif_privsep.vif_plug):
-                command = context.helper_command(sock)
-                self.assertEqual('privsep-helper', command[0])
-                self.assertTrue(any(f.match(command) for f in filters),
-                                command)
-        other = ['privsep-helper', '--config-file', '/etc/nova/nova.conf',
-                 '--privsep_context', 'nova.privsep.sys_admin_pctxt',
-                 '--privsep_sock_path', '/tmp/x/privsep.sock']
-        self.assertFalse(any(f.match(other) for f in filters))
-
-    def docker_filters(self):
-        # Recent oslo.rootwrap adds a catch-all privsep-helper filter of its
-        # own; judge only the lines of docker.filters.
-        return [f for f in rw_wrapper.load_filters(
-            [os.path.abspath(FILTERS_DIR)]) if f.name != 'privsep-helper']
-
-    def test_rootwrap_filters_refuse_other_paths(self):
-        """Config files only as /etc/nova/<name>.conf, the socket only as
-        oslo.privsep makes it: no traversal, no other directory."""
-        filters = self.docker_filters()
-
-        def command(configs, sock='/tmp/tmpab12cd_3/privsep.sock',
-                    context='novadocker.virt.docker.privsep.vif_plug'):
-            argv = ['privsep-helper']
-            for config in configs:
-                argv += ['--config-file', config]
-            return argv + ['--privsep_context', context,
-                           '--privsep_sock_path', sock]
-
-        good = command(['/etc/nova/nova.conf'])
-        self.assertTrue(any(f.match(good) for f in filters))
-        for config in ('/etc/nova/../../tmp/x.conf', '/etc/nova/../shadow',
-                       '/etc/nova/../nova.conf', '/etc/nova/./nova.conf',
-                       '/etc/nova/nova.conf/../../../tmp/x.conf',
-                       '/etc/nova/../../tmp/nova.conf',
-                       '/etc/../tmp/evil.conf', '/etc/nova//nova.conf',
-                       '/etc/nova/sub/x.conf', '/etc/nova/.x.conf',
-                       '/etc/nova/..conf', '/etc/nova/x..conf',
-                       '/etc/nova/nova.conf\n', '/etc/nova/nova.conf\x00',
-                       '/etc/nova/nova.conf.bak', '/etc/nova/nova',
-                       '/etc/novax/nova.conf', '/etc/shadow', '/tmp/x.conf',
-                       'nova.conf', 'etc/nova/nova.conf',
-                       '/proc/self/fd/0', ''):
-            for argv in (command([config]),
-                         command(['/etc/nova/nova.conf', config]),
-                         command([config, '/etc/nova/nova.conf']),
-                         command([config], context='vif_plug_ovs.privsep.'
-                                 'vif_plug')):
-                self.assertFalse(any(f.match(argv) for f in filters), argv)
-        for sock in ('/tmp/x/privsep.sock', '/tmp/../etc/privsep.sock',
-                     '/tmp/tmpab12cd_3/../../etc/privsep.sock',
-                     '/tmp/tmpab12cd_3/../privsep.sock',
-                     '/tmp/tmpab12cd_3/x/privsep.sock',
-                     '/tmp/tmpab12cd_3/privsep.sock\n',
-                     '/tmp/tmpab12cd_3/other.sock', '/tmp/privsep.sock',
-                     '/tmp/tmpAB12CD_3/privsep.sock',
-                     '/run/tmpab12cd_3/privsep.sock', 'privsep.sock'):
-            self.assertFalse(any(f.match(command(['/etc/nova/nova.conf'],
-                                                 sock=sock))
-                                 for f in filters), sock)
-        # Arguments added or in another order: no line has them.
-        for argv in (good + ['--config-dir', '/etc/nova/nova.conf.d'],
-                     good[:3] + ['--config-dir', '/tmp'] + good[3:],
-                     good[:1] + good[3:] + good[1:3],
-                     ['sh'] + good[1:]):
-            self.assertFalse(any(f.match(argv) for f in filters), argv)
-
-    def test_rootwrap_own_catch_all_is_documented(self):
-        """oslo.rootwrap appends a filter admitting any privsep-helper
-        command line: docker.filters narrows nothing while it is there,
-        which README says. This fails when oslo.rootwrap drops it."""
-        catch_all = [f for f in rw_wrapper.load_filters(
-            [os.path.abspath(FILTERS_DIR)]) if f.name == 'privsep-helper']
-        self.assertEqual(1, len(catch_all))
-        self.assertTrue(catch_all[0].match(
-            ['privsep-helper', '--config-file', '/etc/nova/../../tmp/x',
-             '--privsep_context', 'x', '--privsep_sock_path', '/x']))

@@ -25,9 +25,9 @@ from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import reaper
-from tests.unit import fake_docker
+from tests.fixtures import network as net_fixtures
+from tests.fixtures import objects as obj_fixtures
 from tests.unit import test_driver
-from tests.unit import test_vifs
 
 
 class ReaperTest(test_driver.DriverTestBase):
@@ -115,7 +115,7 @@ class ReaperTest(test_driver.DriverTestBase):
         self.assertEqual([], asked)
 
     def test_spawn_waits_while_the_reaper_works_on_the_instance(self):
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         entered = threading.Event()
         with self.driver._claim_for_reaping(instance.uuid) as claimed:
             self.assertTrue(claimed)
@@ -136,7 +136,7 @@ class ReaperTest(test_driver.DriverTestBase):
 
     def test_failed_unplug_is_retried_by_the_reaper(self):
         instance = self.spawn_known()
-        vif = test_vifs.make_vif()
+        vif = net_fixtures.make_vif()
         unplug = self.useFixture(fixtures.MockPatchObject(
             self.driver._vifs, 'unplug', autospec=True,
             side_effect=exception.VirtualInterfaceUnplugException(
@@ -154,7 +154,7 @@ class ReaperTest(test_driver.DriverTestBase):
 
     def test_retry_dropped_when_the_instance_is_spawned_again(self):
         instance = self.spawn_known()
-        vif = test_vifs.make_vif()
+        vif = net_fixtures.make_vif()
         unplug = self.useFixture(fixtures.MockPatchObject(
             self.driver._vifs, 'unplug', autospec=True,
             side_effect=exception.VirtualInterfaceUnplugException(

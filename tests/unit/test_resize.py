@@ -19,7 +19,6 @@ import docker.errors
 import fixtures
 from nova.compute import task_states
 from nova import exception
-from nova import objects
 from nova.virt import fake as fake_virt
 from oslo_config import fixture as config_fixture
 from oslo_utils import units
@@ -31,16 +30,14 @@ from novadocker.virt.docker import guest
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import rescue
 from novadocker.virt.docker import resize
-from tests.unit import fake_docker
+from tests.fixtures import fake_docker
+from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 
 
 def _flavor(**kwargs):
-    values = dict(id=2, flavorid='2', name='m1.new', vcpus=1, memory_mb=128,
-                  root_gb=1, ephemeral_gb=0, swap=0, extra_specs={})
-    values.update(kwargs)
-    return objects.Flavor(**values)
+    return obj_fixtures.flavor(flavor_id=2, name='m1.new', **kwargs)
 
 
 HOST = hostinfo.HostResources(
@@ -55,7 +52,7 @@ class CheckTest(testtools.TestCase):
         self.api = mock.create_autospec(docker.APIClient, instance=True)
         self.api.containers.return_value = [{'Id': 'c1',
                                              'SizeRootFs': 10 * units.Mi}]
-        self.instance = fake_docker.new_instance()
+        self.instance = obj_fixtures.instance()
 
     def check(self, flavor):
         return self.assertRaises(
@@ -154,7 +151,7 @@ class DriverResizeTest(testtools.TestCase):
         self.driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
         self.driver._api = self.engine.api
         self.driver._host = 'unit-host'
-        self.instance = fake_docker.new_instance()
+        self.instance = obj_fixtures.instance()
 
     def test_destroy_keeps_the_backup_for_a_revert(self):
         self.engine.images[resize.backup_tag(self.instance)] = 'sha256:b'
@@ -200,7 +197,7 @@ class RescueUnitTest(testtools.TestCase):
     def test_rescue_needs_overlay2_or_btrfs(self):
         guests = mock.create_autospec(guest.Guests, instance=True)
         found = mock.create_autospec(guest.Guest, instance=True)
-        found.instance = fake_docker.new_instance()
+        found.instance = obj_fixtures.instance()
         found.inspect.return_value = {'GraphDriver': {'Name': 'zfs',
                                                       'Data': None}}
         api = mock.create_autospec(docker.APIClient, instance=True)
@@ -212,7 +209,7 @@ class RescueUnitTest(testtools.TestCase):
     def test_overlay_mount_uses_the_workload_layers(self):
         guests = mock.create_autospec(guest.Guests, instance=True)
         found = mock.create_autospec(guest.Guest, instance=True)
-        found.instance = fake_docker.new_instance()
+        found.instance = obj_fixtures.instance()
         found.inspect.return_value = {'GraphDriver': {
             'Name': 'overlay2', 'Data': {'LowerDir': '/l1:/l2',
                                          'UpperDir': '/u', 'WorkDir': '/w',

@@ -29,8 +29,8 @@ from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
-from tests import fixtures as nd_fixtures
-from tests.unit import fake_docker
+from tests.fixtures import glance as glance_fixtures
+from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 IMAGE_ID = '6b1a4a4e-0000-4000-8000-000000000001'
@@ -121,7 +121,7 @@ class SnapshotterTest(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.useFixture(config_fixture.Config(CONF))
-        self.glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        self.glance = self.useFixture(glance_fixtures.GlanceFixture()).api
         self.api = mock.create_autospec(docker.APIClient, instance=True)
         self.guests = mock.create_autospec(guest.Guests, instance=True)
         self.guests._api = self.api
@@ -136,7 +136,7 @@ class SnapshotterTest(testtools.TestCase):
         self.api.get_image.side_effect = lambda name, chunk_size: iter(
             self.saved)
         self.api.commit.return_value = {'Id': 'sha256:committed'}
-        self.instance = fake_docker.new_instance(os_type='linux')
+        self.instance = obj_fixtures.instance(os_type='linux')
         self.image_id = self.glance.create(None, {'name': 'my-snap'})['id']
         self.states = []
         self.snapshotter = snapshot.Snapshotter(self.api, self.guests, HOST)
@@ -407,9 +407,9 @@ class DriverImageCacheTest(testtools.TestCase):
         self.cfg.config(group='image_cache',
                         remove_unused_original_minimum_age_seconds=77,
                         remove_unused_base_images=False)
-        instances = [fake_docker.new_instance(image_ref='img-a'),
-                     fake_docker.new_instance(image_ref='img-b'),
-                     fake_docker.new_instance(image_ref='')]
+        instances = [obj_fixtures.instance(image_ref='img-a'),
+                     obj_fixtures.instance(image_ref='img-b'),
+                     obj_fixtures.instance(image_ref='')]
         with mock.patch.object(images, 'age_cache', autospec=True,
                                return_value={'in_use': [], 'removed': [],
                                              'kept': []}) as age, \
@@ -422,9 +422,9 @@ class DriverImageCacheTest(testtools.TestCase):
                                         self.driver._snapshots.in_progress)
 
     def test_snapshot_uses_the_workload_container(self):
-        glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        glance = self.useFixture(glance_fixtures.GlanceFixture()).api
         image_id = glance.create(None, {'name': 's'})['id']
-        instance = fake_docker.new_instance()
+        instance = obj_fixtures.instance()
         api = self.driver._api
         api.containers.return_value = [
             {'Id': 'workload-id',
@@ -458,12 +458,12 @@ class InProgressTest(testtools.TestCase):
         found = mock.create_autospec(guest.Guest, instance=True)
         found.workload_id, found.paused = 'cid', False
         guests.get.return_value = found
-        glance = self.useFixture(nd_fixtures.FakeGlanceFixture()).api
+        glance = self.useFixture(glance_fixtures.GlanceFixture()).api
         image_id = glance.create(None, {'name': 's'})['id']
         tag = snapshot.snapshot_tag(image_id, HOST)
         api.commit.side_effect = commit
         self.assertRaises(exception.InstanceNotFound, first.take, None,
-                          fake_docker.new_instance(), image_id,
+                          obj_fixtures.instance(), image_id,
                           lambda **kwargs: None)
         self.assertEqual([(True, False)], seen)
         self.assertFalse(first.in_progress(tag))

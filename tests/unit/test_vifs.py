@@ -20,7 +20,6 @@ import os_vif
 from os_vif import exception as osv_exception
 from os_vif.objects import vif as osv_vif
 from nova import exception
-from nova.network import model as network_model
 from nova import objects
 from oslo_config import fixture as config_fixture
 import testtools
@@ -29,6 +28,8 @@ from novadocker import conf
 from novadocker.virt.docker import linux_net
 from novadocker.virt.docker import ovsdb
 from novadocker.virt.docker import vifs
+from tests.fixtures import network as net_fixtures
+from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 objects.register_all()
@@ -37,42 +38,13 @@ objects.register_all()
 os_vif.objects.register_all()
 
 
-def make_vif(number=0, v4=True, v6=False, gateway=True, mtu=1450,
-             hybrid=False, routes=(), dns=(), vif_type='ovs',
-             vnic_type='normal', delegate_create=True, port_id=None):
-    port_id = port_id or '%08d-aaaa-bbbb-cccc-dddddddddddd' % number
-    subnets = []
-    if v4:
-        subnets.append(network_model.Subnet(
-            cidr='10.0.%d.0/24' % number,
-            gateway=network_model.IP(address='10.0.%d.1' % number,
-                                     type='gateway') if gateway else None,
-            ips=[network_model.FixedIP(address='10.0.%d.5' % number),
-                 network_model.FixedIP(address='10.0.%d.6' % number)],
-            dns=[network_model.IP(address=a, type='dns') for a in dns],
-            routes=[network_model.Route(
-                cidr=c, gateway=network_model.IP(address=g, type='gateway'))
-                for c, g in routes]))
-    if v6:
-        subnets.append(network_model.Subnet(
-            cidr='fd00:%d::/64' % number,
-            gateway=network_model.IP(address='fd00:%d::1' % number,
-                                     type='gateway') if gateway else None,
-            ips=[network_model.FixedIP(address='fd00:%d::5' % number)]))
-    network = network_model.Network(id='net-%d' % number, bridge='br-int',
-                                    subnets=subnets, mtu=mtu)
-    return network_model.VIF(
-        id=port_id, address='fa:16:3e:00:00:%02x' % number,
-        network=network, type=vif_type,
-        details={network_model.VIF_DETAILS_OVS_HYBRID_PLUG: hybrid,
-                 network_model.VIF_DETAILS_PORT_FILTER: hybrid},
-        devname=('tap' + port_id)[:14], ovs_interfaceid=port_id,
-        vnic_type=vnic_type, delegate_create=delegate_create, active=True)
+make_vif = net_fixtures.make_vif
 
 
 def make_instance():
-    return objects.Instance(uuid='11111111-2222-3333-4444-555555555555',
-                            project_id='p', display_name='x', id=7)
+    return obj_fixtures.instance(
+        uuid='11111111-2222-3333-4444-555555555555', project_id='p',
+        display_name='x', id=7)
 
 
 class SpecTest(testtools.TestCase):
