@@ -25,8 +25,8 @@ import testtools
 
 from novadocker import conf
 from novadocker.virt.docker import ovsdb
-from tests import fixtures as nd_fixtures
-from tests import net_fixtures as nf
+from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import network as net_fixtures
 
 CONF = conf.CONF
 
@@ -126,18 +126,18 @@ class RealOVSDBTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        nd_fixtures.require_functional(self, ovs=True)
-        self.bridge = self.useFixture(nf.OVSBridge()).name
+        docker_fixtures.require_functional(self, ovs=True)
+        self.bridge = self.useFixture(net_fixtures.OVSBridge()).name
         self.port = 'ndo%s' % uuid.uuid4().hex[:8]
         self.instance_uuid = str(uuid.uuid4())
         # A port record without a device: OVSDB keeps it (and marks the
         # interface in error); nothing reaches the host's links.
-        nf.ovs_vsctl(
+        net_fixtures.ovs_vsctl(
             'add-port', self.bridge, self.port, '--', 'set', 'Interface',
             self.port, 'external_ids:vm-uuid=%s' % self.instance_uuid,
             'external_ids:iface-id=port-1',
             'external_ids:attached-mac=fa:16:3e:00:00:09')
-        self.addCleanup(nf.ovs_vsctl, '--if-exists', 'del-port',
+        self.addCleanup(net_fixtures.ovs_vsctl, '--if-exists', 'del-port',
                         self.bridge, self.port)
         self.ovsdb = ovsdb.OVSDB()
 
@@ -160,7 +160,7 @@ class RealOVSDBTest(testtools.TestCase):
             self.ovsdb.instance_interfaces(self.instance_uuid))
         self.assertEqual([], self.ovsdb.instance_interfaces(
             str(uuid.uuid4())))
-        nf.ovs_vsctl('del-port', self.bridge, self.port)
+        net_fixtures.ovs_vsctl('del-port', self.bridge, self.port)
         self.wait_for(lambda: not self.ovsdb.port_exists(self.port),
                       'the port gone')
 
