@@ -52,8 +52,15 @@ class RescueTest(testtools.TestCase):
         self.guests.create_workload(self.instance, 'img:1', self.meta,
                                     sandbox)
 
+    def guest(self) -> guest.Guest:
+        return self.guests.get(self.instance)
+
+    def rescue_id(self):
+        found = self.guests.find(self.instance, rescue.ROLE_RESCUE)
+        return found.id(rescue.ROLE_RESCUE) if found else None
+
     def rescue_container(self) -> dict:
-        container_id = self.rescuer.find(self.instance)
+        container_id = self.rescue_id()
         self.assertIsNotNone(container_id)
         return self.engine.containers[container_id]
 
@@ -62,15 +69,15 @@ class RescueTest(testtools.TestCase):
         return mount
 
     def assertNothingStarted(self):
-        self.assertIsNone(self.rescuer.find(self.instance))
+        self.assertIsNone(self.rescue_id())
         self.assertEqual({guest.ROLE_SANDBOX, guest.ROLE_WORKLOAD},
                          {c['labels'][guest.LABEL_ROLE]
                           for c in self.engine.containers.values()})
 
     def test_overlay_of_the_workloads_own_layers(self):
         workload = self.api.inspect_container(
-            self.guests.get(self.instance))['GraphDriver']['Data']
-        self.rescuer.start(self.instance, 'img:1', self.meta)
+            self.guest().workload_id)['GraphDriver']['Data']
+        self.rescuer.start(self.guest(), 'img:1', self.meta)
         mount = self.root_mount()
         self.assertEqual(
             {'Target': '/rescue', 'Type': 'volume', 'ReadOnly': False},
@@ -88,16 +95,15 @@ class RescueTest(testtools.TestCase):
         # The workload's root-disk quota (storage_opt) is not the
         # rescue's: its writes go to the workload's own layer.
         guests = guest.Guests(self.api, obj_fixtures.HOST, root_quota=True)
-        rescue.Rescuer(self.api, guests).start(self.instance, 'img:1',
-                                               self.meta)
+        rescue.Rescuer(self.api, guests).start(
+            guests.get(self.instance), 'img:1', self.meta)
         found = self.rescue_container()
         self.assertEqual('nova-%s-rescue' % self.instance.uuid,
                          found['name'])
         self.assertEqual(rescue.ROLE_RESCUE,
                          found['labels'][guest.LABEL_ROLE])
-        self.assertEqual('container:%s' % self.guests.get(
-            self.instance, guest.ROLE_SANDBOX),
-            found['host_config']['NetworkMode'])
+        self.assertEqual('container:%s' % self.guest().sandbox_id,
+                         found['host_config']['NetworkMode'])
         self.assertNotIn('StorageOpt', found['host_config'])
         self.assertTrue(found['running'])
 
@@ -110,7 +116,7 @@ class RescueTest(testtools.TestCase):
             return graph
         self.engine._graph_driver = without_upper
         self.assertRaises(exception.InstanceNotRescuable,
-                          self.rescuer.start, self.instance, 'img:1',
+                          self.rescuer.start, self.guest(), 'img:1',
                           self.meta)
         self.assertNothingStarted()
 
@@ -119,21 +125,21 @@ class RescueTest(testtools.TestCase):
             self.engine.storage_driver = name
             error = self.assertRaises(
                 exception.InstanceNotRescuable, self.rescuer.start,
-                self.instance, 'img:1', self.meta)
+                self.guest(), 'img:1', self.meta)
             self.assertIn('(this engine uses %s)' % name, str(error))
             self.assertNothingStarted()
 
     def test_btrfs_binds_the_workloads_subvolume(self):
         self.engine.storage_driver = 'btrfs'
         self.api.logs.return_value = b'0f3c9a-mount\n'
-        self.rescuer.start(self.instance, 'img:1', self.meta)
+        self.rescuer.start(self.guest(), 'img:1', self.meta)
         self.assertEqual(
             {'Target': '/rescue', 'Type': 'bind', 'ReadOnly': False,
              'Source': ROOT + '/btrfs/subvolumes/0f3c9a-mount'},
             self.root_mount())
         # The probe read the layer database read-only, without network
         # or capabilities, and is gone.
-        workload_id = self.guests.get(self.instance)
+        workload_id = self.guest().workload_id
         probe = self.api.create_container.call_args_list[-2]
         self.assertEqual(['cat', '/mounts/%s/mount-id' % workload_id],
                          probe.kwargs['command'])
@@ -152,7 +158,7 @@ class RescueTest(testtools.TestCase):
             self.api.wait.return_value = {'StatusCode': status}
             self.api.logs.return_value = output
             self.assertRaises(exception.InstanceNotRescuable,
-                              self.rescuer.start, self.instance, 'img:1',
+                              self.rescuer.start, self.guest(), 'img:1',
                               self.meta)
             self.assertNothingStarted()
 
@@ -160,14 +166,14 @@ class RescueTest(testtools.TestCase):
         self.api.start.side_effect = fake_docker.api_error(
             docker.errors.APIError, 'cannot start', 500)
         self.assertRaises(exception.NovaException, self.rescuer.start,
-                          self.instance, 'img:1', self.meta)
+                          self.guest(), 'img:1', self.meta)
         self.assertNothingStarted()
 
     def test_remove_stops_first_and_is_idempotent(self):
-        self.rescuer.start(self.instance, 'img:1', self.meta)
-        rescue_id = self.rescuer.find(self.instance)
+        self.rescuer.start(self.guest(), 'img:1', self.meta)
+        rescue_id = self.rescue_id()
         self.api.reset_mock()
-        self.rescuer.remove(self.instance)
+        self.rescuer.remove(self.guest())
         self.assertEqual(['stop', 'remove_container'],
                          [name for name, _args, _kwargs
                           in self.api.mock_calls
@@ -175,5 +181,5 @@ class RescueTest(testtools.TestCase):
         self.api.remove_container.assert_called_once_with(
             rescue_id, v=True, force=True)
         self.assertNothingStarted()
-        self.rescuer.remove(self.instance)
+        self.rescuer.remove(self.guest())
         self.assertEqual(1, self.api.remove_container.call_count)
