@@ -219,10 +219,10 @@ class _RandomReader(io.RawIOBase):
 
 
 def build_rootfs(path: str, size_mib: int) -> None:
-    from tests import fixtures as nd_fixtures
+    from novadocker import rootfs
     with tarfile.open(path, 'w') as out:
         with tarfile.open(fileobj=io.BytesIO(
-                nd_fixtures.busybox_rootfs())) as base:
+                rootfs.busybox_rootfs())) as base:
             for member in base:
                 out.addfile(member, base.extractfile(member)
                             if member.isreg() else None)

@@ -68,6 +68,7 @@ from pyroute2 import IPRoute  # noqa: E402
 import nova.conf  # noqa: E402,F401  (registers nova's options)
 from novadocker import conf  # noqa: E402
 from novadocker.virt.docker import driver as docker_driver  # noqa: E402
+from novadocker.virt.docker import images  # noqa: E402
 from novadocker.virt.docker import vifs  # noqa: E402
 from tests import fixtures as nd_fixtures  # noqa: E402
 from tests import net_fixtures as nf  # noqa: E402
@@ -311,7 +312,7 @@ def main():
                     'label': ['org.openstack.nova.host=%s' % host]}):
                 api.remove_container(container['Id'], force=True)
             nf.NetworkLeakCheck(ports.ids)._check()
-            driver._remove_image_if_unused(image['id'])
+            driver._images.remove(images.glance_tag(image['id']))
 
     def report(title, results, floor):
         print('\n%s (p50 / p90 ms, n=%d; ratio = p50 / %s p50)'
