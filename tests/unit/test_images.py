@@ -181,6 +181,8 @@ class _LoadedImageTestCase(testtools.TestCase):
 
 
 class ImageHoldTest(_LoadedImageTestCase):
+    """Spawns hold their image: a failed spawn, or cache ageing, never
+    removes an image another spawn uses or is about to use."""
 
     def test_failed_loader_keeps_an_image_another_spawn_holds(self):
         loader, other = self.store(), self.store()
