@@ -67,6 +67,7 @@ from pyroute2 import IPRoute  # noqa: E402
 import nova.conf  # noqa: E402,F401  (registers nova's options)
 from novadocker import conf  # noqa: E402
 from novadocker.virt.docker import driver as docker_driver  # noqa: E402
+from novadocker.virt.docker import images  # noqa: E402
 from novadocker.virt.docker import ovsdb  # noqa: E402
 from novadocker.virt.docker import vifs  # noqa: E402
 from tests.fixtures import docker as docker_fixtures  # noqa: E402
@@ -307,7 +308,7 @@ def main():
                     'label': ['org.openstack.nova.host=%s' % host]}):
                 api.remove_container(container['Id'], force=True)
             net_fixtures.NetworkLeakCheck(ports.ids)._check()
-            driver._images.remove(image['id'])
+            driver._images.remove(images.glance_tag(image['id']))
 
     def report(title, results, floor):
         print('\n%s (p50 / p90 ms, n=%d; ratio = p50 / %s p50)'

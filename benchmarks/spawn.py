@@ -123,7 +123,7 @@ def main():
             for container in api.containers(all=True, filters={
                     'label': ['org.openstack.nova.host=%s' % host]}):
                 api.remove_container(container['Id'], force=True)
-            images.ImageStore(api).remove(meta.id)
+            images.ImageStore(api).remove(tag, force=True)
             driver.cleanup_host(host)
 
     d50, d90 = percentile(driver_times, .5), percentile(driver_times, .9)

@@ -32,6 +32,7 @@ import fixtures
 from nova import objects
 from oslo_utils import timeutils
 
+from novadocker.virt.docker import imagecache
 from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
 from tests.fixtures import docker as docker_fixtures
@@ -80,14 +81,14 @@ class ImageCacheTest(base.DriverTestCase):
         self.conf.config(group='image_cache',
                          remove_unused_original_minimum_age_seconds=MIN_AGE,
                          remove_unused_base_images=True)
-        real_list_cached = images.list_cached
+        real_list_cached = imagecache.list_cached
 
         def own_images_only(api):
             return [image for image in real_list_cached(api)
                     if image.glance_id in self.glance.images]
 
         self.useFixture(fixtures.MonkeyPatch(
-            'novadocker.virt.docker.images.list_cached', own_images_only))
+            'novadocker.virt.docker.imagecache.list_cached', own_images_only))
         self.store = images.ImageStore(self.api)
 
     def load(self, data=None) -> objects.ImageMeta:
@@ -101,7 +102,7 @@ class ImageCacheTest(base.DriverTestCase):
         return bool(self.api.images(name=images.glance_tag(meta.id)))
 
     def last_used(self, meta):
-        return images._last_used(
+        return imagecache._last_used(
             self.api.inspect_image(images.glance_tag(meta.id)))
 
     def let_age(self):
@@ -187,8 +188,8 @@ class ImageCacheTest(base.DriverTestCase):
         self.store.ensure_image(self.context, meta)
         loaded = self.api.inspect_image(images.glance_tag(meta.id))
         self.assertTrue(loaded['Created'].startswith('2020-'))
-        self.assertIsNotNone(images._last_used(loaded))
-        self.assertGreater(images._last_used(loaded).year, 2020)
+        self.assertIsNotNone(imagecache._last_used(loaded))
+        self.assertGreater(imagecache._last_used(loaded).year, 2020)
 
         self.driver.manage_image_cache(self.context, [])
         self.assertTrue(self.cached(meta))
@@ -268,7 +269,7 @@ class ImageCacheTest(base.DriverTestCase):
         self.assertGreaterEqual(
             self.last_used(meta).timestamp(), start.timestamp() - 1)
         listed = {image.glance_id: image for image in
-                  images.list_cached(self.api)}
+                  imagecache.list_cached(self.api)}
         self.assertEqual(self.last_used(meta), listed[meta.id].last_used)
 
 
@@ -295,12 +296,12 @@ class ImageCacheFaultTest(base.DriverTestCase):
                                 created[0]['Id'], force=True)
             return real_used(api)
 
-        real_list_cached = images.list_cached
+        real_list_cached = imagecache.list_cached
         with mock.patch.object(images, 'images_used_by_containers',
                                side_effect=used_then_create), \
-                mock.patch.object(images, 'list_cached', side_effect=(
+                mock.patch.object(imagecache, 'list_cached', side_effect=(
                     lambda api: [i for i in real_list_cached(api)
                                  if i.glance_id == meta.id])):
-            result = images.age_cache(self.api, [], 0)
+            result = imagecache.age_cache(self.api, [], 0)
         self.assertEqual([meta.id], result['kept'])
         self.assertTrue(self.api.images(name=images.glance_tag(meta.id)))

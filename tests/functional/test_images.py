@@ -570,7 +570,7 @@ class HostileTarballTest(ImageTestCase):
             entries[0]['RepoTags'] = [new_tag, victim]
             return json.dumps(entries[:1]).encode()
         self.useFixture(fixtures.MonkeyPatch(
-            'novadocker.virt.docker.images._rename_manifest', leaky))
+            'novadocker.virt.docker.tarball._rename_manifest', leaky))
         tarball = unique_tarball()
         exc = self.assertRefused(lambda own: tarball, 'undone', tarball)
         self.assertIn(victim, str(exc))

@@ -25,6 +25,7 @@ import fixtures
 from nova import context as nova_context
 from nova import objects
 
+from novadocker.virt.docker import imagecache
 from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
 from tests.fixtures import images as image_fixtures
@@ -204,9 +205,9 @@ class SnapshotThroughAPITest(base.IntegrationTestCase):
         gone = self.boot(unused)
         # Only this test's images: other tests share the engine, and their
         # images may be unused for a moment between load and boot.
-        real_list_cached = images.list_cached
+        real_list_cached = imagecache.list_cached
         own = self.useFixture(fixtures.MockPatchObject(
-            images, 'list_cached', side_effect=lambda api: [
+            imagecache, 'list_cached', side_effect=lambda api: [
                 image for image in real_list_cached(api)
                 if image.glance_id in (kept, unused)]))
         ctx = nova_context.get_admin_context()

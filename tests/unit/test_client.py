@@ -281,3 +281,49 @@ class ExecNotFoundTest(testtools.TestCase):
         self.assertFalse(client.exec_not_found(b''))
         self.assertFalse(client.exec_not_found(
             b'chpasswd: (user root) pam_chauthtok() failed\n'))
+
+
+class ImageStoreFailuresTest(testtools.TestCase):
+    """A full data root and docker load's report, typed here so that no
+    caller parses Docker's words."""
+
+    def test_no_space_left_is_disk_full(self):
+        message = ('write /var/lib/docker/tmp/docker-import-1/layer.tar: '
+                   'no space left on device')
+        try:
+            with client.translate_errors('load image'):
+                raise _api_error(docker.errors.APIError, 500, message)
+        except client.DiskFull as exc:
+            self.assertIsInstance(exc, client.DockerOperationFailed)
+            self.assertEqual(message, exc.reason)
+        else:
+            self.fail('no DiskFull')
+
+    def test_other_refusals_are_not_disk_full(self):
+        try:
+            with client.translate_errors('load image'):
+                raise _api_error(docker.errors.APIError, 500, 'bad tar')
+        except client.DockerOperationFailed as exc:
+            self.assertNotIsInstance(exc, client.DiskFull)
+
+    def test_load_report(self):
+        report = client.read_load_report(iter([
+            {'stream': 'Loaded image: a/b:1\n'},
+            {'stream': 'The image victim:1 already exists, renaming the old '
+                       'one with ID sha256:old to empty string\n'
+                       'Loaded image: victim:1\n'},
+            {'stream': 'Loaded image ID: sha256:loose\n'}]))
+        self.assertEqual(['a/b:1', 'victim:1'], report.names)
+        self.assertEqual(['sha256:loose'], report.image_ids)
+        self.assertEqual({'victim:1': 'sha256:old'}, report.renamed)
+
+    def test_error_in_the_load_stream(self):
+        full = 'write /var/lib/docker/tmp/x: no space left on device'
+        exc = self.assertRaises(client.DiskFull, client.read_load_report,
+                                iter([{'errorDetail': {'message': full},
+                                       'error': full}]))
+        self.assertEqual(full, exc.reason)
+        exc = self.assertRaises(client.StreamError, client.read_load_report,
+                                iter([{'error': 'invalid tar header'}]))
+        self.assertNotIsInstance(exc, client.DiskFull)
+        self.assertEqual('invalid tar header', exc.reason)

@@ -10,14 +10,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Snapshot and image-cache logic with a specced Docker client."""
+"""Snapshot logic with a specced Docker client."""
 
-import datetime
 from unittest import mock
 
 import docker
 import docker.errors
-from glanceclient.common import http as glance_http
 from nova.compute import task_states
 from nova import exception
 from nova.virt import fake as fake_virt
@@ -27,7 +25,6 @@ import testtools
 from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
-from novadocker.virt.docker import images
 from novadocker.virt.docker import snapshot
 from tests.fixtures import glance as glance_fixtures
 from tests.fixtures import objects as obj_fixtures
@@ -41,79 +38,6 @@ def _api_error(explanation, cls=docker.errors.APIError, status=500):
     return cls('%d Server Error' % status,
                response=mock.Mock(status_code=status),
                explanation=explanation)
-
-
-class ChunkStreamReaderTest(testtools.TestCase):
-
-    def test_read_n_across_chunks_and_empty_chunks(self):
-        reader = snapshot.ChunkStreamReader(
-            iter([b'abc', b'', b'defgh', b'i']))
-        out = []
-        while True:
-            data = reader.read(2)
-            if not data:
-                break
-            self.assertLessEqual(len(data), 2)
-            out.append(data)
-        self.assertEqual(b'abcdefghi', b''.join(out))
-        self.assertEqual(9, reader.bytes_read)
-
-    def test_read_all(self):
-        reader = snapshot.ChunkStreamReader([b'x' * 10, b'y' * 5])
-        self.assertEqual(b'x' * 10 + b'y' * 5, reader.read())
-
-    def test_glanceclient_uploads_it_as_a_chunked_body(self):
-        # The real glanceclient code path: json.dumps fails, then its
-        # chunker calls read(CHUNKSIZE) until empty.
-        payload = [bytes([i]) * 300000 for i in range(7)]
-        reader = snapshot.ChunkStreamReader(iter(payload))
-        headers = {}
-        kwargs = {'data': reader}
-        body = glance_http._BaseHTTPClient()._set_common_request_kwargs(
-            headers, kwargs)
-        self.assertEqual('application/octet-stream',
-                         headers['Content-Type'])
-        self.assertEqual(b''.join(payload), b''.join(body))
-
-    def test_a_generator_would_not_do(self):
-        # Why the adapter exists (design notes, section 5).
-        body = glance_http._BaseHTTPClient()._set_common_request_kwargs(
-            {}, {'data': (c for c in [b'a'])})
-        self.assertRaises(AttributeError, list, body)
-
-    def test_stream_error_is_recorded_and_raised(self):
-        def chunks():
-            yield b'first'
-            raise IOError('save broke')
-
-        reader = snapshot.ChunkStreamReader(chunks())
-        self.assertEqual(b'first', reader.read(100))
-        self.assertRaises(IOError, reader.read, 100)
-        self.assertIsInstance(reader.error, IOError)
-
-    def test_close_closes_the_generator(self):
-        closed = []
-
-        def chunks():
-            try:
-                while True:
-                    yield b'z' * 10
-            finally:
-                closed.append(True)
-
-        reader = snapshot.ChunkStreamReader(chunks())
-        reader.read(3)
-        reader.close()
-        self.assertEqual([True], closed)
-        self.assertTrue(reader.closed)
-
-    def test_prime_surfaces_errors_before_reading(self):
-        def chunks():
-            raise IOError('refused')
-            yield b''
-
-        reader = snapshot.ChunkStreamReader(chunks())
-        self.assertRaises(IOError, reader.prime)
 
 
 class SnapshotterTest(testtools.TestCase):
@@ -292,105 +216,7 @@ class RemoveOrphansTest(testtools.TestCase):
         api.remove_image.assert_called_once_with(mine, force=True)
 
 
-NOW = datetime.datetime(2030, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
-
-
-def _stamp(seconds_ago):
-    return (NOW - datetime.timedelta(seconds=seconds_ago)).strftime(
-        '%Y-%m-%dT%H:%M:%S.%f123Z')
-
-
-class AgeCacheTest(testtools.TestCase):
-    """images.age_cache decisions over a specced client."""
-
-    def setUp(self):
-        super().setUp()
-        self.api = mock.create_autospec(docker.APIClient, instance=True)
-        tag = images.glance_tag
-        self.listing = [
-            {'Id': 'sha256:used', 'RepoTags': [tag('used')]},
-            {'Id': 'sha256:old', 'RepoTags': [tag('old'),
-                                              'someone/else:keep']},
-            {'Id': 'sha256:young', 'RepoTags': [tag('young')]},
-            {'Id': 'sha256:ctr', 'RepoTags': [tag('by-container')]},
-            {'Id': 'sha256:never', 'RepoTags': [tag('never-tagged')]},
-            {'Id': 'sha256:foreign', 'RepoTags': ['nova-docker/glancey:x']},
-        ]
-        self.ages = {'sha256:used': 10 ** 6, 'sha256:old': 5000,
-                     'sha256:young': 10, 'sha256:ctr': 10 ** 6,
-                     'sha256:never': None, 'sha256:foreign': 10 ** 6}
-        self.api.images.return_value = self.listing
-        self.api.containers.return_value = [
-            {'Id': 'c1', 'ImageID': 'sha256:ctr'}]
-        by_tag = {t: i['Id'] for i in self.listing for t in i['RepoTags']}
-
-        def inspect(name):
-            docker_id = by_tag.get(name, name)
-            age = self.ages[docker_id]
-            return {'Id': docker_id, 'Created': _stamp(7200),
-                    'Metadata': {'LastTagTime': _stamp(age) if age is not None
-                                 else '0001-01-01T00:00:00Z'}}
-
-        self.api.inspect_image.side_effect = inspect
-        patcher = mock.patch('oslo_utils.timeutils.utcnow',
-                             return_value=NOW)
-        patcher.start()
-        self.addCleanup(patcher.stop)
-
-    def test_decisions(self):
-        result = images.age_cache(self.api, {'used'}, 3600, now=NOW)
-        self.assertEqual(['used', 'by-container'], result['in_use'])
-        self.assertEqual(['old'], result['removed'])
-        # Never tagged since its load (Created is build time): its clock
-        # starts now rather than it going at once.
-        self.assertEqual(['young', 'never-tagged'], result['kept'])
-        self.api.remove_image.assert_called_once_with(
-            images.glance_tag('old'), force=False)
-        # In-use and never-touched images are re-tagged; nothing else is.
-        touched = sorted(c.kwargs['tag'] for c in self.api.tag.call_args_list)
-        self.assertEqual(['by-container', 'never-tagged', 'used'], touched)
-        self.api.images.assert_called_once_with(name='nova-docker/glance')
-
-    def test_removal_disabled(self):
-        result = images.age_cache(self.api, set(), 3600,
-                                  remove_unused=False, now=NOW)
-        self.api.remove_image.assert_not_called()
-        self.assertIn('old', result['kept'])
-
-    def test_docker_refusal_keeps_the_image(self):
-        self.api.remove_image.side_effect = _api_error(
-            'conflict: image is being used by running container', status=409)
-        result = images.age_cache(self.api, set(), 3600, now=NOW)
-        self.assertEqual([], result['removed'])
-        self.assertIn('old', result['kept'])
-
-    def test_touched_meanwhile_is_kept(self):
-        # The listing saw it old; under the lock it is young again.
-        real_inspect = self.api.inspect_image.side_effect
-
-        def inspect(name):
-            found = real_inspect(name)
-            if name == images.glance_tag('old'):
-                found['Metadata']['LastTagTime'] = _stamp(1)
-            return found
-
-        self.api.inspect_image.side_effect = inspect
-        result = images.age_cache(self.api, set(), 3600, now=NOW)
-        self.assertNotIn('old', result['removed'])
-        self.assertIn('old', result['kept'])
-
-    def test_last_used(self):
-        self.assertIsNone(
-            images._last_used({'Created': _stamp(7200),
-                               'Metadata': {'LastTagTime':
-                                            '0001-01-01T00:00:00Z'}}))
-        self.assertEqual(
-            NOW - datetime.timedelta(seconds=30),
-            images._last_used({'Created': _stamp(7200),
-                               'Metadata': {'LastTagTime': _stamp(30)}}))
-
-
-class DriverImageCacheTest(testtools.TestCase):
+class DriverSnapshotTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -399,27 +225,6 @@ class DriverImageCacheTest(testtools.TestCase):
         self.driver._api = mock.create_autospec(docker.APIClient,
                                                 instance=True)
         self.driver._host = HOST
-
-    def test_capability(self):
-        self.assertTrue(self.driver.capabilities['has_imagecache'])
-
-    def test_manage_image_cache_passes_nova_options(self):
-        self.cfg.config(group='image_cache',
-                        remove_unused_original_minimum_age_seconds=77,
-                        remove_unused_base_images=False)
-        instances = [obj_fixtures.instance(image_ref='img-a'),
-                     obj_fixtures.instance(image_ref='img-b'),
-                     obj_fixtures.instance(image_ref='')]
-        with mock.patch.object(images, 'age_cache', autospec=True,
-                               return_value={'in_use': [], 'removed': [],
-                                             'kept': []}) as age, \
-                mock.patch.object(snapshot, 'remove_orphans', autospec=True,
-                                  return_value=[]) as orphans:
-            self.driver.manage_image_cache(None, instances)
-        age.assert_called_once_with(self.driver._api, {'img-a', 'img-b'},
-                                    77, False)
-        orphans.assert_called_once_with(self.driver._api, HOST,
-                                        self.driver._snapshots.in_progress)
 
     def test_snapshot_uses_the_workload_container(self):
         glance = self.useFixture(glance_fixtures.GlanceFixture()).api

@@ -180,8 +180,7 @@ def translate_errors(operation: str,
                 image_id=image_id or (instance.image_ref if instance
                                       else '?'),
                 reason=reason) from exc
-        raise DockerOperationFailed(operation=operation,
-                                    reason=reason) from exc
+        raise _operation_failed(operation, reason) from exc
     except docker.errors.DockerException as exc:
         # Raised by the SDK itself, e.g. when the version negotiation in
         # APIClient() cannot reach the engine.
@@ -228,3 +227,61 @@ def is_not_found(exc: Exception) -> bool:
     """True for the Nova exceptions translate_errors uses for 'gone'."""
     return isinstance(exc, (exception.InstanceNotFound,
                             exception.ImageNotFound))
+
+
+# -- the image store's failures: a full data root, docker load's report -----
+
+
+class DiskFull(DockerOperationFailed):
+    """The engine's data root is full: this host's fault, not the request's
+    (a boot that fails on it may be rescheduled to another host)."""
+
+
+class StreamError(DockerOperationFailed):
+    """An error message inside a JSON progress stream (docker load's),
+    sent after the HTTP response had begun as a success."""
+
+
+class LoadReport(typing.NamedTuple):
+    """What ``docker load`` said it did."""
+    names: typing.List[str]          # "Loaded image: NAME"
+    image_ids: typing.List[str]      # "Loaded image ID: ID" (untagged)
+    renamed: typing.Dict[str, str]   # NAME moved away from the old ID
+
+
+_NO_SPACE = re.compile(r'no space left on device', re.IGNORECASE)
+_RENAMED = re.compile(r'^The image (\S+) already exists, renaming the old '
+                      r'one with ID (\S+) to empty string')
+
+
+def _operation_failed(operation: str, reason: str) -> DockerOperationFailed:
+    cls = DiskFull if _NO_SPACE.search(reason) else DockerOperationFailed
+    return cls(operation=operation, reason=reason)
+
+
+def read_load_report(messages: typing.Iterable[dict],
+                     operation: str = 'load image') -> LoadReport:
+    """Read docker load's JSON stream to its end.
+
+    An error message in it raises :class:`DiskFull` or
+    :class:`StreamError` (run it inside ``translate_errors``: the stream
+    can fail as the request does).
+    """
+    report = LoadReport([], [], {})
+    for message in messages:
+        if 'error' in message or 'errorDetail' in message:
+            reason = str((message.get('errorDetail') or {}).get('message') or
+                         message.get('error'))
+            cls = DiskFull if _NO_SPACE.search(reason) else StreamError
+            raise cls(operation=operation, reason=reason)
+        for line in (message.get('stream') or '').splitlines():
+            line = line.strip()
+            if line.startswith('Loaded image ID:'):
+                report.image_ids.append(line.split(':', 1)[1].strip())
+            elif line.startswith('Loaded image:'):
+                report.names.append(line.split(':', 1)[1].strip())
+            else:
+                match = _RENAMED.match(line)
+                if match:
+                    report.renamed[match.group(1)] = match.group(2)
+    return report

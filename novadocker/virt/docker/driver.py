@@ -38,6 +38,7 @@ from novadocker.virt.docker import configdrive
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
+from novadocker.virt.docker import imagecache
 from novadocker.virt.docker import images
 from novadocker.virt.docker import ovsdb
 from novadocker.virt.docker import reaper
@@ -692,12 +693,8 @@ class DockerDriver(driver.ComputeDriver):
         remove_unused_original_minimum_age_seconds; images the driver did
         not load, or that any container uses, are never removed.
         """
-        in_use = {inst.image_ref for inst in all_instances
-                  if inst.image_ref}
-        result = images.age_cache(
-            self.api, in_use,
-            CONF.image_cache.remove_unused_original_minimum_age_seconds,
-            CONF.image_cache.remove_unused_base_images)
+        result = imagecache.ImageCacheManager(self.api).update(
+            context, all_instances)
         orphans = snapshot_mod.remove_orphans(self.api,
                                               self._host or CONF.host,
                                               self._snapshots.in_progress)

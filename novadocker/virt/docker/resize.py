@@ -36,6 +36,7 @@ from oslo_utils import units
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import guest as guest_mod
+from novadocker.virt.docker import images
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -150,14 +151,7 @@ def commit_backup(api, instance, container_id: str) -> None:
 def remove_backup(api, instance) -> None:
     """Drop the pre-resize copy; kept (and logged) while a container still
     uses it as its image (a recreated workload), removed at destroy."""
-    try:
-        with docker_client.translate_errors('remove image',
-                                            image_id=backup_tag(instance)):
-            api.remove_image(backup_tag(instance), force=False)
-    except exception.ImageNotFound:
-        pass
-    except docker_client.DockerOperationFailed as exc:
-        LOG.debug('Resize image kept: %s', exc, instance=instance)
+    images.ImageStore(api).remove(backup_tag(instance))
 
 
 def storage_size(api, container_id: str):

@@ -24,7 +24,6 @@ ENTRYPOINT, CMD, environment, working directory and user.
 """
 
 import hashlib
-import io
 import threading
 import typing
 
@@ -39,6 +38,7 @@ from novadocker import conf
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import images
+from novadocker.virt.docker import streams
 
 CONF = conf.CONF
 LOG = logging.getLogger(__name__)
@@ -64,61 +64,6 @@ def _host_digest(host: str) -> str:
 def snapshot_tag(image_id: str, host: str) -> str:
     """Local name of the temporary committed image of one snapshot."""
     return '%s:%s-%s' % (SNAPSHOT_REPOSITORY, image_id, _host_digest(host))
-
-
-class ChunkStreamReader(io.RawIOBase):
-    """A file-like ``read(n)`` view of a chunk iterator.
-
-    glanceclient uploads any object with ``.read(n)`` but not a generator,
-    and ``APIClient.get_image`` (``docker save``) yields chunks. At most one
-    chunk is held, so memory does not grow with the image.
-    """
-
-    def __init__(self, chunks: typing.Iterable[bytes]):
-        super().__init__()
-        self._chunks = iter(chunks)
-        self._view = memoryview(b'')
-        self.bytes_read = 0
-        self.error: typing.Optional[BaseException] = None
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> bool:
-        """Get the next non-empty chunk; False at the end of the stream."""
-        while not self._view:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                return False
-            except Exception as exc:
-                # Remembered so the caller can tell "docker save broke"
-                # from "Glance broke": the uploader may re-wrap it.
-                self.error = exc
-                raise
-            self._view = memoryview(chunk)
-        return True
-
-    def prime(self) -> None:
-        """Fetch the first chunk, so a failing save fails before upload."""
-        self._fill()
-
-    def readinto(self, buf) -> int:
-        if self.closed or not self._fill():
-            return 0
-        n = min(len(buf), len(self._view))
-        buf[:n] = self._view[:n]
-        self._view = self._view[n:]
-        self.bytes_read += n
-        return n
-
-    def close(self) -> None:
-        """Stop the stream: closing the generator releases the response."""
-        close = getattr(self._chunks, 'close', None)
-        if close is not None:
-            close()
-        self._view = memoryview(b'')
-        super().close()
 
 
 def snapshot_metadata(instance, glance_meta: dict) -> dict:
@@ -221,7 +166,7 @@ class Snapshotter:
         with docker_client.translate_errors('save image', image_id=image_id):
             chunks = self._api.get_image(
                 tag, chunk_size=CONF.docker.image_load_chunk_size)
-        reader = ChunkStreamReader(chunks)
+        reader = streams.ChunkReader(chunks)
         try:
             try:
                 with docker_client.translate_errors('save image',
@@ -271,11 +216,7 @@ class Snapshotter:
     def _remove_image(self, tag: str) -> None:
         """Remove the temporary image; idempotent, never raises."""
         try:
-            with docker_client.translate_errors('remove image',
-                                                image_id=tag):
-                self._api.remove_image(tag, force=True)
-        except exception.ImageNotFound:
-            pass
+            images.ImageStore(self._api).remove(tag, force=True)
         except exception.NovaException as exc:
             # The orphan sweep of manage_image_cache retries it later.
             LOG.warning('Could not remove the snapshot image %s: %s',
@@ -316,13 +257,9 @@ def remove_orphans(api, host: str,
             if in_progress(tag):
                 continue
             try:
-                with docker_client.translate_errors('remove image',
-                                                    image_id=tag):
-                    api.remove_image(tag, force=True)
-                removed.append(tag)
-                LOG.info('Removed orphaned snapshot image %s', tag)
-            except exception.ImageNotFound:
-                pass
+                if images.ImageStore(api).remove(tag, force=True):
+                    removed.append(tag)
+                    LOG.info('Removed orphaned snapshot image %s', tag)
             except exception.NovaException as exc:
                 LOG.warning('Could not remove orphaned snapshot image '
                             '%s: %s', tag, exc)

@@ -1,0 +1,186 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Chunk iterators and file-like objects, both ways, in bounded memory.
+
+Glance downloads and ``docker save`` yield chunks, while tarfile and
+glanceclient's upload want ``read(n)``: :class:`ChunkReader` serves both
+directions. tarfile writes into a file, while ``docker load`` wants a
+chunk iterator as its request body: :func:`pipe` runs the writer in a
+thread behind a bounded queue. Nothing here buffers a whole image.
+"""
+
+import io
+import queue
+import threading
+import typing
+
+
+class ChunkReader(io.RawIOBase):
+    """A file-like ``read(n)`` view of a chunk iterator.
+
+    At most one chunk is held, so memory does not grow with the stream.
+    Every chunk goes through ``hasher`` (if any) as it is fetched, so a
+    checksum is verified on the single pass the consumer makes anyway.
+    An error of the iterator is kept in :attr:`error` and raised, so that
+    the consumer can tell "the source broke" from its own failure.
+    """
+
+    def __init__(self, chunks: typing.Iterable[bytes], hasher=None):
+        super().__init__()
+        self._chunks = iter(chunks)
+        # The current chunk and how far it has been read: tarfile reads
+        # 10 KiB at a time, and re-slicing a large chunk on every read
+        # would copy it over and over.
+        self._pending = memoryview(b'')
+        self._offset = 0
+        self._hasher = hasher
+        self.bytes_read = 0
+        self.error: typing.Optional[BaseException] = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        """Get the next non-empty chunk; False at the end of the stream."""
+        while self._offset >= len(self._pending):
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                return False
+            except Exception as exc:
+                self.error = exc
+                raise
+            if chunk:
+                if self._hasher is not None:
+                    self._hasher.update(chunk)
+                self._pending = memoryview(bytes(chunk))
+                self._offset = 0
+        return True
+
+    def prime(self) -> None:
+        """Fetch the first chunk, so a failing source fails before use."""
+        self._fill()
+
+    def readinto(self, buf) -> int:
+        if self.closed or not self._fill():
+            return 0
+        n = min(len(buf), len(self._pending) - self._offset)
+        buf[:n] = self._pending[self._offset:self._offset + n]
+        self._offset += n
+        self.bytes_read += n
+        return n
+
+    def drain(self) -> None:
+        """Consume the rest (tar end blocks, gzip trailer) for the hash."""
+        while self.readinto(bytearray(65536)):
+            pass
+
+    def close(self) -> None:
+        """Stop the stream: closing a generator releases its response."""
+        close = getattr(self._chunks, 'close', None)
+        if close is not None:
+            close()
+        self._pending = memoryview(b'')
+        self._offset = 0
+        super().close()
+
+
+class _Cancelled(Exception):
+    """The consumer went away: the writer stops."""
+
+
+class _QueueWriter(io.RawIOBase):
+    """Write side of a bounded pipe between two threads.
+
+    Buffers up to ``chunk_size`` bytes per queue item; with a queue of
+    ``depth`` items the pipe never holds more than (depth + 1) chunks.
+    """
+
+    def __init__(self, q: queue.Queue, chunk_size: int,
+                 cancelled: threading.Event):
+        super().__init__()
+        self._q = q
+        self._buf = bytearray()
+        self._chunk_size = chunk_size
+        self._cancelled = cancelled
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self._buf += data
+        while len(self._buf) >= self._chunk_size:
+            self._put(bytes(self._buf[:self._chunk_size]))
+            del self._buf[:self._chunk_size]
+        return len(data)
+
+    def flush_all(self):
+        if self._buf:
+            self._put(bytes(self._buf))
+            self._buf = bytearray()
+
+    def _put(self, item):
+        while True:
+            if self._cancelled.is_set():
+                raise _Cancelled()
+            try:
+                self._q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+def pipe(write: typing.Callable[[io.RawIOBase], None], chunk_size: int,
+         name: str, depth: int = 4) -> typing.Iterator[bytes]:
+    """Run ``write(file)`` in a thread; yield what it writes, in chunks.
+
+    The queue holds ``depth`` chunks, so a slow consumer stops the writer
+    instead of letting it buffer. Closing the generator early stops the
+    thread (its next write raises, unseen). An exception of ``write`` is
+    raised from the generator once the chunks before it are consumed.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    cancelled = threading.Event()
+    done = object()
+    failure: typing.List[BaseException] = []
+
+    def produce():
+        writer = _QueueWriter(q, chunk_size, cancelled)
+        try:
+            write(writer)
+            writer.flush_all()
+        except _Cancelled:
+            return
+        except BaseException as exc:  # surfaced to the consumer, not lost
+            failure.append(exc)
+        finally:
+            while not cancelled.is_set():
+                try:
+                    q.put(done, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    producer = threading.Thread(target=produce, daemon=True, name=name)
+    producer.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                break
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        cancelled.set()
+        producer.join(timeout=30)
