@@ -10,19 +10,15 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The one root-filesystem builder and its command line."""
+"""The one root-filesystem builder."""
 
 import io
 import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 
-import fixtures
 import testtools
 
-from novadocker.cmd import build_image
 from novadocker import rootfs
 
 
@@ -72,29 +68,3 @@ class BusyboxRootfsTest(testtools.TestCase):
             self.assertEqual(1, names.count('etc/passwd'))
             self.assertEqual(b'me:x:1:1::/:/bin/sh\n',
                              tar.extractfile('etc/passwd').read())
-
-    def test_command_line_writes_the_same_tarball(self):
-        out = os.path.join(self.useFixture(
-            fixtures.TempDir()).path, 'rootfs.tar')
-        extra = os.path.join(os.path.dirname(out), 'motd')
-        with open(extra, 'wb') as f:
-            f.write(b'hello\n')
-        self.assertEqual(0, build_image.main(
-            ['--busybox', self.busybox, '--dir', 'www',
-             '--file', 'etc/motd=' + extra, '-o', out]))
-        with open(out, 'rb') as f:
-            members = _members(f.read())
-        self.assertTrue(members['www'].isdir())
-        self.assertEqual(6, members['etc/motd'].size)
-        self.assertIn('bin/sh', members)
-
-    def test_command_line_to_stdout_as_module(self):
-        result = subprocess.run(
-            [sys.executable, '-m', 'novadocker.cmd.build_image', '--sandbox',
-             '--busybox', self.busybox], capture_output=True, check=True)
-        self.assertEqual(_members(rootfs.sandbox_rootfs(self.busybox)).keys(),
-                         _members(result.stdout).keys())
-
-    def test_command_line_refuses_bad_file_argument(self):
-        with testtools.ExpectedException(SystemExit):
-            build_image.main(['--busybox', self.busybox, '--file', 'nosource'])
