@@ -12,22 +12,18 @@
 
 """``python -m novadocker.cmd.build_image``, the builder's command line."""
 
-import io
 import os
 import subprocess
 import sys
-import tarfile
 
 import fixtures
 import testtools
 
 from novadocker.cmd import build_image
 from novadocker import rootfs
+from tests.fixtures import images as image_fixtures
 
-
-def _members(data: bytes) -> dict:
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        return {m.name: m for m in tar.getmembers()}
+members_of = image_fixtures.tar_members
 
 
 class BuildImageTest(testtools.TestCase):
@@ -48,7 +44,7 @@ class BuildImageTest(testtools.TestCase):
             ['--busybox', self.busybox, '--dir', 'www',
              '--file', 'etc/motd=' + extra, '-o', out]))
         with open(out, 'rb') as f:
-            members = _members(f.read())
+            members = members_of(f.read())
         self.assertTrue(members['www'].isdir())
         self.assertEqual(6, members['etc/motd'].size)
         self.assertIn('bin/sh', members)
@@ -57,8 +53,9 @@ class BuildImageTest(testtools.TestCase):
         result = subprocess.run(
             [sys.executable, '-m', 'novadocker.cmd.build_image', '--sandbox',
              '--busybox', self.busybox], capture_output=True, check=True)
-        self.assertEqual(_members(rootfs.sandbox_rootfs(self.busybox)).keys(),
-                         _members(result.stdout).keys())
+        sandbox = rootfs.sandbox_rootfs(self.busybox)
+        self.assertEqual(members_of(sandbox).keys(),
+                         members_of(result.stdout).keys())
 
     def test_command_line_refuses_bad_file_argument(self):
         with testtools.ExpectedException(SystemExit):

@@ -20,11 +20,9 @@ import tempfile
 import testtools
 
 from novadocker import rootfs
+from tests.fixtures import images as image_fixtures
 
-
-def _members(data: bytes) -> dict:
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        return {m.name: m for m in tar.getmembers()}
+members_of = image_fixtures.tar_members
 
 
 class BusyboxRootfsTest(testtools.TestCase):
@@ -37,7 +35,8 @@ class BusyboxRootfsTest(testtools.TestCase):
         self.addCleanup(os.unlink, self.busybox)
 
     def test_directories_first_and_reachable(self):
-        members = list(_members(rootfs.busybox_rootfs(self.busybox)).values())
+        built = rootfs.busybox_rootfs(self.busybox)
+        members = list(members_of(built).values())
         dirs = [m for m in members if m.isdir()]
         self.assertEqual(list(rootfs.DIRECTORIES), [m.name for m in dirs])
         self.assertEqual(members[:len(dirs)], dirs)
@@ -45,18 +44,18 @@ class BusyboxRootfsTest(testtools.TestCase):
         self.assertEqual({0o755}, {m.mode for m in dirs if m.name != 'tmp'})
 
     def test_binary_owned_by_root_and_executable(self):
-        binary = _members(rootfs.busybox_rootfs(self.busybox))['bin/busybox']
+        binary = members_of(rootfs.busybox_rootfs(self.busybox))['bin/busybox']
         self.assertEqual((0, 0, 0o755), (binary.uid, binary.gid, binary.mode))
         self.assertEqual(os.path.getsize(self.busybox), binary.size)
 
     def test_applets_are_links_to_busybox(self):
-        members = _members(rootfs.busybox_rootfs(self.busybox,
-                                                 applets=('sh', 'ip')))
+        members = members_of(rootfs.busybox_rootfs(self.busybox,
+                                                  applets=('sh', 'ip')))
         links = {n: m.linkname for n, m in members.items() if m.issym()}
         self.assertEqual({'bin/sh': 'busybox', 'bin/ip': 'busybox'}, links)
 
     def test_sandbox_has_no_applets(self):
-        members = _members(rootfs.sandbox_rootfs(self.busybox))
+        members = members_of(rootfs.sandbox_rootfs(self.busybox))
         self.assertFalse([m for m in members.values() if m.issym()])
         self.assertIn('bin/busybox', members)
 
