@@ -49,8 +49,8 @@ class BusyboxRootfsTest(testtools.TestCase):
         self.assertEqual(os.path.getsize(self.busybox), binary.size)
 
     def test_applets_are_links_to_busybox(self):
-        members = members_of(rootfs.busybox_rootfs(self.busybox,
-                                                  applets=('sh', 'ip')))
+        members = members_of(rootfs.busybox_rootfs(
+            self.busybox, applets=('sh', 'ip')))
         links = {n: m.linkname for n, m in members.items() if m.issym()}
         self.assertEqual({'bin/sh': 'busybox', 'bin/ip': 'busybox'}, links)
 
