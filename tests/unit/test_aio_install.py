@@ -18,6 +18,7 @@ ndtools.aio_services.install_debs runs with dpkg-query's answer and
 apt_install replaced (apt_install specced), so no package is touched.
 """
 
+import io
 import os
 import sys
 from unittest import mock
@@ -39,6 +40,7 @@ class InstallDebsTest(testtools.TestCase):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.cli = os.path.join(self.tmp, 'usr-bin-docker')
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
 
     def install_debs(self, installed: str, cli: bool) -> list:
         """Run install_debs where the packages in ``installed`` (a space
@@ -149,8 +151,10 @@ class RunStepTest(testtools.TestCase):
         self.settings = aio_state.Settings({'AIO_DIR': tmp})
         os.makedirs(self.settings.logs)
         self.state = aio_state.State(self.settings)
-        self.stdout = self.useFixture(fixtures.StringStream('stdout')).stream
-        self.stderr = self.useFixture(fixtures.StringStream('stderr')).stream
+        # Plain buffers, not StringStream: what a passing test printed
+        # is not worth showing.
+        self.stdout = io.StringIO()
+        self.stderr = io.StringIO()
         self.useFixture(fixtures.MonkeyPatch('sys.stdout', self.stdout))
         self.useFixture(fixtures.MonkeyPatch('sys.stderr', self.stderr))
 
