@@ -120,6 +120,18 @@ class PluginTestCase(testtools.TestCase):
         }
         self.write(self.env['NOVA_DOCKER_CLI'], '#!/bin/sh\nexit 0\n')
         os.chmod(self.env['NOVA_DOCKER_CLI'], 0o755)
+        # devstack's global venv (GLOBAL_VENV, stackrc's default), where
+        # pip_install put the package: its python3 is this test's, which
+        # has novadocker installed, and records its calls.
+        venv = os.path.join(self.tmp, 'devstack-venv')
+        os.makedirs(os.path.join(venv, 'bin'))
+        self.write(os.path.join(venv, 'bin', 'python3'), '''
+            #!/bin/sh
+            echo "devstack-venv/python3 $*" >> "$STUB_LOG"
+            exec "%s" "$@"
+            ''' % sys.executable)
+        os.chmod(os.path.join(venv, 'bin', 'python3'), 0o755)
+        self.env.update(GLOBAL_VENV='True', DEVSTACK_VENV=venv)
 
     def etc(self, service: str) -> str:
         return os.path.join(self.tmp, 'etc', service)
@@ -533,7 +545,10 @@ class TestExtra(PluginTestCase):
         self.run_plugin(('stack', 'extra'))
         calls = self.calls()
         tag = 'nova-docker/busybox:latest'
-        # docker import of a busybox-static root filesystem.
+        # docker import of the one builder's busybox-static root
+        # filesystem, run by the python the package was installed for.
+        self.assertIn('devstack-venv/python3 -m novadocker.cmd.build_image '
+                      '--busybox /bin/busybox', calls)
         args = self.args_file('docker-import.args')
         self.assertEqual(['import', '--change'], args[:2])
         self.assertEqual(['-', tag], args[3:])
@@ -600,6 +615,15 @@ class TestExtra(PluginTestCase):
                   % (STUBS, REPO, self.tmp, REPO))
         result = subprocess.run(['bash', '-c', script], env=self.env,
                                 capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(0, result.returncode)
+        self.assertIn('docker import', result.stderr)
+        self.assertFalse([c for c in self.calls() if ' image create ' in c])
+
+    def test_failed_build_stops_stack(self):
+        # The builder failing (no busybox there) is a failed import too.
+        result = self.run_plugin(('stack', 'extra'), check=False,
+                                 NOVA_DOCKER_BUSYBOX=os.path.join(
+                                     self.tmp, 'no-busybox'))
         self.assertNotEqual(0, result.returncode)
         self.assertIn('docker import', result.stderr)
         self.assertFalse([c for c in self.calls() if ' image create ' in c])

@@ -10,21 +10,28 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""tools/aio's Debian packages: the docker command where it is separate.
+"""tools/aio's install decisions: the Debian packages (the docker command
+where it is separate), the venv stamp, and the record of what ``up``
+started (what ``down`` and ``clean`` undo).
 
-install_debs from tools/aio.d/install.sh runs in bash with dpkg-query and
-apt_install (apt-get update + install) replaced, so no package is touched.
+ndtools.aio_services.install_debs runs with dpkg-query's answer and
+apt_install replaced (apt_install specced), so no package is touched.
 """
 
+import io
 import os
-import subprocess
+import sys
+from unittest import mock
 
 import fixtures
 import testtools
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-INSTALL_SH = os.path.join(REPO, 'tools', 'aio.d', 'install.sh')
+sys.path.insert(0, os.path.join(REPO, 'tools'))
+from ndtools import aio_services  # noqa: E402
+from ndtools import aio_state  # noqa: E402
+from ndtools import host  # noqa: E402
 
 
 class InstallDebsTest(testtools.TestCase):
@@ -32,8 +39,8 @@ class InstallDebsTest(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.log = os.path.join(self.tmp, 'calls')
         self.cli = os.path.join(self.tmp, 'usr-bin-docker')
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', io.StringIO()))
 
     def install_debs(self, installed: str, cli: bool) -> list:
         """Run install_debs where the packages in ``installed`` (a space
@@ -42,30 +49,17 @@ class InstallDebsTest(testtools.TestCase):
             with open(self.cli, 'w') as handle:
                 handle.write('#!/bin/sh\n')
             os.chmod(self.cli, 0o755)
-        script = '''
-            set -u
-            . "%(install)s"
-            dpkg-query() {
-                local p=${!#}
-                case " $INSTALLED " in
-                    *" all "*|*" $p "*) echo "install ok installed" ;;
-                esac
-            }
-            apt_install() { echo "$*" >>"%(log)s"; }
-            # Never the real thing, whatever install_debs calls.
-            apt-get() { echo "apt-get $*" >&2; return 1; }
-            dpkg() { echo "dpkg $*" >&2; return 1; }
-            install_debs
-        ''' % {'install': INSTALL_SH, 'log': self.log}
-        env = dict(os.environ, INSTALLED=installed,
-                   AIO_DOCKER_CLI=self.cli, PATH='/usr/bin:/bin')
-        result = subprocess.run(['bash', '-c', script], env=env,
-                                capture_output=True, text=True, timeout=60)
-        self.assertEqual(0, result.returncode, result.stderr)
-        if not os.path.exists(self.log):
-            return []
-        with open(self.log) as handle:
-            return handle.read().split()
+        there = installed.split()
+        apt = mock.create_autospec(host.apt_install, return_value=True)
+        settings = aio_state.Settings({'AIO_DOCKER_CLI': self.cli,
+                                       'AIO_DIR': self.tmp})
+        self.assertTrue(aio_services.install_debs(
+            settings, installed=lambda p: 'all' in there or p in there,
+            apt_install=apt))
+        for call in apt.call_args_list:
+            # Recommends stay out (docker.io 26 only recommends its CLI).
+            self.assertEqual({'recommends': False}, call.kwargs)
+        return [p for call in apt.call_args_list for p in call.args[0]]
 
     def test_trixie_docker_io_gets_docker_cli(self):
         # docker.io 26 is there, its command is not (a recommends).
@@ -78,3 +72,113 @@ class InstallDebsTest(testtools.TestCase):
         installed = self.install_debs('', cli=False)
         self.assertIn('docker.io', installed)
         self.assertEqual('docker-cli', installed[-1])
+
+    def test_only_the_missing_ones(self):
+        installed = self.install_debs('mariadb-server docker.io', cli=True)
+        self.assertNotIn('mariadb-server', installed)
+        self.assertNotIn('docker.io', installed)
+        self.assertIn('rabbitmq-server', installed)
+
+    def test_failed_apt_fails_the_step(self):
+        apt = mock.create_autospec(host.apt_install, return_value=False)
+        settings = aio_state.Settings({'AIO_DOCKER_CLI': self.cli})
+        self.assertFalse(aio_services.install_debs(
+            settings, installed=lambda p: False, apt_install=apt))
+        # No docker-cli attempt after the main install failed.
+        self.assertEqual(1, apt.call_count)
+
+
+class VenvStampTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.top = self.useFixture(fixtures.TempDir()).path
+        os.makedirs(os.path.join(self.top, 'tools'))
+        for name in ('tools/aio-constraints.txt', 'requirements.txt'):
+            with open(os.path.join(self.top, name), 'w') as f:
+                f.write('pin==1\n')
+
+    def test_want_changes_with_the_pins(self):
+        before = aio_services.venv_want(self.top)
+        self.assertEqual(before, aio_services.venv_want(self.top))
+        with open(os.path.join(self.top, 'requirements.txt'), 'a') as f:
+            f.write('docker>=7\n')
+        self.assertNotEqual(before, aio_services.venv_want(self.top))
+
+    def test_want_spelled_as_the_existing_stamps(self):
+        # The bash tool wrote "<sha256 of the two files> <packages>": an
+        # existing venv must not be rebuilt for a spelling change.
+        digest, packages = aio_services.venv_want(self.top).split(' ', 1)
+        self.assertEqual(64, len(digest))
+        self.assertEqual(aio_services.PIP, packages)
+        self.assertIn('nova==34.0.0', packages.split())
+
+
+class StartedRecordTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.state = aio_state.State(aio_state.Settings({'AIO_DIR': tmp}))
+
+    def test_mark_is_idempotent(self):
+        self.state.mark('bridge:br-int')
+        self.state.mark('bridge:br-int')
+        self.assertEqual(['bridge:br-int'], self.state.marks())
+
+    def test_down_forgets_processes_keeps_what_clean_undoes(self):
+        for what in ('mariadb-cnf', 'svc:keystone', 'mariadb', 'ovs',
+                     'bridge:br-aio-ex', 'rabbitmq', 'databases'):
+            self.state.mark(what)
+        self.state.unmark_processes()
+        self.assertEqual(['mariadb-cnf', 'bridge:br-aio-ex', 'databases'],
+                         self.state.marks())
+
+    def test_nothing_running_without_pid_files(self):
+        self.assertFalse(self.state.any_running())
+        self.state.write_pid('keystone', os.getpid())
+        self.assertTrue(self.state.any_running())
+        self.assertEqual(os.getpid(), self.state.pid('keystone'))
+
+
+class RunStepTest(testtools.TestCase):
+    """A step's output (its own and its commands') goes to its log; a
+    failure names the step and its log and exits 1."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.settings = aio_state.Settings({'AIO_DIR': tmp})
+        os.makedirs(self.settings.logs)
+        self.state = aio_state.State(self.settings)
+        # Plain buffers, not StringStream: what a passing test printed
+        # is not worth showing.
+        self.stdout = io.StringIO()
+        self.stderr = io.StringIO()
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', self.stdout))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', self.stderr))
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.settings.logs,
+                               'aio-%s.log' % name)) as f:
+            return f.read()
+
+    def test_output_goes_to_the_log(self):
+        def step():
+            aio_state.sh('echo', 'from a command')
+        self.state.run_step('demo', 'a demo step', step)
+        self.assertIn('from a command', self.log('demo'))
+        self.stdout.seek(0)
+        self.assertIn('] demo: a demo step', self.stdout.read())
+
+    def test_failure_names_step_and_log(self):
+        def step():
+            aio_state.sh('false')
+        exc = self.assertRaises(SystemExit, self.state.run_step, 'broken',
+                                'a failing step', step)
+        self.assertEqual(1, exc.code)
+        self.assertIn('false exited 1', self.log('broken'))
+        self.stderr.seek(0)
+        message = self.stderr.read()
+        self.assertIn("step 'broken' (a failing step) FAILED", message)
+        self.assertIn('aio-broken.log', message)

@@ -62,7 +62,8 @@ def read_entries(name):
 
 def load_tempest_py():
     spec = importlib.util.spec_from_file_location(
-        'aio_tempest', os.path.join(TOP, 'tools', 'aio.d', 'tempest.py'))
+        'aio_tempest',
+        os.path.join(TOP, 'tools', 'ndtools', 'tempest_conf.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -12,11 +12,11 @@
 
 """Write a tempest.conf that describes the running all-in-one truthfully.
 
-Run by ``tools/aio tempest`` with the all-in-one's venv (openstacksdk and
-nova are there), OS_CLIENT_CONFIG_FILE pointing at its clouds.yaml. What
-can be asked of the cloud (image, flavors, external network, Neutron's
-extensions, Nova's scheduler filters) is asked; what the compute driver
-can do is stated here, next to the reason.
+Run by ``tools/aio tempest`` (ndtools.aio) with the all-in-one's venv
+(openstacksdk and nova are there), OS_CLIENT_CONFIG_FILE pointing at its
+clouds.yaml. What can be asked of the cloud (image, flavors, external
+network, Neutron's extensions, Nova's scheduler filters) is asked; what the
+compute driver can do is stated here, next to the reason.
 """
 
 import argparse

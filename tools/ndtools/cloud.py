@@ -16,17 +16,15 @@ One Python process per step instead of one ``openstack`` command per
 resource (each costs ~2 s of start-up). Every call raises on failure, so a
 step either did all it says or fails with the API's own message.
 
-Run by tools/aio with OS_CLIENT_CONFIG_FILE pointing at the all-in-one's
-clouds.yaml.
+Run by tools/aio (ndtools.aio) in the services' venv, with
+OS_CLIENT_CONFIG_FILE pointing at the all-in-one's clouds.yaml.
 """
 
 import argparse
 import datetime
-import io
-import os
 import json
+import os
 import sys
-import tarfile
 import time
 
 import openstack
@@ -224,33 +222,6 @@ def cleanup(args):
         print(image.id)
 
 
-BUSYBOX_APPLETS = ('sh', 'sleep', 'ip', 'cat', 'echo', 'ls', 'ping', 'hostname',
-                   'ifconfig', 'route', 'nc', 'wget', 'ps', 'kill', 'top',
-                   'grep', 'sed', 'env', 'id', 'date', 'mkdir', 'rm', 'touch',
-                   'vi', 'df', 'free', 'uname', 'arp', 'traceroute', 'httpd',
-                   'udhcpc', 'mount', 'true', 'false', 'test', 'printf')
-
-
-def rootfs(args):
-    """A root filesystem tarball on stdout: busybox-static and its applet
-    links (the approach of tests.fixtures.busybox_rootfs; no registry)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode='w') as tar:
-        tar.add(args.busybox, arcname='bin/busybox')
-        for directory in ('etc', 'tmp', 'proc', 'sys', 'dev', 'root', 'var',
-                          'run', 'sbin', 'usr', 'usr/bin', 'www'):
-            info = tarfile.TarInfo(directory)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o1777 if directory == 'tmp' else 0o755
-            tar.addfile(info)
-        for applet in BUSYBOX_APPLETS:
-            info = tarfile.TarInfo('bin/' + applet)
-            info.type = tarfile.SYMTYPE
-            info.linkname = 'busybox'
-            tar.addfile(info)
-    sys.stdout.buffer.write(buf.getvalue())
-
-
 def status(args):
     conn = admin()
     for svc in conn.compute.services():
@@ -292,9 +263,6 @@ def main():
     p = sub.add_parser('cleanup')
     p.add_argument('--timeout', type=int, default=120)
     p.set_defaults(func=cleanup)
-    p = sub.add_parser('rootfs')
-    p.add_argument('--busybox', default='/bin/busybox')
-    p.set_defaults(func=rootfs)
     p = sub.add_parser('status')
     p.set_defaults(func=status)
     args = parser.parse_args()

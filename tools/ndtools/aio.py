@@ -1,0 +1,537 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""The all-in-one: one command turns a Debian 12 machine (root) into a small
+real OpenStack whose compute runs DockerDriver from this checkout.
+
+  tools/aio up          install what is missing, start everything, create a
+                        demo network/router/security group/flavors/image,
+                        boot one server, print how to use the cloud
+  tools/aio down        stop exactly what `up` started (by PID), delete the
+                        servers, their containers and loaded images
+  tools/aio clean       down, then remove the state (databases, OVN DBs,
+                        bridges and OVS settings `up` made, configs); keeps
+                        Debian packages, the venv and the logs
+  tools/aio status      what runs, what answers, the servers
+  tools/aio scenario [REGEX]   scenario tests against the running cloud
+  tools/aio tempest [REGEX]    Tempest (tools/tempest/include.txt) on it
+  tools/aio compute-driver DRIVER   restart nova-compute with DRIVER
+
+Environment: AIO_DIR (default /opt/nova-docker-aio), AIO_COMPUTE_DRIVER
+(or COMPUTE_DRIVER; default docker.DockerDriver, e.g.
+fake.FakeDriverWithoutFakeNodes for Nova's fake driver), AIO_PASSWORD,
+AIO_EXT_CIDR/AIO_EXT_HOST_IP (the host's side of the external network,
+default 172.24.4.0/24 and .1 on bridge br-aio-ex; with AIO_EXT_POOL_START
+and AIO_EXT_POOL_END), AIO_PRIVATE_CIDR, AIO_SKIP_DEMO_SERVER=1.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import typing
+
+from ndtools import aio_services
+from ndtools import aio_state
+from ndtools.aio_state import die
+from ndtools.aio_state import say
+from ndtools.aio_state import sh
+from ndtools.aio_state import warn
+from ndtools import host
+from ndtools import runtests
+
+TOP = aio_state.TOP
+TEMPEST_DIR = os.path.join(TOP, 'tools/tempest')
+IMAGE_TAG = 'nova-docker-aio/busybox:latest'
+# As PID 1 the shell must trap TERM itself, or every stop waits
+# [DEFAULT]shutdown_timeout for SIGKILL.
+IMAGE_CMD = ('CMD ["/bin/sh", "-c", "trap \\"exit 0\\" TERM INT; hostname; '
+             'ip -4 addr; sleep 2147483647 & wait"]')
+
+
+class AllInOne:
+    """The commands of tools/aio."""
+
+    def __init__(self, settings: aio_state.Settings):
+        self.s = settings
+        self.state = aio_state.State(settings)
+        self.services = aio_services.Services(self.state, TOP)
+
+    # -- helpers -------------------------------------------------------------
+
+    def cloud_env(self) -> dict:
+        return dict(os.environ, OS_CLIENT_CONFIG_FILE=self.s.clouds_yaml)
+
+    def cloud(self, *args: str, capture: bool = False):
+        """tools/ndtools/cloud.py in the services' venv (openstacksdk):
+        its exit code, or its stdout with ``capture`` (None on failure)."""
+        argv = [self.s.exe('python'), os.path.join(TOP, 'tools/ndtools',
+                                                   'cloud.py')] + list(args)
+        if not capture:
+            return subprocess.run(argv, env=self.cloud_env()).returncode
+        result = subprocess.run(argv, env=self.cloud_env(),
+                                stdout=subprocess.PIPE, text=True)
+        return result.stdout if result.returncode == 0 else None
+
+    @staticmethod
+    def need_root() -> None:
+        if os.geteuid() != 0:
+            die('must run as root')
+
+    def admin_env(self) -> dict:
+        """What adminrc exports."""
+        return dict(os.environ, OS_AUTH_URL='http://127.0.0.1:5000/v3',
+                    OS_USERNAME='admin', OS_PASSWORD=self.s.password,
+                    OS_PROJECT_NAME='admin', OS_USER_DOMAIN_ID='default',
+                    OS_PROJECT_DOMAIN_ID='default',
+                    OS_IDENTITY_API_VERSION='3', OS_REGION_NAME='RegionOne',
+                    PATH=self.s.bin + ':' + os.environ.get('PATH', ''))
+
+    # -- up ------------------------------------------------------------------
+
+    def build_image(self) -> None:
+        """busybox-static as a root filesystem from the project's one
+        builder, `docker import`ed, then `docker save | openstack image
+        create`: the format the driver loads. The local tag is removed
+        afterwards; the driver loads its own copy from Glance."""
+        builder = subprocess.Popen(
+            [self.s.exe('python'), '-m', 'novadocker.cmd.build_image',
+             '--dir', 'www'], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ['docker', 'import', '--change', IMAGE_CMD, '--change',
+             'WORKDIR /root', '-', IMAGE_TAG], stdin=builder.stdout)
+        builder.stdout.close()
+        if builder.wait() or imported.returncode:
+            raise aio_state.StepFailed('building %s failed' % IMAGE_TAG)
+        save = subprocess.Popen(['docker', 'save', IMAGE_TAG],
+                                stdout=subprocess.PIPE)
+        created = subprocess.run(
+            [self.s.exe('openstack'), 'image', 'create', '--container-format',
+             'docker', '--disk-format', 'raw', '--public', '--property',
+             'os_type=linux', '-f', 'value', '-c', 'id', 'busybox'],
+            stdin=save.stdout, env=self.admin_env())
+        save.stdout.close()
+        if save.wait() or created.returncode:
+            raise aio_state.StepFailed('uploading %s failed' % IMAGE_TAG)
+        sh('docker', 'rmi', IMAGE_TAG)
+
+    def catalog(self) -> bool:
+        if not host.wait_for(lambda: aio_state.http_ok(
+                'http://127.0.0.1:5000/v3'), 120):
+            print('timed out after 120s waiting for Keystone on :5000')
+            return False
+        return self.cloud('catalog', '--password', self.s.password) == 0
+
+    def demo(self) -> bool:
+        return self.cloud('demo', '--ext-cidr', self.s.ext_cidr,
+                          '--pool-start', self.s.ext_pool_start,
+                          '--pool-end', self.s.ext_pool_end,
+                          '--private-cidr', self.s.private_cidr) == 0
+
+    def boot_demo_server(self) -> bool:
+        return self.cloud('boot', '--name', 'demo1', '--output',
+                          os.path.join(self.s.aio_dir,
+                                       'demo-server.json')) == 0
+
+    def up(self) -> int:
+        self.need_root()
+        s, svc, step = self.s, self.services, self.state.run_step
+        if self.state.any_running():
+            die("the all-in-one is already running ('tools/aio status'; "
+                "'tools/aio down' first)")
+        for path in (s.etc, s.data, s.run, s.logs):
+            os.makedirs(path, exist_ok=True)
+        for name in os.listdir(s.logs):
+            if name.endswith(('.log', '.out')):
+                os.unlink(os.path.join(s.logs, name))
+        aio_services.remove(os.path.join(s.aio_dir, 'demo-server.json'))
+        print('tools/aio up: all-in-one OpenStack in %s (compute_driver=%s)'
+              % (s.aio_dir, s.compute_driver), flush=True)
+        step('packages', 'Debian packages (MariaDB, RabbitMQ, OVN, OVS, '
+             'Docker, compilers)', aio_services.install_debs, s)
+        step('venv', 'Python venv: nova, neutron, glance, keystone, '
+             'placement, uwsgi + this checkout', aio_services.install_venv,
+             s, TOP)
+        step('base', 'dockerd, Open vSwitch, MariaDB (databases), RabbitMQ',
+             svc.start_base)
+        step('ovn', 'OVN central + controller, br-int, external bridge %s '
+             '(%s)' % (s.ext_bridge, s.ext_host_ip), svc.start_ovn)
+        step('keystone', 'Keystone: database, fernet keys, bootstrap, API '
+             'on :5000', svc.setup_keystone)
+        step('configs', 'configuration files', svc.write_configs)
+        step('dbsync-start', 'database migrations (placement, glance, '
+             'neutron, nova) in the background', svc.start_dbsyncs)
+        svc.write_rc_files()
+        step('catalog', 'Keystone catalog, service users, demo project',
+             self.catalog)
+        step('dbsync', 'waiting for the database migrations',
+             svc.wait_dbsyncs)
+        step('apis', 'Placement, Glance, Neutron (+OVN workers), Nova APIs',
+             svc.start_apis)
+        step('nova', 'nova-conductor, nova-scheduler, nova-compute; host '
+             'discovery', svc.start_nova_services, self.cloud)
+        step('demo', 'networks public/private, router1, security group, '
+             'flavors', self.demo)
+        step('image', 'busybox image built locally, uploaded to Glance',
+             self.build_image)
+        if not s.skip_demo_server:
+            step('server', 'booting server demo1 with a floating IP',
+                 self.boot_demo_server)
+        say('up')
+        self.summary()
+        return 0
+
+    def summary(self) -> None:
+        s = self.s
+        print()
+        print('The cloud is up (compute_driver=%s). To use it:'
+              % s.compute_driver)
+        print('    source %s/demorc      # or adminrc; then e.g. openstack '
+              'server list' % s.aio_dir)
+        print('    export OS_CLIENT_CONFIG_FILE=%s OS_CLOUD=aio   # clouds '
+              'aio, aio-admin' % s.clouds_yaml)
+        print('Logs: %s/   Stop: tools/aio down   Remove state: tools/aio '
+              'clean' % s.logs, flush=True)
+        path = os.path.join(s.aio_dir, 'demo-server.json')
+        if not os.path.exists(path) or not os.path.getsize(path):
+            return
+        with open(path) as f:
+            server = json.load(f)
+        fip = server['floating_ip']
+        print('Server demo1: fixed IP %s (network private), floating IP %s '
+              '(network public)' % (server['fixed_ip'], fip), flush=True)
+        if s.compute_driver != 'docker.DockerDriver':
+            return
+        route = aio_state.output('ip', 'route', 'get', fip)
+        if 'dev %s' % s.ext_bridge in route:
+            if host.wait_for(host.succeeds('ping', '-c', '1', '-W', '1', fip),
+                             30):
+                print('    ping %s from this host: answers' % fip)
+            else:
+                warn("demo1's floating IP %s does not answer ping yet" % fip)
+        else:
+            warn('%s is not routed via %s; not pinging it' % (fip,
+                                                              s.ext_bridge))
+        print('    docker ps --filter label=org.openstack.nova.instance-uuid='
+              '%s' % server['id'], flush=True)
+
+    # -- down / clean --------------------------------------------------------
+
+    def remove_instances(self) -> None:
+        # Through the API first, so the driver unplugs ports as it
+        # should...
+        images = []
+        if (self.state.any_running()
+                and aio_state.http_ok('http://127.0.0.1:8774/')
+                and os.path.exists(self.s.clouds_yaml)):
+            found = self.cloud('cleanup', '--timeout', '120', capture=True)
+            if found is None:
+                print('API cleanup failed; removing containers directly',
+                      flush=True)
+            else:
+                images = found.split()
+        # ...then whatever is left on this host, by the driver's labels.
+        ids = aio_state.output(
+            'docker', 'ps', '-aq', '--filter', 'label=org.openstack.nova.host'
+            '=%s' % aio_state.chassis_hostname()).split()
+        if ids:
+            print('removing leftover containers: %s' % '\n'.join(ids),
+                  flush=True)
+            subprocess.run(['docker', 'rm', '-f'] + ids)
+        for image in images:
+            if subprocess.run(['docker', 'rmi', 'nova-docker/glance:' + image],
+                              stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0:
+                print('removed image nova-docker/glance:%s' % image,
+                      flush=True)
+
+    def down(self) -> int:
+        self.need_root()
+        if not os.path.exists(self.state.started_file):
+            print('tools/aio down: nothing was started (no %s)'
+                  % self.state.started_file)
+            return 0
+        os.makedirs(self.s.logs, exist_ok=True)
+        print("tools/aio down: stopping what 'tools/aio up' started",
+              flush=True)
+        step = self.state.run_step
+        step('down-servers', 'deleting servers, their containers and loaded '
+             'images', self.remove_instances)
+        step('down-openstack', 'stopping the OpenStack services',
+             self.services.stop_openstack)
+        step('down-base', 'stopping OVN, RabbitMQ, MariaDB (only those up '
+             'started)', self.services.stop_base)
+        say('down')
+        return 0
+
+    def drop_databases(self) -> bool:
+        if not (self.state.marked('databases')
+                or self.state.marked('db-user')):
+            return True
+        temporary = False
+        if not host.succeeds('mysqladmin', 'ping')():
+            # `down` stopped it: start it just long enough to drop ours.
+            self.services.start_mysqld()
+            temporary = True
+            if not host.wait_for(host.succeeds('mysqladmin', 'ping'), 60):
+                print('timed out after 60s waiting for MariaDB')
+                return False
+        for name in aio_services.DATABASES:
+            sh('mysql', '-e', 'DROP DATABASE IF EXISTS aio_%s' % name)
+        sh('mysql', '-e', "DROP USER IF EXISTS 'openstack'@'localhost'; "
+           "DROP USER IF EXISTS 'openstack'@'127.0.0.1'")
+        print('dropped the aio_* databases and the openstack user',
+              flush=True)
+        if temporary:
+            subprocess.run(['mysqladmin', 'shutdown'])
+            self.state.stop_pid('mysqld_safe')
+        return True
+
+    def clean_state(self) -> bool:
+        s, marked = self.s, self.state.marked
+        if not self.drop_databases():
+            return False
+        if marked('mariadb-cnf'):
+            aio_services.remove(aio_services.MARIADB_CNF)
+        for bridge in (s.ext_bridge, 'br-int'):
+            if marked('bridge:' + bridge):
+                if subprocess.run(['ovs-vsctl', '--if-exists', 'del-br',
+                                   bridge]).returncode == 0:
+                    print('deleted bridge %s' % bridge, flush=True)
+        if marked('ovs-external-ids'):
+            subprocess.run(['ovs-vsctl', 'remove', 'open_vswitch', '.',
+                            'external_ids', 'ovn-remote', 'ovn-encap-type',
+                            'ovn-encap-ip', 'ovn-bridge-datapath-type',
+                            'ovn-bridge-mappings', 'ovn-cms-options'])
+        for path in aio_services.OVN_DBS:
+            aio_services.remove(path)
+        for path in (s.etc, s.data, s.run,
+                     os.path.join(s.aio_dir, 'stestr-repo')):
+            shutil.rmtree(path, ignore_errors=True)
+        for name in ('adminrc', 'demorc', 'clouds.yaml', 'demo-server.json'):
+            aio_services.remove(os.path.join(s.aio_dir, name))
+        print('state removed (kept: %s, Debian packages, %s)' % (s.venv,
+                                                                 s.logs))
+        return True
+
+    def clean(self) -> int:
+        self.need_root()
+        self.down()
+        if not os.path.exists(self.state.started_file):
+            print('tools/aio clean: nothing to clean')
+            return 0
+        self.state.run_step('clean', 'removing databases, OVN databases, '
+                            'bridges and settings up made, configs',
+                            self.clean_state)
+        say('clean')
+        return 0
+
+    # -- status, compute-driver ----------------------------------------------
+
+    def status(self) -> int:
+        rc = 0
+        print('all-in-one in %s' % self.s.aio_dir)
+        for name in ('mysqld_safe', 'dockerd') + aio_state.SERVICES:
+            if not self.state.marked('svc:' + name):
+                continue
+            pid = self.state.pid(name)
+            if host.pid_alive(pid):
+                print('  %s: running (pid %d)' % (name, pid))
+            else:
+                print('  %s: NOT RUNNING' % name)
+                rc = 1
+        if not os.path.exists(self.state.started_file):
+            print('  not started')
+            return 1
+        sys.stdout.flush()
+        if aio_state.http_ok('http://127.0.0.1:5000/v3'):
+            if self.cloud('status') != 0:
+                rc = 1
+        return rc
+
+    def restart_compute(self, nova_conf: str) -> bool:
+        self.state.stop_pid('nova-compute')
+        since = int(time.time())
+        pid = self.state.start_svc('nova-compute',
+                                   self.s.exe('nova-compute'),
+                                   '--config-file', nova_conf)
+        return self.cloud('wait-compute', '--timeout', '180', '--since',
+                          str(since), '--pid', str(pid)) == 0
+
+    def compute_driver(self, args: typing.Sequence[str]) -> int:
+        """Switch nova-compute to another driver (same host and node
+        identity): benchmarks/boot.py measures DockerDriver against Nova's
+        fake driver."""
+        self.need_root()
+        if not args:
+            die('usage: tools/aio compute-driver DRIVER')
+        driver = args[0]
+        nova_conf = os.path.join(self.s.etc, 'nova/nova.conf')
+        if not os.path.exists(nova_conf):
+            die('the all-in-one is not up')
+        with open(nova_conf) as f:
+            text = f.read()
+        with open(nova_conf, 'w') as f:
+            f.write(re.sub(r'(?m)^compute_driver = .*$',
+                           lambda m: 'compute_driver = ' + driver, text))
+        self.state.run_step('compute-restart', 'restarting nova-compute with '
+                            '%s' % driver, self.restart_compute, nova_conf)
+        say('nova-compute runs %s' % driver)
+        return 0
+
+    # -- scenario, tempest ---------------------------------------------------
+
+    def need_cloud(self) -> None:
+        if not os.path.exists(self.s.clouds_yaml):
+            die("the all-in-one is not up ('tools/aio up')")
+
+    def scenario(self, args: typing.Sequence[str]) -> int:
+        """A separate stestr repository and test path: the normal `stestr
+        run` of tests/ never collects these (tests/scenario/__init__.py
+        only loads them when NOVA_DOCKER_AIO_SCENARIO is set)."""
+        self.need_cloud()
+        s = self.s
+        out = os.path.join(s.logs, 'scenario.log')
+        os.makedirs(os.path.join(s.aio_dir, 'stestr-repo'), exist_ok=True)
+        os.makedirs(s.logs, exist_ok=True)
+        env = dict(self.cloud_env(), NOVA_DOCKER_AIO_SCENARIO='1',
+                   AIO_DIR=s.aio_dir, AIO_EXT_BRIDGE=s.ext_bridge)
+        os.environ.update(env)
+        runtests.tee([s.exe('stestr'), '--test-path', './tests/scenario',
+                      '--top-dir', './', '--repo-url',
+                      os.path.join(s.aio_dir, 'stestr-repo'), 'run',
+                      '--concurrency', s.scenario_concurrency] + list(args),
+                     out, cwd=TOP)
+        with open(out, errors='replace') as f:
+            totals = runtests.stestr_totals(f.read())
+        passed = totals['Passed'] if totals else 0
+        failed = totals['Failed'] if totals else 0
+        with open(out, errors='replace') as f:
+            if 'Totals' not in f.read():
+                failed += 1
+        print()
+        print('%d passed, %d failed' % (passed, failed), flush=True)
+        return 0 if failed == 0 and passed > 0 else 1
+
+    def write_tempest_conf(self) -> None:
+        s = self.s
+        ws = s.tempest_ws
+        if not os.path.exists(os.path.join(ws, '.stestr.conf')):
+            shutil.rmtree(ws, ignore_errors=True)
+            sh(os.path.join(s.tempest_venv, 'bin/tempest'), 'init',
+               '--workspace-path', os.path.join(s.aio_dir,
+                                                'tempest-workspace.yaml'), ws)
+        os.makedirs(os.path.join(ws, 'logs'), exist_ok=True)
+        conf = os.path.join(ws, 'etc/tempest.conf')
+        sh(s.exe('python'), os.path.join(TOP, 'tools/ndtools',
+                                         'tempest_conf.py'),
+           '--output', conf, '--password', s.password, '--nova-conf',
+           os.path.join(s.etc, 'nova/nova.conf'), '--log-dir',
+           os.path.join(ws, 'logs'), env=self.cloud_env())
+        with open(conf) as f:
+            print(f.read(), end='')
+
+    def tempest(self, args: typing.Sequence[str]) -> int:
+        """Tempest, the community's test suite for OpenStack clouds,
+        against the running all-in-one. The selection is
+        tools/tempest/include.txt minus tools/tempest/exclude.txt (or REGEX
+        instead of include.txt); the configuration is written from the
+        cloud itself by tools/ndtools/tempest_conf.py on every run."""
+        s = self.s
+        self.need_cloud()
+        if not aio_state.http_ok('http://127.0.0.1:8774/'):
+            die("Nova's API does not answer: is the all-in-one up? "
+                "('tools/aio status')")
+        os.makedirs(s.logs, exist_ok=True)
+        self.state.run_step('tempest-install', 'Tempest in %s (pinned by '
+                            'tools/tempest/constraints.txt)' % s.tempest_venv,
+                            aio_services.install_tempest, s, TOP)
+        self.state.run_step('tempest-config', '%s/etc/tempest.conf, written '
+                            'from the running cloud' % s.tempest_ws,
+                            self.write_tempest_conf)
+        select = ['--include-list', os.path.join(TEMPEST_DIR, 'include.txt')]
+        if args:
+            select = ['--regex', args[0]]
+        out = os.path.join(s.logs, 'tempest-run.log')
+        start = time.time()
+        say('tempest: running %s minus tools/tempest/exclude.txt, concurrency'
+            ' %s' % (' '.join(args) or 'tools/tempest/include.txt',
+                     s.tempest_concurrency))
+        runtests.tee([os.path.join(s.tempest_venv, 'bin/tempest'), 'run']
+                     + select + ['--exclude-list',
+                                 os.path.join(TEMPEST_DIR, 'exclude.txt'),
+                                 '--concurrency', s.tempest_concurrency],
+                     out, cwd=s.tempest_ws)
+        secs = int(time.time() - start)
+        with open(out, errors='replace') as f:
+            text = f.read()
+        passed, skipped, failed = tempest_counts(text)
+        print()
+        print('Tempest summary: %d passed, %d skipped, %d failed in %dm%ds '
+              '(config %s/etc/tempest.conf, log %s/logs/tempest.log, output '
+              '%s)' % (passed, skipped, failed, secs // 60, secs % 60,
+                       s.tempest_ws, s.tempest_ws, out))
+        if failed:
+            print('Failed tests:', flush=True)
+            listing = subprocess.run(
+                [os.path.join(s.tempest_venv, 'bin/stestr'), 'failing',
+                 '--list'], cwd=s.tempest_ws, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True).stdout
+            for line in listing.splitlines():
+                print('    ' + line)
+        print('%d passed, %d failed' % (passed, failed), flush=True)
+        return 0 if failed == 0 and passed > 0 else 1
+
+    def install(self) -> int:
+        self.need_root()
+        os.makedirs(self.s.logs, exist_ok=True)
+        self.state.run_step('packages', 'Debian packages',
+                            aio_services.install_debs, self.s)
+        self.state.run_step('venv', 'Python venv', aio_services.install_venv,
+                            self.s, TOP)
+        return 0
+
+
+def tempest_counts(output: str) -> typing.Tuple[int, int, int]:
+    """(passed, skipped, failed) from Tempest's stestr totals; an
+    unexpected success is a failure, and no totals at all (Tempest
+    crashed, nothing selected) is one more."""
+    def count(label: str) -> int:
+        found = re.findall(r'^ - %s: (\d+)' % label, output, re.MULTILINE)
+        return int(found[-1]) if found else 0
+    failed = count('Failed') + count('Unexpected Success')
+    if not re.search(r'^ - Passed: ', output, re.MULTILINE):
+        failed += 1
+    return count('Passed'), count('Skipped'), failed
+
+
+def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args else ''
+    aio = AllInOne(aio_state.Settings())
+    commands = {
+        'up': aio.up, 'down': aio.down, 'clean': aio.clean,
+        'status': aio.status, 'install': aio.install,
+        'scenario': lambda: aio.scenario(args),
+        'tempest': lambda: aio.tempest(args),
+        'compute-driver': lambda: aio.compute_driver(args),
+    }
+    if command not in commands:
+        print(__doc__.strip())
+        return 2
+    return commands[command]()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
