@@ -240,11 +240,14 @@ class SerialConsoles:
     def _listen(self, instance) -> ConsoleListener:
         address = CONF.serial_console.proxyclient_address
         port = serial_ports.acquire_port(address)
+        listener = None
         try:
             listener = ConsoleListener(instance, address, port,
                                        self._connect)
             listener.start()
         except Exception:
+            if listener is not None:
+                listener.close()
             serial_ports.release_port(address, port)
             raise
         LOG.info('Serial console listening on %(address)s:%(port)d',
