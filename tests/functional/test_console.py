@@ -129,6 +129,17 @@ class SerialConsoleTest(base.DriverTestCase):
         self.round_trip(new)
         self.assertTrue(closed_by_peer(old))
 
+    def test_detach_keys_end_the_client_not_the_shell(self):
+        """Docker's ctrl-p ctrl-q detach the attach, as README says."""
+        instance = self.spawn_shell()
+        info = self.driver.get_serial_console(self.context, instance)
+        sock = self.connect((info.host, info.port))
+        self.round_trip(sock)
+        sock.sendall(b'\x10\x11')
+        self.assertTrue(closed_by_peer(sock))
+        sock = self.connect((info.host, info.port))
+        self.round_trip(sock)
+
     def test_stopped_instance_refused(self):
         instance = self.spawn_shell()
         info = self.driver.get_serial_console(self.context, instance)
