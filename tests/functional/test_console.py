@@ -13,7 +13,6 @@
 """The serial console on the real engine: a raw TCP client, as
 nova-serialproxy is, reaches the workload's shell."""
 
-import functools
 import socket
 import threading
 import time
@@ -26,12 +25,6 @@ from nova import exception
 from novadocker.virt.docker import console
 from tests.fixtures import images as image_fixtures
 from tests.functional import base
-
-
-@functools.lru_cache(maxsize=None)
-def shell_image() -> bytes:
-    """PID 1 is a shell reading its stdin (the workload's TTY)."""
-    return image_fixtures.build_saved_image(changes=('CMD ["/bin/sh"]',))
 
 
 def console_threads(instance) -> list:
@@ -77,7 +70,8 @@ class SerialConsoleTest(base.DriverTestCase):
         self.conf.config(enabled=True, group='serial_console')
 
     def spawn_shell(self):
-        return self.spawn(self.add_image(shell_image()))
+        return self.spawn(
+            self.add_image(image_fixtures.shell_image_tarball()))
 
     def round_trip(self, sock: socket.socket) -> None:
         """Type a command; its output comes back (the echo of the typed
