@@ -86,6 +86,16 @@ class SerialConsoleTest(base.DriverTestCase):
         self.addCleanup(sock.close)
         return sock
 
+    def console_in_use(self):
+        """A shell instance, its console's address and a client that has
+        made a round trip."""
+        instance = self.spawn_shell()
+        info = self.driver.get_serial_console(self.context, instance)
+        address = (info.host, info.port)
+        sock = self.connect(address)
+        self.round_trip(sock)
+        return instance, address, sock
+
     def test_round_trip_reconnect_and_destroy(self):
         instance = self.spawn_shell()
         first = self.driver.get_serial_console(self.context, instance)
@@ -115,23 +125,17 @@ class SerialConsoleTest(base.DriverTestCase):
         self.assertEqual([], console_threads(instance))
 
     def test_new_client_replaces_current(self):
-        instance = self.spawn_shell()
-        info = self.driver.get_serial_console(self.context, instance)
-        old = self.connect((info.host, info.port))
-        self.round_trip(old)
-        new = self.connect((info.host, info.port))
+        _, address, old = self.console_in_use()
+        new = self.connect(address)
         self.round_trip(new)
         self.assertTrue(closed_by_peer(old))
 
     def test_detach_keys_end_the_client_not_the_shell(self):
         """Docker's ctrl-p ctrl-q detach the attach, as README says."""
-        instance = self.spawn_shell()
-        info = self.driver.get_serial_console(self.context, instance)
-        sock = self.connect((info.host, info.port))
-        self.round_trip(sock)
+        _, address, sock = self.console_in_use()
         sock.sendall(b'\x10\x11')
         self.assertTrue(closed_by_peer(sock))
-        sock = self.connect((info.host, info.port))
+        sock = self.connect(address)
         self.round_trip(sock)
 
     def test_stopped_instance_refused(self):
@@ -158,12 +162,9 @@ class SerialConsoleTest(base.DriverTestCase):
         self.assertEqual([], console_threads(instance))
 
     def test_cleanup_host_closes_every_console(self):
-        instance = self.spawn_shell()
-        info = self.driver.get_serial_console(self.context, instance)
-        sock = self.connect((info.host, info.port))
-        self.round_trip(sock)
+        instance, address, sock = self.console_in_use()
         self.driver.cleanup_host(self.host)
         self.assertTrue(closed_by_peer(sock))
         self.assertRaises(ConnectionRefusedError,
-                          socket.create_connection, (info.host, info.port), 5)
+                          socket.create_connection, address, 5)
         self.assertEqual([], console_threads(instance))
