@@ -59,10 +59,10 @@ _NO_VOLUMES = ('no block devices: nova-docker does not attach Cinder '
                'volumes (the driver raises NotImplementedError)')
 _NO_MIGRATION = ('no live migration: a container\'s memory cannot move '
                  '(NotImplementedError)')
-_NO_GRAPHICAL_CONSOLE = ('no VNC/SPICE/MKS/serial console: a container has '
-                         'no emulated display or serial port; the console '
-                         'log is served by get_console_output '
-                         '(NotImplementedError)')
+_NO_GRAPHICAL_CONSOLE = ('no VNC/SPICE/MKS console: a container has no '
+                         'emulated display (the serial console is the '
+                         'workload\'s TTY; the console log is served by '
+                         'get_console_output) (NotImplementedError)')
 _NO_HOST_POWER = ('nova-docker does not power or enable hosts '
                   '(NotImplementedError, as for most drivers)')
 
@@ -97,7 +97,6 @@ NOT_APPLICABLE = {
     'test_get_device_name_for_instance': _NO_VOLUMES,
     'test_get_vnc_console': _NO_GRAPHICAL_CONSOLE,
     'test_get_spice_console': _NO_GRAPHICAL_CONSOLE,
-    'test_get_serial_console': _NO_GRAPHICAL_CONSOLE,
     'test_get_mks_console': _NO_GRAPHICAL_CONSOLE,
     'test_get_host_cpu_stats':
         'no host CPU statistics for the compute monitors '
@@ -244,8 +243,6 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
                 lambda: self.connection.attach_volume(
                     self.ctxt, {}, instance, '/dev/sda'),
                 lambda: self.connection.get_vnc_console(self.ctxt, instance),
-                lambda: self.connection.get_serial_console(
-                    self.ctxt, instance),
                 lambda: self.connection.get_host_cpu_stats(),
                 lambda: self.connection.host_power_action('reboot')):
             self.assertRaises(NotImplementedError, call)

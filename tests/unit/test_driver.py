@@ -18,6 +18,8 @@ from unittest import mock
 import docker.errors
 import fixtures
 from nova.compute import power_state
+from nova.console import serial as serial_ports
+from nova.console import type as ctype
 from nova import exception
 from nova import objects
 from nova.virt import fake as fake_virt
@@ -366,6 +368,44 @@ class ConsoleTest(DriverTestBase):
         self.assertRaises(exception.InstanceNotFound,
                           self.driver.get_console_output, self.context,
                           obj_fixtures.instance())
+
+
+class SerialConsoleTest(DriverTestBase):
+    """get_serial_console translates; the relay is test_console's."""
+
+    def setUp(self):
+        super().setUp()
+        self.cfg.config(enabled=True, proxyclient_address='127.0.0.1',
+                        group='serial_console')
+        self.instance = self.spawn(self.add_image())
+        self.addCleanup(self.driver.cleanup_host, 'unit-host')
+
+    def test_disabled_is_console_type_unavailable(self):
+        self.cfg.config(enabled=False, group='serial_console')
+        self.assertRaises(exception.ConsoleTypeUnavailable,
+                          self.driver.get_serial_console, self.context,
+                          self.instance)
+
+    def test_stopped_workload_is_not_ready(self):
+        self.driver.power_off(self.instance)
+        self.assertRaises(exception.InstanceNotReady,
+                          self.driver.get_serial_console, self.context,
+                          self.instance)
+
+    def test_missing_instance(self):
+        self.assertRaises(exception.InstanceNotFound,
+                          self.driver.get_serial_console, self.context,
+                          obj_fixtures.instance())
+
+    def test_host_and_port_until_destroy(self):
+        first = self.driver.get_serial_console(self.context, self.instance)
+        self.assertIsInstance(first, ctype.ConsoleSerial)
+        self.assertEqual('127.0.0.1', first.host)
+        self.assertEqual(first.port, self.driver.get_serial_console(
+            self.context, self.instance).port)
+        self.driver.destroy(self.context, self.instance, [])
+        self.assertNotIn(('127.0.0.1', first.port),
+                         serial_ports.ALLOCATED_PORTS)
 
 
 class InitHostTest(DriverTestBase):

@@ -25,6 +25,7 @@ import typing
 
 from nova.compute import power_state
 from nova.compute import utils as compute_utils
+from nova.console import type as ctype
 from nova import exception
 from nova.i18n import _
 from nova.virt import driver
@@ -35,6 +36,7 @@ from oslo_utils import excutils
 from novadocker import conf
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import configdrive
+from novadocker.virt.docker import console
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
@@ -91,6 +93,10 @@ class DockerDriver(driver.ComputeDriver):
         self._vifs = vifs.VIFPlugger(self._ovsdb)
         self._lxcfs = guest_mod.LxcfsBinds()
         self._snapshotter = None
+        # The serial console listeners, each on its own API client without
+        # a call timeout (a console may be idle for hours).
+        self._consoles = console.SerialConsoles(
+            lambda: docker_client.connect(timeout=None))
         self._live_restore_warned = False
         self._events = None
         self._root_quota = False
@@ -199,6 +205,7 @@ class DockerDriver(driver.ComputeDriver):
                         'NOT enforced on this host')
 
     def cleanup_host(self, host):
+        self._consoles.close_all()
         if self._events is not None:
             self._events.stop()
         if self._reaper_thread is not None:
@@ -496,6 +503,7 @@ class DockerDriver(driver.ComputeDriver):
         error) is logged and does not fail the delete, as libvirt ignores
         unplug errors on clean-up.
         """
+        self._consoles.close(instance.uuid)
         if unplug:
             self._unplug_quietly(instance, network_info)
         self._guests.remove(instance)
@@ -665,6 +673,20 @@ class DockerDriver(driver.ComputeDriver):
             # e.g. a logging driver Docker cannot read back (syslog, none)
             LOG.info('No console output: %s', exc, instance=instance)
             raise exception.ConsoleNotAvailable() from exc
+
+    def get_serial_console(self, context, instance):
+        """Where nova-serialproxy connects to reach the workload's TTY.
+
+        Refused when disabled (as libvirt does), and while the workload is
+        not running (stopped, or rescued: the rescue container has no
+        console), which the API answers with 409.
+        """
+        if not CONF.serial_console.enabled:
+            raise exception.ConsoleTypeUnavailable(console_type='serial')
+        if not self._guests.get(instance).running:
+            raise exception.InstanceNotReady(instance_id=instance.uuid)
+        host, port = self._consoles.open(instance)
+        return ctype.ConsoleSerial(host=host, port=port)
 
     def get_instance_diagnostics(self, instance):
         from novadocker.virt.docker import diagnostics
