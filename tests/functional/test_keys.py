@@ -63,11 +63,15 @@ def image_with(*members) -> bytes:
         api.remove_image(repo + ':1', force=True)
 
 
-class KeyInjectionTest(base.DriverTestCase):
+class _KeyedTestCase(base.DriverTestCase):
+    """Spawns an instance with a key pair; reads modes and owners."""
 
-    def spawn_keyed(self, image: bytes = None, key_data=KEY):
+    def spawn_keyed(self, image: bytes = None, key_data=KEY,
+                    system_metadata=None):
         meta = self.add_image(image)
         instance = self.make_instance(meta, key_data=key_data)
+        if system_metadata is not None:
+            instance.system_metadata = system_metadata
         self.driver.spawn(self.context, instance, meta, [], None, {},
                           network_info=[])
         self.addCleanup(self.driver.destroy, self.context, instance, [])
@@ -76,6 +80,9 @@ class KeyInjectionTest(base.DriverTestCase):
     def stat(self, instance, path) -> str:
         return self.exec_in(instance, '/bin/busybox', 'stat', '-c',
                             '%a %u %g %F', path).strip()
+
+
+class KeyInjectionTest(_KeyedTestCase):
 
     def read(self, instance, path) -> str:
         return self.exec_in(instance, 'cat', path)
@@ -211,24 +218,15 @@ class AdminPasswordTest(base.DriverTestCase):
         ).strip())
 
 
-class ImageUserKeyTest(base.DriverTestCase):
+class ImageUserKeyTest(_KeyedTestCase):
     """The image's default user (os_admin_user) gets the key too."""
 
     PASSWD = (b'root:x:0:0:root:/root:/bin/sh\n'
               b'debian:x:1000:1000:Debian:/home/debian:/bin/sh\n')
 
     def spawn_with_user(self, user, image):
-        meta = self.add_image(image)
-        instance = self.make_instance(meta, key_data=KEY)
-        instance.system_metadata = {'image_os_admin_user': user}
-        self.driver.spawn(self.context, instance, meta, [], None, {},
-                          network_info=[])
-        self.addCleanup(self.driver.destroy, self.context, instance, [])
-        return instance
-
-    def stat(self, instance, path) -> str:
-        return self.exec_in(instance, '/bin/busybox', 'stat', '-c',
-                            '%a %u %g %F', path).strip()
+        return self.spawn_keyed(
+            image, system_metadata={'image_os_admin_user': user})
 
     def test_default_user_and_root(self):
         instance = self.spawn_with_user('debian', image_with(
