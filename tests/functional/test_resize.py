@@ -241,14 +241,31 @@ class RootDiskTest(ResizeMixin, base.DriverTestCase):
         local_gb = self.driver.get_available_resource(self.host)['local_gb']
         self.assertIn(local_gb, (3, 4))
 
-    def test_ephemeral_gb_adds_to_the_limit(self):
+    def test_ephemeral_gb_refused_leaving_nothing(self):
         meta = self.add_image()
         instance = self.make_instance(meta)
         instance.flavor.ephemeral_gb = 1
-        self.driver.spawn(self.context, instance, meta, [], None, {})
-        self.addCleanup(self.driver.destroy, self.context, instance, [])
-        self.assertEqual({'size': '2G'},
-                         self.inspect(instance)['HostConfig']['StorageOpt'])
+        self.leaks.forbid_images()
+        exc = self.assertRaises(guest.EphemeralDiskUnsupported,
+                                self.driver.spawn, self.context, instance,
+                                meta, [], None, {})
+        self.assertIn('ephemeral disk of 1 GB', str(exc))
+        self.assertEqual([], self.leaks.containers())
+        self.assertEqual([], self.leaks.loaded_images())
+
+    def test_resize_to_an_ephemeral_flavor_leaves_the_instance(self):
+        instance = self.spawn()
+        self.write(instance, '/marker', 'kept')
+        raised = self.assertRaises(
+            exception.InstanceFaultRollback,
+            self.driver.migrate_disk_and_power_off, self.context, instance,
+            self.host, make_flavor(root_gb=1, ephemeral_gb=1), [])
+        self.assertIn('ephemeral', str(raised.inner_exception))
+        state = self.inspect(instance)
+        self.assertTrue(state['State']['Running'])
+        self.assertEqual({'size': '1G'}, state['HostConfig']['StorageOpt'])
+        self.assertEqual('kept', self.exec_in(instance, 'cat',
+                                              '/marker').strip())
 
     def test_revert_brings_back_the_old_root_disk(self):
         instance = self.spawn()

@@ -117,6 +117,40 @@ class ResizeTest(base.IntegrationTestCase):
         self.assertEqual('Error', action['message'])
 
 
+    def test_resize_to_an_ephemeral_flavor_is_refused(self):
+        server = self.boot()
+        flavor = self._create_flavor(memory_mb=128, vcpu=1, disk=1,
+                                     ephemeral=1)
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': flavor}})
+        self._wait_for_migration_status(server, ['error'])
+        server = self.wait_for_task_done(server)
+        # Rolled back by the manager: the old flavor, running.
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual({server['id']: OLD}, self.allocations_here())
+        self.assertContainerStatus(server, 'running')
+        event = self._wait_for_action_fail_completion(
+            server, 'resize', 'compute_resize_instance')
+        self.assertIn('ephemeral disk of 1 GB', event['traceback'])
+
+
+class EphemeralDiskTest(base.IntegrationTestCase):
+
+    def test_boot_with_ephemeral_disk_is_a_readable_fault(self):
+        self.flavor_id = self._create_flavor(memory_mb=128, vcpu=1, disk=1,
+                                             ephemeral=1)
+        image_id = self.upload_image()
+        self.leaks.forbid_images()
+        server = self.boot(image_id, expected_state='ERROR')
+        fault = self.admin_api.get_server(server['id'])['fault']
+        # Aborted with the driver's reason, not rescheduled.
+        self.assertIn('ephemeral disk of 1 GB', fault['message'])
+        self.assertIn('ephemeral_gb = 0', fault['message'])
+        self.assertNoContainers(server['id'])
+        self.assertFalse(self.docker_image_loaded(image_id))
+        self.assertNotIn(image_id, self.glance.download_count)
+
+
 class RescueTest(base.IntegrationTestCase):
 
     def test_rescue_unrescue(self):

@@ -413,6 +413,24 @@ class RuntimeCheckTest(testtools.TestCase):
         self.assertEqual({}, self.engine.containers)
 
 
+class EphemeralDiskTest(testtools.TestCase):
+    """A flavor's ephemeral disk is refused: a container has one disk."""
+
+    def test_no_ephemeral_passes(self):
+        guest.check_flavor(obj_fixtures.flavor(ephemeral_gb=0))
+
+    def test_ephemeral_refused_naming_flavor_and_size(self):
+        exc = self.assertRaises(guest.EphemeralDiskUnsupported,
+                                guest.check_flavor,
+                                obj_fixtures.flavor(name='m1.eph',
+                                                    ephemeral_gb=2))
+        self.assertIn('m1.eph', str(exc))
+        self.assertIn('2 GB', str(exc))
+        self.assertIn('ephemeral_gb = 0', str(exc))
+        # Nova aborts the build with this fault rather than rescheduling.
+        self.assertIsInstance(exc, exception.InvalidInput)
+
+
 class InitAndLxcfsTest(testtools.TestCase):
     """Docker's init per option and image property; LXCFS binds."""
 

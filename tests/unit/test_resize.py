@@ -99,14 +99,11 @@ class CheckTest(testtools.TestCase):
         resize.check_new_flavor(self.api, self.instance, _flavor(root_gb=0),
                                 HOST, 'c1')
 
-    def test_ephemeral_counts_with_the_root(self):
-        self.api.containers.return_value = [{'Id': 'c1',
-                                             'SizeRootFs': 2 * units.Gi}]
-        resize.check_new_flavor(self.api, self.instance,
-                                _flavor(root_gb=1, ephemeral_gb=1), HOST,
-                                'c1')
-        self.assertIn('larger than this host', str(
-            self.check(_flavor(root_gb=60, ephemeral_gb=41))))
+    def test_ephemeral_disk_refused_before_anything_is_read(self):
+        inner = self.check(_flavor(root_gb=1, ephemeral_gb=1))
+        self.assertIsInstance(inner, exception.ResizeError)
+        self.assertIn('ephemeral disk of 1 GB', str(inner))
+        self.api.containers.assert_not_called()
 
     def test_probe_says_no_when_the_engine_refuses(self):
         self.api.create_host_config.return_value = {}
@@ -127,7 +124,7 @@ class CheckTest(testtools.TestCase):
 
     def test_storage_opt_only_with_quota(self):
         engine = fake_docker.FakeEngine()
-        self.instance.flavor.ephemeral_gb = 2
+        self.instance.flavor.root_gb = 3
         for quota, expected in ((False, None), (True, {'size': '3G'})):
             guests = guest.Guests(engine.api, 'h', root_quota=quota)
             config = guests.workload_host_config(self.instance, 's1')

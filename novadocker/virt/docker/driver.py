@@ -402,6 +402,7 @@ class DockerDriver(driver.ComputeDriver):
                admin_password, network_info, power_on) -> None:
         # Reject bad input before anything is created on the host.
         images.check_image_acceptable(image_meta)
+        guest_mod.check_flavor(instance.flavor)
         network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
@@ -784,7 +785,7 @@ class DockerDriver(driver.ComputeDriver):
         guest = guests.get(instance)
         container_id = guest.workload_id
         sandbox_id = guest.sandbox_id
-        size = ('%dG' % resize_mod.disk_gb(instance.flavor)
+        size = ('%dG' % instance.flavor.root_gb
                 if self._root_quota and instance.flavor.root_gb else None)
         if size != resize_mod.storage_size(self.api, container_id):
             LOG.info('Root disk becomes %s: recreating the workload from '

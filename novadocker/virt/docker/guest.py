@@ -200,6 +200,26 @@ class RuntimeUnavailable(exception.InvalidInput):
                 "%(available)s")
 
 
+class EphemeralDiskUnsupported(exception.InvalidInput):
+    """InvalidInput: the build aborts with this fault, nothing created.
+
+    A container has one filesystem, sized by root_gb; a second disk of
+    ephemeral_gb would be a loop-mounted file of its own, which the
+    driver does not make: it refuses rather than silently folding it in.
+    """
+    msg_fmt = _("Flavor %(flavor)s has an ephemeral disk of %(gb)d GB: "
+                "nova-docker gives a container one filesystem, sized by "
+                "root_gb, and no ephemeral disk. Use a flavor with "
+                "ephemeral_gb = 0.")
+
+
+def check_flavor(flavor) -> None:
+    """Refuse what a container cannot have (before anything is made)."""
+    if flavor.ephemeral_gb:
+        raise EphemeralDiskUnsupported(flavor=flavor.name,
+                                       gb=flavor.ephemeral_gb)
+
+
 RUNTIME_TRAIT_PREFIX = 'CUSTOM_DOCKER_RUNTIME_'
 
 
@@ -432,9 +452,8 @@ class Guests:
             options['runtime'] = runtime
         if self._root_quota and flavor.root_gb:
             # The writable layer (btrfs/zfs: the whole root) is the
-            # flavor's root disk, plus its ephemeral disk (one filesystem).
-            options['storage_opt'] = {'size': '%dG' % (
-                flavor.root_gb + (flavor.ephemeral_gb or 0))}
+            # flavor's root disk.
+            options['storage_opt'] = {'size': '%dG' % flavor.root_gb}
         if CONF.docker.cpu_quota:
             options['cpu_period'] = CONF.docker.cpu_period_us
             options['cpu_quota'] = flavor.vcpus * CONF.docker.cpu_period_us

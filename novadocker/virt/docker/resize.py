@@ -73,17 +73,6 @@ def probe_root_quota(api) -> bool:
     return True
 
 
-def disk_gb(flavor) -> int:
-    """The container's disk limit for a flavor: root plus ephemeral.
-
-    A container has one filesystem; the flavor's ephemeral disk has no
-    mount of its own and is added to the root's limit (0: unlimited).
-    """
-    if not flavor.root_gb:
-        return 0
-    return flavor.root_gb + (flavor.ephemeral_gb or 0)
-
-
 def _rollback(reason: str) -> exception.InstanceFaultRollback:
     """The manager puts the instance back as it was and records reason."""
     return exception.InstanceFaultRollback(
@@ -104,7 +93,12 @@ def check_destination(dest: str, local_names) -> None:
 def check_new_flavor(api, instance, flavor, host,
                      container_id: str) -> None:
     """Refuse, with the instance untouched, what the resize cannot do:
-    more than the host has, a disk smaller than the instance's data."""
+    more than the host has, a disk smaller than the instance's data, an
+    ephemeral disk."""
+    try:
+        guest_mod.check_flavor(flavor)
+    except guest_mod.EphemeralDiskUnsupported as exc:
+        raise _rollback(str(exc))
     if flavor.vcpus > host.vcpus or flavor.memory_mb > host.memory_mb:
         raise _rollback(
             _('flavor %(flavor)s (%(vcpus)d vCPU, %(mem)d MB) does not fit '
@@ -112,7 +106,7 @@ def check_new_flavor(api, instance, flavor, host,
                 'flavor': flavor.name, 'vcpus': flavor.vcpus,
                 'mem': flavor.memory_mb, 'hvcpus': host.vcpus,
                 'hmem': host.memory_mb})
-    size = disk_gb(flavor)
+    size = flavor.root_gb
     if size and size > host.disk_gb:
         raise _rollback(
             _('flavor %(flavor)s disk of %(root)d GB is larger than '
