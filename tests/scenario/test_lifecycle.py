@@ -170,3 +170,22 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
         kept = self.admin.network.get_port(own_port.id)
         self.assertEqual('', kept.device_id)
         self.assertEqual('', kept.binding_host_id or '')
+
+    def test_root_disk_is_the_flavor_root_gb(self):
+        # The all-in-one's engine has a btrfs data root with quotas: the
+        # flavor's root_gb (m1.tiny: 1 GB) is a real limit.
+        self.assertEqual(1, self.flavor.disk)
+        net, _ = self.make_network('net')
+        server = self.boot('srv', [net])
+        state = json.loads(base.run(
+            'docker', 'inspect', '-f', '{{json .HostConfig.StorageOpt}}',
+            self.containers(server)[0]).stdout)
+        self.assertEqual({'size': '1G'}, state)
+        filled = self.container_exec(
+            server, 'sh', '-c', 'dd if=/dev/zero of=/fill bs=1M count=1200 '
+            '2>&1; rm -f /fill')
+        self.assertIn('Disk quota exceeded', filled.output)
+        small = self.container_exec(
+            server, 'sh', '-c', 'dd if=/dev/zero of=/fill bs=1M count=100 '
+            '&& rm /fill')
+        self.assertEqual(0, small.exit_code, small.output)

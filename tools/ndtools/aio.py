@@ -48,6 +48,7 @@ from ndtools.aio_state import die
 from ndtools.aio_state import say
 from ndtools.aio_state import sh
 from ndtools.aio_state import warn
+from ndtools import engine
 from ndtools import host
 from ndtools import runtests
 
@@ -67,6 +68,10 @@ class AllInOne:
         self.s = settings
         self.state = aio_state.State(settings)
         self.services = aio_services.Services(self.state, TOP)
+        # Every docker command and test of ours goes to the all-in-one's
+        # own engine (ndtools.engine), never to the host's.
+        os.environ['DOCKER_HOST'] = settings.docker_host
+        os.environ['NOVA_DOCKER_TEST_API_URL'] = settings.docker_host
 
     # -- helpers -------------------------------------------------------------
 
@@ -163,7 +168,8 @@ class AllInOne:
         step('venv', 'Python venv: nova, neutron, glance, keystone, '
              'placement, uwsgi + this checkout', aio_services.install_venv,
              s, TOP)
-        step('base', 'dockerd, Open vSwitch, MariaDB (databases), RabbitMQ',
+        step('base', 'dockerd (own, btrfs data root), Open vSwitch, '
+             'MariaDB (databases), RabbitMQ',
              svc.start_base)
         step('ovn', 'OVN central + controller, br-int, external bridge %s '
              '(%s)' % (s.ext_bridge, s.ext_host_ip), svc.start_ovn)
@@ -316,6 +322,7 @@ class AllInOne:
                             'ovn-bridge-mappings', 'ovn-cms-options'])
         for path in aio_services.OVN_DBS:
             aio_services.remove(path)
+        engine.Engine(self.state).remove()
         for path in (s.etc, s.data, s.run,
                      os.path.join(s.aio_dir, 'stestr-repo')):
             shutil.rmtree(path, ignore_errors=True)
@@ -342,7 +349,8 @@ class AllInOne:
     def status(self) -> int:
         rc = 0
         print('all-in-one in %s' % self.s.aio_dir)
-        for name in ('mysqld_safe', 'dockerd') + aio_state.SERVICES:
+        for name in ('mysqld_safe', 'containerd', 'dockerd'
+                     ) + aio_state.SERVICES:
             if not self.state.marked('svc:' + name):
                 continue
             pid = self.state.pid(name)

@@ -25,13 +25,14 @@ import typing
 
 from ndtools import aio_state
 from ndtools.aio_state import sh
+from ndtools import engine
 from ndtools import host
 
 # Debian packages: the services that do not come from PyPI.
 DEBS = ('mariadb-server', 'rabbitmq-server', 'ovn-central', 'ovn-host',
         'openvswitch-switch', 'docker.io', 'busybox-static', 'lxcfs',
         'iproute2', 'iptables', 'iputils-ping', 'curl', 'python3-venv',
-        'python3-dev', 'gcc')
+        'python3-dev', 'gcc', 'btrfs-progs')
 
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt. Spelled as the venv
@@ -138,11 +139,7 @@ class Services:
                                        % (seconds, desc))
 
     def start_docker_ovs(self) -> None:
-        if host.docker_ok():
-            print('dockerd already running: using it', flush=True)
-        else:
-            self.state.start_svc('dockerd', *host.dockerd_argv())
-            self.wait('dockerd', 60, host.docker_ok)
+        engine.Engine(self.state).start()
         if host.ovs_ok():
             print('Open vSwitch already running: using it', flush=True)
         else:
@@ -320,7 +317,8 @@ class Services:
             os.makedirs(os.path.join(s.data, sub), exist_ok=True)
         values = {'logs': s.logs, 'db': s.db_url, 'etc': s.etc,
                   'data': s.data, 'rabbit': s.rabbit, 'host': nova_host,
-                  'driver': s.compute_driver, 'sock': OVS_SOCK}
+                  'driver': s.compute_driver, 'sock': OVS_SOCK,
+                  'docker_host': s.docker_host}
         write(os.path.join(s.etc, 'placement/placement.conf'),
               '[DEFAULT]\nlog_file = %(logs)s/placement.log\n[api]\n'
               'auth_strategy = keystone\n[placement_database]\n'
@@ -507,8 +505,7 @@ class Services:
             if subprocess.run(['mysqladmin', 'shutdown']).returncode == 0:
                 print('stopped MariaDB', flush=True)
             state.stop_pid('mysqld_safe')
-        if state.marked('svc:dockerd'):
-            state.stop_pid('dockerd')
+        engine.Engine(state).stop()
         # lxcfs unmounts on SIGTERM; containers started since see a dead
         # view.
         if state.marked('svc:lxcfs'):
@@ -626,6 +623,7 @@ enabled = false
 # from the venv directly (helper_command below).
 disable_rootwrap = true
 [docker]
+api_url = %(docker_host)s
 ovsdb_connection = unix:%(sock)s
 [os_vif_ovs]
 ovsdb_connection = unix:%(sock)s

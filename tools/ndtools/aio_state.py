@@ -82,6 +82,13 @@ class Settings:
         # it, and recommends are not installed here). Another docker on
         # PATH does not count.
         self.docker_cli = env.get('AIO_DOCKER_CLI', '/usr/bin/docker')
+        # The all-in-one's own engine (ndtools.engine): a btrfs loop file
+        # as its data root, so flavors' root_gb is a real limit.
+        self.engine_gb = int(env.get('AIO_DOCKER_GB', '20'))
+        self.engine_file = os.path.join(self.aio_dir, 'docker.btrfs')
+        self.engine_root = os.path.join(self.aio_dir, 'docker')
+        self.docker_socket = os.path.join(self.run, 'docker.sock')
+        self.docker_host = 'unix://' + self.docker_socket
         self.scenario_concurrency = env.get('AIO_SCENARIO_CONCURRENCY', '2')
         self.tempest_concurrency = env.get('AIO_TEMPEST_CONCURRENCY', '2')
         self.tempest_venv = os.path.join(self.aio_dir, 'tempest-venv')

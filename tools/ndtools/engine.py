@@ -1,0 +1,142 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""The all-in-one's own Docker engine, on a btrfs data root with quotas.
+
+Why its own: a flavor's root_gb is a real limit only where Docker can
+size a container's writable layer (``storage_opt size``), and btrfs with
+quotas can (XFS project quotas are not in this kernel). The host's engine
+and its data root are never touched: this one has its own containerd,
+socket, exec root and a sparse btrfs loop file under AIO_DIR, no bridge
+and no iptables rules. Every docker command tools/aio runs goes to it
+through DOCKER_HOST. Standard library only.
+"""
+
+import json
+import os
+import subprocess
+import typing
+
+from ndtools import aio_state
+from ndtools import host
+
+# What RUN/started records, for down (stop, unmount) and clean (the file).
+MARK_MOUNT = 'engine-mount'
+
+
+class Engine:
+    """Start, stop and remove the all-in-one's engine."""
+
+    def __init__(self, state: aio_state.State):
+        self.state = state
+        self.s = state.s
+
+    @property
+    def containerd_socket(self) -> str:
+        return os.path.join(self.s.run, 'containerd.sock')
+
+    def argv(self) -> typing.List[str]:
+        s = self.s
+        return ['dockerd', '--host', s.docker_host,
+                '--data-root', s.engine_root,
+                '--exec-root', os.path.join(s.run, 'docker-exec'),
+                '--pidfile', os.path.join(s.run, 'dockerd-engine.pid'),
+                '--config-file', os.path.join(s.run, 'daemon.json'),
+                '--containerd', self.containerd_socket,
+                '--storage-driver', 'btrfs', '--live-restore',
+                '--bridge', 'none', '--iptables=false', '--ip-masq=false',
+                '--userland-proxy=false']
+
+    def containerd_config(self) -> str:
+        return ('version = 2\n'
+                'root = "%s"\n'
+                'state = "%s"\n'
+                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                '[grpc]\n  address = "%s"\n' % (
+                    os.path.join(self.s.engine_root, 'containerd'),
+                    os.path.join(self.s.run, 'containerd'),
+                    self.containerd_socket))
+
+    def ok(self) -> bool:
+        return host.docker_ok(self.s.docker_socket)
+
+    def mounted(self) -> bool:
+        return os.path.ismount(self.s.engine_root)
+
+    # -- up ------------------------------------------------------------------
+
+    def prepare_data_root(self) -> None:
+        """A sparse btrfs file mounted at the data root, quotas on."""
+        s = self.s
+        os.makedirs(s.engine_root, exist_ok=True)
+        if not self.mounted():
+            if not os.path.exists(s.engine_file):
+                with open(s.engine_file, 'wb') as image:
+                    image.truncate(s.engine_gb * 1024 ** 3)
+                aio_state.sh('mkfs.btrfs', '-q', s.engine_file)
+            aio_state.sh('mount', '-o', 'loop', s.engine_file, s.engine_root)
+        self.state.mark(MARK_MOUNT)
+        aio_state.sh('btrfs', 'quota', 'enable', s.engine_root)
+
+    def start(self) -> None:
+        if self.ok():
+            print('the all-in-one engine already answers on %s: using it'
+                  % self.s.docker_socket, flush=True)
+            return
+        self.prepare_data_root()
+        os.makedirs(self.s.run, exist_ok=True)
+        config = os.path.join(self.s.run, 'containerd.toml')
+        with open(config, 'w') as handle:
+            handle.write(self.containerd_config())
+        # Its own daemon.json: the host's (devstack's) must not apply.
+        with open(os.path.join(self.s.run, 'daemon.json'), 'w') as handle:
+            json.dump({}, handle)
+        if not os.path.exists(self.containerd_socket):
+            self.state.start_svc('containerd', 'containerd', '--config',
+                                 config)
+            if not host.wait_for(
+                    lambda: os.path.exists(self.containerd_socket), 60):
+                raise aio_state.StepFailed('containerd did not start')
+        self.state.start_svc('dockerd', *self.argv())
+        if not host.wait_for(self.ok, 60):
+            raise aio_state.StepFailed('dockerd did not answer on %s'
+                                       % self.s.docker_socket)
+        print('dockerd (btrfs data root %s, %d GB sparse file %s) on %s'
+              % (self.s.engine_root, self.s.engine_gb, self.s.engine_file,
+                 self.s.docker_host), flush=True)
+
+    # -- down / clean --------------------------------------------------------
+
+    def stop(self) -> None:
+        """dockerd, then its containerd (shims and containers are gone by
+        now: down removes the servers first), then the mount."""
+        state = self.state
+        if state.marked('svc:dockerd'):
+            state.stop_pid('dockerd')
+        if state.marked('svc:containerd'):
+            state.stop_pid('containerd')
+        if state.marked(MARK_MOUNT) and self.mounted():
+            if subprocess.run(['umount', self.s.engine_root]).returncode:
+                print('%s is busy: unmounting lazily' % self.s.engine_root,
+                      flush=True)
+                subprocess.run(['umount', '-l', self.s.engine_root])
+            print('unmounted %s' % self.s.engine_root, flush=True)
+
+    def remove(self) -> None:
+        """clean: the loop file and its mount point."""
+        if self.mounted():
+            return
+        for path in (self.s.engine_file,):
+            if os.path.exists(path):
+                os.unlink(path)
+                print('removed %s' % path, flush=True)
+        if os.path.isdir(self.s.engine_root):
+            os.rmdir(self.s.engine_root)
