@@ -99,36 +99,31 @@ class ResizeTest(base.IntegrationTestCase):
         self.api.post_server_action(server['id'], {'confirmResize': None})
         self._wait_for_state_change(server, 'SHUTOFF')
 
-    def test_resize_to_a_flavor_the_host_cannot_hold(self):
-        server = self.boot()
-        # More vCPUs than the node has (VCPU max_unit): no valid host.
-        flavor = self._create_flavor(memory_mb=128, vcpu=16, disk=1,
-                                     ephemeral=0)
+    def assertResizeRefused(self, server, flavor_id):
+        """The resize fails and the server is back as it was: ACTIVE on
+        the old flavor's allocations and limits, running."""
         self.api.post_server_action(server['id'],
-                                    {'resize': {'flavorRef': flavor}})
+                                    {'resize': {'flavorRef': flavor_id}})
         self._wait_for_migration_status(server, ['error'])
         server = self.wait_for_task_done(server)
         self.assertEqual('ACTIVE', server['status'])
         self.assertEqual({server['id']: OLD}, self.allocations_here())
         self.assertEqual(128 * units.Mi, self.assertContainerStatus(
             server, 'running')['HostConfig']['Memory'])
+
+    def test_resize_to_a_flavor_the_host_cannot_hold(self):
+        server = self.boot()
+        # More vCPUs than the node has (VCPU max_unit): no valid host.
+        self.assertResizeRefused(server, self._create_flavor(
+            memory_mb=128, vcpu=16, disk=1, ephemeral=0))
         action = [a for a in self.api.get_instance_actions(server['id'])
                   if a['action'] == 'resize'][0]
         self.assertEqual('Error', action['message'])
 
-
     def test_resize_to_an_ephemeral_flavor_is_refused(self):
         server = self.boot()
-        flavor = self._create_flavor(memory_mb=128, vcpu=1, disk=1,
-                                     ephemeral=1)
-        self.api.post_server_action(server['id'],
-                                    {'resize': {'flavorRef': flavor}})
-        self._wait_for_migration_status(server, ['error'])
-        server = self.wait_for_task_done(server)
-        # Rolled back by the manager: the old flavor, running.
-        self.assertEqual('ACTIVE', server['status'])
-        self.assertEqual({server['id']: OLD}, self.allocations_here())
-        self.assertContainerStatus(server, 'running')
+        self.assertResizeRefused(server, self._create_flavor(
+            memory_mb=256, vcpu=2, disk=1, ephemeral=1))
         event = self._wait_for_action_fail_completion(
             server, 'resize', 'compute_resize_instance')
         self.assertIn('ephemeral disk of 1 GB', event['traceback'])

@@ -11,3 +11,13 @@
 # under the License.
 
 """Tests of the scripts under tools/ (the all-in-one, Tempest lists)."""
+
+import os
+import sys
+
+# The tools' package (tools/ndtools) is no installed package: its tests
+# import it from the checkout.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+if os.path.join(REPO, 'tools') not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, 'tools'))

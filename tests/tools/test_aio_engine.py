@@ -14,16 +14,10 @@
 host's engine (its socket, data root, bridge, iptables rules) used.
 The engine itself runs for real in `tools/aio up` (scenario tests)."""
 
-import os
-import sys
-
 import testtools
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
-from ndtools import aio_state  # noqa: E402
-from ndtools import engine  # noqa: E402
+from ndtools import aio_state
+from ndtools import engine
 
 
 class EngineTest(testtools.TestCase):
