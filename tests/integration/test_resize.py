@@ -12,6 +12,8 @@
 
 """Resize and rescue through Nova's API, on the real engine."""
 
+import time
+
 from oslo_utils import units
 
 from novadocker.virt.docker import guest
@@ -44,6 +46,15 @@ class ResizeTest(base.IntegrationTestCase):
                 self._get_allocations_by_provider_uuid(
                     self.rp_uuid).items()}
 
+    def assertAllocationsBecome(self, expected: dict, timeout: int = 30):
+        """Nova removes the migration's allocations after it marks the
+        instance ACTIVE and the migration confirmed/reverted: wait."""
+        deadline = time.monotonic() + timeout
+        while self.allocations_here() != expected and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(expected, self.allocations_here())
+
     def assertVerifyResizeAllocations(self, server):
         # Same host: the server holds the new flavor, the migration the
         # old one, on the same provider.
@@ -66,11 +77,11 @@ class ResizeTest(base.IntegrationTestCase):
         server = self._wait_for_state_change(server, 'ACTIVE')
         self.wait_for_task_done(server)
         self._wait_for_migration_status(server, ['confirmed'])
-        self.assertEqual({server['id']: NEW}, self.allocations_here())
+        self.assertAllocationsBecome({server['id']: NEW})
         self.assertFalse(self.docker.images(name=resize.RESIZE_REPOSITORY +
                                             ':' + server['id']))
         self._delete_server(server)
-        self.assertEqual({}, self.allocations_here())
+        self.assertAllocationsBecome({})
 
     def test_resize_revert(self):
         server = self.boot()
@@ -79,7 +90,7 @@ class ResizeTest(base.IntegrationTestCase):
         server = self._wait_for_state_change(server, 'ACTIVE')
         self.wait_for_task_done(server)
         self._wait_for_migration_status(server, ['reverted'])
-        self.assertEqual({server['id']: OLD}, self.allocations_here())
+        self.assertAllocationsBecome({server['id']: OLD})
         workload = self.assertContainerStatus(server, 'running')
         self.assertEqual(128 * units.Mi, workload['HostConfig']['Memory'])
         self.assertEqual(

@@ -27,6 +27,7 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 from novadocker import conf
+from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from tests.fixtures import fake_docker
@@ -216,6 +217,32 @@ class GuestsTest(testtools.TestCase):
         self.api.stop.assert_called_once_with(mock.ANY, timeout=17)
         self.assertEqual(power_state.SHUTDOWN,
                          self.guests.get(instance).power_state)
+
+    def test_stop_with_no_timeout_kills_without_asking(self):
+        instance = self._spawned()
+        self.guests.get(instance).stop(0)
+        self.api.kill.assert_called_once_with(mock.ANY)
+        self.api.stop.assert_not_called()
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.guests.get(instance).power_state)
+
+    def test_kill_of_a_workload_that_just_exited_is_fine(self):
+        instance = self._spawned()
+        found = self.guests.get(instance)
+        # Exits on its own between the inspect and the kill: 409.
+        self.api.kill.side_effect = fake_docker.api_error(
+            docker.errors.APIError, 'Container x is not running', 409)
+        found.stop(0)
+        self.api.kill.side_effect = fake_docker.api_error(
+            docker.errors.APIError, 'cgroup trouble', 500)
+        self.assertRaises(docker_client.DockerOperationFailed, found.stop, 0)
+
+    def test_stop_of_a_stopped_workload_does_not_kill(self):
+        instance = self._spawned()
+        found = self.guests.get(instance)
+        found.stop(5)
+        self.guests.get(instance).stop(0)
+        self.api.kill.assert_not_called()
 
     def test_missing_container_is_instance_not_found(self):
         instance = obj_fixtures.instance()

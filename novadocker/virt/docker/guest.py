@@ -579,15 +579,29 @@ class Guest:
         self._changed(role)
 
     def stop(self, timeout: int, role: str = ROLE_WORKLOAD) -> None:
-        """SIGTERM (the image's StopSignal), then SIGKILL after timeout."""
+        """SIGTERM (the image's StopSignal), then SIGKILL after timeout;
+        timeout 0 (hard reboot, forced power-off): SIGKILL at once, the
+        workload is not asked."""
         container_id = self.id(role)
         self._changed(role)
-        paused = self.state(role).paused
+        state = self.state(role)
         with docker_client.translate_errors('stop', instance=self.instance):
-            if paused:
+            if state.paused:
                 self._api.unpause(container_id)
-            self._api.stop(container_id, timeout=max(0, int(timeout)))
+            if timeout > 0 or not state.running:
+                self._api.stop(container_id, timeout=max(0, int(timeout)))
+            else:
+                self._kill(container_id)
         self._changed(role)
+
+    def _kill(self, container_id: str) -> None:
+        """SIGKILL; Docker answers once the container is down. One that
+        exited meanwhile (409, not running) is already what we want."""
+        try:
+            self._api.kill(container_id)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
 
     def kill(self, role: str = ROLE_WORKLOAD) -> None:
         self.stop(0, role)
