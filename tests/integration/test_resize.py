@@ -14,6 +14,8 @@
 
 import time
 
+from nova import context
+from nova import objects
 from oslo_utils import units
 
 from novadocker.virt.docker import guest
@@ -118,7 +120,7 @@ class ResizeTest(base.IntegrationTestCase):
         self._wait_for_migration_status(server, ['error'])
         server = self.wait_for_task_done(server)
         self.assertEqual('ACTIVE', server['status'])
-        self.assertEqual({server['id']: OLD}, self.allocations_here())
+        self.assertAllocationsBecome({server['id']: OLD})
         self.assertEqual(128 * units.Mi, self.assertContainerStatus(
             server, 'running')['HostConfig']['Memory'])
 
@@ -135,9 +137,12 @@ class ResizeTest(base.IntegrationTestCase):
         server = self.boot()
         self.assertResizeRefused(server, self._create_flavor(
             memory_mb=256, vcpu=2, disk=1, ephemeral=1))
-        event = self._wait_for_action_fail_completion(
+        self._wait_for_action_fail_completion(
             server, 'resize', 'compute_resize_instance')
-        self.assertIn('ephemeral disk of 1 GB', event['traceback'])
+        # The API shows faults of ERROR servers only: read the record.
+        faults = objects.InstanceFaultList.get_by_instance_uuids(
+            context.get_admin_context(), [server['id']])
+        self.assertIn('ephemeral disk of 1 GB', faults[0].message)
 
 
 class EphemeralDiskTest(base.IntegrationTestCase):
