@@ -276,8 +276,8 @@ class AllInOne:
              'images', self.remove_instances)
         step('down-openstack', 'stopping the OpenStack services',
              self.services.stop_openstack)
-        step('down-base', 'stopping OVN, RabbitMQ, MariaDB (only those up '
-             'started)', self.services.stop_base)
+        step('down-base', 'stopping OVN, RabbitMQ, MariaDB, dockerd (only '
+             'those up started)', self.services.stop_base)
         say('down')
         return 0
 
