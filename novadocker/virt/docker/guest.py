@@ -370,11 +370,22 @@ class Guests:
 
     # -- creating ----------------------------------------------------------
 
+    def handle(self, instance, sandbox_id: str,
+               workload_id: typing.Optional[str] = None) -> 'Guest':
+        """The Guest of containers just created, from their IDs: no list
+        call for what the driver already knows."""
+        containers = [(ROLE_SANDBOX, sandbox_id)]
+        if workload_id is not None:
+            containers.append((ROLE_WORKLOAD, workload_id))
+        return Guest(self, instance, containers)
+
     def create_sandbox(self, instance, sandbox_image_id: str,
                        dns: typing.Sequence[str] = (),
-                       dns_search: typing.Sequence[str] = ()) -> str:
-        """Create and start the namespace-holding container from the
-        sandbox image's ID (resolved at start-up, not a re-pointable name).
+                       dns_search: typing.Sequence[str] = (),
+                       start: bool = True) -> str:
+        """Create (and, with ``start``, start) the namespace-holding
+        container from the sandbox image's ID (resolved at start-up, not a
+        re-pointable name).
         """
         host_config = self._api.create_host_config(
             network_mode='none', restart_policy={'Name': 'no'},
@@ -394,7 +405,8 @@ class Guests:
                 hostname=(instance.hostname or instance.name)[:63],
                 labels=self.labels(instance, ROLE_SANDBOX),
                 host_config=host_config, network_disabled=False)
-            self._api.start(created['Id'])
+            if start:
+                self._api.start(created['Id'])
         return created['Id']
 
     def check_runtime(self, instance) -> typing.Optional[str]:
