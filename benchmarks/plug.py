@@ -26,8 +26,11 @@ Neutron external_ids), measured four ways in one run, interleaved:
   would add more).
 
 Then spawn of an instance with one port (cached image, sandbox + workload,
-vif_plugging_timeout 0) against ``docker run`` (create + start, network
-none) plus the raw plug, and destroy against the raw unplug + ``docker rm``.
+vif_plugging_timeout 0) against two floors: ``raw pair``, the driver's
+Docker operations done raw one after the other (sandbox create + start,
+raw plug, workload create + start in ``container:`` mode), and ``raw``,
+one ``docker run`` (create + start, network none) plus the raw plug; destroy
+against the raw unplug + ``docker rm`` of as many containers.
 
     sudo python benchmarks/plug.py [-n 30]
 
@@ -260,8 +263,8 @@ def main():
                     'commands': CommandPlugger(bridge)}
         plug = {name: [] for name in pluggers}
         unplug = {name: [] for name in pluggers}
-        spawn = {'driver': [], 'raw': []}
-        destroy = {'driver': [], 'raw': []}
+        spawn = {'driver': [], 'raw pair': [], 'raw': []}
+        destroy = {'driver': [], 'raw pair': [], 'raw': []}
         try:
             privsep_mode(False)
             for name, plugger in pluggers.items():   # warm-up
@@ -286,6 +289,26 @@ def main():
                     [vif]))
                 destroy['driver'].append(timed(
                     driver.destroy, ctx, server, [vif]))
+
+                vif = port(host=203)
+                start = time.perf_counter()
+                sandbox = api.create_container(
+                    docker_image, labels={'org.openstack.nova.host': host},
+                    host_config=api.create_host_config(network_mode='none'))
+                api.start(sandbox['Id'])
+                raw.plug(vif, server.uuid,
+                         api.inspect_container(sandbox['Id'])['State']['Pid'])
+                workload = api.create_container(
+                    docker_image, labels={'org.openstack.nova.host': host},
+                    host_config=api.create_host_config(
+                        network_mode='container:%s' % sandbox['Id']))
+                api.start(workload['Id'])
+                spawn['raw pair'].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                raw.unplug(vif)
+                api.remove_container(workload['Id'], force=True)
+                api.remove_container(sandbox['Id'], force=True)
+                destroy['raw pair'].append(time.perf_counter() - start)
 
                 vif = port(host=202)
                 start = time.perf_counter()
@@ -324,8 +347,8 @@ def main():
           % socket.gethostname())
     report('plug', plug, 'raw')
     report('unplug', unplug, 'raw')
-    report('spawn with one port (cached image)', spawn, 'raw')
-    report('destroy with one port', destroy, 'raw')
+    report('spawn with one port (cached image)', spawn, 'raw pair')
+    report('destroy with one port', destroy, 'raw pair')
 
 
 if __name__ == '__main__':
