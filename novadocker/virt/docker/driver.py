@@ -493,7 +493,7 @@ class DockerDriver(driver.ComputeDriver):
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=CONF.vif_plugging_timeout,
                     error_callback=self._neutron_failed_callback):
-                self._vifs.plug(instance, network_info, pid)
+                self._vifs.plug(instance, network_info, pid, new_netns=True)
         except exception.InstanceEventTimeout:
             LOG.warning('Timeout waiting for %s', events, instance=instance)
             if CONF.vif_plugging_is_fatal:
