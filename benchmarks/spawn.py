@@ -110,39 +110,32 @@ def main():
 
         tag = images.glance_tag(meta.id)
 
-        def raw_once():
+        def raw_once(pair=False):
+            """docker run -d (network none) [+ a second container in its
+            namespace], then rm -f of each, newest first."""
             start = time.perf_counter()
-            created = api.create_container(
-                tag, detach=True, tty=True,
-                host_config=api.create_host_config(network_mode='none'))
-            api.start(created['Id'])
-            api.remove_container(created['Id'], force=True)
-            return time.perf_counter() - start
-
-        def raw_pair_once():
-            start = time.perf_counter()
-            sandbox = api.create_container(
-                tag, detach=True, tty=True,
-                host_config=api.create_host_config(network_mode='none'))
-            api.start(sandbox['Id'])
-            workload = api.create_container(
-                tag, detach=True, tty=True,
-                host_config=api.create_host_config(
-                    network_mode='container:%s' % sandbox['Id']))
-            api.start(workload['Id'])
-            api.remove_container(workload['Id'], force=True)
-            api.remove_container(sandbox['Id'], force=True)
+            ids = []
+            for _ in range(2 if pair else 1):
+                network = 'container:%s' % ids[0] if ids else 'none'
+                ids.insert(0, api.create_container(
+                    tag, detach=True, tty=True,
+                    host_config=api.create_host_config(
+                        network_mode=network))[
+                    'Id'])
+                api.start(ids[0])
+            for container_id in ids:
+                api.remove_container(container_id, force=True)
             return time.perf_counter() - start
 
         try:
             # Warm-up: loads the image into the cache (not measured).
             driver_once()
             raw_once()
-            raw_pair_once()
+            raw_once(pair=True)
             driver_times, raw_times, pair_times = [], [], []
             for _ in range(args.n):
                 driver_times.append(driver_once())
-                pair_times.append(raw_pair_once())
+                pair_times.append(raw_once(pair=True))
                 raw_times.append(raw_once())
         finally:
             for container in api.containers(all=True, filters={

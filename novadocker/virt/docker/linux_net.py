@@ -405,8 +405,10 @@ def find_peer(pid: int, host_dev: str, mac: str) -> typing.Optional[str]:
     return privileged_find_peer(pid, host_dev, mac)
 
 
-def _configure_host_end(host: IPRoute, index: int, spec: VifSpec) -> None:
-    settings = {'index': index, 'state': 'up'}
+def _host_end(host: IPRoute, spec: VifSpec) -> dict:
+    """The host end's settings: up, the spec's MTU, enslaved to its
+    bridge (hybrid plug), which must exist."""
+    settings = {'state': 'up'}
     if spec.mtu:
         settings['mtu'] = spec.mtu
     if spec.master:
@@ -414,7 +416,11 @@ def _configure_host_end(host: IPRoute, index: int, spec: VifSpec) -> None:
         if bridge is None or _kind(bridge) != 'bridge':
             raise RuntimeError('bridge %s does not exist' % spec.master)
         settings['master'] = bridge['index']
-    host.link('set', **settings)
+    return settings
+
+
+def _configure_host_end(host: IPRoute, index: int, spec: VifSpec) -> None:
+    host.link('set', index=index, **_host_end(host, spec))
 
 
 def _family(address: _Address) -> int:
@@ -485,15 +491,8 @@ def _add_veth(host: IPRoute, netns_fd: int, spec: VifSpec) -> str:
     The preferred name is tried first (in a new namespace it is free);
     only if it is taken are the namespace's links read for a free one.
     """
-    host_end = {'ifname': spec.host_dev, 'kind': 'veth', 'state': 'up',
-                'address': host_mac(spec.mac)}
-    if spec.mtu:
-        host_end['mtu'] = spec.mtu
-    if spec.master:
-        bridge = _link(host, ifname=spec.master)
-        if bridge is None or _kind(bridge) != 'bridge':
-            raise RuntimeError('bridge %s does not exist' % spec.master)
-        host_end['master'] = bridge['index']
+    host_end = dict(_host_end(host, spec), ifname=spec.host_dev,
+                    kind='veth', address=host_mac(spec.mac))
 
     def peer(name: str) -> dict:
         attrs = {'ifname': check_inside(name), 'net_ns_fd': netns_fd,
