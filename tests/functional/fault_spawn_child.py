@@ -14,8 +14,9 @@
 
 ``python -m tests.functional.fault_spawn_child ARGS.json``: a DockerDriver
 on the given engine spawns one instance with the given ports; once the
-sandbox runs and the ports are plugged (the workload not yet created) it
-writes the marker file and waits to be killed.
+sandbox runs and the ports are plugged (the workload, made alongside,
+created or not yet, never started) it writes the marker file and waits to be
+killed.
 """
 
 import json

@@ -23,6 +23,8 @@ import copy
 import ipaddress
 import re
 import subprocess
+import threading
+from unittest import mock
 
 from nova.compute import power_state
 from nova import exception
@@ -280,6 +282,60 @@ class BadInputTest(NetworkTestCase):
         self.assertRaises(exception.VirtualInterfacePlugException,
                           self.driver.spawn, self.context, instance, image,
                           [], None, {}, network_info=[good, bad])
+        self.assertEqual([], self.leaks.leftovers())
+        self.assertEqual([], self.net_leaks.leftovers())
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
+
+
+class SpawnOverlapTest(NetworkTestCase):
+    """The workload is made while the ports are plugged: a failure of
+    either, whenever the other ends, leaves nothing behind."""
+
+    def test_plug_fails_before_the_workload_is_made(self):
+        # Fault injection: the workload's creation waits until the plug
+        # has failed (a gateway the kernel refuses), so it is created
+        # after the failure: the clean-up must wait for it and remove it.
+        good = self.ports.network(0)()
+        bad = self.ports.network(
+            1, routes=[('10.253.0.0/16', '192.0.2.1')])()
+        image = self.add_image()
+        instance = self.make_instance(image)
+        plug_failed = threading.Event()
+        real_plug = self.driver._vifs.plug
+        real_create = guest.Guests.create_workload
+
+        def plug(*args, **kwargs):
+            try:
+                return real_plug(*args, **kwargs)
+            finally:
+                plug_failed.set()
+
+        def create_late(guests, *args, **kwargs):
+            self.assertTrue(plug_failed.wait(60))
+            return real_create(guests, *args, **kwargs)
+
+        with mock.patch.object(self.driver._vifs, 'plug', autospec=True,
+                               side_effect=plug), \
+                mock.patch.object(guest.Guests, 'create_workload',
+                                  autospec=True, side_effect=create_late):
+            self.assertRaises(exception.VirtualInterfacePlugException,
+                              self.driver.spawn, self.context, instance,
+                              image, [], None, {},
+                              network_info=[good, bad])
+        self.assertEqual([], self.leaks.leftovers())
+        self.assertEqual([], self.net_leaks.leftovers())
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
+
+    def test_workload_refused_while_the_ports_are_plugged(self):
+        # Docker refuses a 4 MB memory limit; the ports plugged meanwhile
+        # are unplugged again.
+        vifs = [self.ports.network(0)(), self.ports.network(1)()]
+        image = self.add_image()
+        instance = self.make_instance(image, memory_mb=4)
+        error = self.assertRaises(exception.NovaException,
+                                  self.driver.spawn, self.context, instance,
+                                  image, [], None, {}, network_info=vifs)
+        self.assertIn('create container', str(error))
         self.assertEqual([], self.leaks.leftovers())
         self.assertEqual([], self.net_leaks.leftovers())
         self.assertEqual([], net_fixtures.bridge_ports(self.bridge))

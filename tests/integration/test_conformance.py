@@ -187,7 +187,8 @@ class DockerDriverConformanceTest(test_virt_drivers._VirtDriverTestCase,
         # because catch_notimplementederror swallowed the error fails.
         self.addCleanup(self._fail_on_swallowed_notimplementederror)
 
-    def _check_plug(self, instance, network_info, netns_pid):
+    def _check_plug(self, instance, network_info, netns_pid,
+                    new_netns=False):
         """Ports go into the sandbox's live network namespace."""
         self.assertGreater(netns_pid, 0)
         self.assertTrue(os.path.exists('/proc/%d/ns/net' % netns_pid))

@@ -140,12 +140,14 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
             'flavorRef': self.flavor_id,
             'networks': [{'port': port['id']}]}})
         self.addCleanup(self._delete_if_exists, server)
-        # The port gets plugged into the sandbox; the workload waits.
+        # The port gets plugged into the sandbox; the workload, made
+        # meanwhile, waits: created, not started.
         self.wait_for(lambda: net_fixtures.port_bridge(self.devname(port)),
                       'the port to be plugged')
+        self.wait_for(lambda: guest.ROLE_WORKLOAD in self.containers_of(
+            server['id']), 'the workload to be created')
         self.assertEqual('BUILD', self.api.get_server(server['id'])['status'])
-        containers = self.containers_of(server['id'])
-        self.assertEqual({guest.ROLE_SANDBOX}, set(containers))
+        self.assertContainerStatus(server, 'created')
         self.admin_api.create_server_external_events([{
             'name': 'network-vif-plugged', 'server_uuid': server['id'],
             'tag': port['id'], 'status': 'completed'}])

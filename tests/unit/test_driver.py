@@ -13,6 +13,7 @@
 """DockerDriver against a stateful specced engine: spawn clean-up after a
 failure injected at each step, and the host side."""
 
+import threading
 from unittest import mock
 
 import docker.errors
@@ -96,6 +97,46 @@ class SpawnTest(DriverTestBase):
                           network_info=[], power_on=False)
         self.assertEqual(power_state.SHUTDOWN,
                          self.driver.get_info(instance).state)
+
+    def test_workload_is_created_while_the_sandbox_starts(self):
+        """The sandbox's start waits for the workload's creation: done one
+        after the other, the wait would go unanswered."""
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+        start = self.engine.api.start.side_effect
+        workload_created = threading.Event()
+
+        def create_and_tell(image, **kwargs):
+            created = create(image, **kwargs)
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                workload_created.set()
+            return created
+
+        def start_sandbox_after_workload_create(cid):
+            if self.engine.containers[cid]['labels'][guest.LABEL_ROLE] == \
+                    guest.ROLE_SANDBOX:
+                self.assertTrue(workload_created.wait(30))
+            return start(cid)
+        self.engine.api.create_container.side_effect = create_and_tell
+        self.engine.api.start.side_effect = \
+            start_sandbox_after_workload_create
+        instance = self.spawn(meta)
+        self.assertEqual(power_state.RUNNING,
+                         self.driver.get_info(instance).state)
+
+    def test_spawn_lists_and_inspects_nothing_it_made(self):
+        """The Guest comes from what create returned: no list call, and
+        without ports no inspect of the sandbox."""
+        meta = self.add_image()
+        self.spawn(meta)   # loads the image
+        self.engine.api.reset_mock()
+        self.spawn(meta)
+        calls = [name for name, _args, _kwargs
+                 in self.engine.api.method_calls]
+        self.assertNotIn('containers', calls)
+        self.assertEqual(1, calls.count('inspect_container'))  # the command
+        self.assertEqual(2, calls.count('create_container'))
+        self.assertEqual(2, calls.count('start'))
 
 
 class SpawnCleanupTest(DriverTestBase):
@@ -244,6 +285,27 @@ class SpawnCleanupTest(DriverTestBase):
         self.engine.api.create_container.side_effect = \
             sandbox_removed_meanwhile
         self._fail_spawn(meta, docker_client.ContainerMissing)
+
+    def test_sandbox_start_fails_while_the_workload_is_made(self):
+        """The workload is created after the sandbox failed to start: the
+        clean-up waits for it and removes it too."""
+        meta = self.add_image()
+        create = self.engine.api.create_container.side_effect
+        sandbox_failed = threading.Event()
+
+        def create_workload_late(image, **kwargs):
+            if kwargs['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD:
+                self.assertTrue(sandbox_failed.wait(30))
+            return create(image, **kwargs)
+
+        def fail_sandbox_start(cid):
+            sandbox_failed.set()
+            raise _api_error(500, 'cannot start the sandbox')
+        self.engine.api.create_container.side_effect = create_workload_late
+        self.engine.api.start.side_effect = fail_sandbox_start
+        exc = self._fail_spawn(meta, docker_client.DockerOperationFailed)
+        self.assertIn('cannot start the sandbox', str(exc))
+        self.assertEqual(2, self.engine.api.create_container.call_count)
 
     def test_workload_start_fails_otherwise(self):
         meta = self.add_image()

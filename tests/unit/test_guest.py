@@ -15,6 +15,7 @@
 import io
 import os
 import tarfile
+import threading
 from unittest import mock
 
 import docker.errors
@@ -649,3 +650,35 @@ class GuestTest(testtools.TestCase):
         self.assertEqual([], found.containers)
         self.assertEqual({}, self.engine.containers)
         found.remove()    # idempotent
+
+    def _remove_side_effect(self, side_effect):
+        remove = self.engine.api.remove_container.side_effect
+        self.engine.api.remove_container.side_effect = (
+            lambda cid, **kwargs: side_effect(remove, cid, **kwargs))
+
+    def test_sandbox_is_removed_alongside_the_workload(self):
+        """The workload's removal waits for the sandbox's to begin: one
+        after the other, the wait would go unanswered."""
+        sandbox_removing = threading.Event()
+
+        def remove(real, cid, **kwargs):
+            if cid == self.sandbox_id:
+                sandbox_removing.set()
+            else:
+                self.assertTrue(sandbox_removing.wait(30))
+            return real(cid, **kwargs)
+        self._remove_side_effect(remove)
+        self.guests.get(self.instance).remove()
+        self.assertEqual({}, self.engine.containers)
+
+    def test_a_failed_removal_still_removes_the_other(self):
+        def remove(real, cid, **kwargs):
+            if cid == self.workload_id:
+                raise fake_docker.api_error(docker.errors.APIError,
+                                            'device busy', 500)
+            return real(cid, **kwargs)
+        self._remove_side_effect(remove)
+        found = self.guests.get(self.instance)
+        exc = self.assertRaises(exception.NovaException, found.remove)
+        self.assertIn('device busy', str(exc))
+        self.assertEqual([self.workload_id], list(self.engine.containers))

@@ -265,6 +265,16 @@ class PlugOrderTest(testtools.TestCase):
         self.plugger.plug(make_instance(), [make_vif()], 1234)
         self.assertEqual(['unplug', ('veth', None), 'plug'], order)
 
+    def test_new_netns_asks_for_no_peer_but_clears_a_stale_record(self):
+        """A sandbox just made holds no veth of the port: no look inside;
+        an OVS record an earlier failed unplug left still goes first."""
+        order = self.record_order()
+        self.stale_ports.add('tap00000000-aa')
+        self.plugger.plug(make_instance(), [make_vif()], 1234,
+                          new_netns=True)
+        self.assertFalse(linux_net.find_peer.called)
+        self.assertEqual(['unplug', ('veth', None), 'plug'], order)
+
     def test_existing_correct_port_is_not_unplugged(self):
         self.existing['tap00000000-aa'] = 'eth0'
         self.plugger.plug(make_instance(), [make_vif()], 1234)

@@ -34,6 +34,7 @@ from oslo_log import log as logging
 from oslo_utils import excutils
 
 from novadocker import conf
+from novadocker.virt.docker import background
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import configdrive
 from novadocker.virt.docker import console
@@ -416,16 +417,20 @@ class DockerDriver(driver.ComputeDriver):
                 context, image_meta, hold=True,
                 root_gb=instance.flavor.root_gb)
             held = True
-            sandbox_id = self._create_sandbox(instance, network_info)
-            self._plug_and_wait(instance, network_info, power_on)
             configdrive.build(instance, injected_files, admin_password,
                               network_info)
-            guests.create_workload(instance, docker_image, image_meta,
-                                   sandbox_id, runtime)
-            guest = guests.get(instance)
-            guest.check_command()
-            guest.inject_keys()
-            guest.inject_files(injected_files)
+
+            def make_workload(sandbox_id: str) -> guest_mod.Guest:
+                workload_id = guests.create_workload(
+                    instance, docker_image, image_meta, sandbox_id, runtime)
+                guest = guests.handle(instance, sandbox_id, workload_id)
+                guest.check_command()
+                guest.inject_keys()
+                guest.inject_files(injected_files)
+                return guest
+
+            guest = self._build(instance, network_info, power_on,
+                                make_workload)
             if power_on:
                 self._start_workload(guest)
         except Exception:
@@ -443,29 +448,52 @@ class DockerDriver(driver.ComputeDriver):
         LOG.info('Instance spawned as container %s',
                  guest_mod.container_name(instance), instance=instance)
 
-    def _create_sandbox(self, instance, network_info) -> str:
+    def _build(self, instance, network_info, power_on,
+               make_workload: typing.Callable[[str], guest_mod.Guest]
+               ) -> guest_mod.Guest:
+        """Create the sandbox, then start it, plug its ports and wait for
+        Neutron while ``make_workload(sandbox_id)`` creates the workload
+        alongside (it needs only the sandbox's ID). Returns the workload's
+        Guest; on failure both steps have ended (the caller cleans up)."""
+        sandbox = self._create_sandbox(instance, network_info)
+        with background.Alongside(
+                make_workload, sandbox.sandbox_id,
+                name='workload-%s' % instance.uuid) as workload:
+            self._plug_and_wait(sandbox, network_info, power_on)
+        return workload.result()
+
+    def _create_sandbox(self, instance, network_info) -> guest_mod.Guest:
+        """Create (not start) the sandbox: the workload can be created
+        with its ID while it starts."""
         dns, search = vifs.dns_config(network_info)
         if self._sandbox_image_id is None:   # a driver never initialised
             self._sandbox_image_id = images.ensure_sandbox_image(self.api)
-        return self._guests.create_sandbox(
-            instance, self._sandbox_image_id, dns, search)
+        guests = self._guests
+        return guests.handle(instance, guests.create_sandbox(
+            instance, self._sandbox_image_id, dns, search, start=False))
 
-    def _plug_and_wait(self, instance, network_info, power_on) -> None:
-        """Plug the ports into the sandbox; wait for Neutron to bind them.
+    def _plug_and_wait(self, sandbox: guest_mod.Guest, network_info,
+                       power_on) -> None:
+        """Start the sandbox, plug the ports into it and wait for Neutron
+        to bind them.
 
         Like libvirt, wait only for ports Neutron has not marked active, and
         only when the instance will run (the event comes on a status change).
         """
+        instance = sandbox.instance
         events = []
         if power_on and CONF.vif_plugging_timeout:
             events = [('network-vif-plugged', vif['id'])
                       for vif in network_info if vif.get('active') is False]
-        pid = self._guests.get(instance, guest_mod.ROLE_SANDBOX).pid
+        sandbox.start(guest_mod.ROLE_SANDBOX)
+        if not network_info:
+            return
+        pid = sandbox.pid
         try:
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=CONF.vif_plugging_timeout,
                     error_callback=self._neutron_failed_callback):
-                self._vifs.plug(instance, network_info, pid)
+                self._vifs.plug(instance, network_info, pid, new_netns=True)
         except exception.InstanceEventTimeout:
             LOG.warning('Timeout waiting for %s', events, instance=instance)
             if CONF.vif_plugging_is_fatal:
@@ -820,12 +848,17 @@ class DockerDriver(driver.ComputeDriver):
         try:
             # Idempotent if destroy left anything (it does not).
             self._remove_instance(instance, network_info)
-            sandbox_id = self._create_sandbox(instance, network_info)
-            self._plug_and_wait(instance, network_info, False)
-            guests.create_workload(instance, resize_mod.backup_tag(instance),
-                                   None, sandbox_id, runtime)
+
+            def make_workload(sandbox_id: str) -> guest_mod.Guest:
+                return guests.handle(instance, sandbox_id,
+                                     guests.create_workload(
+                                         instance,
+                                         resize_mod.backup_tag(instance),
+                                         None, sandbox_id, runtime))
+
+            guest = self._build(instance, network_info, False, make_workload)
             if power_on:
-                self._start_workload(guests.lookup(instance))
+                self._start_workload(guest)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('Revert failed; the resize commit %s is kept',

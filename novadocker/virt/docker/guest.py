@@ -46,6 +46,7 @@ from oslo_utils import timeutils
 from oslo_utils import units
 
 from novadocker import conf
+from novadocker.virt.docker import background
 from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import configdrive
 
@@ -370,11 +371,22 @@ class Guests:
 
     # -- creating ----------------------------------------------------------
 
+    def handle(self, instance, sandbox_id: str,
+               workload_id: typing.Optional[str] = None) -> 'Guest':
+        """The Guest of containers just created, from their IDs: no list
+        call for what the driver already knows."""
+        containers = [(ROLE_SANDBOX, sandbox_id)]
+        if workload_id is not None:
+            containers.append((ROLE_WORKLOAD, workload_id))
+        return Guest(self, instance, containers)
+
     def create_sandbox(self, instance, sandbox_image_id: str,
                        dns: typing.Sequence[str] = (),
-                       dns_search: typing.Sequence[str] = ()) -> str:
-        """Create and start the namespace-holding container from the
-        sandbox image's ID (resolved at start-up, not a re-pointable name).
+                       dns_search: typing.Sequence[str] = (),
+                       start: bool = True) -> str:
+        """Create (and, with ``start``, start) the namespace-holding
+        container from the sandbox image's ID (resolved at start-up, not a
+        re-pointable name).
         """
         host_config = self._api.create_host_config(
             network_mode='none', restart_policy={'Name': 'no'},
@@ -394,7 +406,8 @@ class Guests:
                 hostname=(instance.hostname or instance.name)[:63],
                 labels=self.labels(instance, ROLE_SANDBOX),
                 host_config=host_config, network_disabled=False)
-            self._api.start(created['Id'])
+            if start:
+                self._api.start(created['Id'])
         return created['Id']
 
     def check_runtime(self, instance) -> typing.Optional[str]:
@@ -630,16 +643,31 @@ class Guest:
 
     def remove(self, role: typing.Optional[str] = None) -> None:
         """Remove the container of ``role`` (None: every container of the
-        instance), with its anonymous volumes. Idempotent."""
-        kept = []
-        for found_role, container_id in self.containers:
-            if role is None or found_role == role:
-                self._guests.remove_container(container_id,
-                                              self.instance.uuid)
-                self._changed(found_role)
-            else:
-                kept.append((found_role, container_id))
-        self.containers = kept
+        instance), with its anonymous volumes. Idempotent.
+
+        The sandbox goes alongside the others (the engine stops and
+        unmounts them in parallel): nothing depends on it once its ports
+        are unplugged. The others go one by one, newest first, so a rescue
+        container goes before the workload whose filesystem it mounts.
+        """
+        doomed = [(r, c) for r, c in self.containers
+                  if role is None or r == role]
+        sandboxes = [c for r, c in doomed if r == ROLE_SANDBOX]
+        others = [c for r, c in doomed if r != ROLE_SANDBOX]
+        if sandboxes and others:
+            with background.Alongside(self._remove_each, sandboxes,
+                                      name='remove-%s' % self.instance.uuid):
+                self._remove_each(others)
+        else:
+            self._remove_each(sandboxes or others)
+        for found_role, _container_id in doomed:
+            self._changed(found_role)
+        self.containers = [(r, c) for r, c in self.containers
+                           if (r, c) not in doomed]
+
+    def _remove_each(self, ids: typing.List[str]) -> None:
+        for container_id in ids:
+            self._guests.remove_container(container_id, self.instance.uuid)
 
     # -- reading -----------------------------------------------------------
 

@@ -348,7 +348,12 @@ def _peer_inside(host: IPRoute, inside: IPRoute, host_dev: str,
                  mac: str) -> typing.Optional[dict]:
     """The inside end of host_dev if host_dev is a veth whose peer is in
     the namespace of ``inside`` and carries ``mac``; else None."""
-    link = _link(host, ifname=host_dev)
+    return _peer_of(_link(host, ifname=host_dev), inside, mac)
+
+
+def _peer_of(link: typing.Optional[dict], inside: IPRoute,
+             mac: str) -> typing.Optional[dict]:
+    """_peer_inside for a host link already read."""
     if not _veth_to_elsewhere(link):
         return None
     peer_index = link.get_attr('IFLA_LINK')
@@ -400,8 +405,10 @@ def find_peer(pid: int, host_dev: str, mac: str) -> typing.Optional[str]:
     return privileged_find_peer(pid, host_dev, mac)
 
 
-def _configure_host_end(host: IPRoute, index: int, spec: VifSpec) -> None:
-    settings = {'index': index, 'state': 'up'}
+def _host_end(host: IPRoute, spec: VifSpec) -> dict:
+    """The host end's settings: up, the spec's MTU, enslaved to its
+    bridge (hybrid plug), which must exist."""
+    settings = {'state': 'up'}
     if spec.mtu:
         settings['mtu'] = spec.mtu
     if spec.master:
@@ -409,19 +416,28 @@ def _configure_host_end(host: IPRoute, index: int, spec: VifSpec) -> None:
         if bridge is None or _kind(bridge) != 'bridge':
             raise RuntimeError('bridge %s does not exist' % spec.master)
         settings['master'] = bridge['index']
-    host.link('set', **settings)
+    return settings
+
+
+def _configure_host_end(host: IPRoute, index: int, spec: VifSpec) -> None:
+    host.link('set', index=index, **_host_end(host, spec))
 
 
 def _family(address: _Address) -> int:
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
-def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec) -> None:
-    """MTU, sysctls, addresses, link up, routes: converge to the spec."""
+def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec,
+                      created: bool = False) -> None:
+    """MTU, sysctls, addresses, link up, routes: converge to the spec.
+
+    A link just ``created`` has the spec's MTU and no address yet: neither
+    is read or set again.
+    """
     index = inside.link_lookup(ifname=ifname)[0]
     loopback = inside.link_lookup(ifname='lo')[0]
     inside.link('set', index=loopback, state='up')
-    if spec.mtu:
+    if spec.mtu and not created:
         inside.link('set', index=index, mtu=spec.mtu)
     wanted = {(a.ip, a.network.prefixlen) for a in spec.addresses}
     if any(a.version == 6 for a, _ in wanted):
@@ -434,7 +450,7 @@ def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec) -> None:
                            ('autoconf', '0'), ('disable_ipv6', '0')):
             _write_sysctl(conf + key, value)
         _write_sysctl('/proc/sys/net/ipv6/conf/lo/disable_ipv6', '0')
-    for addr in inside.get_addr(index=index):
+    for addr in () if created else inside.get_addr(index=index):
         if addr['scope'] == _RT_SCOPE_LINK:
             continue
         key = (ipaddress.ip_address(addr.get_attr('IFA_ADDRESS')),
@@ -462,30 +478,63 @@ def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec) -> None:
         inside.route('replace', **request)
 
 
+def _free_ifname_in(netns_fd: int) -> str:
+    with _inside(netns_fd), IPRoute() as inside:
+        return _free_ifname(inside, None)
+
+
+def _add_veth(host: IPRoute, netns_fd: int, spec: VifSpec) -> str:
+    """Create the pair, the host end up with its MTU (and bridge) and the
+    peer in the namespace with the port's MAC and MTU, in one request;
+    returns the peer's name.
+
+    The preferred name is tried first (in a new namespace it is free);
+    only if it is taken are the namespace's links read for a free one.
+    """
+    host_end = dict(_host_end(host, spec), ifname=spec.host_dev,
+                    kind='veth', address=host_mac(spec.mac))
+
+    def peer(name: str) -> dict:
+        attrs = {'ifname': check_inside(name), 'net_ns_fd': netns_fd,
+                 'address': spec.mac}
+        if spec.mtu:
+            attrs['mtu'] = spec.mtu
+        return attrs
+
+    ifname = spec.ifname or _free_ifname_in(netns_fd)
+    try:
+        host.link('add', peer=peer(ifname), **host_end)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST or not spec.ifname:
+            raise
+        # The preferred name is taken inside (the host end was absent).
+        ifname = _free_ifname_in(netns_fd)
+        host.link('add', peer=peer(ifname), **host_end)
+    return ifname
+
+
 @privsep.vif_plug.entrypoint
 def privileged_plug_veth(pid: int, spec: dict) -> str:
     """plug_veth's privileged half (arguments parsed again here)."""
     spec = VifSpec.from_dict(spec)
     with _sandbox_netns(pid) as netns_fd, IPRoute() as host:
-        with _inside(netns_fd), IPRoute() as inside:
-            peer = _peer_inside(host, inside, spec.host_dev, spec.mac)
-            ifname = (peer.get_attr('IFLA_IFNAME') if peer is not None
-                      else _free_ifname(inside, spec.ifname))
-        check_inside(ifname)    # an existing peer's name is ours too
+        existing = _link(host, ifname=spec.host_dev)
+        peer = None
+        if _veth_to_elsewhere(existing):
+            with _inside(netns_fd), IPRoute() as inside:
+                peer = _peer_of(existing, inside, spec.mac)
         created = peer is None
         if created:
-            _delete(host, spec.host_dev)    # a stale one
-            peer_attrs = {'ifname': ifname, 'net_ns_fd': netns_fd,
-                          'address': spec.mac}
-            if spec.mtu:
-                peer_attrs['mtu'] = spec.mtu
-            host.link('add', ifname=spec.host_dev, kind='veth',
-                      address=host_mac(spec.mac), peer=peer_attrs)
+            if existing is not None:
+                _delete(host, spec.host_dev)    # a stale one
+            ifname = _add_veth(host, netns_fd, spec)
+        else:
+            ifname = check_inside(peer.get_attr('IFLA_IFNAME'))
         try:
-            index = host.link_lookup(ifname=spec.host_dev)[0]
-            _configure_host_end(host, index, spec)
+            if not created:
+                _configure_host_end(host, existing['index'], spec)
             with _inside(netns_fd), IPRoute() as inside:
-                _configure_inside(inside, ifname, spec)
+                _configure_inside(inside, ifname, spec, created)
         except Exception:
             if created:
                 _delete(host, spec.host_dev)

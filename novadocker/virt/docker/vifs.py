@@ -245,12 +245,14 @@ class VIFPlugger:
                 obj.bridge_name = CONF.docker.integration_bridge
         return obj, os_vif_util.nova_to_osvif_instance(instance)
 
-    def _plug_one(self, instance, vif, spec: dict, pid: int) -> str:
+    def _plug_one(self, instance, vif, spec: dict, pid: int,
+                  new_netns: bool = False) -> str:
         obj, info = self.os_vif_objects(instance, vif)
         hybrid = isinstance(obj, osv_vif.VIFBridge)
         if hybrid:
             spec = dict(spec, master=obj.bridge_name)
-        self._clear_stale_ovs_state(instance, vif, spec, pid, obj, info)
+        self._clear_stale_ovs_state(instance, vif, spec, pid, obj, info,
+                                    new_netns)
         if hybrid:
             os_vif.plug(obj, info)
             ifname = linux_net.plug_veth(pid, spec)
@@ -263,12 +265,13 @@ class VIFPlugger:
         return ifname
 
     def _clear_stale_ovs_state(self, instance, vif, spec, pid: int, obj,
-                               info) -> None:
+                               info, new_netns: bool = False) -> None:
         """Remove OVS state a plug must not build on.
 
         - A native port whose veth was lost (a restarted sandbox) leaves an
           OVS port record: OVS's userspace datapath does not pick up a new
-          device under it, so the record goes first.
+          device under it, so the record goes first. In a ``new_netns``
+          (a sandbox just made) no veth can be the port's yet: no look.
         - A port whose binding switched between hybrid and native leaves the
           other layout: the qbr/qvb/qvo devices, or the tap as an OVS port.
         Hybrid ports otherwise need nothing: qvo survives a restart and
@@ -285,7 +288,8 @@ class VIFPlugger:
             return
         qbr = ('qbr' + vif['id'])[:network_model.NIC_NAME_LEN]
         if os.path.exists('/sys/class/net/%s' % qbr) or (
-                linux_net.find_peer(pid, host_dev, spec['mac']) is None
+                (new_netns or
+                 linux_net.find_peer(pid, host_dev, spec['mac']) is None)
                 and self._ovsdb.port_exists(host_dev)):
             os_vif.unplug(obj, info)
 
@@ -306,8 +310,13 @@ class VIFPlugger:
 
     # -- interface used by the driver --------------------------------------
 
-    def plug(self, instance, network_info, netns_pid: int) -> None:
-        """Plug every port into the sandbox namespace. Idempotent."""
+    def plug(self, instance, network_info, netns_pid: int,
+             new_netns: bool = False) -> None:
+        """Plug every port into the sandbox namespace. Idempotent.
+
+        ``new_netns``: the sandbox was just made (a spawn), so none of the
+        ports can be in it yet.
+        """
         if not network_info:
             return
         try:
@@ -329,7 +338,7 @@ class VIFPlugger:
                     'uuid': instance.uuid, 'exc': exc}) from exc
         for vif, spec in zip(network_info, vif_specs(network_info)):
             try:
-                self._plug_one(instance, vif, spec, netns_pid)
+                self._plug_one(instance, vif, spec, netns_pid, new_netns)
             except _PLUG_ERRORS as exc:
                 LOG.error('Plugging port %(port)s failed: %(exc)s',
                           {'port': vif['id'], 'exc': exc},
