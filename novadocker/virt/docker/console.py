@@ -176,7 +176,9 @@ class ConsoleListener:
                 relay.close()
                 return
             self._relay = relay
-        relay.start()
+            # Started under the lock: close() then always finds it
+            # started and joins its threads, never one about to start.
+            relay.start()
 
     def _attach(self) -> typing.Tuple[socket.socket, docker.APIClient]:
         """The workload's attach stream on its own API client (no call
