@@ -102,6 +102,15 @@ class ChunkReaderTest(testtools.TestCase):
                          hasher.hexdigest())
         self.assertEqual(70003 + 5000, reader.bytes_read)
 
+    def test_whole_chunks_come_out_as_they_came(self):
+        chunk = b'x' * 1000
+        reader = streams.ChunkReader([chunk, b'y' * 10])
+        self.assertIs(chunk, reader.read(4096))
+        self.assertEqual(b'yyy', reader.read(3))
+        view = reader.read_view(100)
+        self.assertEqual(b'y' * 7, view)
+        self.assertEqual(b'', reader.read_view(100))
+
     def test_closed_reader_reads_nothing(self):
         reader = streams.ChunkReader([b'data'])
         reader.close()
@@ -117,6 +126,19 @@ class PipeTest(testtools.TestCase):
         chunks = list(streams.pipe(write, 16, 'test-pipe'))
         self.assertEqual(b'x' * 70, b''.join(chunks))
         self.assertEqual([16, 16, 16, 16, 6], [len(c) for c in chunks])
+
+    def test_large_blocks_pass_as_views_without_a_copy(self):
+        block = b'd' * 20000
+
+        def write(out):
+            out.write(b'h' * 10)
+            out.write(block)
+            out.write(b't')
+        chunks = list(streams.pipe(write, 8192, 'test-pipe'))
+        self.assertEqual(b'h' * 10 + block + b't', b''.join(chunks))
+        self.assertEqual([10, 8192, 8192, 3616, 1], [len(c) for c in chunks])
+        for view in chunks[1:4]:
+            self.assertIs(block, view.obj)
 
     def test_writer_error_raised_after_what_came_before(self):
         def write(out):

@@ -71,18 +71,32 @@ class ChunkReader(io.RawIOBase):
         """Fetch the first chunk, so a failing source fails before use."""
         self._fill()
 
-    def readinto(self, buf) -> int:
+    def read_view(self, size: int) -> memoryview:
+        """Up to ``size`` bytes of the current chunk, as a view of it (no
+        copy); empty at the end of the stream."""
         if self.closed or not self._fill():
-            return 0
-        n = min(len(buf), len(self._pending) - self._offset)
-        buf[:n] = self._pending[self._offset:self._offset + n]
+            return memoryview(b'')
+        n = min(size, len(self._pending) - self._offset)
+        view = self._pending[self._offset:self._offset + n]
         self._offset += n
         self.bytes_read += n
-        return n
+        return view
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes: a whole chunk is returned as it came."""
+        if size is None or size < 0:
+            return self.readall()
+        view = self.read_view(size)
+        return view.obj if len(view) == len(view.obj) else bytes(view)
+
+    def readinto(self, buf) -> int:
+        view = self.read_view(len(buf))
+        buf[:len(view)] = view
+        return len(view)
 
     def drain(self) -> None:
         """Consume the rest (tar end blocks, gzip trailer) for the hash."""
-        while self.readinto(bytearray(65536)):
+        while self.read_view(1 << 30):
             pass
 
     def close(self) -> None:
@@ -102,8 +116,10 @@ class _Cancelled(Exception):
 class _QueueWriter(io.RawIOBase):
     """Write side of a bounded pipe between two threads.
 
-    Buffers up to ``chunk_size`` bytes per queue item; with a queue of
-    ``depth`` items the pipe never holds more than (depth + 1) chunks.
+    Queue items are bytes-like (bytes, or views of the blocks written)
+    of at most ``chunk_size`` bytes; with a queue of ``depth`` items the
+    pipe never holds more than (depth + 1) chunks. Whoever writes a view
+    must not change the memory under it afterwards.
     """
 
     def __init__(self, q: queue.Queue, chunk_size: int,
@@ -112,17 +128,29 @@ class _QueueWriter(io.RawIOBase):
         self._q = q
         self._buf = bytearray()
         self._chunk_size = chunk_size
+        # Blocks at least this large are queued without being gathered.
+        self._direct_size = max(chunk_size // 8, 4096)
         self._cancelled = cancelled
 
     def writable(self):
         return True
 
     def write(self, data):
+        """Small writes (headers) are gathered; a large block (member data,
+        a view of a source chunk) is queued as it is, in pieces of at most
+        ``chunk_size``, without a copy."""
+        size = len(data)
+        if size >= self._direct_size:
+            self.flush_all()
+            view = memoryview(data)
+            for start in range(0, size, self._chunk_size):
+                self._put(view[start:start + self._chunk_size])
+            return size
         self._buf += data
         while len(self._buf) >= self._chunk_size:
             self._put(bytes(self._buf[:self._chunk_size]))
             del self._buf[:self._chunk_size]
-        return len(data)
+        return size
 
     def flush_all(self):
         if self._buf:
@@ -142,7 +170,8 @@ class _QueueWriter(io.RawIOBase):
 
 def pipe(write: typing.Callable[[io.RawIOBase], None], chunk_size: int,
          name: str, depth: int = 4) -> typing.Iterator[bytes]:
-    """Run ``write(file)`` in a thread; yield what it writes, in chunks.
+    """Run ``write(file)`` in a thread; yield what it writes, in chunks
+    (bytes-like: large blocks come out as views, never copied).
 
     The queue holds ``depth`` chunks, so a slow consumer stops the writer
     instead of letting it buffer. Closing the generator early stops the
