@@ -132,7 +132,7 @@ class _TimedHash:
     """A hashlib object whose updates count as hashing."""
 
     def __init__(self, hasher, profile: breakdown.Breakdown):
-        self._hasher = hasher
+        self.name = hasher.name
         self.update = profile.timed('hashing (%s)' % hasher.name,
                                     hasher.update)
         self.hexdigest = hasher.hexdigest
@@ -145,17 +145,19 @@ class _TimedHashlib:
 
 def _profile_import(profile: breakdown.Breakdown, glance) -> None:
     """Wrap what an import's time goes to: Docker's requests, the
-    Glance stream, hashing, the two waits of the pipe (the rewrite
-    waiting for Docker, Docker's request body waiting for the rewrite)."""
+    Glance stream, hashing, the waits on streams' queues (the pipe from
+    the rewrite to Docker's request body, the hashing thread's)."""
     import queue
 
     from novadocker.virt.docker import images
     from novadocker.virt.docker import streams
 
     class TimedQueue(queue.Queue):
-        put = profile.timed('waiting for Docker (pipe full)',
+        # streams' queues: the pipe (rewrite -> docker load) and the
+        # hashing thread's.
+        put = profile.timed('queue full (waits for its consumer)',
                             queue.Queue.put)
-        get = profile.timed('waiting for the rewrite (pipe empty)',
+        get = profile.timed('queue empty (waits for its producer)',
                             queue.Queue.get)
 
     profile.patch_docker()

@@ -46,6 +46,7 @@ class ChunkReader(io.RawIOBase):
         self._hasher = hasher
         self.bytes_read = 0
         self.error: typing.Optional[BaseException] = None
+        self._deferred_error: typing.Optional[Exception] = None
 
     def readable(self) -> bool:
         return True
@@ -74,6 +75,9 @@ class ChunkReader(io.RawIOBase):
     def read_view(self, size: int) -> memoryview:
         """Up to ``size`` bytes of the current chunk, as a view of it (no
         copy); empty at the end of the stream."""
+        if self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            raise error
         if self.closed or not self._fill():
             return memoryview(b'')
         n = min(size, len(self._pending) - self._offset)
@@ -83,11 +87,30 @@ class ChunkReader(io.RawIOBase):
         return view
 
     def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes: a whole chunk is returned as it came."""
+        """``size`` bytes, fewer only at the end of the stream: an upload
+        sends a few large blocks whatever the chunks it gets (docker save
+        streams 32 KiB ones). A whole chunk of that size comes out as it
+        came, without a copy."""
         if size is None or size < 0:
             return self.readall()
         view = self.read_view(size)
-        return view.obj if len(view) == len(view.obj) else bytes(view)
+        if len(view) == len(view.obj) == size or not view:
+            return view.obj
+        parts = [view]
+        missing = size - len(view)
+        while missing:
+            try:
+                view = self.read_view(missing)
+            except Exception as exc:
+                # What came before the failure is returned first, as a
+                # file would; the next read raises.
+                self._deferred_error = exc
+                break
+            if not view:
+                break
+            parts.append(view)
+            missing -= len(view)
+        return b''.join(parts)
 
     def readinto(self, buf) -> int:
         view = self.read_view(len(buf))
@@ -107,6 +130,53 @@ class ChunkReader(io.RawIOBase):
         self._pending = memoryview(b'')
         self._offset = 0
         super().close()
+
+
+class BackgroundHasher:
+    """A hashlib object that hashes in a thread of its own.
+
+    hashlib lets go of the GIL on large blocks, so the digest of a Glance
+    download is computed on another core while the stream goes on to
+    Docker, instead of in turn with it. ``update`` queues a reference to
+    the chunk (no copy; at most ``depth`` wait); :meth:`hexdigest` waits
+    for the last one. :meth:`close` ends the thread (a stream given up).
+    """
+
+    def __init__(self, hasher, depth: int = 4):
+        self.name = hasher.name
+        self._hasher = hasher
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: typing.Optional[Exception] = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='nova-docker-hash')
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._hasher.update(chunk)
+                except Exception as exc:   # raised by hexdigest
+                    self._error = exc
+
+    def update(self, chunk) -> None:
+        if not self._thread.is_alive():
+            raise ValueError('update() after close()')
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._hasher.hexdigest()
 
 
 class _Cancelled(Exception):
