@@ -12,9 +12,9 @@
 
 """Driver spawn + destroy of a cached image vs the raw Docker floor.
 
-The floor is what ``docker run -d --network none IMAGE`` + ``docker rm -f`` cost through
-the Docker SDK (create, start, remove) for the same image, measured in the
-same run, interleaved with the driver runs so both see the same machine
+The floor is what ``docker run -d --network none IMAGE`` + ``docker rm
+-f`` cost through the Docker SDK (create, start, remove) for the same
+image, measured in the same run, interleaved with the driver runs so both see the same machine
 load. The driver does more on purpose (a sandbox container holding the
 network namespace, a cache check, labels, limits); the ratio says what
 that costs.
