@@ -14,10 +14,10 @@
 
 The floor is what ``docker run -d --network none IMAGE`` + ``docker rm
 -f`` cost through the Docker SDK (create, start, remove) for the same
-image, measured in the same run, interleaved with the driver runs so both see the same machine
-load. The driver does more on purpose (a sandbox container holding the
-network namespace, a cache check, labels, limits); the ratio says what
-that costs.
+image, measured in the same run, interleaved with the driver runs so both
+see the same machine load. The driver does more on purpose (a sandbox
+container holding the network namespace, a cache check, labels, limits);
+the ratio says what that costs.
 
     python benchmarks/spawn.py [-n 10] [--profile]
 
