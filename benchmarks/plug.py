@@ -363,6 +363,8 @@ def main():
                 'spawn': len(spawn['raw']), 'destroy': len(destroy['raw'])}
         for role in sorted({role for role, _c in PROFILE.seconds}):
             operation = role.split(' ')[0].rstrip(',')
+            if operation not in runs:
+                continue   # a thread of a library (OVSDB, privsep)
             results = {'plug': plug, 'unplug': unplug, 'spawn': spawn,
                        'destroy': destroy}[operation]
             variant = role.rsplit(', ', 1)[1]
