@@ -62,9 +62,12 @@ class ChunkReader(io.RawIOBase):
                 self.error = exc
                 raise
             if chunk:
+                # bytes(): no copy of bytes, and a chunk the hasher's
+                # thread holds can never change under it.
+                chunk = bytes(chunk)
                 if self._hasher is not None:
                     self._hasher.update(chunk)
-                self._pending = memoryview(bytes(chunk))
+                self._pending = memoryview(chunk)
                 self._offset = 0
         return True
 
