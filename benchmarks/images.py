@@ -30,13 +30,20 @@ Docker daemon does the heavy lifting in both cases, so the client RSS shows
 what the driver adds. Everything it creates (images, containers, files) is
 removed at the end.
 
+``--profile`` adds where the driver's time goes (benchmarks/breakdown.py):
+Docker API requests, the Glance stream, hashing, the waits of the pipe
+between the tar rewrite and Docker's request body, and the Python work
+left, per thread, next to the raw floor of the same steps (``docker load``,
+``docker commit``, ``docker save``, reading and hashing the file).
+
 Usage (as root, with dockerd running)::
 
     OS_NOVA_DISABLE_EVENTLET_PATCHING=1 python benchmarks/images.py \
-        [--size-mib 512] [--repeat 1] [--workdir /var/tmp]
+        [--size-mib 512] [--repeat 1] [--workdir /var/tmp] [--profile]
 """
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -47,6 +54,8 @@ import sys
 import tarfile
 import tempfile
 import time
+import types
+import typing
 import uuid
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +64,8 @@ os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
 # Threading mode first, as nova-compute does: tests/__init__.py applies
 # nova's monkey_patch before anything imports eventlet through futurist.
 import tests  # noqa: E402,F401
+
+from benchmarks import breakdown  # noqa: E402
 
 BENCH_LABEL = 'org.openstack.nova-docker.benchmark'
 CHUNK = 1024 * 1024   # glanceclient's CHUNKSIZE for uploads and downloads
@@ -103,14 +114,112 @@ class _FileGlance:
                 chunk = data.read(CHUNK)
                 if not chunk:
                     break
-                sink.write(chunk)
+                self.write(sink, chunk)
                 self.uploaded += len(chunk)
         return self.get(context, image_id)
+
+    @staticmethod
+    def write(sink, chunk) -> None:
+        sink.write(chunk)
 
 
 def _child_idle(args) -> dict:
     from novadocker.virt.docker import snapshot  # noqa: F401
     return {}
+
+
+class _TimedHash:
+    """A hashlib object whose updates count as hashing."""
+
+    def __init__(self, hasher, profile: breakdown.Breakdown):
+        self.name = hasher.name
+        self.update = profile.timed('hashing (%s)' % hasher.name,
+                                    hasher.update)
+        self.hexdigest = hasher.hexdigest
+
+
+class _TimedHashlib:
+    def __init__(self, profile: breakdown.Breakdown):
+        self.new = lambda name: _TimedHash(hashlib.new(name), profile)
+
+
+def _profile_import(profile: breakdown.Breakdown, glance) -> None:
+    """Wrap what an import's time goes to: Docker's requests, the
+    Glance stream, hashing, the waits on streams' queues (the pipe from
+    the rewrite to Docker's request body, the hashing thread's)."""
+    import queue
+
+    from novadocker.virt.docker import images
+    from novadocker.virt.docker import streams
+
+    class TimedQueue(queue.Queue):
+        # streams' queues: the pipe (rewrite -> docker load) and the
+        # hashing thread's.
+        put = profile.timed('queue full (waits for its consumer)',
+                            queue.Queue.put)
+        get = profile.timed('queue empty (waits for its producer)',
+                            queue.Queue.get)
+
+    profile.patch_docker()
+    profile.replace(images, 'hashlib', _TimedHashlib(profile))
+    # streams' own queue module only: other threads' queues stay as
+    # they are.
+    profile.replace(streams, 'queue', types.SimpleNamespace(
+        **dict(vars(queue), Queue=TimedQueue)))
+    pipe = streams.pipe
+    profile.replace(streams, 'pipe', lambda write, *a, **kw: pipe(
+        profile.thread('rewrite thread (Glance -> tar rewrite -> pipe)',
+                       write), *a, **kw))
+    download = glance.download
+    glance.download = lambda *a, **kw: profile.timed_iter(
+        'Glance stream (file reads)', download(*a, **kw))
+    profile.name_thread('main thread (docker load request)')
+
+
+def _profile_snapshot(profile: breakdown.Breakdown, glance, api) -> None:
+    """Wrap Docker's requests, the docker save stream, the Glance
+    upload's writes and the waits."""
+    profile.patch_docker()
+    profile.patch_waits()
+    get_image = api.get_image
+    api.get_image = lambda *a, **kw: profile.timed_iter(
+        'docker save stream (HTTP reads)', get_image(*a, **kw))
+    glance.write = profile.timed('Glance upload (file writes)',
+                                 glance.write)
+    profile.name_thread('snapshot (commit, save, upload)')
+
+
+def _floor_read_hash(path: str) -> typing.List[typing.Tuple[str, float]]:
+    """Reading the file in Glance's chunks, and hashing as many bytes,
+    alone (one chunk hashed over and over: no memory of the image's
+    size)."""
+    start = time.perf_counter()
+    size = 0
+    with open(path, 'rb') as source:
+        for chunk in iter(lambda: source.read(CHUNK), b''):
+            size += len(chunk)
+    read = time.perf_counter() - start
+    digest = hashlib.sha512()
+    block = os.urandom(CHUNK)
+    start = time.perf_counter()
+    for _ in range(-(-size // CHUNK)):
+        digest.update(block)
+    hashing = time.perf_counter() - start
+    return [('read the file in 1 MiB chunks (page cache)', read),
+            ('sha512 of as many bytes', hashing)]
+
+
+def _profiled(run, title, floor=()) -> dict:
+    """``run(profile)`` with the breakdown's report in the result."""
+    profile = breakdown.Breakdown()
+    result = run(profile)
+    profile.undo()
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        profile.report(title, 1, {profile.role(): result['seconds']},
+                       floor)
+    result['profile'] = report.getvalue()
+    return result
 
 
 def _child_import(args) -> dict:
@@ -124,10 +233,19 @@ def _child_import(args) -> dict:
     images.IMAGE_API = glance
     meta = objects.ImageMeta.from_dict(glance.get(None, args.image_id))
     store = images.ImageStore(client.connect())
-    start = time.monotonic()
-    store.ensure_image(nova_context.get_admin_context(), meta)
-    return {'seconds': time.monotonic() - start,
-            'bytes': os.path.getsize(args.file)}
+
+    def run(profile=None):
+        if profile is not None:
+            _profile_import(profile, glance)
+        start = time.monotonic()
+        store.ensure_image(nova_context.get_admin_context(), meta)
+        return {'seconds': time.monotonic() - start,
+                'bytes': os.path.getsize(args.file)}
+    if args.profile:
+        floor = [('docker load < file', args.floor_load)]
+        floor += _floor_read_hash(args.file)
+        return _profiled(run, 'driver import', floor)
+    return run()
 
 
 def _child_snapshot(args) -> dict:
@@ -147,10 +265,21 @@ def _child_snapshot(args) -> dict:
                                 os_type=None)
     snapshotter = snapshot.Snapshotter(
         api, guest.Guests(api, args.host), args.host)
-    start = time.monotonic()
-    snapshotter.take(nova_context.get_admin_context(), instance, snap_id,
-                     lambda task_state, expected_state=None: None)
-    return {'seconds': time.monotonic() - start, 'bytes': glance.uploaded}
+
+    def run(profile=None):
+        if profile is not None:
+            _profile_snapshot(profile, glance, api)
+        start = time.monotonic()
+        snapshotter.take(nova_context.get_admin_context(), instance,
+                         snap_id,
+                         lambda task_state, expected_state=None: None)
+        return {'seconds': time.monotonic() - start,
+                'bytes': glance.uploaded}
+    if args.profile:
+        return _profiled(run, 'driver snapshot', [
+            ('docker commit', args.floor_commit),
+            ('docker save > file', args.floor_save)])
+    return run()
 
 
 CHILDREN = {'idle': _child_idle, 'import': _child_import,
@@ -195,6 +324,8 @@ def _run_measured(argv, stdin=None, stdout=None) -> dict:
 def _run_child(phase, **kwargs) -> dict:
     argv = [sys.executable, '-W', 'ignore', os.path.abspath(__file__),
             '--phase', phase]
+    if kwargs.keys() & {'floor_load', 'floor_commit'}:
+        argv.append('--profile')
     for key, value in kwargs.items():
         argv += ['--' + key.replace('_', '-'), str(value)]
     with tempfile.TemporaryFile() as out:
@@ -259,6 +390,11 @@ def main() -> int:
     parser.add_argument('--image-id')
     parser.add_argument('--host')
     parser.add_argument('--instance-uuid')
+    parser.add_argument('--profile', action='store_true',
+                        help='also print where the driver\'s time goes')
+    for floor in ('load', 'commit', 'save'):
+        parser.add_argument('--floor-' + floor, type=float,
+                            help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         result = CHILDREN[args.phase](args)
@@ -317,8 +453,10 @@ def main() -> int:
                                   stdout=subprocess.DEVNULL)
             results['raw_load'].append(dict(m, bytes=size))
             rmi(built)
+            floors = {'floor_load': results['raw_load'][-1]['seconds']} \
+                if args.profile else {}
             r = _run_child('import', file=tarball, sha512=sha512,
-                           image_id=glance_id)
+                           image_id=glance_id, **floors)
             results['import'].append(r)
 
             # Snapshot source: a running workload container of the image,
@@ -338,8 +476,8 @@ def main() -> int:
                 dict(m, bytes=os.path.getsize(out_path)))
             os.unlink(out_path)
             start = time.monotonic()
-            _run_measured([docker_cli, 'commit', container['Id'],
-                           raw_commit], stdout=subprocess.DEVNULL)
+            commit = _run_measured([docker_cli, 'commit', container['Id'],
+                                    raw_commit], stdout=subprocess.DEVNULL)
             with open(out_path, 'wb') as out:
                 m = _run_measured([docker_cli, 'save', raw_commit],
                                   stdout=out)
@@ -348,8 +486,11 @@ def main() -> int:
                 dict(m, bytes=os.path.getsize(out_path)))
             rmi(raw_commit)
             os.unlink(out_path)
+            floors = {'floor_commit': commit['seconds'],
+                      'floor_save': results['raw_save'][-1]['seconds']} \
+                if args.profile else {}
             r = _run_child('snapshot', file=out_path, host=host,
-                           instance_uuid=instance_uuid)
+                           instance_uuid=instance_uuid, **floors)
             results['snapshot'].append(r)
             os.unlink(out_path)
             api.remove_container(container['Id'], force=True)
@@ -405,6 +546,9 @@ def main() -> int:
     print('driver memory above idle: import %+.0f MiB, snapshot %+.0f MiB '
           '(image %.0f MiB)' % (imp['rss_mib'] - idle,
                                 snap['rss_mib'] - idle, size / 1024 / 1024))
+    if args.profile:
+        for key in ('import', 'snapshot'):
+            print(results[key][-1]['profile'], end='')
     return 0
 
 

@@ -32,7 +32,11 @@ raw plug, workload create + start in ``container:`` mode), and ``raw``,
 one ``docker run`` (create + start, network none) plus the raw plug; destroy
 against the raw unplug + ``docker rm`` of as many containers.
 
-    sudo python benchmarks/plug.py [-n 30]
+    sudo python benchmarks/plug.py [-n 30] [--profile]
+
+``--profile`` adds where the driver's time goes (privsep calls, OVSDB
+transactions, Docker API requests, waits, Python work;
+benchmarks/breakdown.py), per operation, next to the raw floor.
 
 Needs root, Docker and Open vSwitch; creates a private userspace bridge
 and removes everything it created.
@@ -58,6 +62,7 @@ sys.path.insert(0, TOP)
 # applies monkey_patch before anything imports eventlet).
 import tests  # noqa: E402,F401,I100  isort:skip
 
+from benchmarks import breakdown  # noqa: E402
 import fixtures  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402
@@ -66,11 +71,13 @@ from oslo_config import fixture as config_fixture  # noqa: E402
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection  # noqa
 from ovsdbapp.schema.open_vswitch import impl_idl as ovs_impl  # noqa: E402
 from pyroute2 import IPRoute  # noqa: E402
+from vif_plug_ovs import linux_net as osvif_linux_net  # noqa: E402
 
 import nova.conf  # noqa: E402,F401  (registers nova's options)
 from novadocker import conf  # noqa: E402
 from novadocker.virt.docker import driver as docker_driver  # noqa: E402
 from novadocker.virt.docker import images  # noqa: E402
+from novadocker.virt.docker import linux_net  # noqa: E402
 from novadocker.virt.docker import ovsdb  # noqa: E402
 from novadocker.virt.docker import vifs  # noqa: E402
 from tests.fixtures import docker as docker_fixtures  # noqa: E402
@@ -91,9 +98,21 @@ def percentile(values, fraction):
     return ordered[index]
 
 
-def timed(func, *args):
+PROFILE = breakdown.Breakdown()
+PROFILE.enabled = False
+PROFILE.profiling = False   # --profile: enabled while the driver runs
+
+
+def timed(func, *args, role=None):
+    """Seconds of ``func(*args)``; with a role, profiled under it."""
+    if role is not None:
+        PROFILE.name_thread(role)
+        PROFILE.enabled = PROFILE.profiling
     start = time.perf_counter()
-    func(*args)
+    try:
+        func(*args)
+    finally:
+        PROFILE.enabled = False
     return time.perf_counter() - start
 
 
@@ -218,9 +237,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('-n', type=int, default=30,
                         help='measured iterations of each (default 30)')
+    parser.add_argument('--profile', action='store_true',
+                        help='also print where the driver\'s time goes')
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit('run as root')
+    PROFILE.profiling = args.profile
+    if args.profile:
+        PROFILE.patch_docker()
+        PROFILE.patch_privsep(linux_net, osvif_linux_net)
+        PROFILE.patch_ovsdb()
+        PROFILE.patch_waits()
     objects.register_all()
     host = 'ndbench-%s' % uuid.uuid4().hex[:8]
     with fixtures.TempDir() as tmp, \
@@ -293,9 +320,12 @@ def main():
                 for name, plugger in pluggers.items():
                     privsep_mode(name == 'driver+daemons')
                     vif = port(host=200)
-                    plug[name].append(timed(plugger.plug, vif,
-                                            instance.uuid, pid))
-                    unplug[name].append(timed(plugger.unplug, vif))
+                    role = name if name.startswith('driver') else None
+                    plug[name].append(timed(
+                        plugger.plug, vif, instance.uuid, pid,
+                        role=role and 'plug, ' + role))
+                    unplug[name].append(timed(
+                        plugger.unplug, vif, role=role and 'unplug, ' + role))
             privsep_mode(False)
             raw = pluggers['raw']
             for iteration in range(max(3, args.n // 3)):
@@ -303,9 +333,10 @@ def main():
                 server = make_instance()
                 spawn['driver'].append(timed(
                     driver.spawn, ctx, server, image_meta, [], None, {},
-                    [vif]))
+                    [vif], role='spawn with one port, driver'))
                 destroy['driver'].append(timed(
-                    driver.destroy, ctx, server, [vif]))
+                    driver.destroy, ctx, server, [vif],
+                    role='destroy with one port, driver'))
 
                 for name, address in (('raw pair', 203), ('raw', 202)):
                     vif = port(host=address)
@@ -343,6 +374,23 @@ def main():
     report('unplug', unplug, 'raw')
     report('spawn with one port (cached image)', spawn, 'raw pair')
     report('destroy with one port', destroy, 'raw pair')
+    if args.profile:
+        PROFILE.undo()
+        runs = {'plug': args.n, 'unplug': args.n,
+                'spawn': len(spawn['raw']), 'destroy': len(destroy['raw'])}
+        for role in sorted({role for role, _c in PROFILE.seconds}):
+            operation = role.split(' ')[0].rstrip(',')
+            if operation not in runs:
+                continue   # a thread of a library (OVSDB, privsep)
+            results = {'plug': plug, 'unplug': unplug, 'spawn': spawn,
+                       'destroy': destroy}[operation]
+            variant = role.rsplit(', ', 1)[1]
+            floor = 'raw pair' if operation in ('spawn', 'destroy') else 'raw'
+            PROFILE.report(role, runs[operation],
+                           {role: sum(results[variant])},
+                           [('raw %s, mean' % operation,
+                             sum(results['raw']) / len(results['raw']))],
+                           roles=[role])
 
 
 if __name__ == '__main__':

@@ -25,7 +25,11 @@ run, interleaved with the driver runs so all see the same machine load:
 The driver does more on purpose (a cache check, labels, limits, the
 command check); it also overlaps what does not depend on each other.
 
-    python benchmarks/spawn.py [-n 10]
+    python benchmarks/spawn.py [-n 10] [--profile]
+
+``--profile`` adds where the driver's spawn+destroy time goes (Docker API
+requests, waits, Python work; benchmarks/breakdown.py) next to the raw
+floor.
 
 Needs root and a running Docker engine; builds its test image locally
 (no registry) and removes everything it created.
@@ -50,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 # applies monkey_patch before anything imports eventlet).
 import tests  # noqa: E402,F401,I100  isort:skip
 
+from benchmarks import breakdown  # noqa: E402
 import fixtures  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402
@@ -78,8 +83,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('-n', type=int, default=10,
                         help='measured iterations of each (default 10)')
+    parser.add_argument('--profile', action='store_true',
+                        help='also print where the driver\'s time goes')
     args = parser.parse_args()
     objects.register_all()
+    profile = breakdown.Breakdown()
+    profile.enabled = False
+    if args.profile:
+        profile.patch_docker()
+        profile.patch_waits()
+        profile.name_thread('spawn+destroy (driver)')
 
     host = 'ndbench-%s' % uuid.uuid4().hex[:8]
     with fixtures.TempDir() as tmp, \
@@ -103,10 +116,13 @@ def main():
 
         def driver_once():
             instance = new_instance()
+            profile.enabled = args.profile
             start = time.perf_counter()
             driver.spawn(ctx, instance, meta, [], None, {}, network_info=[])
             driver.destroy(ctx, instance, [])
-            return time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            profile.enabled = False
+            return elapsed
 
         tag = images.glance_tag(meta.id)
 
@@ -132,6 +148,8 @@ def main():
             driver_once()
             raw_once()
             raw_once(pair=True)
+            profile.seconds.clear()
+            profile.calls.clear()
             driver_times, raw_times, pair_times = [], [], []
             for _ in range(args.n):
                 driver_times.append(driver_once())
@@ -159,6 +177,14 @@ def main():
           'docker run %.1f ms' % (statistics.mean(driver_times) * 1000,
                                   statistics.mean(pair_times) * 1000,
                                   statistics.mean(raw_times) * 1000))
+    if args.profile:
+        profile.undo()
+        profile.report('spawn+destroy', args.n,
+                       {profile.role(): sum(driver_times)},
+                       [('raw sandbox + workload (SDK), mean',
+                         statistics.mean(pair_times)),
+                        ('docker create + start + rm -f (SDK), mean',
+                         statistics.mean(raw_times))])
 
 
 if __name__ == '__main__':

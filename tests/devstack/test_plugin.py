@@ -34,6 +34,7 @@ import time
 import uuid
 
 import fixtures
+from nova.conf import compute as nova_compute_conf
 from oslo_config import cfg
 from oslo_rootwrap import filters as rootwrap_filters
 from oslo_rootwrap import wrapper as rootwrap_wrapper
@@ -54,6 +55,12 @@ GLANCE_33_FORMATS = ['ami', 'ari', 'aki', 'bare', 'ovf', 'ova', 'docker',
 ALL_PHASES = (('stack', 'pre-install'), ('stack', 'install'),
               ('stack', 'post-config'), ('stack', 'extra'),
               ('stack', 'test-config'), ('unstack',), ('clean',))
+
+
+# The [DEFAULT] options the plugin sets for container-sized capacity.
+CAPACITY_OPTIONS = ('cpu_allocation_ratio', 'ram_allocation_ratio',
+                    'disk_allocation_ratio', 'reserved_host_memory_mb',
+                    'reserved_host_disk_mb')
 
 
 class PluginTestCase(testtools.TestCase):
@@ -406,6 +413,25 @@ class TestPostConfig(PluginTestCase):
         self.assertEqual('True', nova.get('DEFAULT', 'debug'))
         self.assertEqual('native', nova.get('os_vif_ovs', 'ovsdb_interface'))
 
+    def test_capacity_sized_for_containers(self):
+        self.run_plugin(('stack', 'post-config'))
+        nova = self.ini(self.nova_conf)
+        self.assertEqual({'cpu_allocation_ratio': '64.0',
+                          'ram_allocation_ratio': '1.0',
+                          'disk_allocation_ratio': '2.0',
+                          'reserved_host_memory_mb': '4096',
+                          'reserved_host_disk_mb': '10240'},
+                         {option: nova.get('DEFAULT', option)
+                          for option in CAPACITY_OPTIONS})
+
+    def test_capacity_can_be_chosen_or_left_to_nova(self):
+        self.run_plugin(('stack', 'post-config'),
+                        NOVA_DOCKER_CPU_ALLOCATION_RATIO='32.0',
+                        NOVA_DOCKER_RESERVED_HOST_DISK_MB='')
+        nova = self.ini(self.nova_conf)
+        self.assertEqual('32.0', nova.get('DEFAULT', 'cpu_allocation_ratio'))
+        self.assertFalse(nova.has_option('DEFAULT', 'reserved_host_disk_mb'))
+
     def test_nova_reads_it_as_intended(self):
         """The names written are real options of Nova, the driver, os-vif."""
         self.run_plugin(('stack', 'post-config'),
@@ -413,6 +439,8 @@ class TestPostConfig(PluginTestCase):
         conf = cfg.ConfigOpts()
         conf.register_opt(cfg.StrOpt('compute_driver'))
         conf.register_opt(cfg.BoolOpt('debug'))
+        conf.register_opts([opt for opt in nova_compute_conf.ALL_OPTS
+                            if opt.name in CAPACITY_OPTIONS])
         conf.register_opts(nd_conf.docker_opts, group='docker')
         conf.register_opts(os_vif_ovs.OvsPlugin.CONFIG_OPTS,
                            group='os_vif_ovs')
@@ -424,6 +452,8 @@ class TestPostConfig(PluginTestCase):
                 self.assertIn(option, conf[section],
                               '[%s]%s is no option' % (section, option))
         self.assertEqual('tcp://127.0.0.1:2376', conf.docker.api_url)
+        self.assertEqual(64.0, conf.cpu_allocation_ratio)
+        self.assertEqual(4096, conf.reserved_host_memory_mb)
         self.assertEqual(conf.docker.ovsdb_connection,
                          conf.os_vif_ovs.ovsdb_connection)
         # nova-compute loads "nova.virt." + compute_driver.

@@ -102,10 +102,49 @@ class ChunkReaderTest(testtools.TestCase):
                          hasher.hexdigest())
         self.assertEqual(70003 + 5000, reader.bytes_read)
 
+    def test_whole_chunks_come_out_as_they_came(self):
+        chunk = b'x' * 1000
+        reader = streams.ChunkReader([chunk, b'y' * 10])
+        self.assertIs(chunk, reader.read(1000))
+        self.assertEqual(b'yyy', reader.read(3))
+        view = reader.read_view(100)
+        self.assertEqual(b'y' * 7, view)
+        self.assertEqual(b'', reader.read_view(100))
+
+    def test_small_chunks_are_read_as_large_blocks(self):
+        # docker save streams 32 KiB chunks; the upload reads 1 MiB.
+        reader = streams.ChunkReader(iter([b'a' * 3] * 10))
+        self.assertEqual([b'a' * 16, b'a' * 14, b''],
+                         [reader.read(16), reader.read(16), reader.read(16)])
+
     def test_closed_reader_reads_nothing(self):
         reader = streams.ChunkReader([b'data'])
         reader.close()
         self.assertEqual(0, reader.readinto(bytearray(4)))
+
+
+class BackgroundHasherTest(testtools.TestCase):
+
+    def test_same_digest_and_the_thread_ends(self):
+        data = [bytes([i]) * 70000 for i in range(50)]
+        hasher = streams.BackgroundHasher(hashlib.sha512(), depth=2)
+        reader = streams.ChunkReader(iter(data), hasher)
+        self.assertEqual(b''.join(data), reader.read())
+        self.assertEqual(hashlib.sha512(b''.join(data)).hexdigest(),
+                         hasher.hexdigest())
+        self.assertFalse(hasher._thread.is_alive())
+
+    def test_close_of_a_stream_given_up_ends_the_thread(self):
+        hasher = streams.BackgroundHasher(hashlib.sha256())
+        hasher.update(b'part')
+        hasher.close()
+        self.assertFalse(hasher._thread.is_alive())
+        self.assertRaises(ValueError, hasher.update, b'more')
+
+    def test_hash_failure_raised_by_hexdigest(self):
+        hasher = streams.BackgroundHasher(hashlib.sha256())
+        hasher.update('not bytes')
+        self.assertRaises(TypeError, hasher.hexdigest)
 
 
 class PipeTest(testtools.TestCase):
@@ -117,6 +156,19 @@ class PipeTest(testtools.TestCase):
         chunks = list(streams.pipe(write, 16, 'test-pipe'))
         self.assertEqual(b'x' * 70, b''.join(chunks))
         self.assertEqual([16, 16, 16, 16, 6], [len(c) for c in chunks])
+
+    def test_large_blocks_pass_as_views_without_a_copy(self):
+        block = b'd' * 20000
+
+        def write(out):
+            out.write(b'h' * 10)
+            out.write(block)
+            out.write(b't')
+        chunks = list(streams.pipe(write, 8192, 'test-pipe'))
+        self.assertEqual(b'h' * 10 + block + b't', b''.join(chunks))
+        self.assertEqual([10, 8192, 8192, 3616, 1], [len(c) for c in chunks])
+        for view in chunks[1:4]:
+            self.assertIs(block, view.obj)
 
     def test_writer_error_raised_after_what_came_before(self):
         def write(out):

@@ -601,8 +601,15 @@ transport_url = %(rabbit)s
 compute_driver = %(driver)s
 allow_resize_to_same_host = true
 vif_plugging_timeout = 60
-# Containers share the host's CPUs: room for more than 4 per core.
-cpu_allocation_ratio = 16.0
+# Container-sized capacity (README "Capacity"): a vCPU is a CFS quota,
+# not a reserved core; RAM is a hard limit, kept 1:1 above what the
+# cloud's own services take; root_gb is a quota on the writable layer
+# (image layers are shared), so a tiny instance uses far less disk.
+cpu_allocation_ratio = 64.0
+ram_allocation_ratio = 1.0
+reserved_host_memory_mb = 4096
+disk_allocation_ratio = 4.0
+reserved_host_disk_mb = 2048
 [wsgi]
 api_paste_config = %(etc)s/nova/api-paste.ini
 [api_database]

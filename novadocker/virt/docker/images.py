@@ -301,6 +301,8 @@ class ImageStore:
         if chunks is None:
             raise ImageTransferFailed(image_id=image_id,
                                       reason=_('Glance returned no data'))
+        if hasher is not None:
+            hasher = streams.BackgroundHasher(hasher)
         reader = streams.ChunkReader(chunks, hasher)
         body = tarball.retag_tarball(
             reader, glance_tag(image_id), CONF.docker.image_load_chunk_size,
@@ -326,6 +328,8 @@ class ImageStore:
             raise
         finally:
             body.close()
+            if hasher is not None:
+                hasher.close()
         LOG.info('Image %s loaded as %s (%d bytes)', image_id, docker_id,
                  reader.bytes_read)
         self.loaded = True

@@ -46,6 +46,7 @@ class ChunkReader(io.RawIOBase):
         self._hasher = hasher
         self.bytes_read = 0
         self.error: typing.Optional[BaseException] = None
+        self._deferred_error: typing.Optional[Exception] = None
 
     def readable(self) -> bool:
         return True
@@ -61,9 +62,12 @@ class ChunkReader(io.RawIOBase):
                 self.error = exc
                 raise
             if chunk:
+                # bytes(): no copy of bytes, and a chunk the hasher's
+                # thread holds can never change under it.
+                chunk = bytes(chunk)
                 if self._hasher is not None:
                     self._hasher.update(chunk)
-                self._pending = memoryview(bytes(chunk))
+                self._pending = memoryview(chunk)
                 self._offset = 0
         return True
 
@@ -71,18 +75,54 @@ class ChunkReader(io.RawIOBase):
         """Fetch the first chunk, so a failing source fails before use."""
         self._fill()
 
-    def readinto(self, buf) -> int:
+    def read_view(self, size: int) -> memoryview:
+        """Up to ``size`` bytes of the current chunk, as a view of it (no
+        copy); empty at the end of the stream."""
+        if self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            raise error
         if self.closed or not self._fill():
-            return 0
-        n = min(len(buf), len(self._pending) - self._offset)
-        buf[:n] = self._pending[self._offset:self._offset + n]
+            return memoryview(b'')
+        n = min(size, len(self._pending) - self._offset)
+        view = self._pending[self._offset:self._offset + n]
         self._offset += n
         self.bytes_read += n
-        return n
+        return view
+
+    def read(self, size: int = -1) -> bytes:
+        """``size`` bytes, fewer only at the end of the stream: an upload
+        sends a few large blocks whatever the chunks it gets (docker save
+        streams 32 KiB ones). A whole chunk of that size comes out as it
+        came, without a copy."""
+        if size is None or size < 0:
+            return self.readall()
+        view = self.read_view(size)
+        if len(view) == len(view.obj) == size or not view:
+            return view.obj
+        parts = [view]
+        missing = size - len(view)
+        while missing:
+            try:
+                view = self.read_view(missing)
+            except Exception as exc:
+                # What came before the failure is returned first, as a
+                # file would; the next read raises.
+                self._deferred_error = exc
+                break
+            if not view:
+                break
+            parts.append(view)
+            missing -= len(view)
+        return b''.join(parts)
+
+    def readinto(self, buf) -> int:
+        view = self.read_view(len(buf))
+        buf[:len(view)] = view
+        return len(view)
 
     def drain(self) -> None:
         """Consume the rest (tar end blocks, gzip trailer) for the hash."""
-        while self.readinto(bytearray(65536)):
+        while self.read_view(1 << 30):
             pass
 
     def close(self) -> None:
@@ -95,6 +135,53 @@ class ChunkReader(io.RawIOBase):
         super().close()
 
 
+class BackgroundHasher:
+    """A hashlib object that hashes in a thread of its own.
+
+    hashlib lets go of the GIL on large blocks, so the digest of a Glance
+    download is computed on another core while the stream goes on to
+    Docker, instead of in turn with it. ``update`` queues a reference to
+    the chunk (no copy; at most ``depth`` wait); :meth:`hexdigest` waits
+    for the last one. :meth:`close` ends the thread (a stream given up).
+    """
+
+    def __init__(self, hasher, depth: int = 4):
+        self.name = hasher.name
+        self._hasher = hasher
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: typing.Optional[Exception] = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='nova-docker-hash')
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._hasher.update(chunk)
+                except Exception as exc:   # raised by hexdigest
+                    self._error = exc
+
+    def update(self, chunk) -> None:
+        if not self._thread.is_alive():
+            raise ValueError('update() after close()')
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._hasher.hexdigest()
+
+
 class _Cancelled(Exception):
     """The consumer went away: the writer stops."""
 
@@ -102,8 +189,10 @@ class _Cancelled(Exception):
 class _QueueWriter(io.RawIOBase):
     """Write side of a bounded pipe between two threads.
 
-    Buffers up to ``chunk_size`` bytes per queue item; with a queue of
-    ``depth`` items the pipe never holds more than (depth + 1) chunks.
+    Queue items are bytes-like (bytes, or views of the blocks written)
+    of at most ``chunk_size`` bytes; with a queue of ``depth`` items the
+    pipe never holds more than (depth + 1) chunks. Whoever writes a view
+    must not change the memory under it afterwards.
     """
 
     def __init__(self, q: queue.Queue, chunk_size: int,
@@ -112,17 +201,29 @@ class _QueueWriter(io.RawIOBase):
         self._q = q
         self._buf = bytearray()
         self._chunk_size = chunk_size
+        # Blocks at least this large are queued without being gathered.
+        self._direct_size = max(chunk_size // 8, 4096)
         self._cancelled = cancelled
 
     def writable(self):
         return True
 
     def write(self, data):
+        """Small writes (headers) are gathered; a large block (member data,
+        a view of a source chunk) is queued as it is, in pieces of at most
+        ``chunk_size``, without a copy."""
+        size = len(data)
+        if size >= self._direct_size:
+            self.flush_all()
+            view = memoryview(data)
+            for start in range(0, size, self._chunk_size):
+                self._put(view[start:start + self._chunk_size])
+            return size
         self._buf += data
         while len(self._buf) >= self._chunk_size:
             self._put(bytes(self._buf[:self._chunk_size]))
             del self._buf[:self._chunk_size]
-        return len(data)
+        return size
 
     def flush_all(self):
         if self._buf:
@@ -142,7 +243,8 @@ class _QueueWriter(io.RawIOBase):
 
 def pipe(write: typing.Callable[[io.RawIOBase], None], chunk_size: int,
          name: str, depth: int = 4) -> typing.Iterator[bytes]:
-    """Run ``write(file)`` in a thread; yield what it writes, in chunks.
+    """Run ``write(file)`` in a thread; yield what it writes, in chunks
+    (bytes-like: large blocks come out as views, never copied).
 
     The queue holds ``depth`` chunks, so a slow consumer stops the writer
     instead of letting it buffer. Closing the generator early stops the

@@ -19,8 +19,11 @@ capped before any data is copied. Pure: no Docker, no Glance, no options
 (the caller passes the limits in), so it can be tested on bytes alone.
 """
 
+import bz2
+import gzip
 import io
 import json
+import lzma
 import math
 import posixpath
 import re
@@ -57,6 +60,9 @@ UNPACKED_FACTOR = 10
 # Every name docker save writes is made of these (hex IDs, sha256, json).
 _NAME_COMPONENT = re.compile(r'^[A-Za-z0-9_.+=@:,-]+$')
 _BLOCK = tarfile.BLOCKSIZE
+# Decompressed input is taken in blocks of this size.
+_DECOMPRESSED_BLOCK = units.Mi
+_END_OF_ARCHIVE = tarfile.NUL * (2 * _BLOCK)
 _META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
@@ -78,6 +84,114 @@ def max_unpacked_bytes(glance_size: typing.Optional[int],
         return configured_gb * units.Gi
     return max(UNPACKED_FLOOR, (root_gb or 0) * units.Gi,
                UNPACKED_FACTOR * (glance_size or 0))
+
+
+class _TarInput(io.RawIOBase):
+    """The input as tarfile's ``r:`` mode reads it, forward only.
+
+    tarfile parses headers and PAX/GNU records through :meth:`read`;
+    member data is taken out with :meth:`views`, as views of the source's
+    own blocks (no 10 KiB reads, no copy). ``seek`` only skips forward,
+    which is all tarfile asks for once the data is taken.
+    """
+
+    def __init__(self, read_view: typing.Callable[[int], memoryview]):
+        super().__init__()
+        self._read_view = read_view
+        self._peeked = memoryview(b'')
+        self.position = 0
+        self.source_failed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_view(self, size: int) -> memoryview:
+        if self._peeked:
+            view, self._peeked = self._peeked[:size], self._peeked[size:]
+        else:
+            try:
+                view = self._read_view(size)
+            except Exception:
+                self.source_failed = True
+                raise
+        self.position += len(view)
+        return view
+
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer at the end), left unread."""
+        data = self.read(size)
+        self._peeked = memoryview(data)
+        self.position -= len(data)
+        return data
+
+    def views(self, size: int) -> typing.Iterator[memoryview]:
+        """Exactly ``size`` bytes, as views; ReadError if the input ends."""
+        while size > 0:
+            view = self._next_view(size)
+            if not view:
+                raise tarfile.ReadError(_('unexpected end of data'))
+            size -= len(view)
+            yield view
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            raise ValueError('the tar input is read in bounded pieces')
+        parts = []
+        while size > 0:
+            view = self._next_view(size)
+            if not view:
+                break
+            parts.append(view)
+            size -= len(view)
+        return b''.join(parts)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or offset < self.position:
+            raise tarfile.ReadError(_('the tar stream cannot go back'))
+        for _view in self.views(offset - self.position):
+            pass
+        return self.position
+
+
+_DECOMPRESSORS = (
+    (lambda head: head.startswith(b'\x1f\x8b\x08'),
+     lambda raw, mode: gzip.GzipFile(fileobj=raw, mode=mode)),
+    (lambda head: head[:3] == b'BZh' and head[4:10] == b'1AY&SY',
+     bz2.BZ2File),
+    (lambda head: head.startswith((b'\x5d\x00\x00\x80', b'\xfd7zXZ')),
+     lzma.LZMAFile),
+)
+
+
+def _tar_input(source: io.RawIOBase) -> _TarInput:
+    """The plain tar stream of ``source``: its own chunks if it is a
+    ChunkReader of an uncompressed tarball, else decompressed (the
+    compressions tarfile's ``r|*`` mode detects, by the same magic)."""
+    read_view = getattr(source, 'read_view', None)
+    if read_view is None:
+        read_view = lambda size: memoryview(source.read(size))  # noqa
+    raw = _TarInput(read_view)
+    head = raw.peek(10)
+    for matches, opener in _DECOMPRESSORS:
+        if matches(head):
+            break
+    else:
+        return raw
+    decompressed = opener(raw, 'rb')
+
+    def read_decompressed(size: int) -> memoryview:
+        try:
+            return memoryview(decompressed.read(
+                min(size, _DECOMPRESSED_BLOCK)))
+        except Exception as exc:
+            if raw.source_failed:
+                raise   # the source broke, not the data
+            raise tarfile.ReadError(_('invalid compressed data: %s')
+                                    % exc) from exc
+    return _TarInput(read_decompressed)
 
 
 class _CheckedTarInfo(tarfile.TarInfo):
@@ -153,12 +267,12 @@ def _symlink_target(name: str, linkname: str) -> str:
     return cleaned
 
 
-def _read_json_member(tin, member, name: str) -> bytes:
+def _read_json_member(tar_input: _TarInput, member, name: str) -> bytes:
     if member.size > MAX_JSON_BYTES:
         raise UnsafeTarball(_('%(name)s is %(n)d bytes, more than %(max)d') %
                             {'name': name, 'n': member.size,
                              'max': MAX_JSON_BYTES})
-    return tin.extractfile(member).read()
+    return b''.join(tar_input.views(member.size))
 
 
 def _rename_manifest(data: bytes, new_tag: str) -> bytes:
@@ -345,11 +459,25 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
     """
     def rewrite(writer: io.RawIOBase) -> None:
         members = _Members(max_unpacked)
-        with tarfile.open(fileobj=source, mode='r|*',
-                          tarinfo=_CheckedTarInfo) as tin, \
-                tarfile.open(fileobj=writer, mode='w|', bufsize=chunk_size,
-                             format=tarfile.PAX_FORMAT,
-                             copybufsize=chunk_size) as tout:
+        tar_input = _tar_input(source)
+        written = 0
+
+        def write(data) -> None:
+            nonlocal written
+            writer.write(data)
+            written += len(data)
+
+        def add(out: tarfile.TarInfo, data=()) -> None:
+            """A fresh header, then the data (views), then its padding."""
+            write(out.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING,
+                            'surrogateescape'))
+            for block in data:
+                write(block)
+            if out.size % _BLOCK:
+                write(tarfile.NUL * (_BLOCK - out.size % _BLOCK))
+
+        with tarfile.open(fileobj=tar_input, mode='r:',
+                          tarinfo=_CheckedTarInfo) as tin:
             seen_names = False
             for member in tin:
                 out = members.admit(member)
@@ -362,7 +490,7 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
                         # written, so no hard link may point at it.
                         del members.sizes[name]
                         continue
-                    data = _read_json_member(tin, member, name)
+                    data = _read_json_member(tar_input, member, name)
                     try:
                         if name == _MANIFEST:
                             data = _rename_manifest(data, new_tag)
@@ -377,14 +505,20 @@ def retag_tarball(source: io.RawIOBase, new_tag: str, chunk_size: int,
                     members.check_refs()
                     seen_names = True
                     out.size = len(data)
-                    tout.addfile(out, io.BytesIO(data))
+                    add(out, (data,))
                 elif out.type == tarfile.REGTYPE:
-                    tout.addfile(out, tin.extractfile(member))
+                    add(out, tar_input.views(member.size))
                 else:
-                    tout.addfile(out)
+                    add(out)
             if not seen_names:
                 raise ValueError(_('no manifest.json or index.json: not '
                                    'a docker save tarball'))
+        # The end of the archive, padded to a whole record as tarfile's
+        # writer does.
+        write(_END_OF_ARCHIVE)
+        if written % tarfile.RECORDSIZE:
+            write(tarfile.NUL * (tarfile.RECORDSIZE -
+                                 written % tarfile.RECORDSIZE))
         if hasattr(source, 'drain'):
             source.drain()
 
