@@ -37,9 +37,10 @@ DEBS = ('mariadb-server', 'rabbitmq-server', 'ovn-central', 'ovn-host',
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt. Spelled as the venv
 # stamp has always recorded it (two lines), so an existing venv stays.
+# websocket-client: the scenario tests' serial console client.
 PIP = ('nova==34.0.0 neutron==29.0.0 glance==33.0.0 keystone==30.0.0\n'
        'openstack-placement==16.0.0 python-openstackclient osc-placement '
-       'openstacksdk\nuwsgi pymysql stestr testtools')
+       'openstacksdk\nuwsgi pymysql stestr testtools websocket-client')
 
 OVS_SOCK = '/var/run/openvswitch/db.sock'
 OVN_CTL = '/usr/share/ovn/scripts/ovn-ctl'
@@ -47,6 +48,7 @@ DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
              'nova_cell0', 'nova')
 MARIADB_CNF = '/etc/mysql/mariadb.conf.d/99-nova-docker-aio.cnf'
 OVN_DBS = ('/var/lib/ovn/ovnnb_db.db', '/var/lib/ovn/ovnsb_db.db')
+SERIALPROXY_PORT = 6083
 
 
 # -- install ----------------------------------------------------------------
@@ -450,8 +452,18 @@ class Services:
                     url))
         print('APIs answer')
 
+    def start_serialproxy(self) -> None:
+        """nova-serialproxy: the websocket of ``openstack console url show
+        --serial``, relayed to the driver's TCP listener."""
+        self.state.start_svc('nova-serialproxy',
+                             self.s.exe('nova-serialproxy'), '--config-file',
+                             os.path.join(self.s.etc, 'nova/nova.conf'))
+        self.wait('nova-serialproxy on port %d' % SERIALPROXY_PORT, 60,
+                  lambda: aio_state.port_open('127.0.0.1', SERIALPROXY_PORT))
+
     def start_nova_services(self, cloud: typing.Callable) -> None:
         nova_conf = os.path.join(self.s.etc, 'nova/nova.conf')
+        self.start_serialproxy()
         for name in ('conductor', 'scheduler', 'compute'):
             self.state.start_svc('nova-' + name, self.s.exe('nova-' + name),
                                  '--config-file', nova_conf)
@@ -618,6 +630,13 @@ discover_hosts_in_cells_interval = 5
 lock_path = %(data)s/lock
 [vnc]
 enabled = false
+[serial_console]
+# The driver's per-instance TCP listeners, which nova-serialproxy (the
+# websocket side, :6083) connects to.
+enabled = true
+base_url = ws://127.0.0.1:6083/
+proxyclient_address = 127.0.0.1
+serialproxy_host = 127.0.0.1
 [workarounds]
 # The services run as root: no sudo, no rootwrap. privsep daemons start
 # from the venv directly (helper_command below).
