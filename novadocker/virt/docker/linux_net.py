@@ -33,6 +33,8 @@ exist?) without crossing at all. A spec (built by ``vifs.vif_spec``)::
      'master': None,               # 'qbr...' for hybrid plug
      'addresses': [['10.0.0.5', 24], ['fd00::5', 64]],
      'routes': [{'dst': '0.0.0.0/0', 'gateway': '10.0.0.1',
+                 'if_missing': False},   # True: only where none exists
+                {'dst': '169.254.169.254/32', 'gateway': '10.0.0.2',
                  'if_missing': False}, ...]}
 """
 
@@ -450,9 +452,8 @@ def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec) -> None:
     for route in spec.routes:
         family = _family(route.gateway)
         network = route.dst
-        if network.prefixlen == 0 and route.if_missing:
-            if [r for r in inside.get_default_routes(family=family)]:
-                continue
+        if route.if_missing and _has_route(inside, family, network):
+            continue
         request = dict(family=family, gateway=str(route.gateway), oif=index)
         if network.prefixlen:
             request.update(dst=str(network.network_address),
@@ -460,6 +461,16 @@ def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec) -> None:
         else:
             request['dst'] = 'default'
         inside.route('replace', **request)
+
+
+def _has_route(inside: IPRoute, family: int, network: _Network) -> bool:
+    """The namespace's main table already routes exactly ``network``."""
+    if network.prefixlen == 0:
+        return bool(list(inside.get_default_routes(family=family)))
+    dst = str(network.network_address)
+    return any(r['dst_len'] == network.prefixlen
+               and r.get_attr('RTA_DST') == dst
+               for r in inside.get_routes(family=family, table=254))
 
 
 @privsep.vif_plug.entrypoint
