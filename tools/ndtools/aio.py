@@ -241,7 +241,9 @@ class AllInOne:
     def console_summary() -> None:
         print("    openstack console url show --serial demo1   # a shell "
               "prompt, through nova-serialproxy (ws://127.0.0.1:%d/)"
-              % aio_services.SERIALPROXY_PORT, flush=True)
+              % aio_services.SERIALPROXY_PORT)
+        print('    inside it: wget -qO- http://169.254.169.254/openstack/'
+              'latest/meta_data.json   # the metadata service', flush=True)
 
     # -- down / clean --------------------------------------------------------
 

@@ -39,6 +39,7 @@ T0 = time.time()
 # Services in start order; `down` stops them in reverse.
 SERVICES = ('keystone', 'placement', 'glance', 'neutron-api',
             'neutron-ovn-maint', 'neutron-periodic', 'nova-api',
+            'nova-api-metadata', 'neutron-ovn-metadata-agent',
             'nova-serialproxy', 'nova-conductor', 'nova-scheduler',
             'nova-compute')
 
