@@ -145,24 +145,23 @@ class InitTest(base.DriverTestCase):
         instance = self.spawn_with(interactive_shell_image('SIGHUP'))
         self.assertEqual('SIGHUP', self.inspect(instance)['Config'][
             'StopSignal'])
-        self.wait_console(instance, b'# ')
-        self.driver.power_off(instance, docker_driver.shutdown_timeout(
-            instance), CONF.compute.shutdown_retry_interval)
-        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
-        self.assertEqual(SIGHUP_EXIT,
-                         self.inspect(instance)['State']['ExitCode'])
+        self.assertEqual(SIGHUP_EXIT, self.power_off_at_prompt(instance))
 
     def test_interactive_shell_ignores_sigterm(self):
         """The control: without the stop signal, the same shell ignores
         SIGTERM and is SIGKILLed (after the image's 1 s timeout here)."""
         instance = self.spawn_with(interactive_shell_image(),
                                    os_shutdown_timeout='1')
+        self.assertEqual(SIGKILL_EXIT, self.power_off_at_prompt(instance))
+
+    def power_off_at_prompt(self, instance) -> int:
+        """Once the shell prompts, a clean stop as ComputeManager asks for
+        it; the workload's exit code."""
         self.wait_console(instance, b'# ')
         self.driver.power_off(instance, docker_driver.shutdown_timeout(
             instance), CONF.compute.shutdown_retry_interval)
         self.assertEqual(power_state.SHUTDOWN, self.state(instance))
-        self.assertEqual(SIGKILL_EXIT,
-                         self.inspect(instance)['State']['ExitCode'])
+        return self.inspect(instance)['State']['ExitCode']
 
     def test_soft_reboot_shell_image_at_once_with_default_timeout(self):
         instance = self.spawn_with(shell_image())

@@ -15,14 +15,13 @@
 all-in-one image's shell prompt."""
 
 import socket
-import time
 from urllib import parse
 
 import websocket
 
+from tests.fixtures import console as console_fixtures
 from tests.scenario import base
 
-TIMEOUT = 60   # only stops a hung test
 # The prompt of busybox's interactive ash as root, after each command.
 PROMPT = b' # '
 
@@ -44,22 +43,16 @@ class SerialConsoleScenarioTest(base.ScenarioTestCase):
 
     def open_console(self, url: str) -> websocket.WebSocket:
         ws = websocket.create_connection(url, subprotocols=['binary'],
-                                         timeout=TIMEOUT)
+                                         timeout=console_fixtures.TIMEOUT)
         self.addCleanup(ws.close)
         return ws
 
     @staticmethod
     def read_until(ws: websocket.WebSocket, marker: bytes) -> bytes:
-        deadline = time.monotonic() + TIMEOUT
-        seen = b''
-        while marker not in seen:
-            if time.monotonic() > deadline:
-                raise AssertionError('no %r in %r' % (marker, seen))
+        def recv():
             opcode, data = ws.recv_data()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise AssertionError('websocket closed; got %r' % seen)
-            seen += data
-        return seen
+            return None if opcode == websocket.ABNF.OPCODE_CLOSE else data
+        return console_fixtures.read_until(recv, marker)
 
     def round_trip(self, ws: websocket.WebSocket) -> None:
         """A command typed on the console runs in the server's shell,
@@ -70,12 +63,10 @@ class SerialConsoleScenarioTest(base.ScenarioTestCase):
             self.read_until(ws, PROMPT)
 
     @staticmethod
-    def port_open(host: str, port: int) -> bool:
-        try:
-            socket.create_connection((host, port), timeout=5).close()
-        except OSError:
-            return False
-        return True
+    def listening(host: str, port: int) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(5)
+            return sock.connect_ex((host, port)) == 0
 
     def test_websocket_shell_round_trip_reconnects_and_delete(self):
         net, _ = self.make_network('net')
@@ -97,9 +88,9 @@ class SerialConsoleScenarioTest(base.ScenarioTestCase):
             again.close()
         self.assertEqual((host, port), self.listener(
             self.console_url(server)))
-        self.assertTrue(self.port_open(host, port))
+        self.assertTrue(self.listening(host, port))
         self.delete_server(server)
-        self.assertTrue(base.poll(lambda: not self.port_open(host, port),
+        self.assertTrue(base.poll(lambda: not self.listening(host, port),
                                   30, 0.5),
                         'the console listener %s:%d outlived the server'
                         % (host, port))
