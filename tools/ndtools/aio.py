@@ -527,8 +527,9 @@ class AllInOne:
 def set_stop_signal(tag: str, stop_signal: str) -> None:
     """Give the local image ``tag`` a STOPSIGNAL, which ``docker import
     --change`` cannot set: a one-line build on top of it (the classic
-    builder, which needs no BuildKit and pulls nothing)."""
-    sh('docker', 'build', '--quiet', '--tag', tag, '-',
+    builder, which needs no BuildKit and pulls nothing; no network: the
+    engine has no bridge)."""
+    sh('docker', 'build', '--quiet', '--network', 'none', '--tag', tag, '-',
        input=('FROM %s\nSTOPSIGNAL %s\n' % (tag, stop_signal)).encode(),
        env=dict(os.environ, DOCKER_BUILDKIT='0'))
 
