@@ -743,7 +743,6 @@ state_path = %(data)s/neutron
 nova_metadata_host = 127.0.0.1
 nova_metadata_port = %(port)d
 metadata_proxy_shared_secret = %(secret)s
-metadata_workers = 1
 [agent]
 # The agent runs as root: haproxy and ip netns without sudo.
 root_helper =
