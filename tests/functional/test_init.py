@@ -30,6 +30,7 @@ CONF = conf.CONF
 wait_for = test_lifecycle.wait_for
 SIGTERM_EXIT = 128 + 15
 SIGKILL_EXIT = 128 + 9
+SIGHUP_EXIT = 128 + 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,6 +39,15 @@ def shell_image() -> bytes:
     ignore SIGTERM and wait for SIGKILL."""
     return image_fixtures.build_saved_image(changes=(
         'CMD ["/bin/sh", "-c", "echo hi; sleep 100000"]',))
+
+
+@functools.lru_cache(maxsize=None)
+def interactive_shell_image(stop_signal=None) -> bytes:
+    """The all-in-one's image: an interactive shell on the TTY (the serial
+    console's prompt), which ignores SIGTERM but not SIGHUP."""
+    return image_fixtures.build_saved_image(
+        changes=('CMD ["/bin/sh", "-c", "echo hi; exec /bin/sh"]',),
+        stop_signal=stop_signal)
 
 
 ORPHAN_SCRIPT = b"""#!/bin/sh
@@ -127,6 +137,32 @@ class InitTest(base.DriverTestCase):
         # at the end of the timeout.
         self.assertEqual(SIGTERM_EXIT,
                          self.inspect(instance)['State']['ExitCode'])
+
+    def test_interactive_shell_stops_at_once_by_the_images_stop_signal(self):
+        """docker stop sends the image's StopSignal: SIGHUP ends the
+        interactive shell (tini passes it on), no SIGKILL at the end of
+        Nova's default timeout."""
+        instance = self.spawn_with(interactive_shell_image('SIGHUP'))
+        self.assertEqual('SIGHUP', self.inspect(instance)['Config'][
+            'StopSignal'])
+        self.assertEqual(SIGHUP_EXIT, self.power_off_at_prompt(instance))
+
+    def test_interactive_shell_ignores_sigterm(self):
+        """The control: without the stop signal, the same shell ignores
+        SIGTERM and is SIGKILLed (after the image's 1 s timeout here)."""
+        instance = self.spawn_with(interactive_shell_image(),
+                                   os_shutdown_timeout='1')
+        self.assertEqual(SIGKILL_EXIT, self.power_off_at_prompt(instance))
+
+    def power_off_at_prompt(self, instance) -> int:
+        """Once the interactive shell is up, a clean stop as ComputeManager
+        asks for it; the workload's exit code. (Its banner ends a line, so
+        the log has it; the prompt stays in Docker's line buffer.)"""
+        self.wait_console(instance, b"Enter 'help'")
+        self.driver.power_off(instance, docker_driver.shutdown_timeout(
+            instance), CONF.compute.shutdown_retry_interval)
+        self.assertEqual(power_state.SHUTDOWN, self.state(instance))
+        return self.inspect(instance)['State']['ExitCode']
 
     def test_soft_reboot_shell_image_at_once_with_default_timeout(self):
         instance = self.spawn_with(shell_image())

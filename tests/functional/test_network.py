@@ -157,6 +157,17 @@ class PlugTest(NetworkTestCase):
         servers = re.findall(r'^nameserver (\S+)', resolv, re.M)
         self.assertEqual(['10.251.0.53', '10.251.1.53'], servers)
 
+    def test_metadata_route_via_the_subnets_metadata_port(self):
+        """169.254.169.254 via the DHCP/metadata port, as DHCP option 121
+        would route it on a VM: on the first port with one only."""
+        plain = self.ports.network(0)()
+        first = self.ports.network(1, dhcp_server=2)()
+        second = self.ports.network(2, dhcp_server=3)()
+        instance = self.spawn_on([plain, first, second])
+        v4 = self.routes(instance, 4)
+        self.assertEqual(['169.254.169.254 via 10.251.1.2 dev eth1'],
+                         [r for r in v4 if r.startswith('169.254.')])
+
     def test_hybrid_plug_builds_qbr_and_pings(self):
         port = self.ports.network(0)
         vif_a, vif_b = port(hybrid=True), port()
@@ -389,6 +400,22 @@ class HotplugTest(NetworkTestCase):
         self.assertIn('default via 10.251.0.1 dev eth0',
                       self.routes(instance, 4))
         self.driver.destroy(self.context, instance, [vif])
+
+    def test_attach_adds_the_metadata_route_only_where_missing(self):
+        vif0 = self.ports.network(0)()
+        instance = self.spawn_on([vif0])
+        vif1 = self.ports.network(1, dhcp_server=2)()
+        self.driver.attach_interface(self.context, instance, None, vif1)
+        routes = [r for r in self.routes(instance, 4)
+                  if r.startswith('169.254.')]
+        self.assertEqual(['169.254.169.254 via 10.251.1.2 dev eth1'], routes)
+        # A second port with a metadata port keeps the first one's route.
+        vif2 = self.ports.network(2, dhcp_server=2)()
+        self.driver.attach_interface(self.context, instance, None, vif2)
+        self.assertEqual(routes, [r for r in self.routes(instance, 4)
+                                  if r.startswith('169.254.')])
+        self.driver.destroy(self.context, instance, [vif0, vif1, vif2])
+        self.assertUnplugged(vif0, vif1, vif2)
 
     def test_failed_attach_leaves_nothing(self):
         instance = self.spawn_on([self.ports.network(0)()])

@@ -16,13 +16,13 @@ the compute), the driver's listener, the workload's shell."""
 
 import socket
 import threading
-import time
 from urllib import parse
 import uuid
 
 from nova.console import websocketproxy
 from websockify import websocket
 
+from tests.fixtures import console as console_fixtures
 from tests.fixtures import images as image_fixtures
 from tests.integration import base
 
@@ -67,19 +67,12 @@ class TokenWebSocket(websocket.WebSocket):
 
 
 def read_until(ws: websocket.WebSocket, marker: bytes) -> bytes:
-    deadline = time.monotonic() + TIMEOUT
-    seen = b''
-    while marker not in seen:
-        if time.monotonic() > deadline:
-            raise AssertionError('no %r in %r' % (marker, seen))
+    def recv():
         try:
-            data = ws.recv()
+            return ws.recv()
         except websocket.WebSocketWantReadError:
-            continue   # half a frame so far
-        if data is None:
-            raise AssertionError('websocket closed; got %r' % seen)
-        seen += data
-    return seen
+            return b''   # half a frame so far
+    return console_fixtures.read_until(recv, marker, TIMEOUT)
 
 
 class SerialConsoleProxyTest(base.IntegrationTestCase):

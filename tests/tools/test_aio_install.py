@@ -18,6 +18,7 @@ ndtools.aio_services.install_debs runs with dpkg-query's answer and
 apt_install replaced (apt_install specced), so no package is touched.
 """
 
+import configparser
 import io
 import os
 import sys
@@ -182,3 +183,49 @@ class RunStepTest(testtools.TestCase):
         message = self.stderr.read()
         self.assertIn("step 'broken' (a failing step) FAILED", message)
         self.assertIn('aio-broken.log', message)
+
+
+class MetadataConfigTest(testtools.TestCase):
+    """nova.conf and the OVN metadata agent's file agree on the shared
+    secret and the metadata API's address; the agent's privsep daemons
+    start from the venv."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        state = aio_state.State(aio_state.Settings({'AIO_DIR': tmp}))
+        self.services = aio_services.Services(state, REPO)
+        for sub in ('nova', 'neutron'):
+            os.makedirs(os.path.join(state.s.etc, sub))
+        self.nova_conf = os.path.join(state.s.etc, 'nova/nova.conf')
+        with open(self.nova_conf, 'w') as f:
+            f.write('[DEFAULT]\nhost = h\n[neutron]\nusername = neutron\n')
+        self.services.write_metadata_configs({
+            'logs': '/l', 'data': '/d', 'sock': '/s'})
+        self.agent_ini = os.path.join(state.s.etc,
+                                      'neutron/ovn_metadata_agent.ini')
+
+    @staticmethod
+    def read(path: str) -> configparser.RawConfigParser:
+        # strict=False: oslo.config merges nova.conf's repeated [neutron].
+        parser = configparser.RawConfigParser(strict=False)
+        parser.read(path)
+        return parser
+
+    def test_one_secret_and_the_api_address(self):
+        nova = self.read(self.nova_conf)
+        agent = self.read(self.agent_ini)
+        self.assertEqual('neutron', nova['neutron']['username'])
+        self.assertEqual('true', nova['neutron']['service_metadata_proxy'])
+        self.assertEqual(nova['neutron']['metadata_proxy_shared_secret'],
+                         agent['DEFAULT']['metadata_proxy_shared_secret'])
+        self.assertEqual(str(aio_services.METADATA_PORT),
+                         agent['DEFAULT']['nova_metadata_port'])
+
+    def test_privsep_helpers_from_the_venv(self):
+        agent = self.read(self.agent_ini)
+        for section in aio_services.NEUTRON_PRIVSEP_SECTIONS:
+            helper = agent[section]['helper_command'].split()
+            self.assertEqual(self.services.s.exe('privsep-helper'),
+                             helper[0])
+            self.assertIn(self.agent_ini, helper)

@@ -122,6 +122,7 @@ class TestFeatureFlags(testtools.TestCase):
                    'resize': ('migrate_disk_and_power_off',
                               'finish_migration'),
                    'rescue': ('rescue', 'unrescue'),
+                   'serial_console': ('get_serial_console',),
                    'change_password': ('set_admin_password',)}
         # Implemented, but off for a reason the flag's comment gives.
         off_anyway = {'change_password'}   # the image needs chpasswd

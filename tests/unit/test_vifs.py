@@ -87,6 +87,17 @@ class SpecTest(testtools.TestCase):
         self.assertIn({'dst': '172.16.0.0/12', 'gateway': '10.0.0.254',
                        'if_missing': False}, spec['routes'])
 
+    def test_metadata_route_via_first_port_with_a_hop(self):
+        hops = {'10.0.1.0/24': '10.0.1.2', '10.0.2.0/24': '10.0.2.2'}
+        specs = vifs.vif_specs([make_vif(0), make_vif(1), make_vif(2)],
+                               hops)
+        metadata = [[(r['gateway'], r['if_missing']) for r in s['routes']
+                     if r['dst'] == '169.254.169.254/32'] for s in specs]
+        self.assertEqual([[], [('10.0.1.2', False)], []], metadata)
+        self.assertFalse([r for s in vifs.vif_specs([make_vif(0)])
+                          for r in s['routes']
+                          if r['dst'] == '169.254.169.254/32'])
+
     def test_dns_in_order_without_duplicates(self):
         servers, search = vifs.dns_config([
             make_vif(0, dns=('10.0.0.53', '10.0.0.54')),
@@ -357,6 +368,27 @@ class PlugOrderTest(testtools.TestCase):
                     if r['dst'] in ('0.0.0.0/0', '::/0')]
         self.assertEqual(2, len(defaults))
         self.assertTrue(all(r['if_missing'] for r in defaults))
+
+    def test_attach_adds_metadata_route_only_if_missing(self):
+        specs = []
+        linux_net.plug_veth.side_effect = \
+            lambda n, s: specs.append(s) or 'eth1'
+        self.plugger.attach(make_instance(),
+                            make_vif(3, dhcp_server='10.0.3.2'), 1234)
+        self.assertIn({'dst': '169.254.169.254/32', 'gateway': '10.0.3.2',
+                       'if_missing': True}, specs[0]['routes'])
+
+    def test_plug_routes_metadata_via_the_dhcp_port(self):
+        specs = []
+        linux_net.plug_veth.side_effect = \
+            lambda n, s: specs.append(s) or s['ifname']
+        self.plugger.plug(make_instance(),
+                          [make_vif(0), make_vif(1, dhcp_server='10.0.1.2')],
+                          1234)
+        self.assertEqual(
+            [[], ['10.0.1.2']],
+            [[r['gateway'] for r in s['routes']
+              if r['dst'] == '169.254.169.254/32'] for s in specs])
 
     def test_plug_of_a_failed_binding_is_a_plug_exception(self):
         # nova-compute's start-up handles exactly this one for plug_vifs.

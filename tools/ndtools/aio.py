@@ -55,10 +55,13 @@ from ndtools import runtests
 TOP = aio_state.TOP
 TEMPEST_DIR = os.path.join(TOP, 'tools/tempest')
 IMAGE_TAG = 'nova-docker-aio/busybox:latest'
-# As PID 1 the shell must trap TERM itself, or every stop waits
-# [DEFAULT]shutdown_timeout for SIGKILL.
-IMAGE_CMD = ('CMD ["/bin/sh", "-c", "trap \\"exit 0\\" TERM INT; hostname; '
-             'ip -4 addr; sleep 2147483647 & wait"]')
+# An interactive shell on the workload's TTY: the serial console's prompt
+# (after the addresses, in the console log). Such a shell ignores SIGTERM,
+# so the image's stop signal is SIGHUP (a hung-up terminal ends it; tini
+# passes it on): stops end at once, without waiting for SIGKILL.
+IMAGE_CMD = ('CMD ["/bin/sh", "-c", "hostname; ip -4 addr; '
+             'exec /bin/sh"]')
+IMAGE_STOP_SIGNAL = 'SIGHUP'
 
 
 class AllInOne:
@@ -119,6 +122,7 @@ class AllInOne:
         builder.stdout.close()
         if builder.wait() or imported.returncode:
             raise aio_state.StepFailed('building %s failed' % IMAGE_TAG)
+        set_stop_signal(IMAGE_TAG, IMAGE_STOP_SIGNAL)
         save = subprocess.Popen(['docker', 'save', IMAGE_TAG],
                                 stdout=subprocess.PIPE)
         created = subprocess.run(
@@ -231,6 +235,15 @@ class AllInOne:
                                                               s.ext_bridge))
         print('    docker ps --filter label=org.openstack.nova.instance-uuid='
               '%s' % server['id'], flush=True)
+        self.console_summary()
+
+    @staticmethod
+    def console_summary() -> None:
+        print("    openstack console url show --serial demo1   # a shell "
+              "prompt, through nova-serialproxy (ws://127.0.0.1:%d/)"
+              % aio_services.SERIALPROXY_PORT)
+        print('    inside it: wget -qO- http://169.254.169.254/openstack/'
+              'latest/meta_data.json   # the metadata service', flush=True)
 
     # -- down / clean --------------------------------------------------------
 
@@ -509,6 +522,16 @@ class AllInOne:
         self.state.run_step('venv', 'Python venv', aio_services.install_venv,
                             self.s, TOP)
         return 0
+
+
+def set_stop_signal(tag: str, stop_signal: str) -> None:
+    """Give the local image ``tag`` a STOPSIGNAL, which ``docker import
+    --change`` cannot set: a one-line build on top of it (the classic
+    builder, which needs no BuildKit and pulls nothing; no network: the
+    engine has no bridge)."""
+    sh('docker', 'build', '--quiet', '--network', 'none', '--tag', tag, '-',
+       input=('FROM %s\nSTOPSIGNAL %s\n' % (tag, stop_signal)).encode(),
+       env=dict(os.environ, DOCKER_BUILDKIT='0'))
 
 
 def tempest_counts(output: str) -> typing.Tuple[int, int, int]:

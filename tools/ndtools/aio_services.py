@@ -32,14 +32,15 @@ from ndtools import host
 DEBS = ('mariadb-server', 'rabbitmq-server', 'ovn-central', 'ovn-host',
         'openvswitch-switch', 'docker.io', 'busybox-static', 'lxcfs',
         'iproute2', 'iptables', 'iputils-ping', 'curl', 'python3-venv',
-        'python3-dev', 'gcc', 'btrfs-progs')
+        'python3-dev', 'gcc', 'btrfs-progs', 'haproxy')
 
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt. Spelled as the venv
 # stamp has always recorded it (two lines), so an existing venv stays.
+# websocket-client: the scenario tests' serial console client.
 PIP = ('nova==34.0.0 neutron==29.0.0 glance==33.0.0 keystone==30.0.0\n'
        'openstack-placement==16.0.0 python-openstackclient osc-placement '
-       'openstacksdk\nuwsgi pymysql stestr testtools')
+       'openstacksdk\nuwsgi pymysql stestr testtools websocket-client')
 
 OVS_SOCK = '/var/run/openvswitch/db.sock'
 OVN_CTL = '/usr/share/ovn/scripts/ovn-ctl'
@@ -47,6 +48,8 @@ DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
              'nova_cell0', 'nova')
 MARIADB_CNF = '/etc/mysql/mariadb.conf.d/99-nova-docker-aio.cnf'
 OVN_DBS = ('/var/lib/ovn/ovnnb_db.db', '/var/lib/ovn/ovnsb_db.db')
+SERIALPROXY_PORT = 6083
+METADATA_PORT = 8775
 
 
 # -- install ----------------------------------------------------------------
@@ -351,8 +354,82 @@ class Services:
               + self.auth_section('neutron', 'neutron')
               + self.auth_section('service_user', 'nova')
               + 'send_service_user_token = true\n')
+        self.write_metadata_configs(values)
         print('nova host = %s, compute_driver = %s' % (nova_host,
                                                        s.compute_driver))
+
+    # -- the metadata service ------------------------------------------------
+
+    def metadata_secret(self) -> str:
+        return 'metadata-' + self.s.password
+
+    def write_metadata_configs(self, values: dict) -> None:
+        """Nova's metadata API behind Neutron's OVN metadata agent (and
+        its haproxy in a namespace per network): nova.conf's half and the
+        agent's own file."""
+        values = dict(values, secret=self.metadata_secret(),
+                      port=METADATA_PORT)
+        with open(os.path.join(self.s.etc, 'nova/nova.conf'), 'a') as f:
+            f.write(NOVA_METADATA_CONF % values)
+        write(os.path.join(self.s.etc, 'neutron/ovn_metadata_agent.ini'),
+              OVN_METADATA_AGENT_CONF % values
+              + ''.join('[%s]\nhelper_command = %s\n' % (
+                  section, self.metadata_agent_helper())
+                        for section in NEUTRON_PRIVSEP_SECTIONS))
+
+    def metadata_agent_args(self) -> typing.List[str]:
+        return ['--config-file', os.path.join(self.s.etc,
+                                              'neutron/neutron.conf'),
+                '--config-file', os.path.join(
+                    self.s.etc, 'neutron/ovn_metadata_agent.ini')]
+
+    def metadata_agent_helper(self) -> str:
+        return ' '.join([self.s.exe('privsep-helper')]
+                        + self.metadata_agent_args())
+
+    def start_metadata(self) -> None:
+        """Nova's metadata API (uwsgi, as nova-api) and the OVN metadata
+        agent, which serves 169.254.169.254 in every network with a
+        port on this chassis."""
+        self.state.uwsgi_svc('nova-api-metadata', METADATA_PORT,
+                             'nova.wsgi.metadata:application',
+                             'OS_NOVA_CONFIG_DIR=%s/nova' % self.s.etc)
+        self.state.start_svc('neutron-ovn-metadata-agent',
+                             self.s.exe('neutron-ovn-metadata-agent'),
+                             *self.metadata_agent_args())
+        url = 'http://127.0.0.1:%d/' % METADATA_PORT
+        self.wait('the metadata API on port %d' % METADATA_PORT, 180,
+                  lambda: aio_state.http_ok(url))
+
+    def stop_metadata_proxies(self) -> None:
+        """What the agent leaves behind when it stops: its haproxies, the
+        ovnmeta-<network> namespaces and their veths' OVS ports."""
+        pids = os.path.join(self.s.data, 'neutron/external/pids')
+        for name in sorted(os.listdir(pids)) if os.path.isdir(pids) else []:
+            path = os.path.join(pids, name)
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip())
+                with open('/proc/%d/comm' % pid) as f:
+                    comm = f.read().strip()
+            except (OSError, ValueError):
+                comm = None
+            if comm == 'haproxy':
+                os.kill(pid, signal.SIGTERM)
+                print('stopped haproxy (pid %d)' % pid, flush=True)
+            remove(path)
+        for line in aio_state.output('ip', 'netns', 'list').splitlines():
+            namespace = line.split()[0] if line.split() else ''
+            if not namespace.startswith(METADATA_NETNS_PREFIX):
+                continue
+            # The agent's veth: tap<network id[:10]>0 on the host side.
+            veth = 'tap%s0' % namespace[len(METADATA_NETNS_PREFIX):][:10]
+            subprocess.run(['ovs-vsctl', '--if-exists', 'del-port', veth])
+            subprocess.run(['ip', 'netns', 'delete', namespace])
+            subprocess.run(['ip', 'link', 'delete', veth],
+                           stderr=subprocess.DEVNULL)
+            print('removed namespace %s and %s' % (namespace, veth),
+                  flush=True)
 
     def neutron_conf_args(self) -> typing.List[str]:
         return ['--config-file', os.path.join(self.s.etc,
@@ -443,6 +520,7 @@ class Services:
         self.state.uwsgi_svc('nova-api', 8774,
                              'nova.wsgi.osapi_compute:application',
                              'OS_NOVA_CONFIG_DIR=%s/nova' % etc)
+        self.start_metadata()
         for port in (8778, 9292, 9696, 8774):
             url = 'http://127.0.0.1:%d/' % port
             self.wait('the API on port %d (logs: %s/*.out)' % (
@@ -450,8 +528,18 @@ class Services:
                     url))
         print('APIs answer')
 
+    def start_serialproxy(self) -> None:
+        """nova-serialproxy: the websocket of ``openstack console url show
+        --serial``, relayed to the driver's TCP listener."""
+        self.state.start_svc('nova-serialproxy',
+                             self.s.exe('nova-serialproxy'), '--config-file',
+                             os.path.join(self.s.etc, 'nova/nova.conf'))
+        self.wait('nova-serialproxy on port %d' % SERIALPROXY_PORT, 60,
+                  lambda: aio_state.port_open('127.0.0.1', SERIALPROXY_PORT))
+
     def start_nova_services(self, cloud: typing.Callable) -> None:
         nova_conf = os.path.join(self.s.etc, 'nova/nova.conf')
+        self.start_serialproxy()
         for name in ('conductor', 'scheduler', 'compute'):
             self.state.start_svc('nova-' + name, self.s.exe('nova-' + name),
                                  '--config-file', nova_conf)
@@ -482,6 +570,7 @@ class Services:
             thread.start()
         for thread in threads:
             thread.join()
+        self.stop_metadata_proxies()
 
     def stop_base(self) -> None:
         state = self.state
@@ -587,7 +676,7 @@ flat_networks = public
 [ovn]
 ovn_nb_connection = tcp:127.0.0.1:6641
 ovn_sb_connection = tcp:127.0.0.1:6642
-ovn_metadata_enabled = false
+ovn_metadata_enabled = true
 '''
 
 NOVA_CONF = '''[DEFAULT]
@@ -625,6 +714,13 @@ discover_hosts_in_cells_interval = 5
 lock_path = %(data)s/lock
 [vnc]
 enabled = false
+[serial_console]
+# The driver's per-instance TCP listeners, which nova-serialproxy (the
+# websocket side, :6083) connects to.
+enabled = true
+base_url = ws://127.0.0.1:6083/
+proxyclient_address = 127.0.0.1
+serialproxy_host = 127.0.0.1
 [workarounds]
 # The services run as root: no sudo, no rootwrap. privsep daemons start
 # from the venv directly (helper_command below).
@@ -641,6 +737,35 @@ helper_command = %(helper)s
 [nova_sys_admin]
 helper_command = %(helper)s
 '''
+
+# Appended to nova.conf (oslo.config merges a repeated section).
+NOVA_METADATA_CONF = '''[neutron]
+service_metadata_proxy = true
+metadata_proxy_shared_secret = %(secret)s
+'''
+
+OVN_METADATA_AGENT_CONF = '''[DEFAULT]
+log_file = %(logs)s/neutron-ovn-metadata-agent.log
+state_path = %(data)s/neutron
+nova_metadata_host = 127.0.0.1
+nova_metadata_port = %(port)d
+metadata_proxy_shared_secret = %(secret)s
+[agent]
+# The agent runs as root: haproxy and ip netns without sudo.
+root_helper =
+[ovs]
+ovsdb_connection = unix:%(sock)s
+[ovn]
+ovn_sb_connection = tcp:127.0.0.1:6642
+[oslo_concurrency]
+lock_path = %(data)s/lock
+'''
+
+# neutron.privileged's contexts, which the agent starts from the venv.
+NEUTRON_PRIVSEP_SECTIONS = ('privsep', 'privsep_dhcp_release',
+                            'privsep_ovs_vsctl', 'privsep_namespace',
+                            'privsep_conntrack', 'privsep_link')
+METADATA_NETNS_PREFIX = 'ovnmeta-'
 
 RC_FILE = '''export OS_AUTH_URL=http://127.0.0.1:5000/v3 OS_USERNAME=%(user)s \
 OS_PASSWORD=%(pw)s OS_PROJECT_NAME=%(user)s

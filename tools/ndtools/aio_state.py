@@ -21,6 +21,7 @@ stopped). Standard library only.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,7 +39,9 @@ T0 = time.time()
 # Services in start order; `down` stops them in reverse.
 SERVICES = ('keystone', 'placement', 'glance', 'neutron-api',
             'neutron-ovn-maint', 'neutron-periodic', 'nova-api',
-            'nova-conductor', 'nova-scheduler', 'nova-compute')
+            'nova-api-metadata', 'neutron-ovn-metadata-agent',
+            'nova-serialproxy', 'nova-conductor', 'nova-scheduler',
+            'nova-compute')
 
 
 class StepFailed(Exception):
@@ -139,6 +142,15 @@ def http_ok(url: str) -> bool:
     except urllib.error.HTTPError:
         return True
     except (OSError, ValueError):
+        return False
+    return True
+
+
+def port_open(address: str, port: int) -> bool:
+    """Something accepts TCP connections at address:port."""
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+    except OSError:
         return False
     return True
 

@@ -59,20 +59,23 @@ COMPUTE_FEATURES = {
     # is about disks and buses: not for containers.
     'rescue': True,
     'stable_rescue': False,
-    # No graphical or serial console: a container has no framebuffer/tty
-    # that Nova's proxies could reach.
+    # No graphical console: a container has no framebuffer. The serial
+    # console is the workload's TTY through nova-serialproxy (Tempest's
+    # only test of it also live-migrates, which is off; the scenario test
+    # tests/scenario/test_console.py covers it).
     'vnc_console': False,
     'spice_console': False,
-    'serial_console': False,
+    'serial_console': True,
     # set_admin_password runs the image's chpasswd: the all-in-one's
     # busybox image has none (Debian's busybox-static lacks the applet).
     'change_password': False,
     # File injection ("personality") is not implemented.
     'personality': False,
-    # No config drive is built, and OVN's metadata agent is off in the
-    # all-in-one (ovn_metadata_enabled = false).
+    # No config drive is built. The metadata service: Nova's metadata API
+    # behind OVN's metadata agent, reached through the route the driver
+    # adds (169.254.169.254 via the network's metadata port).
     'config_drive': False,
-    'metadata_service': False,
+    'metadata_service': True,
     # Nova's own API option [api]enable_instance_password (default on).
     'enable_instance_password': True,
     # OS-DCF:diskConfig is an API attribute; the driver ignores it, which

@@ -592,9 +592,9 @@ class Guest:
         self._changed(role)
 
     def stop(self, timeout: int, role: str = ROLE_WORKLOAD) -> None:
-        """SIGTERM (the image's StopSignal), then SIGKILL after timeout;
-        timeout 0 (hard reboot, forced power-off): SIGKILL at once, the
-        workload is not asked."""
+        """The image's StopSignal (SIGTERM unless it says otherwise), then
+        SIGKILL after timeout; timeout 0 (hard reboot, forced power-off):
+        SIGKILL at once, the workload is not asked."""
         container_id = self.id(role)
         self._changed(role)
         state = self.state(role)

@@ -33,6 +33,8 @@ exist?) without crossing at all. A spec (built by ``vifs.vif_spec``)::
      'master': None,               # 'qbr...' for hybrid plug
      'addresses': [['10.0.0.5', 24], ['fd00::5', 64]],
      'routes': [{'dst': '0.0.0.0/0', 'gateway': '10.0.0.1',
+                 'if_missing': False},   # True: only where none exists
+                {'dst': '169.254.169.254/32', 'gateway': '10.0.0.2',
                  'if_missing': False}, ...]}
 """
 
@@ -466,9 +468,8 @@ def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec,
     for route in spec.routes:
         family = _family(route.gateway)
         network = route.dst
-        if network.prefixlen == 0 and route.if_missing:
-            if [r for r in inside.get_default_routes(family=family)]:
-                continue
+        if route.if_missing and _has_route(inside, family, network):
+            continue
         request = dict(family=family, gateway=str(route.gateway), oif=index)
         if network.prefixlen:
             request.update(dst=str(network.network_address),
@@ -511,6 +512,16 @@ def _add_veth(host: IPRoute, netns_fd: int, spec: VifSpec) -> str:
         ifname = _free_ifname_in(netns_fd)
         host.link('add', peer=peer(ifname), **host_end)
     return ifname
+
+
+def _has_route(inside: IPRoute, family: int, network: _Network) -> bool:
+    """The namespace's main table already routes exactly ``network``."""
+    if network.prefixlen == 0:
+        return bool(list(inside.get_default_routes(family=family)))
+    dst = str(network.network_address)
+    return any(r['dst_len'] == network.prefixlen
+               and r.get_attr('RTA_DST') == dst
+               for r in inside.get_routes(family=family, table=254))
 
 
 @privsep.vif_plug.entrypoint

@@ -21,6 +21,9 @@ external_ids (iface-id, iface-status, attached-mac, vm-uuid); for
 ``ovs_hybrid_plug`` ports (``VIFBridge``) it builds ``qbr``/``qvb``/``qvo``
 and the host end is enslaved to ``qbr``. Everything else (veth, MAC, MTU,
 addresses, routes, sysctls) is ``linux_net``: netlink in a privsep context.
+The routes are network_info's, plus the default route(s) and the route to
+the metadata service (``metadata_route``), each via the first port that
+has one.
 
 Plugging is idempotent: a host end whose peer is a veth in the sandbox's
 namespace with the port's MAC is kept and reconfigured in place; anything
@@ -48,6 +51,7 @@ from vif_plug_ovs import ovs as ovs_plugin
 
 from novadocker import conf
 from novadocker.virt.docker import linux_net
+from novadocker.virt.docker import metadata_route
 from novadocker.virt.docker import ovsdb
 
 CONF = conf.CONF
@@ -102,14 +106,25 @@ def default_gateways(network_info) -> typing.Dict[str, typing.Tuple]:
     return chosen
 
 
+def metadata_hop(vif, hops: typing.Mapping[str, str]) -> typing.Optional[str]:
+    """This port's next hop to the metadata service, if one of its subnets
+    has one (``hops`` from metadata_route.next_hops)."""
+    for subnet in _subnets_with_ips(vif):
+        if subnet['cidr'] in hops:
+            return hops[subnet['cidr']]
+    return None
+
+
 def vif_spec(vif, ifname: typing.Optional[str],
              default_via: typing.Sequence[str] = (),
-             default_if_missing: bool = False) -> dict:
+             default_if_missing: bool = False,
+             metadata_via: typing.Optional[str] = None) -> dict:
     """What linux_net needs for one port (see its module docstring).
 
     ``default_via`` are the gateways this port carries the default
-    route(s) through; ``default_if_missing`` adds them only where the
-    namespace has no default route yet (hot-plug).
+    route(s) through; ``default_if_missing`` adds them (and the metadata
+    route via ``metadata_via``) only where the namespace has none yet
+    (hot-plug).
     """
     addresses = []
     routes = []
@@ -128,20 +143,31 @@ def vif_spec(vif, ifname: typing.Optional[str],
         routes.append({'dst': '::/0' if _version(gateway) == 6
                        else '0.0.0.0/0',
                        'gateway': gateway, 'if_missing': default_if_missing})
+    if metadata_via:
+        routes.append({'dst': metadata_route.METADATA_CIDR,
+                       'gateway': metadata_via,
+                       'if_missing': default_if_missing})
     mtu = vif['network'].get_meta('mtu') if vif.get('network') else None
     return {'host_dev': vif['devname'], 'mac': vif['address'],
             'mtu': int(mtu) if mtu else None, 'ifname': ifname,
             'master': None, 'addresses': addresses, 'routes': routes}
 
 
-def vif_specs(network_info) -> typing.List[dict]:
+def vif_specs(network_info,
+              metadata_hops: typing.Mapping[str, str] = None
+              ) -> typing.List[dict]:
     """Specs of all ports: eth0, eth1, ... in network_info order; the
-    default route per IP version via the first port with a gateway."""
+    default route per IP version via the first port with a gateway, the
+    metadata route via the first port with a hop in ``metadata_hops``."""
     gateways = default_gateways(network_info)
+    metadata_hops = metadata_hops or {}
+    metadata_done = False
     specs = []
     for index, vif in enumerate(network_info or []):
         via = [gw for port_id, gw in gateways.values() if port_id == vif['id']]
-        specs.append(vif_spec(vif, 'eth%d' % index, via))
+        hop = None if metadata_done else metadata_hop(vif, metadata_hops)
+        metadata_done = metadata_done or hop is not None
+        specs.append(vif_spec(vif, 'eth%d' % index, via, metadata_via=hop))
     return specs
 
 
@@ -336,7 +362,9 @@ class VIFPlugger:
             raise exception.VirtualInterfacePlugException(
                 _('instance %(uuid)s: %(exc)s') % {
                     'uuid': instance.uuid, 'exc': exc}) from exc
-        for vif, spec in zip(network_info, vif_specs(network_info)):
+        specs = vif_specs(network_info,
+                          metadata_route.next_hops(network_info))
+        for vif, spec in zip(network_info, specs):
             try:
                 self._plug_one(instance, vif, spec, netns_pid, new_netns)
             except _PLUG_ERRORS as exc:
@@ -379,7 +407,9 @@ class VIFPlugger:
             raise exception.InterfaceAttachFailed(
                 instance_uuid=instance.uuid) from exc
         gateways = [gw for _port, gw in default_gateways([vif]).values()]
-        spec = vif_spec(vif, None, gateways, default_if_missing=True)
+        spec = vif_spec(vif, None, gateways, default_if_missing=True,
+                        metadata_via=metadata_hop(
+                            vif, metadata_route.next_hops([vif])))
         try:
             return self._plug_one(instance, vif, spec, netns_pid)
         except _PLUG_ERRORS as exc:

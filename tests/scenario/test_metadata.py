@@ -1,0 +1,51 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The metadata service from inside a server: the driver's route to
+169.254.169.254, OVN's metadata agent (haproxy in the network's
+namespace), Nova's metadata API."""
+
+import json
+
+from tests.scenario import base
+
+META_DATA_URL = 'http://169.254.169.254/openstack/latest/meta_data.json'
+
+
+class MetadataScenarioTest(base.ScenarioTestCase):
+
+    def fetch(self, server, url: str):
+        """The body at url as the server sees it, or None."""
+        result = self.container_exec(server, 'wget', '-q', '-T', '5',
+                                     '-O', '-', url)
+        return result.output if result.exit_code == 0 else None
+
+    def test_meta_data_json_from_inside(self):
+        net, subnet = self.make_network('net')
+        self.assertTrue(subnet.is_dhcp_enabled)
+        metadata_ports = list(self.admin.network.ports(
+            network_id=net.id, device_owner='network:distributed'))
+        self.assertEqual(1, len(metadata_ports))
+        hop = metadata_ports[0].fixed_ips[0]['ip_address']
+        server = self.boot('md', [net])
+        routes = self.container_exec(server, 'ip', '-4', 'route',
+                                     check=True).output
+        self.assertIn('169.254.169.254 via %s dev eth0' % hop,
+                      [' '.join(line.split()) for line in
+                       routes.splitlines()])
+        # The agent serves the network once a port of it is bound here.
+        body = base.poll(lambda: self.fetch(server, META_DATA_URL),
+                         base.NET_TIMEOUT, 1)
+        self.assertIsNotNone(body, 'no answer from %s' % META_DATA_URL)
+        meta = json.loads(body)
+        self.assertEqual(server.id, meta['uuid'])
+        self.assertEqual(server.name, meta['name'])
