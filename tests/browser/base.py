@@ -38,6 +38,7 @@ CHROMIUM = '/usr/bin/chromium'
 CHROMEDRIVER = '/usr/bin/chromedriver'
 PAGE_TIMEOUT = 60
 BOOT_TIMEOUT = 240
+RELOAD = 15
 
 
 class BrowserTestCase(testtools.TestCase):
@@ -132,18 +133,32 @@ class BrowserTestCase(testtools.TestCase):
             By.CSS_SELECTOR, "table#instances tr[data-display='%s']" % name)
         return rows[0] if rows else None
 
-    def wait_row_text(self, name: str, text: str,
-                      timeout: float = BOOT_TIMEOUT):
-        """The instance list polls rows in transition: wait until the row
-        for ``name`` shows ``text`` (its status), re-reading it."""
-        def shows(_driver):
+    def reloading(self, check):
+        """``check`` for WebDriverWait.until, reloading the page every
+        RELOAD seconds while it is false: the instance list polls only
+        rows in transition itself."""
+        loaded = [time.time()]
+
+        def until(driver):
             try:
-                row = self.instance_row(name)
-                return row if row is not None and text in row.text else None
+                found = check()
             except exceptions.StaleElementReferenceException:
                 return None
+            if not found and time.time() - loaded[0] > RELOAD:
+                driver.refresh()
+                loaded[0] = time.time()
+            return found
+        return until
+
+    def wait_row_text(self, name: str, text: str,
+                      timeout: float = BOOT_TIMEOUT):
+        """The instance list's row for ``name`` once it shows ``text``
+        (its status)."""
+        def shows():
+            row = self.instance_row(name)
+            return row if row is not None and text in row.text else None
         try:
-            return self.wait(timeout).until(shows)
+            return self.wait(timeout).until(self.reloading(shows))
         except exceptions.TimeoutException:
             row = self.instance_row(name)
             raise AssertionError('row %s does not show %r after %ds; it '

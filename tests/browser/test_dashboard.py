@@ -142,7 +142,7 @@ class LaunchConsoleLogDeleteTest(base.BrowserTestCase):
             "[normalize-space()='Delete Instance']").click()
         self.clickable(By.CSS_SELECTOR, '.modal-dialog .btn-danger').click()
         self.wait(base.BOOT_TIMEOUT).until(
-            lambda d: self.instance_row(name) is None)
+            self.reloading(lambda: self.instance_row(name) is None))
 
     def fixed_ip(self, server_id: str) -> str:
         server = self.conn.compute.get_server(server_id)
