@@ -21,19 +21,16 @@ and State.start_svc are replaced (specced).
 
 import ast
 import os
-import sys
 from unittest import mock
 
 import fixtures
 import testtools
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
-from ndtools import aio_horizon  # noqa: E402
-from ndtools import aio_services  # noqa: E402
-from ndtools import aio_state  # noqa: E402
-from ndtools import host  # noqa: E402
+from ndtools import aio_horizon
+from ndtools import aio_services
+from ndtools import aio_state
+from ndtools import host
+from tests.tools import REPO
 
 
 class DashboardTestCase(testtools.TestCase):
