@@ -14,6 +14,8 @@
 instance list, the launch dialog, the Console tab (the serial console,
 through nova-serialproxy), the Log tab (the console log), delete."""
 
+import re
+
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
@@ -23,6 +25,9 @@ from tests.fixtures import docker as docker_fixtures
 LABEL_INSTANCE = 'org.openstack.nova.instance-uuid'
 # The shell's answer, which the typed command itself does not contain.
 COMMAND, ANSWER = 'echo browser-$((6*7))', 'browser-42'
+# The root shell's prompt ends a line ("~ # "; WebDriver's text drops the
+# trailing space).
+PROMPT = re.compile(r'#\s*$', re.MULTILINE)
 
 
 class InstanceListTest(base.BrowserTestCase):
@@ -117,7 +122,7 @@ class LaunchConsoleLogDeleteTest(base.BrowserTestCase):
             self.wait().until(lambda d: 'Status: Open' in d.find_element(
                 By.TAG_NAME, 'body').text)
             terminal = self.visible(By.CSS_SELECTOR, '.terminal')
-            self.wait().until(lambda d: ' # ' in self.text_of(terminal))
+            self.wait().until(lambda d: PROMPT.search(self.text_of(terminal)))
             terminal.click()
             ActionChains(self.driver).send_keys(COMMAND + '\n').perform()
             self.wait().until(lambda d: ANSWER in self.text_of(terminal))
