@@ -18,15 +18,9 @@ package loads no test, so the ordinary ``stestr run`` of tests/ (which has
 no cloud) never collects them.
 """
 
-import os
+from tests.fixtures import suites
 
 
 def load_tests(loader, standard_tests, pattern):
-    if not os.environ.get('NOVA_DOCKER_AIO_SCENARIO'):
-        return standard_tests
-    here = os.path.dirname(__file__)
-    top = os.path.dirname(os.path.dirname(here))
-    standard_tests.addTests(loader.discover(start_dir=here,
-                                            pattern=pattern or 'test*.py',
-                                            top_level_dir=top))
-    return standard_tests
+    return suites.load_if('NOVA_DOCKER_AIO_SCENARIO', __file__, loader,
+                          standard_tests, pattern)

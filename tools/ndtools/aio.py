@@ -23,6 +23,7 @@ real OpenStack whose compute runs DockerDriver from this checkout.
   tools/aio status      what runs, what answers, the servers
   tools/aio scenario [REGEX]   scenario tests against the running cloud
   tools/aio tempest [REGEX]    Tempest (tools/tempest/include.txt) on it
+  tools/aio browser [REGEX]    browser tests of the dashboard (Horizon)
   tools/aio compute-driver DRIVER   restart nova-compute with DRIVER
 
 Environment: AIO_DIR (default /opt/nova-docker-aio), AIO_COMPUTE_DRIVER
@@ -30,7 +31,8 @@ Environment: AIO_DIR (default /opt/nova-docker-aio), AIO_COMPUTE_DRIVER
 fake.FakeDriverWithoutFakeNodes for Nova's fake driver), AIO_PASSWORD,
 AIO_EXT_CIDR/AIO_EXT_HOST_IP (the host's side of the external network,
 default 172.24.4.0/24 and .1 on bridge br-aio-ex; with AIO_EXT_POOL_START
-and AIO_EXT_POOL_END), AIO_PRIVATE_CIDR, AIO_SKIP_DEMO_SERVER=1.
+and AIO_EXT_POOL_END), AIO_PRIVATE_CIDR, AIO_SKIP_DEMO_SERVER=1,
+AIO_HORIZON_PORT (the dashboard's, default 8090).
 """
 
 import json
@@ -42,6 +44,7 @@ import sys
 import time
 import typing
 
+from ndtools import aio_horizon
 from ndtools import aio_services
 from ndtools import aio_state
 from ndtools.aio_state import die
@@ -55,6 +58,7 @@ from ndtools import runtests
 TOP = aio_state.TOP
 TEMPEST_DIR = os.path.join(TOP, 'tools/tempest')
 IMAGE_TAG = 'nova-docker-aio/busybox:latest'
+BROWSER_DEBS = ('chromium', 'chromium-driver')
 # An interactive shell on the workload's TTY: the serial console's prompt
 # (after the addresses, in the console log). Such a shell ignores SIGTERM,
 # so the image's stop signal is SIGHUP (a hung-up terminal ends it; tini
@@ -172,6 +176,8 @@ class AllInOne:
         step('venv', 'Python venv: nova, neutron, glance, keystone, '
              'placement, uwsgi + this checkout', aio_services.install_venv,
              s, TOP)
+        step('horizon-venv', 'Horizon venv, its static files collected and '
+             'compressed', aio_horizon.install, s, TOP)
         step('base', 'dockerd (own, btrfs data root), Open vSwitch, '
              'MariaDB (databases), RabbitMQ',
              svc.start_base)
@@ -191,6 +197,8 @@ class AllInOne:
              svc.start_apis)
         step('nova', 'nova-conductor, nova-scheduler, nova-compute; host '
              'discovery', svc.start_nova_services, self.cloud)
+        step('dashboard', 'Horizon on 127.0.0.1:%d (sessions in MariaDB)'
+             % s.horizon_port, aio_horizon.start, self.state)
         step('demo', 'networks public/private, router1, security group, '
              'flavors', self.demo)
         step('image', 'busybox image built locally, uploaded to Glance',
@@ -213,6 +221,7 @@ class AllInOne:
               'aio, aio-admin' % s.clouds_yaml)
         print('Logs: %s/   Stop: tools/aio down   Remove state: tools/aio '
               'clean' % s.logs, flush=True)
+        self.dashboard_summary()
         path = os.path.join(s.aio_dir, 'demo-server.json')
         if not os.path.exists(path) or not os.path.getsize(path):
             return
@@ -244,6 +253,15 @@ class AllInOne:
               % aio_services.SERIALPROXY_PORT)
         print('    inside it: wget -qO- http://169.254.169.254/openstack/'
               'latest/meta_data.json   # the metadata service', flush=True)
+
+    def dashboard_summary(self) -> None:
+        s = self.s
+        print('Dashboard: %s   user demo (or admin), password %s, domain '
+              'Default' % (aio_horizon.url(s), s.password))
+        print('    from another machine: ssh -L 8080:127.0.0.1:%d -L '
+              '%d:127.0.0.1:%d root@THIS-HOST, then http://127.0.0.1:8080/'
+              % (s.horizon_port, aio_services.SERIALPROXY_PORT,
+                 aio_services.SERIALPROXY_PORT), flush=True)
 
     # -- down / clean --------------------------------------------------------
 
@@ -336,8 +354,10 @@ class AllInOne:
         for path in aio_services.OVN_DBS:
             aio_services.remove(path)
         engine.Engine(self.state).remove()
+        aio_horizon.remove_settings(s)
         for path in (s.etc, s.data, s.run,
-                     os.path.join(s.aio_dir, 'stestr-repo')):
+                     os.path.join(s.aio_dir, 'stestr-repo'),
+                     os.path.join(s.aio_dir, 'stestr-repo-browser')):
             shutil.rmtree(path, ignore_errors=True)
         for name in ('adminrc', 'demorc', 'clouds.yaml', 'demo-server.json'):
             aio_services.remove(os.path.join(s.aio_dir, name))
@@ -423,16 +443,42 @@ class AllInOne:
         only loads them when NOVA_DOCKER_AIO_SCENARIO is set)."""
         self.need_cloud()
         s = self.s
-        out = os.path.join(s.logs, 'scenario.log')
-        os.makedirs(os.path.join(s.aio_dir, 'stestr-repo'), exist_ok=True)
+        return self.run_suite('scenario', 'stestr-repo',
+                              s.scenario_concurrency, args,
+                              NOVA_DOCKER_AIO_SCENARIO='1')
+
+    def browser(self, args: typing.Sequence[str]) -> int:
+        """The dashboard driven by Debian's headless chromium
+        (tests/browser, loaded only with NOVA_DOCKER_AIO_BROWSER set), one
+        test at a time; screenshots in LOGS/browser/."""
+        self.need_root()
+        self.need_cloud()
+        s = self.s
         os.makedirs(s.logs, exist_ok=True)
-        env = dict(self.cloud_env(), NOVA_DOCKER_AIO_SCENARIO='1',
-                   AIO_DIR=s.aio_dir, AIO_EXT_BRIDGE=s.ext_bridge)
-        os.environ.update(env)
-        runtests.tee([s.exe('stestr'), '--test-path', './tests/scenario',
+        self.state.run_step('browser-packages', 'Debian packages: %s'
+                            % ' '.join(BROWSER_DEBS), install_browser)
+        shots = os.path.join(s.logs, 'browser')
+        shutil.rmtree(shots, ignore_errors=True)
+        return self.run_suite('browser', 'stestr-repo-browser', '1', args,
+                              NOVA_DOCKER_AIO_BROWSER='1',
+                              AIO_BROWSER_SHOTS=shots,
+                              AIO_HORIZON_URL=aio_horizon.url(s),
+                              AIO_PASSWORD=s.password)
+
+    def run_suite(self, name: str, repo: str, concurrency: str,
+                  args: typing.Sequence[str], **env: str) -> int:
+        """tests/NAME with stestr (repository AIO_DIR/REPO), output in
+        LOGS/NAME.log; prints and returns its count."""
+        s = self.s
+        out = os.path.join(s.logs, '%s.log' % name)
+        os.makedirs(os.path.join(s.aio_dir, repo), exist_ok=True)
+        os.makedirs(s.logs, exist_ok=True)
+        os.environ.update(dict(self.cloud_env(), AIO_DIR=s.aio_dir,
+                               AIO_EXT_BRIDGE=s.ext_bridge, **env))
+        runtests.tee([s.exe('stestr'), '--test-path', './tests/' + name,
                       '--top-dir', './', '--repo-url',
-                      os.path.join(s.aio_dir, 'stestr-repo'), 'run',
-                      '--concurrency', s.scenario_concurrency] + list(args),
+                      os.path.join(s.aio_dir, repo), 'run',
+                      '--concurrency', concurrency] + list(args),
                      out, cwd=TOP)
         with open(out, errors='replace') as f:
             totals = runtests.stestr_totals(f.read())
@@ -534,6 +580,17 @@ def set_stop_signal(tag: str, stop_signal: str) -> None:
        env=dict(os.environ, DOCKER_BUILDKIT='0'))
 
 
+def install_browser() -> bool:
+    """chromium and its WebDriver, from Debian (never a download at run
+    time)."""
+    missing = host.missing_packages(
+        (p, lambda p=p: host.dpkg_installed(p)) for p in BROWSER_DEBS)
+    if not missing:
+        print('all present', flush=True)
+        return True
+    return host.apt_install(missing, recommends=False)
+
+
 def tempest_counts(output: str) -> typing.Tuple[int, int, int]:
     """(passed, skipped, failed) from Tempest's stestr totals; an
     unexpected success is a failure, and no totals at all (Tempest
@@ -555,6 +612,7 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
         'up': aio.up, 'down': aio.down, 'clean': aio.clean,
         'status': aio.status, 'install': aio.install,
         'scenario': lambda: aio.scenario(args),
+        'browser': lambda: aio.browser(args),
         'tempest': lambda: aio.tempest(args),
         'compute-driver': lambda: aio.compute_driver(args),
     }

@@ -37,15 +37,17 @@ DEBS = ('mariadb-server', 'rabbitmq-server', 'ovn-central', 'ovn-host',
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt. Spelled as the venv
 # stamp has always recorded it (two lines), so an existing venv stays.
-# websocket-client: the scenario tests' serial console client.
+# websocket-client: the scenario tests' serial console client; selenium:
+# the browser tests' (tests/browser) driver of Debian's chromium.
 PIP = ('nova==34.0.0 neutron==29.0.0 glance==33.0.0 keystone==30.0.0\n'
        'openstack-placement==16.0.0 python-openstackclient osc-placement '
-       'openstacksdk\nuwsgi pymysql stestr testtools websocket-client')
+       'openstacksdk\nuwsgi pymysql stestr testtools websocket-client '
+       'selenium')
 
 OVS_SOCK = '/var/run/openvswitch/db.sock'
 OVN_CTL = '/usr/share/ovn/scripts/ovn-ctl'
 DATABASES = ('keystone', 'placement', 'glance', 'neutron', 'nova_api',
-             'nova_cell0', 'nova')
+             'nova_cell0', 'nova', 'horizon')
 MARIADB_CNF = '/etc/mysql/mariadb.conf.d/99-nova-docker-aio.cnf'
 OVN_DBS = ('/var/lib/ovn/ovnnb_db.db', '/var/lib/ovn/ovnsb_db.db')
 SERIALPROXY_PORT = 6083

@@ -41,7 +41,7 @@ SERVICES = ('keystone', 'placement', 'glance', 'neutron-api',
             'neutron-ovn-maint', 'neutron-periodic', 'nova-api',
             'nova-api-metadata', 'neutron-ovn-metadata-agent',
             'nova-serialproxy', 'nova-conductor', 'nova-scheduler',
-            'nova-compute')
+            'nova-compute', 'horizon')
 
 
 class StepFailed(Exception):
@@ -97,6 +97,10 @@ class Settings:
         self.tempest_venv = os.path.join(self.aio_dir, 'tempest-venv')
         self.tempest_ws = os.path.join(self.aio_dir, 'tempest')
         self.clouds_yaml = os.path.join(self.aio_dir, 'clouds.yaml')
+        # The dashboard (ndtools.aio_horizon): a venv of its own, its
+        # collected and compressed static files kept in it.
+        self.horizon_venv = os.path.join(self.aio_dir, 'horizon-venv')
+        self.horizon_port = int(env.get('AIO_HORIZON_PORT', '8090'))
 
     def exe(self, name: str) -> str:
         """A command of the services' venv."""
@@ -267,20 +271,22 @@ class State:
         return pid
 
     def uwsgi_svc(self, name: str, port: int, module: str,
-                  *envs: str) -> None:
-        """A WSGI API under uwsgi. "Connection: close": without it clients
+                  *envs: str, venv: typing.Optional[str] = None,
+                  options: typing.Sequence[str] = ()) -> None:
+        """A WSGI API under uwsgi, in the services' venv unless ``venv``
+        (the same interpreter). "Connection: close": without it clients
         see resets on reused sockets."""
         argv = [self.s.exe('uwsgi'), '--http-socket', '127.0.0.1:%d' % port,
                 '--module', module, '--master', '--processes', '1',
                 '--threads', '4', '--enable-threads', '--lazy-apps',
                 '--die-on-term', '--need-app', '--hook-master-start',
                 'unix_signal:15 gracefully_kill_them_all',
-                '--virtualenv', self.s.venv, '--buffer-size', '65535',
+                '--virtualenv', venv or self.s.venv, '--buffer-size', '65535',
                 '--add-header', 'Connection: close',
                 '--env', 'PATH=%s:/usr/sbin:/usr/bin:/sbin:/bin' % self.s.bin]
         for env in envs:
             argv += ['--env', env]
-        self.start_svc(name, *argv)
+        self.start_svc(name, *argv, *options)
 
     def stop_pid(self, name: str) -> None:
         """TERM the process group, then KILL after 20 s."""
