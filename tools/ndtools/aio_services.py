@@ -31,7 +31,9 @@ from ndtools import host
 DEBS = ('mariadb-server', 'rabbitmq-server', 'ovn-central', 'ovn-host',
         'openvswitch-switch', 'docker.io', 'busybox-static', 'lxcfs',
         'iproute2', 'iptables', 'iputils-ping', 'curl', 'python3-venv',
-        'python3-dev', 'gcc')
+        'python3-dev', 'gcc',
+        # The SSH server of the busybox-ssh image (no service of its own).
+        'dropbear-bin')
 
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt. Spelled as the venv
@@ -566,7 +568,7 @@ lock_path = %(data)s/lock
 NEUTRON_CONF = '''[DEFAULT]
 log_file = %(logs)s/neutron.log
 core_plugin = ml2
-service_plugins = ovn-router
+service_plugins = ovn-router,auto_allocate
 auth_strategy = keystone
 api_paste_config = %(etc)s/neutron/api-paste.ini
 transport_url = %(rabbit)s

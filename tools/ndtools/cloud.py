@@ -36,6 +36,10 @@ CATALOG = (('nova', 'compute', 'http://127.0.0.1:8774/v2.1'),
            ('neutron', 'network', 'http://127.0.0.1:9696'))
 FLAVORS = (('1', 'm1.tiny', 256, 1, 1), ('2', 'm1.small', 512, 1, 1))
 DEMO_SG = 'demo-ssh-icmp'
+# The default subnet pool `--nic auto` (Neutron's auto-allocated topology)
+# carves project subnets from: OVN's logical networks only, routed to
+# nothing but the external bridge's floating IPs.
+DEFAULT_POOL = ('default-pool', '10.64.0.0/16', 26)
 
 
 def admin():
@@ -163,6 +167,22 @@ def demo_resources(args):
                               ', '.join(f[1] for f in FLAVORS)))
 
 
+def auto_allocation(args):
+    """What `openstack server create --nic auto` needs: the external
+    network marked default and a shared default IPv4 subnet pool."""
+    conn = admin()
+    public = conn.network.find_network('public', ignore_missing=False)
+    if not public.is_default:
+        conn.network.update_network(public, is_default=True)
+    name, prefix, length = DEFAULT_POOL
+    if conn.network.find_subnet_pool(name) is None:
+        conn.network.create_subnet_pool(
+            name=name, prefixes=[prefix], default_prefix_length=length,
+            is_default=True, is_shared=True)
+    print('auto-allocation: network public is the default, subnet pool %s '
+          '(%s, /%d) the default' % DEFAULT_POOL)
+
+
 def wait_status(conn, server, timeout, want='ACTIVE'):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -254,6 +274,8 @@ def main():
                 '--private-cidr'):
         p.add_argument(opt, required=True)
     p.set_defaults(func=demo_resources)
+    p = sub.add_parser('auto-allocation')
+    p.set_defaults(func=auto_allocation)
     p = sub.add_parser('boot')
     p.add_argument('--image', default='busybox')
     p.add_argument('--name', default='demo1')

@@ -67,11 +67,18 @@ COMPUTE_FEATURES = {
     # set_admin_password runs the image's chpasswd: the all-in-one's
     # busybox image has none (Debian's busybox-static lacks the applet).
     'change_password': False,
-    # File injection ("personality") is not implemented.
-    'personality': False,
-    # No config drive is built, and OVN's metadata agent is off in the
-    # all-in-one (ovn_metadata_enabled = false).
+    # Personality files are written into the container's filesystem
+    # before the workload starts (Tempest reads them back over SSH).
+    'personality': True,
+    # The driver's config drive is a read-only directory at /config-drive
+    # (a container has no block devices), while Tempest checks a config
+    # drive by mounting the block device labelled config-2 (blkid -L
+    # config-2; mount): off, so that test_server_basic_ops still runs its
+    # SSH and metadata checks. tests/scenario/test_ssh.py reads
+    # /config-drive over SSH instead.
     'config_drive': False,
+    # OVN's metadata agent is off in the all-in-one
+    # (ovn_metadata_enabled = false).
     'metadata_service': False,
     # Nova's own API option [api]enable_instance_password (default on).
     'enable_instance_password': True,
@@ -85,6 +92,28 @@ COMPUTE_FEATURES = {
     'ide_bus': False,
     # Nova quotas are the legacy DB driver, not Keystone unified limits.
     'unified_limits': False,
+}
+
+
+# SSH into guests: the busybox-ssh image runs dropbear, and the driver
+# writes the server's keypair into root's authorized_keys before the
+# workload starts. The host reaches guests through floating IPs only.
+VALIDATION = {
+    'run_validation': 'true',
+    'connect_method': 'floating',
+    'auth_method': 'keypair',
+    'image_ssh_user': 'root',
+    'image_alt_ssh_user': 'root',
+    'ip_version_for_ssh': '4',
+    # Nova generates RSA keypairs (Tempest's default expects ECDSA).
+    'ssh_key_type': 'rsa',
+}
+
+SCENARIO = {
+    # No DHCP client runs in the guest: the driver sets the port's
+    # addresses and routes in the network namespace itself, so there is
+    # no lease to renew (Tempest skips its renewal test).
+    'dhcp_client': '',
 }
 
 
@@ -102,7 +131,7 @@ def main():
     parser.add_argument('--password', required=True)
     parser.add_argument('--nova-conf', required=True)
     parser.add_argument('--log-dir', required=True)
-    parser.add_argument('--image', default='busybox')
+    parser.add_argument('--image', default='busybox-ssh')
     parser.add_argument('--concurrency', type=int, default=2)
     args = parser.parse_args()
 
@@ -143,8 +172,9 @@ def main():
         },
         'identity-feature-enabled': {'api_v2': 'false'},
         'compute': {
-            # One image for both: the busybox image tools/aio uploads
-            # (a `docker save` tarball, container_format docker).
+            # One image for both: the busybox-ssh image tools/aio uploads
+            # (a `docker save` tarball, container_format docker), which
+            # validation logs in to; rebuilds keep an SSH server.
             'image_ref': image.id,
             'image_ref_alt': image.id,
             'flavor_ref': flavors[0].id,
@@ -179,12 +209,8 @@ def main():
             'ipv6': 'true',
             'ipv6_subnet_attributes': 'true',
         },
-        'validation': {
-            # No SSH into guests: the busybox image has no sshd, and
-            # nothing would put the test keypair into the container
-            # (no metadata service, no config drive, no key injection).
-            'run_validation': 'false',
-        },
+        'validation': VALIDATION,
+        'scenario': SCENARIO,
         'service_available': {
             'nova': 'true',
             'neutron': 'true',
