@@ -157,6 +157,7 @@ class AllInOne:
 
     def demo(self) -> bool:
         return self.cloud('demo', '--ext-cidr', self.s.ext_cidr,
+                          '--gateway', self.s.ext_host_ip,
                           '--pool-start', self.s.ext_pool_start,
                           '--pool-end', self.s.ext_pool_end,
                           '--private-cidr', self.s.private_cidr) == 0

@@ -240,6 +240,10 @@ class Services:
         sh('ip', 'addr', 'replace', '%s/%s' % (
             self.s.ext_host_ip, self.s.ext_cidr.split('/', 1)[1]),
             'dev', bridge)
+        # The host is the external subnet's gateway (routers' default
+        # route) but forwards nothing that arrives on the bridge: tenant
+        # traffic ends here, whatever the host's firewall says.
+        sh('sysctl', '-qw', 'net.ipv4.conf.%s.forwarding=0' % bridge)
         if not host.succeeds('ovs-vsctl', 'br-exists', 'br-int')():
             self.state.mark('bridge:br-int')
         # ovn-controller creates br-int itself (userspace datapath); this

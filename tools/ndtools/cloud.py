@@ -124,12 +124,15 @@ def demo_resources(args):
         public = conn.network.create_network(
             name='public', is_router_external=True,
             provider_network_type='flat', provider_physical_network='public')
-        # No gateway: the router gets no default route, so nothing from a
-        # tenant network can leave this machine; floating IPs stay
-        # reachable from the host, which is on this very subnet.
+        # The gateway is the host's own address on the external bridge:
+        # routers get a default route to it (Tempest pings it as "the
+        # outside"), and the host forwards nothing that arrives there
+        # (forwarding=0 on the bridge), so nothing from a tenant network
+        # leaves this machine; floating IPs are on the host's subnet.
         conn.network.create_subnet(
             network_id=public.id, name='public-subnet', ip_version=4,
-            cidr=args.ext_cidr, gateway_ip=None, is_dhcp_enabled=False,
+            cidr=args.ext_cidr, gateway_ip=args.gateway,
+            is_dhcp_enabled=False,
             allocation_pools=[{'start': args.pool_start,
                                'end': args.pool_end}])
     for flavor_id, name, ram, vcpus, disk in FLAVORS:
@@ -270,7 +273,7 @@ def main():
     p.add_argument('--pid', type=int, help='fail as soon as it exits')
     p.set_defaults(func=wait_compute)
     p = sub.add_parser('demo')
-    for opt in ('--ext-cidr', '--pool-start', '--pool-end',
+    for opt in ('--ext-cidr', '--gateway', '--pool-start', '--pool-end',
                 '--private-cidr'):
         p.add_argument(opt, required=True)
     p.set_defaults(func=demo_resources)
