@@ -129,12 +129,13 @@ def shared_libraries(binary: str) -> typing.List[str]:
 def ssh_rootfs(busybox: str = BUSYBOX, sshd: str = DROPBEAR) -> bytes:
     """The busybox root filesystem plus an SSH server (``sshd``, with the
     libraries it links, at their paths), ``/etc/dropbear`` for the host
-    keys made at the first connection, ``/etc/shells`` and root's
-    ``sudo``: an image Tempest and our scenario tests log in to."""
+    keys made at the first connection, ``/etc/shells``, root's ``sudo``
+    and ``/mnt`` (Tempest's scenarios write a timestamp there): an image
+    Tempest and our scenario tests log in to."""
     files = {'etc/shells': b'/bin/sh\n', 'usr/bin/sudo': ROOT_SUDO}
     for path in [sshd] + shared_libraries(sshd):
         with open(path, 'rb') as f:   # a symlink's target, under its name
             files[('usr/sbin/dropbear' if path == sshd else path).lstrip(
                 '/')] = f.read()
     return busybox_rootfs(busybox, extra_files=files,
-                          extra_dirs=('etc/dropbear',))
+                          extra_dirs=('etc/dropbear', 'mnt'))

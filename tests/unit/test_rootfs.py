@@ -110,6 +110,7 @@ class SshRootfsTest(testtools.TestCase):
 
     def test_root_login_needs_host_key_dir_shells_and_sudo(self):
         self.assertTrue(self.members['etc/dropbear'].isdir())
+        self.assertTrue(self.members['mnt'].isdir())
         self.assertIn('etc/shells', self.members)
         self.assertEqual(0o755, self.members['usr/bin/sudo'].mode)
         self.assertIn('bin/sh', self.members)
