@@ -14,6 +14,9 @@ tarball on stdout (or in ``--output``), for ``docker import``.
 
     python -m novadocker.cmd.build_image | docker import \\
         --change 'CMD ["/bin/sh"]' - busybox:latest
+
+``--ssh`` adds an SSH server (Debian's dropbear-bin) for images that are
+logged in to: ``CMD ["/usr/sbin/dropbear", "-F", "-E", "-R", "-g"]``.
 """
 
 import argparse
@@ -31,6 +34,10 @@ def main(argv=None) -> int:
                         help='the static busybox binary (busybox-static)')
     parser.add_argument('--sandbox', action='store_true',
                         help='the sandbox layout: no applet links')
+    parser.add_argument('--ssh', action='store_true',
+                        help='add the SSH server --sshd and its libraries')
+    parser.add_argument('--sshd', default=rootfs.DROPBEAR,
+                        help='the SSH server (dropbear-bin)')
     parser.add_argument('--dir', action='append', default=[],
                         metavar='PATH', help='one more directory (0755)')
     parser.add_argument('--file', action='append', default=[],
@@ -39,6 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument('--output', '-o', metavar='FILE',
                         help='write here instead of stdout')
     args = parser.parse_args(argv)
+    if args.ssh and (args.sandbox or args.file or args.dir):
+        parser.error('--ssh takes no --sandbox, --file or --dir')
     extra = {}
     for item in args.file:
         path, sep, source = item.partition('=')
@@ -46,9 +55,12 @@ def main(argv=None) -> int:
             parser.error('--file takes PATH=SOURCE, not %r' % item)
         with open(source, 'rb') as f:
             extra[path.lstrip('/')] = f.read()
-    data = rootfs.busybox_rootfs(
-        args.busybox, applets=() if args.sandbox else rootfs.APPLETS,
-        extra_files=extra, extra_dirs=args.dir)
+    if args.ssh:
+        data = rootfs.ssh_rootfs(args.busybox, args.sshd)
+    else:
+        data = rootfs.busybox_rootfs(
+            args.busybox, applets=() if args.sandbox else rootfs.APPLETS,
+            extra_files=extra, extra_dirs=args.dir)
     if args.output:
         with open(args.output, 'wb') as f:
             f.write(data)

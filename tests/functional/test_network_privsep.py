@@ -191,6 +191,16 @@ class CaplessProcess(fixtures.Fixture):
     def links(self) -> dict:
         return {link['ifname']: link for link in self.ip('link')}
 
+    def offload_flags(self, ifname: str) -> dict:
+        """ethtool's offload flags of a device inside the namespace."""
+        out = subprocess.run(
+            ['nsenter', '--net=/proc/%d/ns/net' % self.pid, sys.executable,
+             '-c', 'import json, sys; from pyroute2.ethtool import ioctl; '
+             'print(json.dumps(ioctl.IoctlEthtool(sys.argv[1])'
+             '.get_offload_flags()))', ifname],
+            check=True, capture_output=True, text=True).stdout
+        return json.loads(out)
+
 
 def host_bridge(test, prefix: str) -> str:
     """A Linux bridge on the host that is not a port's device (br-int,
@@ -266,6 +276,14 @@ class _PrivilegedSideTests:
         self.assertFalse(linux_net.delete_link(self.tap))
         self.assertIsNone(linux_net.find_peer(self.sandbox.pid, self.tap,
                                               self.mac))
+
+    def test_tx_checksums_filled_in_inside(self):
+        # OVS's userspace datapath forwards frames as they are: a partial
+        # TCP checksum would reach the receiver unfilled (SSH fails).
+        linux_net.plug_veth(self.sandbox.pid, self.spec())
+        flags = self.sandbox.offload_flags('eth0')
+        self.assertFalse(flags['tx-checksumming'])
+        self.assertFalse(flags['tcp-segmentation-offload'])
 
     def test_foreign_devices_are_untouched(self):
         """What a caller could name instead of a port's tap: a host bridge

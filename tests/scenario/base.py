@@ -140,15 +140,17 @@ class ScenarioTestCase(testtools.TestCase):
             security_group_id=sg.id, direction='ingress', ethertype='IPv4',
             protocol='icmp')
 
-    def boot(self, what: str, networks, sg=None, image=None, wait=True):
-        """A server on ``networks`` (networks or ports), ACTIVE."""
+    def boot(self, what: str, networks, sg=None, image=None, wait=True,
+             **extra):
+        """A server on ``networks`` (networks or ports), ACTIVE;
+        ``extra``: more create_server arguments (key_name, user_data...)."""
         nics = []
         for item in networks:
             if item.__class__.__name__ == 'Port':
                 nics.append({'port': item.id})
             else:
                 nics.append({'uuid': item.id})
-        kwargs = {}
+        kwargs = dict(extra)
         if sg is not None:
             kwargs['security_groups'] = [{'name': sg.name}]
         server = self.conn.compute.create_server(
@@ -240,14 +242,19 @@ class ScenarioTestCase(testtools.TestCase):
                   'Interface', 'external_ids:iface-id=%s' % port_id).stdout
         return out.split()
 
-    def host_ping(self, address: str) -> bool:
-        """One ping from the host, only to the all-in-one's own bridge."""
+    def assertOnAioBridge(self, address: str) -> None:
+        """Traffic from the host to ``address`` stays on this machine: the
+        kernel routes it to the all-in-one's own bridge."""
         route = run('ip', '-j', 'route', 'get', address).stdout
         dev = json.loads(route)[0].get('dev')
         self.assertEqual(EXT_BRIDGE, dev,
-                         'refusing to ping %s: routed via %s, not the '
+                         'refusing to reach %s: routed via %s, not the '
                          'all-in-one bridge' % (address, dev))
         self.assertTrue(ipaddress.ip_address(address).is_private)
+
+    def host_ping(self, address: str) -> bool:
+        """One ping from the host, only to the all-in-one's own bridge."""
+        self.assertOnAioBridge(address)
         return run('ping', '-c', '1', '-W', '1', address,
                    check=False).returncode == 0
 

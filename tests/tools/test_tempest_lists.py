@@ -40,6 +40,11 @@ MUST_RUN = (
     'tempest.scenario.test_server_advanced_ops.TestServerAdvancedOps.'
     'test_server_sequence_suspend_resume',
 )
+# Scenario modules that log in over SSH: back in the selection since the
+# all-in-one has an image with an SSH server (issue 11, item 5).
+SSH_SCENARIOS = ('test_network_basic_ops', 'test_security_groups_basic_ops',
+                 'test_network_v6', 'test_network_advanced_server_ops',
+                 'test_snapshot_pattern', 'test_shelve_instance')
 # nova-docker's historic exclusion regex had eight alternatives.
 HISTORIC = 'boto|volume|resize|suspend|rescue|cinder|migrate|object_storage'
 
@@ -91,11 +96,36 @@ class TestSelection(testtools.TestCase):
             self.assertTrue(any(r.search(test) for r in include), test)
             self.assertFalse(any(r.search(test) for r in exclude), test)
 
+    def test_ssh_scenarios_and_compute_admin_selected_not_excluded(self):
+        include = [re.compile(r) for r, _ in read_entries('include.txt')]
+        exclude = [re.compile(r) for r, _ in read_entries('exclude.txt')]
+        tests = ['tempest.scenario.%s.Test.test_x' % m for m in SSH_SCENARIOS]
+        tests.append('tempest.api.compute.admin.test_auto_allocate_network.'
+                     'AutoAllocateNetworkTest.test_server_create_no_allocate')
+        for test in tests:
+            self.assertTrue(any(r.search(test) for r in include), test)
+            self.assertFalse(any(r.search(test) for r in exclude), test)
+
     def test_tempest_pinned(self):
         with open(os.path.join(TEMPEST, 'constraints.txt')) as f:
             pins = [line.strip() for line in f]
         self.assertEqual(1, len([p for p in pins
                                  if re.match(r'^tempest==[0-9.]+$', p)]))
+
+
+class TestValidation(testtools.TestCase):
+    """SSH validation as the all-in-one can do it: root's key, through a
+    floating IP, Nova's own (RSA) keypairs."""
+
+    def test_validation_on_with_keypair_over_floating_ip(self):
+        validation = load_tempest_py().VALIDATION
+        self.assertEqual(
+            {'run_validation': 'true', 'connect_method': 'floating',
+             'auth_method': 'keypair', 'image_ssh_user': 'root',
+             'ssh_key_type': 'rsa'},
+            {k: validation[k] for k in ('run_validation', 'connect_method',
+                                        'auth_method', 'image_ssh_user',
+                                        'ssh_key_type')})
 
 
 class TestFeatureFlags(testtools.TestCase):

@@ -60,3 +60,18 @@ class BuildImageTest(testtools.TestCase):
     def test_command_line_refuses_bad_file_argument(self):
         with testtools.ExpectedException(SystemExit):
             build_image.main(['--busybox', self.busybox, '--file', 'nosource'])
+
+    def test_ssh_image_from_the_command_line(self):
+        out = os.path.join(self.dir, 'ssh.tar')
+        self.assertEqual(0, build_image.main(
+            ['--busybox', self.busybox, '--ssh', '--sshd',
+             os.path.realpath(sys.executable), '-o', out]))
+        with open(out, 'rb') as f:
+            members = members_of(f.read())
+        self.assertIn('usr/sbin/dropbear', members)
+        self.assertIn('usr/bin/sudo', members)
+
+    def test_ssh_refuses_other_layout_options(self):
+        with testtools.ExpectedException(SystemExit):
+            build_image.main(['--busybox', self.busybox, '--ssh',
+                              '--sandbox'])

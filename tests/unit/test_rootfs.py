@@ -14,8 +14,11 @@
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 import tempfile
+from unittest import mock
 
 import testtools
 
@@ -67,3 +70,54 @@ class BusyboxRootfsTest(testtools.TestCase):
             self.assertEqual(1, names.count('etc/passwd'))
             self.assertEqual(b'me:x:1:1::/:/bin/sh\n',
                              tar.extractfile('etc/passwd').read())
+
+    def test_parents_of_extra_files_are_explicit_directories(self):
+        members = list(members_of(rootfs.busybox_rootfs(
+            self.busybox, extra_files={'lib/x/libz.so': b'z'})).values())
+        names = [m.name for m in members]
+        self.assertLess(names.index('lib'), names.index('lib/x'))
+        self.assertLess(names.index('lib/x'), names.index('lib/x/libz.so'))
+        self.assertEqual({0o755}, {m.mode for m in members
+                                   if m.name in ('lib', 'lib/x')})
+
+
+class SshRootfsTest(testtools.TestCase):
+    """The SSH image: this very Python stands in for the SSH server (a
+    dynamically linked binary whose libraries ldd can list)."""
+
+    def setUp(self):
+        super().setUp()
+        self.sshd = os.path.realpath(sys.executable)
+        self.members = members_of(rootfs.ssh_rootfs(self.sshd_busybox(),
+                                                    self.sshd))
+
+    def sshd_busybox(self):
+        handle, path = tempfile.mkstemp()
+        os.write(handle, b'\x7fELF not really busybox')
+        os.close(handle)
+        self.addCleanup(os.unlink, path)
+        return path
+
+    def test_server_and_every_library_at_their_paths(self):
+        self.assertEqual(os.path.getsize(self.sshd),
+                         self.members['usr/sbin/dropbear'].size)
+        libraries = rootfs.shared_libraries(self.sshd)
+        self.assertTrue(libraries)
+        for library in libraries:
+            member = self.members[library.lstrip('/')]
+            self.assertTrue(member.isfile(), library)
+            self.assertEqual(os.path.getsize(library), member.size)
+
+    def test_root_login_needs_host_key_dir_shells_and_sudo(self):
+        self.assertTrue(self.members['etc/dropbear'].isdir())
+        self.assertTrue(self.members['mnt'].isdir())
+        self.assertIn('etc/shells', self.members)
+        self.assertEqual(0o755, self.members['usr/bin/sudo'].mode)
+        self.assertIn('bin/sh', self.members)
+
+    def test_missing_library_is_an_error(self):
+        listing = 'libgone.so.1 => not found\n'
+        with mock.patch.object(rootfs.subprocess, 'run', autospec=True,
+                               return_value=subprocess.CompletedProcess(
+                                   [], 0, stdout=listing)):
+            self.assertRaises(RuntimeError, rootfs.shared_libraries, '/x')

@@ -66,6 +66,14 @@ BROWSER_DEBS = ('chromium', 'chromium-driver')
 IMAGE_CMD = ('CMD ["/bin/sh", "-c", "hostname; ip -4 addr; '
              'exec /bin/sh"]')
 IMAGE_STOP_SIGNAL = 'SIGHUP'
+# The image Tempest and the scenario tests log in to: busybox plus
+# dropbear in the foreground as PID 1 (it exits on TERM), host keys made
+# at the first connection (-R), root by key only (-g), log on stderr
+# (the console output).
+SSH_IMAGE = 'busybox-ssh'
+SSH_IMAGE_TAG = 'nova-docker-aio/busybox-ssh:latest'
+SSH_IMAGE_CMD = ('CMD ["/bin/sh", "-c", "hostname; ip -4 addr; exec '
+                 '/usr/sbin/dropbear -F -E -R -g -p 22"]')
 
 
 class AllInOne:
@@ -114,30 +122,45 @@ class AllInOne:
 
     def build_image(self) -> None:
         """busybox-static as a root filesystem from the project's one
-        builder, `docker import`ed, then `docker save | openstack image
-        create`: the format the driver loads. The local tag is removed
-        afterwards; the driver loads its own copy from Glance."""
+        builder, uploaded to Glance as ``busybox``."""
+        self.upload_image('busybox', IMAGE_TAG, ['--dir', 'www'],
+                          [IMAGE_CMD, 'WORKDIR /root'], IMAGE_STOP_SIGNAL)
+
+    def build_ssh_image(self) -> None:
+        """The same with an SSH server (build_image --ssh), uploaded as
+        ``busybox-ssh``: Tempest's validation logs in to it."""
+        self.upload_image(SSH_IMAGE, SSH_IMAGE_TAG, ['--ssh'],
+                          [SSH_IMAGE_CMD, 'WORKDIR /root'])
+
+    def upload_image(self, name: str, tag: str, builder_args: list,
+                     changes: list, stop_signal: str = '') -> None:
+        """The builder's tarball `docker import`ed, then `docker save |
+        openstack image create`: the format the driver loads. The local
+        tag is removed afterwards; the driver loads its own copy from
+        Glance."""
         builder = subprocess.Popen(
-            [self.s.exe('python'), '-m', 'novadocker.cmd.build_image',
-             '--dir', 'www'], stdout=subprocess.PIPE)
+            [self.s.exe('python'), '-m', 'novadocker.cmd.build_image']
+            + builder_args, stdout=subprocess.PIPE)
         imported = subprocess.run(
-            ['docker', 'import', '--change', IMAGE_CMD, '--change',
-             'WORKDIR /root', '-', IMAGE_TAG], stdin=builder.stdout)
+            ['docker', 'import']
+            + [arg for change in changes for arg in ('--change', change)]
+            + ['-', tag], stdin=builder.stdout)
         builder.stdout.close()
         if builder.wait() or imported.returncode:
-            raise aio_state.StepFailed('building %s failed' % IMAGE_TAG)
-        set_stop_signal(IMAGE_TAG, IMAGE_STOP_SIGNAL)
-        save = subprocess.Popen(['docker', 'save', IMAGE_TAG],
+            raise aio_state.StepFailed('building %s failed' % tag)
+        if stop_signal:
+            set_stop_signal(tag, stop_signal)
+        save = subprocess.Popen(['docker', 'save', tag],
                                 stdout=subprocess.PIPE)
         created = subprocess.run(
             [self.s.exe('openstack'), 'image', 'create', '--container-format',
              'docker', '--disk-format', 'raw', '--public', '--property',
-             'os_type=linux', '-f', 'value', '-c', 'id', 'busybox'],
+             'os_type=linux', '-f', 'value', '-c', 'id', name],
             stdin=save.stdout, env=self.admin_env())
         save.stdout.close()
         if save.wait() or created.returncode:
-            raise aio_state.StepFailed('uploading %s failed' % IMAGE_TAG)
-        sh('docker', 'rmi', IMAGE_TAG)
+            raise aio_state.StepFailed('uploading %s failed' % tag)
+        sh('docker', 'rmi', tag)
 
     def catalog(self) -> bool:
         if not host.wait_for(lambda: aio_state.http_ok(
@@ -148,9 +171,13 @@ class AllInOne:
 
     def demo(self) -> bool:
         return self.cloud('demo', '--ext-cidr', self.s.ext_cidr,
+                          '--gateway', self.s.ext_host_ip,
                           '--pool-start', self.s.ext_pool_start,
                           '--pool-end', self.s.ext_pool_end,
                           '--private-cidr', self.s.private_cidr) == 0
+
+    def auto_allocation(self) -> bool:
+        return self.cloud('auto-allocation') == 0
 
     def boot_demo_server(self) -> bool:
         return self.cloud('boot', '--name', 'demo1', '--output',
@@ -201,8 +228,12 @@ class AllInOne:
              % s.horizon_port, aio_horizon.start, self.state)
         step('demo', 'networks public/private, router1, security group, '
              'flavors', self.demo)
+        step('auto-allocation', 'default external network and subnet '
+             'pool (server create --nic auto)', self.auto_allocation)
         step('image', 'busybox image built locally, uploaded to Glance',
              self.build_image)
+        step('ssh-image', '%s image (busybox + dropbear) built locally, '
+             'uploaded to Glance' % SSH_IMAGE, self.build_ssh_image)
         if not s.skip_demo_server:
             step('server', 'booting server demo1 with a floating IP',
                  self.boot_demo_server)

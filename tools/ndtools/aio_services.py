@@ -32,7 +32,9 @@ from ndtools import host
 DEBS = ('mariadb-server', 'rabbitmq-server', 'ovn-central', 'ovn-host',
         'openvswitch-switch', 'docker.io', 'busybox-static', 'lxcfs',
         'iproute2', 'iptables', 'iputils-ping', 'curl', 'python3-venv',
-        'python3-dev', 'gcc', 'btrfs-progs', 'haproxy')
+        'python3-dev', 'gcc', 'btrfs-progs', 'haproxy',
+        # The SSH server of the busybox-ssh image (no service of its own).
+        'dropbear-bin')
 
 # The OpenStack services, all in one venv (no conflicts between them);
 # versions are pinned by tools/aio-constraints.txt. Spelled as the venv
@@ -240,6 +242,10 @@ class Services:
         sh('ip', 'addr', 'replace', '%s/%s' % (
             self.s.ext_host_ip, self.s.ext_cidr.split('/', 1)[1]),
             'dev', bridge)
+        # The host is the external subnet's gateway (routers' default
+        # route) but forwards nothing that arrives on the bridge: tenant
+        # traffic ends here, whatever the host's firewall says.
+        sh('sysctl', '-qw', 'net.ipv4.conf.%s.forwarding=0' % bridge)
         if not host.succeeds('ovs-vsctl', 'br-exists', 'br-int')():
             self.state.mark('bridge:br-int')
         # ovn-controller creates br-int itself (userspace datapath); this
@@ -654,7 +660,7 @@ lock_path = %(data)s/lock
 NEUTRON_CONF = '''[DEFAULT]
 log_file = %(logs)s/neutron.log
 core_plugin = ml2
-service_plugins = ovn-router
+service_plugins = ovn-router,auto_allocate
 auth_strategy = keystone
 api_paste_config = %(etc)s/neutron/api-paste.ini
 transport_url = %(rabbit)s

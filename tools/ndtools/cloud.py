@@ -36,6 +36,10 @@ CATALOG = (('nova', 'compute', 'http://127.0.0.1:8774/v2.1'),
            ('neutron', 'network', 'http://127.0.0.1:9696'))
 FLAVORS = (('1', 'm1.tiny', 256, 1, 1), ('2', 'm1.small', 512, 1, 1))
 DEMO_SG = 'demo-ssh-icmp'
+# The default subnet pool `--nic auto` (Neutron's auto-allocated topology)
+# carves project subnets from: OVN's logical networks only, routed to
+# nothing but the external bridge's floating IPs.
+DEFAULT_POOL = ('default-pool', '10.64.0.0/16', 26)
 
 
 def admin():
@@ -120,12 +124,15 @@ def demo_resources(args):
         public = conn.network.create_network(
             name='public', is_router_external=True,
             provider_network_type='flat', provider_physical_network='public')
-        # No gateway: the router gets no default route, so nothing from a
-        # tenant network can leave this machine; floating IPs stay
-        # reachable from the host, which is on this very subnet.
+        # The gateway is the host's own address on the external bridge:
+        # routers get a default route to it (Tempest pings it as "the
+        # outside"), and the host forwards nothing that arrives there
+        # (forwarding=0 on the bridge), so nothing from a tenant network
+        # leaves this machine; floating IPs are on the host's subnet.
         conn.network.create_subnet(
             network_id=public.id, name='public-subnet', ip_version=4,
-            cidr=args.ext_cidr, gateway_ip=None, is_dhcp_enabled=False,
+            cidr=args.ext_cidr, gateway_ip=args.gateway,
+            is_dhcp_enabled=False,
             allocation_pools=[{'start': args.pool_start,
                                'end': args.pool_end}])
     for flavor_id, name, ram, vcpus, disk in FLAVORS:
@@ -161,6 +168,22 @@ def demo_resources(args):
     print('networks public (%s) and private (%s), router1, security group '
           '%s, flavors %s' % (args.ext_cidr, args.private_cidr, DEMO_SG,
                               ', '.join(f[1] for f in FLAVORS)))
+
+
+def auto_allocation(args):
+    """What `openstack server create --nic auto` needs: the external
+    network marked default and a shared default IPv4 subnet pool."""
+    conn = admin()
+    public = conn.network.find_network('public', ignore_missing=False)
+    if not public.is_default:
+        conn.network.update_network(public, is_default=True)
+    name, prefix, length = DEFAULT_POOL
+    if conn.network.find_subnet_pool(name) is None:
+        conn.network.create_subnet_pool(
+            name=name, prefixes=[prefix], default_prefix_length=length,
+            is_default=True, is_shared=True)
+    print('auto-allocation: network public is the default, subnet pool %s '
+          '(%s, /%d) the default' % DEFAULT_POOL)
 
 
 def wait_status(conn, server, timeout, want='ACTIVE'):
@@ -250,10 +273,12 @@ def main():
     p.add_argument('--pid', type=int, help='fail as soon as it exits')
     p.set_defaults(func=wait_compute)
     p = sub.add_parser('demo')
-    for opt in ('--ext-cidr', '--pool-start', '--pool-end',
+    for opt in ('--ext-cidr', '--gateway', '--pool-start', '--pool-end',
                 '--private-cidr'):
         p.add_argument(opt, required=True)
     p.set_defaults(func=demo_resources)
+    p = sub.add_parser('auto-allocation')
+    p.set_defaults(func=auto_allocation)
     p = sub.add_parser('boot')
     p.add_argument('--image', default='busybox')
     p.add_argument('--name', default='demo1')

@@ -50,6 +50,7 @@ import typing
 
 from os_vif import exception as osv_exception
 from oslo_log import log as logging
+from pyroute2.ethtool import ioctl as ethtool_ioctl
 from pyroute2 import IPRoute
 from pyroute2 import NetlinkError
 from vif_plug_ovs import linux_net as ovs_linux_net
@@ -429,9 +430,24 @@ def _family(address: _Address) -> int:
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
 
 
+def _checksum_in_software(ifname: str) -> None:
+    """TX checksums filled in by the instance's kernel, not left to the
+    "device": Open vSwitch's userspace datapath (datapath_type=netdev)
+    forwards a veth's frames as they are, and a TCP segment whose
+    checksum was left partial is dropped by its receiver (ping works,
+    SSH does not). Turning tx-checksumming off also turns off the TSO
+    that depends on it. Runs inside the namespace (``_inside``)."""
+    ethtool = ethtool_ioctl.IoctlEthtool(ifname)
+    try:
+        ethtool.set_offload_flag('tx-checksumming', 0)
+    finally:
+        ethtool.close()
+
+
 def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec,
                       created: bool = False) -> None:
-    """MTU, sysctls, addresses, link up, routes: converge to the spec.
+    """MTU, sysctls, checksums, addresses, link up, routes: converge to
+    the spec.
 
     A link just ``created`` has the spec's MTU and no address yet: neither
     is read or set again.
@@ -441,6 +457,7 @@ def _configure_inside(inside: IPRoute, ifname: str, spec: VifSpec,
     inside.link('set', index=loopback, state='up')
     if spec.mtu and not created:
         inside.link('set', index=index, mtu=spec.mtu)
+    _checksum_in_software(ifname)
     wanted = {(a.ip, a.network.prefixlen) for a in spec.addresses}
     if any(a.version == 6 for a, _ in wanted):
         # Docker disables IPv6 in a container's namespace. The addresses
