@@ -282,8 +282,9 @@ class AllInOne:
         print("    openstack console url show --serial demo1   # a shell "
               "prompt, through nova-serialproxy (ws://127.0.0.1:%d/)"
               % aio_services.SERIALPROXY_PORT)
-        print('    inside it: wget -qO- http://169.254.169.254/openstack/'
-              'latest/meta_data.json   # the metadata service', flush=True)
+        print("    inside it: printf 'GET /openstack/latest/meta_data.json "
+              "HTTP/1.0\\r\\n\\r\\n' | nc 169.254.169.254 80   # the "
+              "metadata service", flush=True)
 
     def dashboard_summary(self) -> None:
         s = self.s
