@@ -512,12 +512,8 @@ class Services:
         self.state.uwsgi_svc('placement', 8778, 'placement.wsgi.api:'
                              'application', 'OS_PLACEMENT_CONFIG_DIR=%s/'
                              'placement' % etc)
-        # Image uploads are chunked bodies: glanceclient sends each 64 KiB
-        # read as one chunk, and uwsgi refuses a chunk larger than its
-        # buffer ("unable to receive chunked part"): room for any.
         self.state.uwsgi_svc('glance', 9292, 'glance.wsgi.api:application',
-                             'OS_GLANCE_CONFIG_DIR=%s/glance' % etc,
-                             buffer_size=4 * 1024 * 1024)
+                             'OS_GLANCE_CONFIG_DIR=%s/glance' % etc)
         self.state.uwsgi_svc('neutron-api', 9696,
                              'neutron.wsgi.api:application',
                              'OS_NEUTRON_CONFIG_DIR=%s/neutron' % etc,

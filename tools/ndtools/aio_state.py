@@ -272,19 +272,16 @@ class State:
 
     def uwsgi_svc(self, name: str, port: int, module: str,
                   *envs: str, venv: typing.Optional[str] = None,
-                  options: typing.Sequence[str] = (),
-                  buffer_size: int = 65535) -> None:
+                  options: typing.Sequence[str] = ()) -> None:
         """A WSGI API under uwsgi, in the services' venv unless ``venv``
         (the same interpreter). "Connection: close": without it clients
-        see resets on reused sockets. ``buffer_size`` also bounds a chunk
-        of a chunked request body (uwsgi refuses a larger one)."""
+        see resets on reused sockets."""
         argv = [self.s.exe('uwsgi'), '--http-socket', '127.0.0.1:%d' % port,
                 '--module', module, '--master', '--processes', '1',
                 '--threads', '4', '--enable-threads', '--lazy-apps',
                 '--die-on-term', '--need-app', '--hook-master-start',
                 'unix_signal:15 gracefully_kill_them_all',
-                '--virtualenv', venv or self.s.venv,
-                '--buffer-size', str(buffer_size),
+                '--virtualenv', venv or self.s.venv, '--buffer-size', '65535',
                 '--add-header', 'Connection: close',
                 '--env', 'PATH=%s:/usr/sbin:/usr/bin:/sbin:/bin' % self.s.bin]
         for env in envs:

@@ -46,7 +46,6 @@ class ChunkReader(io.RawIOBase):
         self._hasher = hasher
         self.bytes_read = 0
         self.error: typing.Optional[BaseException] = None
-        self._deferred_error: typing.Optional[Exception] = None
 
     def readable(self) -> bool:
         return True
@@ -78,9 +77,6 @@ class ChunkReader(io.RawIOBase):
     def read_view(self, size: int) -> memoryview:
         """Up to ``size`` bytes of the current chunk, as a view of it (no
         copy); empty at the end of the stream."""
-        if self._deferred_error is not None:
-            error, self._deferred_error = self._deferred_error, None
-            raise error
         if self.closed or not self._fill():
             return memoryview(b'')
         n = min(size, len(self._pending) - self._offset)
@@ -89,33 +85,12 @@ class ChunkReader(io.RawIOBase):
         self.bytes_read += n
         return view
 
-    def read(self, size: int = -1) -> bytes:
-        """``size`` bytes, fewer only at the end of the stream: an upload
-        sends a few large blocks whatever the chunks it gets (docker save
-        streams 32 KiB ones). A whole chunk of that size comes out as it
-        came, without a copy."""
-        if size is None or size < 0:
-            return self.readall()
-        view = self.read_view(size)
-        if len(view) == len(view.obj) == size or not view:
-            return view.obj
-        parts = [view]
-        missing = size - len(view)
-        while missing:
-            try:
-                view = self.read_view(missing)
-            except Exception as exc:
-                # What came before the failure is returned first, as a
-                # file would; the next read raises.
-                self._deferred_error = exc
-                break
-            if not view:
-                break
-            parts.append(view)
-            missing -= len(view)
-        return b''.join(parts)
-
     def readinto(self, buf) -> int:
+        """At most what is left of the current chunk (RawIOBase.read
+        calls this): blocks are never joined across chunks. Joined 64 KiB
+        blocks broke every snapshot upload to Glance under uwsgi
+        ("unable to receive chunked part"), while the same bytes in the
+        engine's own chunks upload fine."""
         view = self.read_view(len(buf))
         buf[:len(view)] = view
         return len(view)
