@@ -388,8 +388,8 @@ def main():
             floor = 'raw pair' if operation in ('spawn', 'destroy') else 'raw'
             PROFILE.report(role, runs[operation],
                            {role: sum(results[variant])},
-                           [('raw %s, mean' % operation,
-                             sum(results['raw']) / len(results['raw']))],
+                           [('%s %s, mean' % (floor, operation),
+                             sum(results[floor]) / len(results[floor]))],
                            roles=[role])
 
 
