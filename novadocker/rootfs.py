@@ -27,6 +27,9 @@ BUSYBOX = '/bin/busybox'
 #: small sshd that generates its host keys at the first connection and
 #: ships no service that would start on the building host.
 DROPBEAR = '/usr/sbin/dropbear'
+#: Tempest's HTTP client in the guest: its metadata check runs ``curl``
+#: (busybox's wget is no stand-in, and busybox-static's segfaults here).
+CURL = '/usr/bin/curl'
 
 #: The applets linked into ``/bin`` of an ordinary image: a shell, the
 #: network tools a tenant (and Tempest) expects, and little else. The
@@ -126,16 +129,21 @@ def shared_libraries(binary: str) -> typing.List[str]:
     return paths
 
 
-def ssh_rootfs(busybox: str = BUSYBOX, sshd: str = DROPBEAR) -> bytes:
+def ssh_rootfs(busybox: str = BUSYBOX, sshd: str = DROPBEAR,
+               tools: typing.Sequence[str] = (CURL,)) -> bytes:
     """The busybox root filesystem plus an SSH server (``sshd``, with the
-    libraries it links, at their paths), ``/etc/dropbear`` for the host
-    keys made at the first connection, ``/etc/shells``, root's ``sudo``
-    and ``/mnt`` (Tempest's scenarios write a timestamp there): an image
-    Tempest and our scenario tests log in to."""
+    libraries it links, at their paths), dynamically linked ``tools``
+    (curl) the same way, ``/etc/dropbear`` for the host keys made at the
+    first connection, ``/etc/shells``, root's ``sudo`` and ``/mnt``
+    (Tempest's scenarios write a timestamp there): an image Tempest and
+    our scenario tests log in to."""
     files = {'etc/shells': b'/bin/sh\n', 'usr/bin/sudo': ROOT_SUDO}
-    for path in [sshd] + shared_libraries(sshd):
-        with open(path, 'rb') as f:   # a symlink's target, under its name
-            files[('usr/sbin/dropbear' if path == sshd else path).lstrip(
-                '/')] = f.read()
+    for binary, name in [(sshd, 'usr/sbin/dropbear')] + [
+            (tool, tool.lstrip('/')) for tool in tools]:
+        for path in [binary] + shared_libraries(binary):
+            target = name if path == binary else path.lstrip('/')
+            if target not in files:
+                with open(path, 'rb') as f:   # a symlink's target, as it
+                    files[target] = f.read()
     return busybox_rootfs(busybox, extra_files=files,
                           extra_dirs=('etc/dropbear', 'mnt'))

@@ -108,6 +108,7 @@ class DriverTestCase(testtools.TestCase):
     def spawn(self, image_meta=None, network_info=None, **kwargs):
         image_meta = image_meta or self.add_image()
         instance = self.make_instance(image_meta, **kwargs)
+        obj_fixtures.set_ports(instance, network_info)
         self.driver.spawn(self.context, instance, image_meta, [], None, {},
                           network_info=network_info)
         self.addCleanup(self.driver.destroy, self.context, instance,

@@ -457,13 +457,43 @@ class LifecycleTest(NetworkTestCase):
                 started, self.inspect(self.instance)['State']['StartedAt'])
             self.assertConnected()
 
+    def assertNoCarrier(self):
+        """Off or frozen: the port stays plugged and bound, but its host
+        end is down and the instance's addresses answer nothing (the
+        sandbox's kernel would answer ping otherwise)."""
+        devname = self.vif['devname']
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(devname))
+        self.assertFalse(net_fixtures.link_admin_up(devname))
+        self.assertNoPing(self.peer, self.ip_of(self.vif))
+        self.assertNoPing(self.peer, self.ip_of(self.vif, 6))
+
     def test_stop_start(self):
         self.driver.power_off(self.instance, timeout=0)
         self.assertEqual(power_state.SHUTDOWN,
                          self.driver.get_info(self.instance).state)
-        # The port stays plugged and bound while the instance is off.
-        self.assertEqual(self.bridge,
-                         net_fixtures.port_bridge(self.vif['devname']))
+        self.assertNoCarrier()
+        self.driver.power_on(self.context, self.instance, [self.vif])
+        self.assertTrue(net_fixtures.link_admin_up(self.vif['devname']))
+        self.assertConnected()
+
+    def test_pause_unpause_and_suspend_resume(self):
+        self.driver.pause(self.instance)
+        self.assertEqual(power_state.PAUSED,
+                         self.driver.get_info(self.instance).state)
+        self.assertNoCarrier()
+        self.driver.unpause(self.instance)
+        self.assertConnected()
+        self.driver.suspend(self.context, self.instance)
+        self.assertNoCarrier()
+        self.driver.resume(self.context, self.instance, [self.vif])
+        self.assertConnected()
+
+    def test_plug_vifs_keeps_a_stopped_instance_without_carrier(self):
+        # nova-compute's start-up plugs every instance's ports; a stopped
+        # one must not come back answering on its addresses.
+        self.driver.power_off(self.instance, timeout=0)
+        self.driver.plug_vifs(self.instance, [self.vif])
+        self.assertNoCarrier()
         self.driver.power_on(self.context, self.instance, [self.vif])
         self.assertConnected()
 
@@ -471,6 +501,7 @@ class LifecycleTest(NetworkTestCase):
         self.driver.soft_delete(self.instance)
         self.assertEqual(power_state.SHUTDOWN,
                          self.driver.get_info(self.instance).state)
+        self.assertNoCarrier()
         self.driver.restore(self.instance)
         self.assertConnected()
 

@@ -416,6 +416,61 @@ class UnplugFailureTest(DriverTestBase):
             if c['labels'][guest.LABEL_ROLE] == guest.ROLE_WORKLOAD])
 
 
+class CarrierTest(DriverTestBase):
+    """A stopped or frozen workload's ports lose carrier; they get it
+    back before the workload runs again."""
+
+    def setUp(self):
+        super().setUp()
+        self.logs = self.useFixture(fixtures.FakeLogger())
+        self.instance = self.spawn(self.add_image())
+        self.ports = [net_fixtures.make_vif()]
+        obj_fixtures.set_ports(self.instance, self.ports)
+        self.set_carrier = self.useFixture(fixtures.MockPatchObject(
+            self.driver._vifs, 'set_carrier', autospec=True)).mock
+
+    def workload(self) -> dict:
+        guest_ = self.driver._guests.get(self.instance)
+        return self.engine.api.inspect_container(guest_.workload_id)['State']
+
+    def assertCarrier(self, up: bool) -> None:
+        self.set_carrier.assert_called_once_with(self.instance, self.ports,
+                                                 up=up)
+        self.set_carrier.reset_mock()
+
+    def test_off_after_stop_and_pause(self):
+        self.driver.pause(self.instance)
+        self.assertTrue(self.workload()['Paused'])
+        self.assertCarrier(False)
+        self.driver.unpause(self.instance)
+        self.assertCarrier(True)
+        self.assertFalse(self.workload()['Paused'])
+        self.driver.suspend(self.context, self.instance)
+        self.assertCarrier(False)
+        self.driver.resume(self.context, self.instance, self.ports)
+        self.assertCarrier(True)
+        self.driver.power_off(self.instance)
+        self.assertFalse(self.workload()['Running'])
+        self.assertCarrier(False)
+        self.driver.soft_delete(self.instance)
+        self.assertCarrier(False)
+
+    def test_failure_to_drop_it_does_not_fail_the_stop(self):
+        self.set_carrier.side_effect = \
+            exception.VirtualInterfacePlugException('netlink says no')
+        self.driver.power_off(self.instance)
+        self.assertFalse(self.workload()['Running'])
+        self.assertIn('netlink says no', self.logs.output)
+
+    def test_no_carrier_no_thaw(self):
+        self.driver.pause(self.instance)
+        self.set_carrier.side_effect = \
+            exception.VirtualInterfacePlugException('netlink says no')
+        self.assertRaises(exception.VirtualInterfacePlugException,
+                          self.driver.unpause, self.instance)
+        self.assertTrue(self.workload()['Paused'])
+
+
 class ConsoleTest(DriverTestBase):
 
     def test_unreadable_log_is_console_not_available(self):

@@ -287,6 +287,31 @@ class RefusedCallTest(testtools.TestCase):
         linux_net.plug_veth(1234, good_spec(mac=MAC.upper()))
         entrypoint.assert_called_once_with(1234, good_spec())
 
+    def test_carrier_change_refuses_foreign_names_and_values(self):
+        for name in FOREIGN_HOST_DEVS:
+            for func in (linux_net.privileged_set_carrier,
+                         linux_net.set_carrier):
+                self.assertRefused(func, [PORT_DEV, name], False)
+        for up in (0, 1, 'down', None):
+            for func in (linux_net.privileged_set_carrier,
+                         linux_net.set_carrier):
+                self.assertRefused(func, [PORT_DEV], up)
+        too_many = ['tap%011d' % i for i in range(linux_net.MAX_PORTS + 1)]
+        for names in (too_many, PORT_DEV, {PORT_DEV: 1}):
+            self.assertRefused(linux_net.privileged_set_carrier, names, True)
+
+    def test_carrier_change_of_a_missing_device_changes_nothing(self):
+        self.assertEqual([], linux_net.set_carrier([PORT_DEV], False))
+        self.assertFalse(net_fixtures.link_exists(PORT_DEV))
+
+    def test_carrier_change_of_no_ports_does_not_cross(self):
+        entrypoint = self.useFixture(fixtures.MockPatchObject(
+            linux_net, 'privileged_set_carrier', autospec=True)).mock
+        self.assertEqual([], linux_net.set_carrier([], False))
+        self.assertFalse(entrypoint.called)
+        linux_net.set_carrier((PORT_DEV,), True)
+        entrypoint.assert_called_once_with([PORT_DEV], True)
+
     def test_delete_link_of_a_missing_device_needs_no_privilege(self):
         self.assertFalse(linux_net.delete_link(PORT_DEV))
         self.assertFalse(self.delete_net_dev.called)

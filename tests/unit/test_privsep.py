@@ -41,19 +41,20 @@ class PrivsepWiringTest(testtools.TestCase):
                          privsep.vif_plug.pypath)
 
     def test_entrypoints_belong_to_the_context(self):
-        for name in ('privileged_find_peer', 'privileged_plug_veth'):
+        for name in ('privileged_find_peer', 'privileged_plug_veth',
+                     'privileged_set_carrier'):
             self.assertTrue(privsep.vif_plug.is_entrypoint(
                 getattr(linux_net, name)), name)
         # The public functions check first, then cross; deleting is
         # os-vif's own privileged helper: this context has no delete.
-        for name in ('find_peer', 'plug_veth', 'delete_link'):
+        for name in ('find_peer', 'plug_veth', 'delete_link', 'set_carrier'):
             self.assertFalse(privsep.vif_plug.is_entrypoint(
                 getattr(linux_net, name)), name)
         entrypoints = [name for name in dir(linux_net)
                        if privsep.vif_plug.is_entrypoint(
                            getattr(linux_net, name))]
-        self.assertEqual(['privileged_find_peer', 'privileged_plug_veth'],
-                         entrypoints)
+        self.assertEqual(['privileged_find_peer', 'privileged_plug_veth',
+                          'privileged_set_carrier'], entrypoints)
 
     def test_rootwrap_filters_allow_both_helpers(self):
         """The helper commands nova-compute runs under rootwrap (one or two

@@ -14,6 +14,7 @@
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -88,8 +89,11 @@ class SshRootfsTest(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.sshd = os.path.realpath(sys.executable)
-        self.members = members_of(rootfs.ssh_rootfs(self.sshd_busybox(),
-                                                    self.sshd))
+        # tar stands in for curl: a dynamically linked tool every host
+        # has, outside busybox's /bin.
+        self.tool = shutil.which('tar')
+        self.members = members_of(rootfs.ssh_rootfs(
+            self.sshd_busybox(), self.sshd, tools=(self.tool,)))
 
     def sshd_busybox(self):
         handle, path = tempfile.mkstemp()
@@ -107,6 +111,13 @@ class SshRootfsTest(testtools.TestCase):
             member = self.members[library.lstrip('/')]
             self.assertTrue(member.isfile(), library)
             self.assertEqual(os.path.getsize(library), member.size)
+
+    def test_tools_and_their_libraries_at_their_paths(self):
+        self.assertEqual(os.path.getsize(self.tool),
+                         self.members[self.tool.lstrip('/')].size)
+        for library in rootfs.shared_libraries(self.tool):
+            self.assertEqual(os.path.getsize(library),
+                             self.members[library.lstrip('/')].size)
 
     def test_root_login_needs_host_key_dir_shells_and_sudo(self):
         self.assertTrue(self.members['etc/dropbear'].isdir())

@@ -408,3 +408,27 @@ class PlugOrderTest(testtools.TestCase):
         self.assertEqual(1, len(unplugged))
         self.assertIsInstance(unplugged[0], osv_vif.VIFOpenVSwitch)
         self.assertEqual('tap00000000-aa', unplugged[0].vif_name)
+
+
+class CarrierTest(testtools.TestCase):
+    """Ports' carrier on stop/pause and start/unpause: one crossing with
+    the host ends of the ports this driver plugs, errors as Nova's."""
+
+    def setUp(self):
+        super().setUp()
+        self.set_carrier = self.useFixture(fixtures.MockPatchObject(
+            linux_net, 'set_carrier', autospec=True)).mock
+        self.plugger = new_plugger()
+
+    def test_host_ends_of_plugged_ports_only(self):
+        ports = [make_vif(), make_vif(1), make_vif(2, vif_type='vhostuser')]
+        self.plugger.set_carrier(make_instance(), ports, False)
+        self.set_carrier.assert_called_once_with(
+            [ports[0]['devname'], ports[1]['devname']], False)
+
+    def test_failure_is_a_plug_exception(self):
+        self.set_carrier.side_effect = linux_net.InvalidArgument('refused')
+        error = self.assertRaises(exception.VirtualInterfacePlugException,
+                                  self.plugger.set_carrier, make_instance(),
+                                  [make_vif()], True)
+        self.assertIn('up', str(error))

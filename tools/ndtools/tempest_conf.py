@@ -81,9 +81,9 @@ COMPUTE_FEATURES = {
     'config_drive': False,
     # The all-in-one runs the metadata service (OVN's metadata agent,
     # Nova's metadata API; tests/scenario/test_metadata.py reads it from
-    # inside a server), but Tempest's check of it runs curl in the guest
-    # and busybox-ssh has wget only: off until the image has curl.
-    'metadata_service': False,
+    # inside a server); Tempest's check of it runs curl in the guest,
+    # which busybox-ssh carries (rootfs.ssh_rootfs).
+    'metadata_service': True,
     # Nova's own API option [api]enable_instance_password (default on).
     'enable_instance_password': True,
     # OS-DCF:diskConfig is an API attribute; the driver ignores it, which

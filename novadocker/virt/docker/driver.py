@@ -433,6 +433,8 @@ class DockerDriver(driver.ComputeDriver):
                                 make_workload)
             if power_on:
                 self._start_workload(guest)
+            else:
+                self._vifs.set_carrier(instance, network_info, up=False)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('Spawn failed; removing what it created',
@@ -578,12 +580,15 @@ class DockerDriver(driver.ComputeDriver):
     def power_off(self, instance, timeout=0, retry_interval=0):
         """Stop the workload: its stop signal, then SIGKILL after timeout.
 
-        The sandbox keeps running, so the ports stay plugged and bound.
-        A rescue container goes too (as libvirt's rescue domain does).
+        The sandbox keeps running, so the ports stay plugged and bound,
+        but without carrier: a stopped server does not answer on its
+        addresses (as a stopped VM). A rescue container goes too (as
+        libvirt's rescue domain does).
         """
         guest = self._guests.lookup(instance)
         rescue_mod.Rescuer(self.api, self._guests).remove(guest)
         guest.stop(timeout)
+        self._carrier_off(instance)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
@@ -606,27 +611,48 @@ class DockerDriver(driver.ComputeDriver):
         self._guests.get(instance).set_password('root', new_pass)
 
     def pause(self, instance):
+        """Freeze the processes (cgroup freezer) and take the ports'
+        carrier away: a frozen namespace's kernel would answer ping."""
         self._guests.get(instance).pause()
+        self._carrier_off(instance)
 
     def unpause(self, instance):
-        self._guests.get(instance).unpause()
+        guest = self._guests.get(instance)
+        self._vifs.set_carrier(instance, instance.get_network_info(),
+                               up=True)
+        guest.unpause()
 
     def suspend(self, context, instance):
-        """Freeze the processes (cgroup freezer); memory stays allocated,
-        as with nova-lxd. The power state reads PAUSED."""
-        self._guests.get(instance).pause()
+        """As pause: memory stays allocated, as with nova-lxd. The power
+        state reads PAUSED."""
+        self.pause(instance)
 
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
-        self._guests.get(instance).unpause()
+        guest = self._guests.get(instance)
+        self._vifs.set_carrier(instance, network_info, up=True)
+        guest.unpause()
 
     def soft_delete(self, instance):
         self._guests.get(instance).stop(shutdown_timeout(instance))
+        self._carrier_off(instance)
 
     def restore(self, instance):
         guest = self._guests.lookup(instance)
         self._ensure_sandbox(guest, None)
+        self._vifs.set_carrier(instance, instance.get_network_info(),
+                               up=True)
         self._start_workload(guest)
+
+    def _carrier_off(self, instance) -> None:
+        """Ports without carrier once the workload stopped or froze; a
+        failure is logged, not raised: the workload is down either way."""
+        try:
+            self._vifs.set_carrier(instance, instance.get_network_info(),
+                                   up=False)
+        except exception.VirtualInterfacePlugException as exc:
+            LOG.warning('The ports keep their carrier: %s', exc,
+                        instance=instance)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
@@ -676,6 +702,18 @@ class DockerDriver(driver.ComputeDriver):
         except docker_client.DockerOperationFailed as exc:
             raise exception.VirtualInterfacePlugException(
                 _('the network sandbox did not start: %s') % exc) from exc
+        if not self._has_carrier(guest):
+            # Plugging gave carrier; a stopped or frozen workload has none.
+            self._vifs.set_carrier(instance, network_info, up=False)
+
+    @staticmethod
+    def _has_carrier(guest: guest_mod.Guest) -> bool:
+        """Whether the instance's ports should have carrier: its workload
+        runs unfrozen, or a rescue container runs in its place."""
+        if guest.has(rescue_mod.ROLE_RESCUE):
+            return True
+        return (guest.has(guest_mod.ROLE_WORKLOAD) and guest.running
+                and not guest.paused)
 
     def unplug_vifs(self, instance, network_info):
         self._vifs.unplug(instance, network_info or [])
@@ -859,6 +897,8 @@ class DockerDriver(driver.ComputeDriver):
             guest = self._build(instance, network_info, False, make_workload)
             if power_on:
                 self._start_workload(guest)
+            else:
+                self._vifs.set_carrier(instance, network_info, up=False)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('Revert failed; the resize commit %s is kept',

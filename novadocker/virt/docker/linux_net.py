@@ -582,6 +582,53 @@ def plug_veth(pid: int, spec: dict) -> str:
     return privileged_plug_veth(pid, VifSpec.from_dict(spec).to_dict())
 
 
+#: At most this many ports per carrier change (Nova's own port quota is
+#: far below it): a bound on what one privileged call does.
+MAX_PORTS = 64
+
+
+def _check_host_devs(names: typing.Any) -> typing.List[str]:
+    if not isinstance(names, (list, tuple)) or len(names) > MAX_PORTS:
+        _refuse('host device list', names)
+    return [check_host_dev(name) for name in names]
+
+
+@privsep.vif_plug.entrypoint
+def privileged_set_carrier(names: typing.List[str],
+                           up: bool) -> typing.List[str]:
+    """set_carrier's privileged half (arguments parsed again here)."""
+    names = _check_host_devs(names)
+    if not isinstance(up, bool):
+        _refuse('link state', up)
+    changed = []
+    with IPRoute() as host:
+        for name in names:
+            found = host.link_lookup(ifname=name)
+            if found:
+                host.link('set', index=found[0],
+                          state='up' if up else 'down')
+                changed.append(name)
+    return changed
+
+
+def set_carrier(names: typing.Sequence[str], up: bool) -> typing.List[str]:
+    """Give the instance's NICs carrier, or take it away: each port's host
+    end (``tap...``) up or down, in one privileged call.
+
+    A stopped or frozen container's namespace lives on in its sandbox,
+    and its kernel would still answer ARP and ping; with the host end
+    down, OVS cannot deliver to it, as to a stopped VM's missing tap.
+    Inside, addresses and routes stay (only carrier is lost), so the
+    workload finds its network as it left it. Returns the devices found.
+    """
+    names = _check_host_devs(list(names))
+    if not isinstance(up, bool):
+        _refuse('link state', up)
+    if not names:
+        return []
+    return privileged_set_carrier(names, up)
+
+
 def _delete(host: IPRoute, name: str) -> bool:
     found = host.link_lookup(ifname=name)
     if not found:

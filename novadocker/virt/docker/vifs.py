@@ -394,6 +394,22 @@ class VIFPlugger:
         if failure is not None:
             raise failure
 
+    def set_carrier(self, instance, network_info, up: bool) -> None:
+        """Carrier on or off for every port of the instance (see
+        linux_net.set_carrier): off while the workload is stopped or
+        frozen, on again before it runs."""
+        names = [vif['devname'] for vif in network_info or []
+                 if vif['type'] in SUPPORTED_VIF_TYPES and vif.get('devname')]
+        try:
+            linux_net.set_carrier(names, up)
+        except _PLUG_ERRORS as exc:
+            LOG.error('Setting the ports %(state)s failed: %(exc)s',
+                      {'state': 'up' if up else 'down', 'exc': exc},
+                      instance=instance)
+            raise exception.VirtualInterfacePlugException(
+                _('setting the ports %(state)s failed: %(exc)s') % {
+                    'state': 'up' if up else 'down', 'exc': exc}) from exc
+
     def attach(self, instance, vif, netns_pid: int) -> str:
         """Hot-plug one port as the next free ethN; returns its name.
 
