@@ -109,6 +109,18 @@ class BrowserTestCase(testtools.TestCase):
         return self.wait(timeout).until(
             expected_conditions.element_to_be_clickable((by, what)))
 
+    def angular_idle(self, timeout: float = PAGE_TIMEOUT) -> None:
+        """Wait until the dashboard's AngularJS has no HTTP request in
+        flight: the launch dialog checks each step against data (limits,
+        flavors, images) that arrive in any order, and on a busy host a
+        step filled before its data arrived stays invalid."""
+        self.wait(timeout).until(lambda d: d.execute_script(
+            "var root = document.querySelector('[ng-app]') || document.body;"
+            "var injector = window.angular && "
+            "    angular.element(root).injector();"
+            "return !!injector && "
+            "    injector.get('$http').pendingRequests.length === 0;"))
+
     # -- the dashboard -------------------------------------------------------
 
     def open(self, path: str) -> None:

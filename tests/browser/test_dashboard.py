@@ -57,8 +57,9 @@ class LaunchConsoleLogDeleteTest(base.BrowserTestCase):
         with self.step('launch-dialog'):
             self.fill_launch_dialog(name)
         with self.step('launch-finish'):
-            self.driver.find_element(
-                By.CSS_SELECTOR, 'wizard button.btn-primary.finish').click()
+            self.angular_idle()
+            self.clickable(By.CSS_SELECTOR,
+                           'wizard button.btn-primary.finish').click()
             self.wait().until(lambda d: not d.find_elements(
                 By.CSS_SELECTOR, 'wizard'))
         with self.step('active'):
@@ -88,13 +89,15 @@ class LaunchConsoleLogDeleteTest(base.BrowserTestCase):
         self.clickable(By.LINK_TEXT, 'Launch Instance').click()
         wizard = self.visible(By.CSS_SELECTOR, 'wizard')
         nav = wizard.find_element(By.CSS_SELECTOR, 'div.wizard-nav')
+        self.angular_idle()
         self.visible(By.XPATH, ".//*[@id='name']").send_keys(name)
-        nav.find_element(By.LINK_TEXT, 'Source').click()
-        self.allocate(wizard, 'launchInstanceSourceForm', 'busybox')
-        nav.find_element(By.LINK_TEXT, 'Flavor').click()
-        self.allocate(wizard, 'launchInstanceFlavorForm', 'm1.tiny')
-        nav.find_element(By.LINK_TEXT, 'Networks').click()
-        self.allocate(wizard, 'launchInstanceNetworkForm', 'private')
+        for step, form, label in (
+                ('Source', 'launchInstanceSourceForm', 'busybox'),
+                ('Flavor', 'launchInstanceFlavorForm', 'm1.tiny'),
+                ('Networks', 'launchInstanceNetworkForm', 'private')):
+            nav.find_element(By.LINK_TEXT, step).click()
+            self.angular_idle()
+            self.allocate(wizard, form, label)
 
     def allocate(self, wizard, form: str, label: str) -> None:
         """Move ``label`` from the step's Available table to Allocated

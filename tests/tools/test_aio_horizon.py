@@ -60,6 +60,8 @@ class SettingsTest(DashboardTestCase):
         aio_horizon.write_settings(self.settings)
         values = self.written()
         self.assertEqual('SERIAL', values['CONSOLE_TYPE'])
+        # The Console tab frames the dashboard's own serial page.
+        self.assertEqual('SAMEORIGIN', values['X_FRAME_OPTIONS'])
         self.assertEqual('http://127.0.0.1:5000/v3',
                          values['OPENSTACK_KEYSTONE_URL'])
         self.assertEqual(['127.0.0.1', 'localhost'], values['ALLOWED_HOSTS'])

@@ -43,6 +43,11 @@ OPENSTACK_KEYSTONE_URL = 'http://127.0.0.1:5000/v3'
 OPENSTACK_KEYSTONE_DEFAULT_DOMAIN = 'Default'
 OPENSTACK_KEYSTONE_DEFAULT_ROLE = 'member'
 CONSOLE_TYPE = 'SERIAL'
+# The Console tab frames the dashboard's own serial console page
+# (.../serial, which opens the websocket to nova-serialproxy); Django's
+# default X-Frame-Options DENY makes the browser refuse that frame.
+# SAMEORIGIN lets only the dashboard frame its own pages.
+X_FRAME_OPTIONS = 'SAMEORIGIN'
 # No Cinder in the all-in-one: launch from the image itself.
 LAUNCH_INSTANCE_DEFAULTS = {'create_volume': False}
 OPENSTACK_HYPERVISOR_FEATURES = {'can_set_mount_point': False,
