@@ -169,6 +169,30 @@ class NetworkIntegrationTest(base.IntegrationTestCase):
         self.assertFalse(net_fixtures.link_exists(self.devname(port)))
         self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
 
+    def assertNoPing(self, server, address):
+        result = self.exec_result(server, 'ping', '-c', '1', '-w', '2',
+                                  address, check=False)
+        self.assertNotEqual(0, result.exit_code, result.output)
+
+    def test_stopped_paused_suspended_servers_answer_nothing(self):
+        # As a stopped or paused VM: its ports stay bound, but nothing
+        # answers on its address until it runs again.
+        port_a, port_b = self.make_port(), self.make_port()
+        a = self.boot(networks=[{'port': port_a['id']}])
+        b = self.boot(networks=[{'port': port_b['id']}])
+        self.assertPings(b, self.ip(port_a))
+        for off, on, state in (('pause', 'unpause', 'PAUSED'),
+                               ('suspend', 'resume', 'SUSPENDED'),
+                               ('os-stop', 'os-start', 'SHUTOFF')):
+            self.action(a, off, expected_state=state)
+            self.assertFalse(net_fixtures.link_admin_up(self.devname(port_a)))
+            self.assertEqual(self.bridge,
+                             net_fixtures.port_bridge(self.devname(port_a)))
+            self.assertNoPing(b, self.ip(port_a))
+            self.action(a, on, expected_state='ACTIVE')
+            self.assertPings(b, self.ip(port_a))
+            self.assertPings(a, self.ip(port_b))
+
     def test_compute_restart_rebuilds_the_network_of_stopped_containers(self):
         # A host reboot, seen by one server: nova-compute is down while its
         # containers exit, their namespace and veth vanish and the OVS
