@@ -794,6 +794,34 @@ class StateCacheTest(testtools.TestCase):
         self.states.changed(instance.uuid)   # as the events thread does
         self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
 
+    def test_no_marks_pile_up_while_nobody_asks(self):
+        """With the sync off, changes need no marks: the next listing
+        begins after them all."""
+        for _ in range(3):
+            self._spawned()
+        self.assertEqual({}, self.states._changed)
+        instance = self._spawned()
+        self._cached(instance)   # a listing: now marks count
+        self.guests.get(instance).pause()
+        self.assertEqual([instance.uuid], list(self.states._changed))
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+
+    def test_listing_slower_than_max_age_still_answers(self):
+        instance = self._spawned()
+        real_list = self.guests.list_all
+
+        def slow_list():
+            self.now += 30
+            return real_list()
+        listed = self.states.containers(instance.uuid, slow_list)
+        self.assertEqual([guest.ROLE_SANDBOX, guest.ROLE_WORKLOAD],
+                         sorted(c.role for c in listed))
+        # Already too old for the next caller: it lists again.
+        self.guests.get(instance).pause()
+        self._reset_calls()
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+        self.assertEqual((1, 0), self._calls())
+
     def test_forget_lists_again(self):
         instance = self._spawned()
         self.now += 11

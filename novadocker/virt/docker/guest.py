@@ -319,6 +319,7 @@ class StateCache:
         # began stays out of it until the next one.
         self._sequence = 0
         self._changed: typing.Dict[str, int] = {}
+        self._relisting = False
         # Power state of exited containers, inspected once (only inspect
         # tells an OOM kill from a stop) until they change.
         self._exited: typing.Dict[str, int] = {}
@@ -328,9 +329,15 @@ class StateCache:
         listing that began after now."""
         with self._lock:
             self._sequence += 1
-            self._changed[instance_uuid] = self._sequence
             for listed in self._by_uuid.get(instance_uuid, ()):
                 self._exited.pop(listed.container_id, None)
+            if self._relisting or self._fresh_locked():
+                self._changed[instance_uuid] = self._sequence
+            else:
+                # The next listing begins after every change so far: no
+                # mark is needed, and none piles up while nobody asks
+                # (the sync turned off).
+                self._changed.clear()
 
     def forget(self) -> None:
         """Drop the listing (events may have been lost): list again."""
@@ -345,14 +352,28 @@ class StateCache:
         the listing cannot tell (it changed since): read it fresh.
         ``list_all()`` lists every container of the host, when the
         listing is older than max_age."""
-        if not self._fresh():
-            with self._listing:
-                if not self._fresh():
-                    self._relist(list_all)
         with self._lock:
-            if instance_uuid in self._changed:
-                return None
-            return list(self._by_uuid.get(instance_uuid, ()))
+            if self._fresh_locked():
+                return self._answer(instance_uuid)
+        with self._listing:
+            with self._lock:
+                if self._fresh_locked():   # listed while we waited
+                    return self._answer(instance_uuid)
+                began = self._sequence
+                self._relisting = True
+            started = self._clock()
+            try:
+                by_uuid = self._group(list_all())
+            except Exception:
+                with self._lock:
+                    self._relisting = False
+                raise
+            with self._lock:
+                # Installed and answered at once: no change can fall
+                # between, however long the listing took.
+                self._install(by_uuid, started, began)
+                self._relisting = False
+                return self._answer(instance_uuid)
 
     def exited_state(self, instance_uuid: str, container_id: str,
                      read: typing.Callable[[], int]) -> int:
@@ -371,16 +392,18 @@ class StateCache:
                 self._exited[container_id] = state
         return state
 
-    def _fresh(self) -> bool:
-        with self._lock:
-            return self._listed_at is not None and \
-                self._clock() - self._listed_at < self._max_age
+    def _fresh_locked(self) -> bool:
+        return self._listed_at is not None and \
+            self._clock() - self._listed_at < self._max_age
 
-    def _relist(self, list_all: typing.Callable[[], list]) -> None:
-        with self._lock:
-            began = self._sequence
-        started = self._clock()
-        found = list_all()
+    def _answer(self, instance_uuid: str
+                ) -> typing.Optional[typing.List[Listed]]:
+        if instance_uuid in self._changed:
+            return None
+        return list(self._by_uuid.get(instance_uuid, ()))
+
+    @staticmethod
+    def _group(found: list) -> typing.Dict[str, typing.List[Listed]]:
         by_uuid: typing.Dict[str, typing.List[Listed]] = {}
         for container in found:
             labels = container.get('Labels') or {}
@@ -389,16 +412,21 @@ class StateCache:
                 by_uuid.setdefault(uuid, []).append(Listed(
                     labels.get(LABEL_ROLE) or '', container['Id'],
                     container.get('State') or ''))
+        return by_uuid
+
+    def _install(self, by_uuid: typing.Dict[str, typing.List[Listed]],
+                 started: float, began: int) -> None:
+        """The new listing, made from ``started`` on, after the change
+        numbered ``began``."""
         exited = {listed.container_id for rows in by_uuid.values()
                   for listed in rows if listed.status == 'exited'}
-        with self._lock:
-            self._by_uuid = by_uuid
-            self._listed_at = started
-            self._generation += 1
-            self._changed = {uuid: number for uuid, number
-                             in self._changed.items() if number > began}
-            self._exited = {cid: state for cid, state
-                            in self._exited.items() if cid in exited}
+        self._by_uuid = by_uuid
+        self._listed_at = started
+        self._generation += 1
+        self._changed = {uuid: number for uuid, number
+                         in self._changed.items() if number > began}
+        self._exited = {cid: state for cid, state
+                        in self._exited.items() if cid in exited}
 
 
 class Guests:
