@@ -32,6 +32,7 @@ from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
+from novadocker.virt.docker import reaper
 from tests.fixtures import fake_docker
 from tests.fixtures import glance as glance_fixtures
 from tests.fixtures import images as image_fixtures
@@ -370,6 +371,64 @@ class DestroyTest(DriverTestBase):
     def test_get_info_of_missing_instance(self):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
                           obj_fixtures.instance())
+
+
+class GetInfoTest(DriverTestBase):
+    """The power-state sync's get_info: one listing for the host."""
+
+    def setUp(self):
+        super().setUp()
+        self.meta = self.add_image()
+        self.instances = [self.spawn(self.meta) for _ in range(3)]
+        # Listings made now begin after the spawns' changes.
+        self.driver._states.forget()
+        self.api = self.engine.api
+        self.api.containers.reset_mock()
+        self.api.inspect_container.reset_mock()
+
+    def test_cached_get_info_is_one_listing_for_all(self):
+        states = [self.driver.get_info(i).state for i in self.instances]
+        self.assertEqual([power_state.RUNNING] * 3, states)
+        self.assertEqual(1, self.api.containers.call_count)
+        self.assertEqual(0, self.api.inspect_container.call_count)
+
+    def test_uncached_get_info_reads_each_instance(self):
+        for instance in self.instances:
+            self.driver.get_info(instance, use_cache=False)
+        self.assertEqual(3, self.api.containers.call_count)
+        self.assertEqual(3, self.api.inspect_container.call_count)
+
+    def test_state_after_the_drivers_own_operations_is_fresh(self):
+        paused, stopped, suspended = self.instances
+        self.driver.get_info(paused)   # the listing, before the changes
+        self.driver.pause(paused)
+        self.driver.power_off(stopped)
+        self.driver.suspend(self.context, suspended)
+        self.assertEqual(
+            [power_state.PAUSED, power_state.SHUTDOWN, power_state.PAUSED],
+            [self.driver.get_info(i).state for i in self.instances])
+        self.driver.unpause(paused)
+        self.driver.power_on(self.context, stopped, [])
+        self.assertEqual(
+            [power_state.RUNNING, power_state.RUNNING],
+            [self.driver.get_info(i).state for i in (paused, stopped)])
+        self.driver.destroy(self.context, paused, [])
+        self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
+                          paused)
+
+    def test_engine_back_forgets_the_listing(self):
+        instance = self.instances[0]
+        self.driver.get_info(instance)
+        # Changed while the event stream was down: no event came.
+        workload = self.driver._guests.get(instance).workload_id
+        self.engine._set(workload, paused=True)
+        self.driver._reaper_thread = mock.create_autospec(
+            reaper.ReaperThread, instance=True)
+        self.driver._engine_back()
+        self.assertEqual(power_state.PAUSED,
+                         self.driver.get_info(instance).state)
+        self.driver._reaper_thread.trigger.assert_called_once_with(
+            'the Docker engine is back')
 
 
 class UnplugFailureTest(DriverTestBase):

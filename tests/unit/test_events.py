@@ -49,7 +49,46 @@ class ToLifecycleEventTest(testtools.TestCase):
             self.assertIsNone(events.to_lifecycle_event(message), message)
 
 
+class ChangedInstanceTest(testtools.TestCase):
+
+    def test_state_changes_of_any_role(self):
+        for action in ('create', 'start', 'die', 'oom', 'pause', 'unpause',
+                       'destroy'):
+            for role in (guest.ROLE_WORKLOAD, guest.ROLE_SANDBOX, 'rescue'):
+                self.assertEqual('u-1', events.changed_instance(
+                    docker_event(action, role=role)), (action, role))
+
+    def test_not_a_state_change(self):
+        for message in (docker_event('exec_start'), docker_event('attach'),
+                        docker_event('archive-path'),
+                        docker_event('start', kind='image'),
+                        docker_event('start', uuid=None)):
+            self.assertIsNone(events.changed_instance(message), message)
+
+
 class EventListenerTest(testtools.TestCase):
+
+    def test_every_change_of_the_host_reaches_on_change(self):
+        """The cached states hear of sandbox and rescue containers too;
+        only the workload's transitions become lifecycle events."""
+        api = mock.create_autospec(docker.APIClient, instance=True)
+        emitted, changed = [], []
+        api.events.side_effect = [iter([
+            docker_event('die', role=guest.ROLE_SANDBOX, uuid='u-1'),
+            docker_event('exec_die', uuid='u-2'),
+            docker_event('pause', uuid='u-3')])]
+        listener = events.EventListener(lambda: api, 'host-1',
+                                        emitted.append,
+                                        on_change=changed.append)
+        listener._stopping.wait = lambda t: listener._stopping.set()
+        listener._run()
+        self.assertEqual(['u-1', 'u-3'], changed)
+        self.assertEqual([('u-3', virtevent.EVENT_LIFECYCLE_PAUSED)],
+                         [(e.get_instance_uuid(), e.get_transition())
+                          for e in emitted])
+        self.assertEqual({'type': 'container',
+                          'label': ['org.openstack.nova.host=host-1']},
+                         api.events.call_args.kwargs['filters'])
 
     def test_reconnects_and_replays_from_last_event(self):
         """A broken stream (dockerd restart) is reopened from the time of

@@ -682,3 +682,231 @@ class GuestTest(testtools.TestCase):
         exc = self.assertRaises(exception.NovaException, found.remove)
         self.assertIn('device busy', str(exc))
         self.assertEqual([self.workload_id], list(self.engine.containers))
+
+
+class StateCacheTest(testtools.TestCase):
+    """get_info(use_cache=True)'s source: one listing for every instance,
+    never stale after a change made through Guests or reported."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(config_fixture.Config(CONF))
+        self.engine = fake_docker.FakeEngine()
+        self.api = self.engine.api
+        self.engine.images['img:1'] = 'sha256:img'
+        self.engine.images['sandbox:1'] = 'sha256:sandbox'
+        self.now = 1000.0
+        self.states = guest.StateCache(max_age=10,
+                                       clock=lambda: self.now)
+        self.guests = guest.Guests(self.api, 'host-a', states=self.states)
+        self.roles = ('rescue', guest.ROLE_WORKLOAD)
+
+    def _spawned(self):
+        instance = obj_fixtures.instance()
+        sandbox = self.guests.create_sandbox(instance, 'sandbox:1')
+        self.guests.create_workload(instance, 'img:1', objects.ImageMeta(
+            id=instance.image_ref, properties=objects.ImageMetaProps()),
+            sandbox)
+        self.guests.get(instance).start()
+        return instance
+
+    def _cached(self, instance):
+        return self.guests.power_state(instance, self.roles, use_cache=True)
+
+    def _calls(self):
+        return self.api.containers.call_count, \
+            self.api.inspect_container.call_count
+
+    def _reset_calls(self):
+        self.api.containers.reset_mock()
+        self.api.inspect_container.reset_mock()
+
+    def test_one_listing_answers_every_instance(self):
+        instances = [self._spawned() for _ in range(3)]
+        workloads = [self.guests.get(i).workload_id for i in instances]
+        self.now += 11   # the spawns' changes are older than a listing
+        self._reset_calls()
+        self.assertEqual([(power_state.RUNNING, w) for w in workloads],
+                         [self._cached(i) for i in instances])
+        self.assertEqual((1, 0), self._calls())
+        listing = self.api.containers.call_args_list[0]
+        self.assertEqual({'all': True, 'filters': {'label': [
+            '%s=host-a' % guest.LABEL_HOST]}}, listing.kwargs)
+
+    def test_own_pause_and_stop_are_read_fresh(self):
+        paused, stopped, untouched = (self._spawned() for _ in range(3))
+        self.now += 11
+        self._cached(untouched)   # the listing, before the changes
+        self.guests.get(paused).pause()
+        self.guests.get(stopped).stop(0)
+        self._reset_calls()
+        self.assertEqual(power_state.PAUSED, self._cached(paused)[0])
+        self.assertEqual(power_state.SHUTDOWN, self._cached(stopped)[0])
+        self.assertEqual(power_state.RUNNING, self._cached(untouched)[0])
+        # The changed two by a list + inspect of their own; the untouched
+        # one from the listing, which is still young.
+        self.assertEqual((2, 2), self._calls())
+
+    def test_changes_are_read_fresh_until_a_newer_listing(self):
+        instance = self._spawned()
+        self.now += 11
+        self._cached(instance)
+        self.guests.get(instance).pause()
+        self.now += 11   # this listing began after the pause
+        self._reset_calls()
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+        self.assertEqual((1, 0), self._calls())
+
+    def test_change_during_the_listing_is_not_answered_from_it(self):
+        """An event (or our own operation) that lands while the listing
+        is on its way may or may not be in it: read that one fresh."""
+        instance = self._spawned()
+        self.now += 11
+        listed = self.guests.list_all()
+
+        def list_all():
+            self.engine._set(self.guests.get(instance).workload_id,
+                             paused=True)
+            self.states.changed(instance.uuid)
+            return listed   # as the engine answered before the pause
+        self.assertIsNone(self.states.containers(instance.uuid, list_all))
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+
+    def test_unreported_change_until_expiry_but_use_cache_false_is_fresh(
+            self):
+        instance = self._spawned()
+        self.now += 11
+        self._cached(instance)
+        # Behind the driver's back, and no event thread in this test.
+        self.engine._set(self.guests.get(instance).workload_id, paused=True)
+        self.assertEqual(power_state.PAUSED, self.guests.power_state(
+            instance, self.roles, use_cache=False)[0])
+        self.assertEqual(power_state.RUNNING, self._cached(instance)[0])
+        self.now += 11
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+
+    def test_reported_change_is_read_fresh(self):
+        instance = self._spawned()
+        self.now += 11
+        self._cached(instance)
+        self.engine._set(self.guests.get(instance).workload_id, paused=True)
+        self.states.changed(instance.uuid)   # as the events thread does
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+
+    def test_no_marks_pile_up_while_nobody_asks(self):
+        """With the sync off, changes need no marks: the next listing
+        begins after them all."""
+        for _ in range(3):
+            self._spawned()
+        self.assertEqual({}, self.states._changed)
+        instance = self._spawned()
+        self._cached(instance)   # a listing: now marks count
+        self.guests.get(instance).pause()
+        self.assertEqual([instance.uuid], list(self.states._changed))
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+
+    def test_listing_slower_than_max_age_still_answers(self):
+        instance = self._spawned()
+        real_list = self.guests.list_all
+
+        def slow_list():
+            self.now += 30
+            return real_list()
+        listed = self.states.containers(instance.uuid, slow_list)
+        self.assertEqual([guest.ROLE_SANDBOX, guest.ROLE_WORKLOAD],
+                         sorted(c.role for c in listed))
+        # Already too old for the next caller: it lists again.
+        self.guests.get(instance).pause()
+        self._reset_calls()
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+        self.assertEqual((1, 0), self._calls())
+
+    def test_forget_lists_again(self):
+        instance = self._spawned()
+        self.now += 11
+        self._cached(instance)
+        self.engine._set(self.guests.get(instance).workload_id, paused=True)
+        self.states.forget()
+        self._reset_calls()
+        self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
+        self.assertEqual((1, 0), self._calls())
+
+    def test_exited_is_inspected_once_for_an_oom_kill(self):
+        stopped, killed = self._spawned(), self._spawned()
+        self.guests.get(stopped).stop(0)
+        self.guests.get(killed).stop(0)
+        self.engine._set(self.guests.get(killed).workload_id,
+                         oom_killed=True)
+        self.now += 11
+        self._reset_calls()
+        for _ in range(2):
+            self.assertEqual(power_state.SHUTDOWN, self._cached(stopped)[0])
+            self.assertEqual(power_state.CRASHED, self._cached(killed)[0])
+        self.assertEqual((1, 2), self._calls())
+        # Started again: forgotten, whatever it was.
+        self.guests.get(killed).start()
+        self.engine._set(self.guests.get(killed).workload_id,
+                         oom_killed=False)
+        self.now += 11
+        self.assertEqual(power_state.RUNNING, self._cached(killed)[0])
+
+    def test_instance_without_containers_is_not_found(self):
+        self._spawned()
+        self.now += 11
+        missing = obj_fixtures.instance()
+        self._reset_calls()
+        self.assertRaises(exception.InstanceNotFound, self._cached, missing)
+        self.assertRaises(exception.InstanceNotFound, self._cached, missing)
+        self.assertEqual((1, 0), self._calls())
+
+    def test_removed_instance_is_not_found_at_once(self):
+        instance = self._spawned()
+        self.now += 11
+        self._cached(instance)
+        self.guests.remove(instance)
+        self.assertRaises(exception.InstanceNotFound, self._cached, instance)
+
+    def test_rescue_container_answers_for_a_rescued_instance(self):
+        instance = self._spawned()
+        rescue_id = self.api.create_container(
+            'img:1', name='nova-%s-rescue' % instance.uuid,
+            labels=self.guests.labels(instance, 'rescue'))['Id']
+        self.now += 11
+        self.assertEqual((power_state.SHUTDOWN, rescue_id),
+                         self._cached(instance))
+        self.assertEqual((power_state.SHUTDOWN, rescue_id),
+                         self.guests.power_state(instance, self.roles,
+                                                 use_cache=False))
+
+    def test_concurrent_callers_share_one_listing(self):
+        instances = [self._spawned() for _ in range(4)]
+        self.now += 11
+        self._reset_calls()
+        listing = threading.Event()
+        release = threading.Event()
+        real_list = self.guests.list_all
+
+        def slow_list():
+            listing.set()
+            release.wait(5)
+            return real_list()
+        results = {}
+
+        def ask(instance):
+            results[instance.uuid] = self.states.containers(
+                instance.uuid, slow_list)
+        threads = [threading.Thread(target=ask, args=(i,))
+                   for i in instances]
+        threads[0].start()
+        listing.wait(5)
+        for thread in threads[1:]:
+            thread.start()
+        release.set()
+        for thread in threads:
+            thread.join(5)
+        self.assertEqual(1, self.api.containers.call_count)
+        self.assertEqual({i.uuid for i in instances}, set(results))
+        for instance in instances:
+            self.assertEqual([guest.ROLE_SANDBOX, guest.ROLE_WORKLOAD],
+                             sorted(c.role for c in results[instance.uuid]))

@@ -93,6 +93,9 @@ class DockerDriver(driver.ComputeDriver):
         self._ovsdb = ovsdb.OVSDB()
         self._vifs = vifs.VIFPlugger(self._ovsdb)
         self._lxcfs = guest_mod.LxcfsBinds()
+        # The containers' states from one listing, for the power-state
+        # sync (get_info with use_cache): told of every change.
+        self._states = guest_mod.StateCache()
         self._snapshotter = None
         # The serial console listeners, each on its own API client without
         # a call timeout (a console may be idle for hours).
@@ -130,7 +133,7 @@ class DockerDriver(driver.ComputeDriver):
     def _guests(self) -> guest_mod.Guests:
         return guest_mod.Guests(self.api, self._host or CONF.host,
                                 root_quota=self._root_quota,
-                                lxcfs=self._lxcfs)
+                                lxcfs=self._lxcfs, states=self._states)
 
     @property
     def _snapshots(self) -> snapshot_mod.Snapshotter:
@@ -167,13 +170,17 @@ class DockerDriver(driver.ComputeDriver):
                      'in /proc', CONF.docker.lxcfs_path)
         self._events = events.EventListener(
             lambda: docker_client.connect(timeout=None), host,
-            self.emit_event,
-            on_reconnect=lambda: self._reaper_thread.trigger(
-                'the Docker engine is back'))
+            self.emit_event, on_reconnect=self._engine_back,
+            on_change=self._states.changed)
         self._events.start()
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
                  self.api.api_version, CONF.docker.api_url)
+
+    def _engine_back(self) -> None:
+        """The event stream is back: changes may have gone unseen."""
+        self._states.forget()
+        self._reaper_thread.trigger('the Docker engine is back')
 
     def _check_hardening(self) -> None:
         """Invalid hardening options stop nova-compute here, not at the
@@ -383,12 +390,13 @@ class DockerDriver(driver.ComputeDriver):
         return self._guests.find(instance) is not None
 
     def get_info(self, instance, use_cache=True):
+        """use_cache (the power-state sync): from one listing of the host's
+        containers per sync, not two calls per instance."""
         # A rescued instance is as alive as its rescue container.
-        guest = self._guests.lookup(instance)
-        role = (rescue_mod.ROLE_RESCUE if guest.has(rescue_mod.ROLE_RESCUE)
-                else guest_mod.ROLE_WORKLOAD)
-        return hardware.InstanceInfo(state=guest.state(role).power_state,
-                                     internal_id=guest.id(role))
+        state, container_id = self._guests.power_state(
+            instance, (rescue_mod.ROLE_RESCUE, guest_mod.ROLE_WORKLOAD),
+            use_cache=use_cache)
+        return hardware.InstanceInfo(state=state, internal_id=container_id)
 
     # -- spawn and destroy -------------------------------------------------
 

@@ -17,6 +17,10 @@ runs ``docker stop``), Nova should learn it at once rather than at the next
 power-state sync (every 10 minutes by default); libvirt does the same with
 its domain events. A daemon thread follows ``docker events`` for this host's
 workload containers and hands each transition to the compute manager.
+
+The same stream tells the driver's cached container states (guest.
+StateCache) which instances changed, whatever the container's role and
+whoever changed it, so the power-state sync never reads a stale state.
 """
 
 import threading
@@ -38,6 +42,23 @@ TRANSITIONS = {
     'unpause': virtevent.EVENT_LIFECYCLE_RESUMED,
 }
 
+# Docker container event actions after which a container's state (or its
+# existence) may differ: exec_*, attach, top, archive reads do not count.
+STATE_CHANGES = frozenset((
+    'create', 'start', 'restart', 'die', 'kill', 'oom', 'stop', 'pause',
+    'unpause', 'destroy', 'rename', 'update'))
+
+
+def changed_instance(message: dict) -> typing.Optional[str]:
+    """The instance UUID whose containers a Docker event changed, or
+    None."""
+    if message.get('Type') != 'container' or \
+            (message.get('Action') or message.get('status')) \
+            not in STATE_CHANGES:
+        return None
+    attributes = (message.get('Actor') or {}).get('Attributes') or {}
+    return attributes.get(guest.LABEL_INSTANCE) or None
+
 
 def to_lifecycle_event(message: dict) -> typing.Optional[
         virtevent.LifecycleEvent]:
@@ -55,7 +76,9 @@ def to_lifecycle_event(message: dict) -> typing.Optional[
 
 
 class EventListener:
-    """Follows ``docker events`` and calls ``emit`` for each transition.
+    """Follows ``docker events`` and calls ``emit`` for each transition
+    of a workload, and ``on_change(uuid)`` for each change of any
+    container of this host.
 
     Reconnects with a short back-off when the engine goes away (a dockerd
     restart), so events resume without a nova-compute restart.
@@ -64,13 +87,16 @@ class EventListener:
     def __init__(self, api_factory: typing.Callable, host: str,
                  emit: typing.Callable[[virtevent.Event], None],
                  on_reconnect: typing.Optional[
-                     typing.Callable[[], None]] = None):
+                     typing.Callable[[], None]] = None,
+                 on_change: typing.Optional[
+                     typing.Callable[[str], None]] = None):
         self._api_factory = api_factory
         self._host = host
         self._emit = emit
         # Called when the stream is back after the engine was away: work
         # that could not reach the engine meanwhile can be finished.
         self._on_reconnect = on_reconnect
+        self._on_change = on_change
         self._stopping = threading.Event()
         self._stream = None
         self._thread = None
@@ -92,10 +118,10 @@ class EventListener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        # Every role: a sandbox or rescue container's change matters to
+        # the cached states; only workloads' make lifecycle events.
         filters = {'type': 'container',
-                   'label': ['%s=%s' % (guest.LABEL_HOST, self._host),
-                             '%s=%s' % (guest.LABEL_ROLE,
-                                        guest.ROLE_WORKLOAD)]}
+                   'label': ['%s=%s' % (guest.LABEL_HOST, self._host)]}
         # After a reconnect, replay from where the last stream broke so no
         # transition is lost (Docker keeps a short event history).
         since = int(time.time())
@@ -111,6 +137,9 @@ class EventListener:
                     self._reconnected()
                 for message in self._stream:
                     since = max(since, int(message.get('time', since)))
+                    changed = changed_instance(message)
+                    if changed and self._on_change is not None:
+                        self._on_change(changed)
                     lifecycle = to_lifecycle_event(message)
                     if lifecycle is not None:
                         LOG.debug('Docker event %s for instance %s',

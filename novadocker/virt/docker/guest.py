@@ -28,12 +28,15 @@ re-created database) sharing one engine number their instances alike.
 """
 
 import datetime
+import functools
 import io
 import os
 import re
 import shlex
 import socket
 import tarfile
+import threading
+import time
 import typing
 
 import docker.errors
@@ -275,16 +278,175 @@ class ContainerState(typing.NamedTuple):
                    error=state.get('Error') or '')
 
 
+# How long one listing serves the power-state sync's get_info calls. The
+# driver's own operations and the Docker events thread drop an instance's
+# listed state as soon as it changes, so this only bounds how stale a state
+# can be while the event stream is down; Nova's sync runs every 10 minutes,
+# so each run lists once.
+LISTING_MAX_AGE = 15.0
+
+
+class Listed(typing.NamedTuple):
+    """One container as a listing showed it."""
+    role: str
+    container_id: str
+    status: str       # State.Status, e.g. running, paused, exited
+
+
+class StateCache:
+    """The states of this host's containers from one listing.
+
+    Nova's power-state sync asks ``get_info(use_cache=True)`` of every
+    instance; one ``containers(all=True)`` call answers them all instead of
+    a list and an inspect per instance. An instance whose containers
+    changed since the listing began (``changed(uuid)``: the driver's own
+    operations, the Docker events thread) is not answered from it, so the
+    caller reads it fresh. One per driver, shared by every ``Guests``;
+    thread-safe (the sync asks from a pool of threads).
+    """
+
+    def __init__(self, max_age: float = LISTING_MAX_AGE,
+                 clock: typing.Callable[[], float] = time.monotonic):
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        # One listing at a time; the others wait for it and use it.
+        self._listing = threading.Lock()
+        self._by_uuid: typing.Dict[str, typing.List[Listed]] = {}
+        self._listed_at: typing.Optional[float] = None
+        self._generation = 0   # listings made
+        # Each change gets a number; an instance changed after a listing
+        # began stays out of it until the next one.
+        self._sequence = 0
+        self._changed: typing.Dict[str, int] = {}
+        self._relisting = False
+        # Power state of exited containers, inspected once (only inspect
+        # tells an OOM kill from a stop) until they change.
+        self._exited: typing.Dict[str, int] = {}
+
+    def changed(self, instance_uuid: str) -> None:
+        """The instance's containers changed: read it fresh until the next
+        listing that began after now."""
+        with self._lock:
+            self._sequence += 1
+            for listed in self._by_uuid.get(instance_uuid, ()):
+                self._exited.pop(listed.container_id, None)
+            if self._relisting or self._fresh_locked():
+                self._changed[instance_uuid] = self._sequence
+            else:
+                # The next listing begins after every change so far: no
+                # mark is needed, and none piles up while nobody asks
+                # (the sync turned off).
+                self._changed.clear()
+
+    def forget(self) -> None:
+        """Drop the listing (events may have been lost): list again."""
+        with self._lock:
+            self._listed_at = None
+            self._exited.clear()
+
+    def containers(self, instance_uuid: str,
+                   list_all: typing.Callable[[], list]
+                   ) -> typing.Optional[typing.List[Listed]]:
+        """The instance's containers as listed ([]: none), or None when
+        the listing cannot tell (it changed since): read it fresh.
+        ``list_all()`` lists every container of the host, when the
+        listing is older than max_age."""
+        with self._lock:
+            if self._fresh_locked():
+                return self._answer(instance_uuid)
+        with self._listing:
+            with self._lock:
+                if self._fresh_locked():   # listed while we waited
+                    return self._answer(instance_uuid)
+                began = self._sequence
+                self._relisting = True
+            started = self._clock()
+            try:
+                by_uuid = self._group(list_all())
+            except Exception:
+                with self._lock:
+                    self._relisting = False
+                raise
+            with self._lock:
+                # Installed and answered at once: no change can fall
+                # between, however long the listing took.
+                self._install(by_uuid, started, began)
+                self._relisting = False
+                return self._answer(instance_uuid)
+
+    def exited_state(self, instance_uuid: str, container_id: str,
+                     read: typing.Callable[[], int]) -> int:
+        """The power state of a listed exited container: ``read()`` once
+        (an inspect), then remembered until the container changes."""
+        with self._lock:
+            if container_id in self._exited:
+                return self._exited[container_id]
+            sequence, generation = self._sequence, self._generation
+        state = read()
+        with self._lock:
+            # Not if it changed meanwhile (it may have run and exited
+            # again), nor into a newer listing.
+            if self._changed.get(instance_uuid, 0) <= sequence and \
+                    self._generation == generation:
+                self._exited[container_id] = state
+        return state
+
+    def _fresh_locked(self) -> bool:
+        return self._listed_at is not None and \
+            self._clock() - self._listed_at < self._max_age
+
+    def _answer(self, instance_uuid: str
+                ) -> typing.Optional[typing.List[Listed]]:
+        if instance_uuid in self._changed:
+            return None
+        return list(self._by_uuid.get(instance_uuid, ()))
+
+    @staticmethod
+    def _group(found: list) -> typing.Dict[str, typing.List[Listed]]:
+        by_uuid: typing.Dict[str, typing.List[Listed]] = {}
+        for container in found:
+            labels = container.get('Labels') or {}
+            uuid = labels.get(LABEL_INSTANCE)
+            if uuid:
+                by_uuid.setdefault(uuid, []).append(Listed(
+                    labels.get(LABEL_ROLE) or '', container['Id'],
+                    container.get('State') or ''))
+        return by_uuid
+
+    def _install(self, by_uuid: typing.Dict[str, typing.List[Listed]],
+                 started: float, began: int) -> None:
+        """The new listing, made from ``started`` on, after the change
+        numbered ``began``."""
+        exited = {listed.container_id for rows in by_uuid.values()
+                  for listed in rows if listed.status == 'exited'}
+        self._by_uuid = by_uuid
+        self._listed_at = started
+        self._generation += 1
+        self._changed = {uuid: number for uuid, number
+                         in self._changed.items() if number > began}
+        self._exited = {cid: state for cid, state
+                        in self._exited.items() if cid in exited}
+
+
 class Guests:
     """Creates and finds the containers of this host's instances."""
 
     def __init__(self, api, host: str, root_quota: bool = False,
-                 lxcfs: typing.Optional[LxcfsBinds] = None):
+                 lxcfs: typing.Optional[LxcfsBinds] = None,
+                 states: typing.Optional[StateCache] = None):
         self._api = api
         self._host = host
         # True when the engine enforces storage_opt size (see rootdisk).
         self._root_quota = root_quota
         self._lxcfs = lxcfs or LxcfsBinds()
+        # The driver's one cache, told of every change made through here.
+        self._states = states or StateCache()
+
+    def changed(self, instance_uuid: str) -> None:
+        """The instance's containers were created, started, stopped,
+        paused or removed: its cached state is stale."""
+        self._states.changed(instance_uuid)
 
     # -- finding -----------------------------------------------------------
 
@@ -322,6 +484,40 @@ class Guests:
         return sorted(c['Labels'].get(LABEL_NAME) or
                       c['Names'][0].lstrip('/')
                       for c in self._list(ROLE_WORKLOAD))
+
+    def power_state(self, instance, roles: typing.Sequence[str],
+                    use_cache: bool = True) -> typing.Tuple[int, str]:
+        """(power state, container ID) of the instance's first container
+        of ``roles`` (ContainerMissing if none).
+
+        With ``use_cache``, from the host's last listing (one API call
+        for every instance of the host) unless the instance changed since;
+        else, or then, from a list and an inspect of its own.
+        """
+        listed = (self._states.containers(instance.uuid, self.list_all)
+                  if use_cache else None)
+        if listed is None:
+            guest = self.lookup(instance)
+            role = next((r for r in roles if guest.has(r)), roles[-1])
+            return guest.state(role).power_state, guest.id(role)
+        found = next((c for r in roles for c in listed if c.role == r), None)
+        if found is None:
+            raise docker_client.ContainerMissing(
+                instance_id=instance.uuid,
+                reason=_('no %s container') % roles[-1])
+        if found.status != 'exited':
+            return (_POWER_STATES.get(found.status, power_state.NOSTATE),
+                    found.container_id)
+        # Exited or OOM-killed: only inspect tells.
+        return self._states.exited_state(
+            instance.uuid, found.container_id,
+            functools.partial(self._inspected_state, instance,
+                              found.container_id)), found.container_id
+
+    def _inspected_state(self, instance, container_id: str) -> int:
+        with docker_client.translate_errors('inspect', instance=instance):
+            state = self._api.inspect_container(container_id)['State']
+        return power_state_of(state)
 
     def lookup(self, instance) -> 'Guest':
         """The instance's Guest, whatever containers it has (maybe none:
@@ -368,6 +564,8 @@ class Guests:
                 self._api.remove_container(container_id, force=True, v=True)
         except exception.InstanceNotFound:
             pass
+        finally:
+            self.changed(instance_uuid)
 
     # -- creating ----------------------------------------------------------
 
@@ -401,13 +599,17 @@ class Guests:
         with docker_client.translate_errors('create sandbox',
                                             instance=instance,
                                             image_id=sandbox_image_id):
-            created = self._api.create_container(
-                sandbox_image_id, name=container_name(instance, ROLE_SANDBOX),
-                hostname=(instance.hostname or instance.name)[:63],
-                labels=self.labels(instance, ROLE_SANDBOX),
-                host_config=host_config, network_disabled=False)
-            if start:
-                self._api.start(created['Id'])
+            try:
+                created = self._api.create_container(
+                    sandbox_image_id,
+                    name=container_name(instance, ROLE_SANDBOX),
+                    hostname=(instance.hostname or instance.name)[:63],
+                    labels=self.labels(instance, ROLE_SANDBOX),
+                    host_config=host_config, network_disabled=False)
+                if start:
+                    self._api.start(created['Id'])
+            finally:
+                self.changed(instance.uuid)
         return created['Id']
 
     def check_runtime(self, instance) -> typing.Optional[str]:
@@ -482,15 +684,19 @@ class Guests:
         with docker_client.translate_errors('create container',
                                             instance=instance,
                                             image_id=image_id):
-            created = self._api.create_container(
-                docker_image_id, name=container_name(instance),
-                command=command_override(image_meta),
-                labels=self.labels(instance, ROLE_WORKLOAD),
-                # A terminal keeps shell-CMD images (busybox, ubuntu) alive
-                # the way a VM console does; the log is the console output.
-                tty=True, stdin_open=True,
-                host_config=self.workload_host_config(instance, sandbox_id,
-                                                      runtime))
+            try:
+                created = self._api.create_container(
+                    docker_image_id, name=container_name(instance),
+                    command=command_override(image_meta),
+                    labels=self.labels(instance, ROLE_WORKLOAD),
+                    # A terminal keeps shell-CMD images (busybox, ubuntu)
+                    # alive the way a VM console does; the log is the
+                    # console output.
+                    tty=True, stdin_open=True,
+                    host_config=self.workload_host_config(
+                        instance, sandbox_id, runtime))
+            finally:
+                self.changed(instance.uuid)
         return created['Id']
 
 
@@ -535,7 +741,9 @@ class Guest:
 
     def reload(self) -> None:
         """List the instance's containers again; forget what was
-        inspected."""
+        inspected (callers reload after changing its containers: the
+        host's cached states forget it too)."""
+        self._guests.changed(self.instance.uuid)
         self.containers = self._guests.containers_of(self.instance.uuid)
         self._attrs.clear()
 
@@ -550,7 +758,9 @@ class Guest:
         return self._attrs[role]
 
     def _changed(self, role: str) -> None:
+        """Called after each operation on the container of ``role``."""
         self._attrs.pop(role, None)
+        self._guests.changed(self.instance.uuid)
 
     def state(self, role: str = ROLE_WORKLOAD) -> ContainerState:
         return ContainerState.from_docker(self.inspect(role)['State'])
@@ -586,10 +796,12 @@ class Guest:
         container_id = self.id(role)
         image = (CONF.docker.sandbox_image if role == ROLE_SANDBOX
                  else self.instance.image_ref)
-        with docker_client.translate_errors('start', instance=self.instance,
-                                            image_id=image):
-            self._api.start(container_id)
-        self._changed(role)
+        try:
+            with docker_client.translate_errors(
+                    'start', instance=self.instance, image_id=image):
+                self._api.start(container_id)
+        finally:
+            self._changed(role)
 
     def stop(self, timeout: int, role: str = ROLE_WORKLOAD) -> None:
         """The image's StopSignal (SIGTERM unless it says otherwise), then
@@ -598,14 +810,18 @@ class Guest:
         container_id = self.id(role)
         self._changed(role)
         state = self.state(role)
-        with docker_client.translate_errors('stop', instance=self.instance):
-            if state.paused:
-                self._api.unpause(container_id)
-            if timeout > 0 or not state.running:
-                self._api.stop(container_id, timeout=max(0, int(timeout)))
-            else:
-                self._kill(container_id)
-        self._changed(role)
+        try:
+            with docker_client.translate_errors('stop',
+                                                instance=self.instance):
+                if state.paused:
+                    self._api.unpause(container_id)
+                if timeout > 0 or not state.running:
+                    self._api.stop(container_id,
+                                   timeout=max(0, int(timeout)))
+                else:
+                    self._kill(container_id)
+        finally:
+            self._changed(role)
 
     def _kill(self, container_id: str) -> None:
         """SIGKILL; Docker answers once the container is down. One that
@@ -625,9 +841,12 @@ class Guest:
 
     def pause(self) -> None:
         container_id = self.id()
-        with docker_client.translate_errors('pause', instance=self.instance):
-            self._api.pause(container_id)
-        self._changed(ROLE_WORKLOAD)
+        try:
+            with docker_client.translate_errors('pause',
+                                                instance=self.instance):
+                self._api.pause(container_id)
+        finally:
+            self._changed(ROLE_WORKLOAD)
 
     def unpause(self) -> None:
         """Thaw the workload; a no-op if it is not frozen (Nova's driver
@@ -636,10 +855,12 @@ class Guest:
         self._changed(ROLE_WORKLOAD)
         if not self.paused:
             return
-        with docker_client.translate_errors('unpause',
-                                            instance=self.instance):
-            self._api.unpause(container_id)
-        self._changed(ROLE_WORKLOAD)
+        try:
+            with docker_client.translate_errors('unpause',
+                                                instance=self.instance):
+                self._api.unpause(container_id)
+        finally:
+            self._changed(ROLE_WORKLOAD)
 
     def remove(self, role: typing.Optional[str] = None) -> None:
         """Remove the container of ``role`` (None: every container of the

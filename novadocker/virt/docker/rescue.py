@@ -138,9 +138,12 @@ class Rescuer:
             # it here, as the workload's is at spawn.
             guest.reload()
             guest.check_command(ROLE_RESCUE)
-            with docker_client.translate_errors('start rescue',
-                                                instance=instance):
-                self._api.start(created['Id'])
+            try:
+                with docker_client.translate_errors('start rescue',
+                                                    instance=instance):
+                    self._api.start(created['Id'])
+            finally:
+                self._guests.changed(instance.uuid)
         except Exception:
             LOG.warning('Rescue failed; removing the rescue container',
                         instance=instance)

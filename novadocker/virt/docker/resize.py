@@ -183,5 +183,8 @@ def recreate_workload(api, guests, instance, sandbox_id: str,
         with docker_client.translate_errors('rename', instance=instance):
             api.rename(old_id, name)
         raise
-    with docker_client.translate_errors('remove', instance=instance):
-        api.remove_container(old_id, force=True, v=True)
+    try:
+        with docker_client.translate_errors('remove', instance=instance):
+            api.remove_container(old_id, force=True, v=True)
+    finally:
+        guests.changed(instance.uuid)

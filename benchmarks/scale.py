@@ -1,0 +1,330 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Scale on one node: N instances booted one after another, then deleted.
+
+Runs Nova's in-process stack of the integration tests (API, conductor,
+scheduler, placement and one nova-compute with DockerDriver, in this
+process) against the real Docker engine and a private Open vSwitch bridge,
+and reports:
+
+- boot time (POST /servers -> ACTIVE, polled every 50 ms) p50/p90 over the
+  first 10 instances, the 20 around N/2 and the last 10 (for N=200: 1-10,
+  91-110, 191-200), and the ratio of the last window's p50 to the first's;
+- the Docker API requests (of the driver's client) made by one run of every
+  periodic task of nova-compute, and of the driver's reaper, at N=1, N/2
+  and N; next to the power-state sync, what answering its get_info calls
+  uncached (use_cache=False, as the driver did before) would cost;
+- the process's RSS at those points (the whole in-process stack; the test
+  harness keeps the INFO log in memory, shown beside it);
+- after deleting every instance: that no container of the compute host,
+  no veth and no OVS port of the instances' ports is left.
+
+    python benchmarks/scale.py [-n 200] [--ports 1]
+
+Needs root, a running Docker engine and Open vSwitch (as the integration
+tests). The flavor is 1 vCPU, 64 MB RAM, 1 GB root disk; nova-compute gets
+cpu_allocation_ratio 128 (200 one-vCPU instances on 2 cores; the README's
+Capacity section suggests 16-64, which fits 32-128), ram_allocation_ratio
+1.0 with 4096 MB reserved, disk_allocation_ratio 4, and no quota limits.
+Speed is never asserted: a failure is a wrong state or a leftover.
+"""
+
+import os
+import sys
+import warnings
+
+warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+warnings.simplefilter('ignore', DeprecationWarning)
+os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+# Nova's functional base first: it applies nova's monkey_patch.
+from tests.integration import base  # noqa: E402  isort:skip
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import copy  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+import unittest  # noqa: E402
+import uuid  # noqa: E402
+
+from nova import context as nova_context  # noqa: E402
+from nova import objects  # noqa: E402
+
+from tests.fixtures import docker as docker_fixtures  # noqa: E402
+from tests.fixtures import network as net_fixtures  # noqa: E402
+
+POLL = 0.05
+# Periodic tasks whose runs end before they return, except the power-state
+# sync, which hands each instance to a thread pool (waited for).
+SYNC_TASK = '_sync_power_states'
+UNCACHED = 'get_info(use_cache=False) of each instance'
+ARGS = argparse.Namespace(n=200, ports=1)
+
+
+def percentile(values, pct):
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def windows(count: int):
+    """(label, first, last) 1-based, inclusive: the first 10, the 20 around
+    the middle, the last 10."""
+    middle = count // 2
+    found = [(1, min(10, count)),
+             (max(1, middle - 9), min(count, middle + 10)),
+             (max(1, count - 9), count)]
+    return [('%d-%d' % (a, b), a, b) for a, b in found]
+
+
+def rss_mib() -> float:
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+class ScaleBenchmark(base.IntegrationTestCase):
+    """One "test" that is the whole benchmark (it needs the fixtures)."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(net_fixtures.PrivsepInProcess())
+        self.bridge = self.useFixture(net_fixtures.OVSBridge()).name
+        self.port_ids = []
+        self.network_leaks = self.useFixture(
+            net_fixtures.NetworkLeakCheck(self.port_ids))
+        # Room for N one-vCPU instances on this node (see the docstring).
+        self.flags(cpu_allocation_ratio=128.0, ram_allocation_ratio=1.0,
+                   disk_allocation_ratio=4.0, reserved_host_memory_mb=4096)
+        self.flags(instances=-1, cores=-1, ram=-1, group='quota')
+        self.context = nova_context.get_admin_context()
+        self.compute.manager.update_available_resource(self.context)
+        self.flavor_id = self._create_flavor(
+            memory_mb=64, vcpu=1, disk=1, ephemeral=0)
+        self.image_id = self.upload_image()
+        # Periodic reaper passes would land in the counts: the reaper is
+        # run (and counted) like the periodic tasks instead.
+        self.driver._reaper_thread.stop()
+        self.requests = self.useFixture(
+            docker_fixtures.DockerRequests(self.driver.api))
+        # How much of each boot is the driver's spawn (the rest is Nova).
+        self.spawns = []
+        self.docker_seconds = []   # in the driver's requests, per boot
+        spawn = self.driver.spawn
+
+        def timed_spawn(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return spawn(*args, **kwargs)
+            finally:
+                self.spawns.append(time.perf_counter() - start)
+        self.driver.spawn = timed_spawn
+
+    # -- booting -------------------------------------------------------------
+
+    def make_port(self, number: int) -> dict:
+        """A Neutron port bound to the private bridge. Addresses repeat
+        after 250: each instance has its own namespace and no traffic."""
+        template = self.neutron.port_1
+        port = copy.deepcopy(template)
+        port.update(
+            id=str(uuid.uuid4()), status='ACTIVE',
+            mac_address='fa:16:3e:%02x:%02x:%02x' % (
+                number >> 16 & 255, number >> 8 & 255, number & 255),
+            fixed_ips=[{'ip_address': '192.168.1.%d' % (2 + number % 250),
+                        'subnet_id': template['fixed_ips'][0]['subnet_id']}],
+            **{'binding:vif_details': {
+                'bridge_name': self.bridge, 'datapath_type': 'netdev',
+                'port_filter': False, 'ovs_hybrid_plug': False}})
+        self.neutron._ports[port['id']] = port
+        self.port_ids.append(port['id'])
+        return port
+
+    def boot_one(self, number: int) -> tuple:
+        networks = ([{'port': self.make_port(number)['id']}]
+                    if ARGS.ports else 'none')
+        self.requests.reset()
+        start = time.perf_counter()
+        server = self.api.post_server({'server': {
+            'name': 'scale-%d' % number, 'imageRef': self.image_id,
+            'flavorRef': self.flavor_id, 'networks': networks}})
+        deadline = time.time() + 300
+        while True:
+            found = self.api.get_server(server['id'])
+            if found['status'] == 'ACTIVE':
+                self.docker_seconds.append(self.requests.seconds())
+                return server, time.perf_counter() - start
+            if found['status'] == 'ERROR' or time.time() > deadline:
+                self.fail('server %d: %s %s' % (
+                    number, found['status'], found.get('fault')))
+            time.sleep(POLL)
+
+    # -- periodic tasks ------------------------------------------------------
+
+    def periodic_tasks(self):
+        """(name, callable) of every periodic task of nova-compute, and
+        the driver's reaper."""
+        manager = self.compute.manager
+        tasks = [(name, (lambda task=task: task(manager, self.context)))
+                 for name, task in manager._periodic_tasks]
+        tasks.sort()
+        tasks.append(('DockerDriver reaper (its own thread)',
+                      lambda: self.driver.reap('benchmark')))
+        return tasks
+
+    def wait_for_syncs(self) -> None:
+        manager = self.compute.manager
+        while True:
+            with manager.syncs_in_progress() as syncs:
+                if not syncs:
+                    return
+            time.sleep(0.05)
+
+    def count_tasks(self, instances: list) -> tuple:
+        """Docker requests of one run of each task, by task name: their
+        number, and what they were."""
+        counts, made = {}, {}
+        for name, run in self.periodic_tasks():
+            if name.endswith(SYNC_TASK):
+                # As every 10 minutes: its listing is older than its
+                # max age.
+                self.driver._states.forget()
+            self.requests.reset()
+            try:
+                run()
+                if name.endswith(SYNC_TASK):
+                    self.wait_for_syncs()
+                made[name] = self.requests.made()
+                counts[name] = len(made[name])
+            except Exception as exc:
+                counts[name] = 'failed: %s' % exc
+        self.requests.reset()
+        for server in instances:
+            self.driver.get_info(objects.Instance.get_by_uuid(
+                self.context, server['id']), use_cache=False)
+        counts[UNCACHED] = len(self.requests.made())
+        return counts, made
+
+    # -- the run -------------------------------------------------------------
+
+    def test_scale(self):
+        count = ARGS.n
+        points = sorted({1, count // 2 or 1, count})
+        servers, boots, measured = [], [], collections.OrderedDict()
+        started = time.time()
+        for number in range(1, count + 1):
+            server, seconds = self.boot_one(number)
+            servers.append(server)
+            boots.append(seconds)
+            if number in points:
+                counts, made = self.count_tasks(servers)
+                log = len(self.stdlog.logger.output) / 2.0 ** 20
+                measured[number] = (counts, rss_mib(), log)
+                print('  N=%d booted (%.0f s so far), RSS %.0f MiB' % (
+                    number, time.time() - started, rss_mib()), flush=True)
+        boot_wall = time.time() - started
+
+        started = time.time()
+        for server in servers:
+            self.api.delete_server(server['id'])
+        for server in servers:
+            self._wait_until_deleted(server)
+        delete_wall = time.time() - started
+        containers = self.leaks.containers()   # labelled with the host
+        network_left = self.network_leaks.leftovers()
+        bridge_left = net_fixtures.bridge_ports(self.bridge)
+        rss_after = rss_mib()
+
+        self.report(count, boots, boot_wall, delete_wall, measured, made,
+                    containers, network_left, bridge_left, rss_after)
+        self.assertEqual([], containers)
+        self.assertEqual([], network_left)
+        self.assertEqual([], bridge_left)
+
+    def report(self, count, boots, boot_wall, delete_wall, measured, made,
+               containers, network_left, bridge_left, rss_after):
+        print('\nscale on one node: %d instances booted one after another '
+              '(Docker %s, %d CPUs, %s port(s) each)' % (
+                  count, self.docker.version()['Version'], os.cpu_count(),
+                  ARGS.ports))
+        print('boot = POST /servers -> ACTIVE (polled every %d ms), '
+              'in %.0f s in all' % (POLL * 1000, boot_wall))
+        first = None
+        for label, a, b in windows(count):
+            window = boots[a - 1:b]
+            p50, p90 = percentile(window, 50), percentile(window, 90)
+            first = first or p50
+            spawns = self.spawns[a - 1:b]
+            docker = self.docker_seconds[a - 1:b]
+            print('  instances %-8s p50 %6.2f s  p90 %6.2f s   p50 x%.2f '
+                  'of 1-10' % (label, p50, p90, p50 / first))
+            print('    driver spawn p50 %.2f s p90 %.2f s; the driver\'s '
+                  'Docker requests in the boot (all threads) p50 %.2f s '
+                  'p90 %.2f s' % (
+                      percentile(spawns, 50), percentile(spawns, 90),
+                      percentile(docker, 50), percentile(docker, 90)))
+        print('  load average at the end: %.1f' % os.getloadavg()[0])
+        names = list(next(iter(measured.values()))[0])
+        print('\nDocker API requests of one run of each periodic task '
+              '(the driver\'s client), by instance count:')
+        print('  %-46s %s' % ('task', '  '.join(
+            'N=%-4d' % n for n in measured)))
+        for name in names:
+            print('  %-46s %s' % (name, '  '.join(
+                '%-6s' % counts[name] for counts, _r, _l in
+                measured.values())))
+        print('  (%s: what the power-state sync made before: one list '
+              'and one inspect per instance)' % UNCACHED)
+        print('\nthe requests at N=%d:' % count)
+        for name, requests in made.items():
+            if requests:
+                print('  %-46s %s' % (name, ', '.join(
+                    '%s %s x%d' % (method, path, times) for (method, path),
+                    times in collections.Counter(requests).items())))
+        print('\nprocess RSS (API, conductor, scheduler, placement and '
+              'compute in one process):')
+        for number, (_counts, rss, log) in measured.items():
+            print('  N=%-4d %7.0f MiB  (of which the harness\'s in-memory '
+                  'log %.1f MiB)' % (number, rss, log))
+        print('  after deleting all: %.0f MiB' % rss_after)
+        print('\ndelete of all %d (DELETE each, then wait): %.0f s' % (
+            count, delete_wall))
+        print('left after the deletes: %d containers of the host, %d '
+              'veth/netns, %d OVS ports on the bridge' % (
+                  len(containers), len(network_left), len(bridge_left)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('-n', type=int, default=200,
+                        help='instances to boot (default 200)')
+    parser.add_argument('--ports', type=int, choices=(0, 1), default=1,
+                        help='Neutron ports per instance (default 1)')
+    parser.parse_args(namespace=ARGS)
+    result = unittest.TextTestResult(sys.stderr, True, 1)
+    ScaleBenchmark('test_scale').run(result)
+    for _case, trace in result.errors + result.failures:
+        print(trace, file=sys.stderr)
+    for _case, reason in result.skipped:
+        print('skipped: %s' % reason, file=sys.stderr)
+    return 0 if result.wasSuccessful() and not result.skipped else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
