@@ -497,6 +497,22 @@ class LifecycleTest(NetworkTestCase):
         self.driver.power_on(self.context, self.instance, [self.vif])
         self.assertConnected()
 
+    def test_port_attached_while_stopped_has_carrier_only_once_started(self):
+        self.driver.power_off(self.instance, timeout=0)
+        extra = self.ports.network(0)()
+        self.driver.attach_interface(self.context, self.instance, None,
+                                     extra)
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(
+            extra['devname']))
+        self.assertFalse(net_fixtures.link_admin_up(extra['devname']))
+        self.assertNoPing(self.peer, self.ip_of(extra))
+        self.driver.power_on(self.context, self.instance, [self.vif, extra])
+        self.assertTrue(net_fixtures.link_admin_up(extra['devname']))
+        self.assertPings(self.peer, self.ip_of(extra))
+        self.assertConnected()
+        self.driver.detach_interface(self.context, self.instance, extra)
+        self.assertUnplugged(extra)
+
     def test_soft_delete_restore(self):
         self.driver.soft_delete(self.instance)
         self.assertEqual(power_state.SHUTDOWN,

@@ -521,6 +521,41 @@ class CarrierTest(DriverTestBase):
         self.assertFalse(self.workload()['Running'])
         self.assertIn('netlink says no', self.logs.output)
 
+    def _attach(self) -> dict:
+        self.attach = self.useFixture(fixtures.MockPatchObject(
+            self.driver._vifs, 'attach', autospec=True,
+            return_value='eth1')).mock
+        self.detach = self.useFixture(fixtures.MockPatchObject(
+            self.driver._vifs, 'detach', autospec=True)).mock
+        vif = net_fixtures.make_vif()
+        self.driver.attach_interface(self.context, self.instance, None, vif)
+        self.attach.assert_called_once_with(self.instance, vif, mock.ANY)
+        return vif
+
+    def test_port_attached_to_a_running_instance_keeps_carrier(self):
+        self._attach()
+        self.set_carrier.assert_not_called()
+
+    def test_port_attached_to_a_stopped_or_paused_instance_has_none(self):
+        for stop, start in ((self.driver.power_off, None),
+                            (self.driver.pause, self.driver.unpause)):
+            stop(self.instance)
+            self.set_carrier.reset_mock()
+            vif = self._attach()
+            self.set_carrier.assert_called_once_with(self.instance, [vif],
+                                                     up=False)
+            self.set_carrier.reset_mock()
+            if start:
+                start(self.instance)
+
+    def test_port_is_detached_again_if_its_carrier_cannot_drop(self):
+        self.driver.power_off(self.instance)
+        self.set_carrier.side_effect = \
+            exception.VirtualInterfacePlugException('netlink says no')
+        self.assertRaises(exception.VirtualInterfacePlugException,
+                          self._attach)
+        self.detach.assert_called_once_with(self.instance, mock.ANY)
+
     def test_no_carrier_no_thaw(self):
         self.driver.pause(self.instance)
         self.set_carrier.side_effect = \

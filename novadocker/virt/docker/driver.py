@@ -727,9 +727,17 @@ class DockerDriver(driver.ComputeDriver):
         self._vifs.unplug(instance, network_info or [])
 
     def attach_interface(self, context, instance, image_meta, vif):
-        """Hot-plug a port as the next free ethN of the running sandbox."""
-        pid = self._guests.get(instance, guest_mod.ROLE_SANDBOX).pid
-        ifname = self._vifs.attach(instance, vif, pid)
+        """Hot-plug a port as the next free ethN of the running sandbox;
+        into a stopped or frozen instance it comes without carrier, like
+        the instance's other ports."""
+        guest = self._guests.get(instance, guest_mod.ROLE_SANDBOX)
+        ifname = self._vifs.attach(instance, vif, guest.pid)
+        if not self._has_carrier(guest):
+            try:
+                self._vifs.set_carrier(instance, [vif], up=False)
+            except exception.VirtualInterfacePlugException:
+                with excutils.save_and_reraise_exception():
+                    self._vifs.detach(instance, vif)
         LOG.info('Port %(port)s attached as %(ifname)s',
                  {'port': vif['id'], 'ifname': ifname}, instance=instance)
 
