@@ -565,6 +565,34 @@ class CarrierTest(DriverTestBase):
         self.assertTrue(self.workload()['Paused'])
 
 
+class ResourcePassTest(DriverTestBase):
+    """One update_available_resource pass reads docker info once; the
+    claims after it reuse that read."""
+
+    def setUp(self):
+        super().setUp()
+        self.engine.api.info.return_value = {
+            'NCPU': 2, 'MemTotal': 4 * 1024 ** 3, 'DockerRootDir': '/',
+            'Runtimes': {'runc': {}}, 'DefaultRuntime': 'runc'}
+        from nova.compute import provider_tree
+        self.tree = provider_tree.ProviderTree()
+        self.tree.new_root('unit-host', 'a4cd1dd6-2d5e-4b8f-9f0d-c1ab38d3d4c1')
+
+    def test_one_info_call_per_pass(self):
+        self.engine.api.info.reset_mock()
+        resources = self.driver.get_available_resource('unit-host')
+        self.driver.update_provider_tree(self.tree, 'unit-host')
+        self.driver.update_provider_tree(self.tree, 'unit-host')   # a claim
+        self.assertEqual(1, self.engine.api.info.call_count)
+        self.assertEqual(2, resources['vcpus'])
+        self.assertEqual(2, self.tree.data('unit-host').inventory[
+            'VCPU']['total'])
+        self.assertIn('CUSTOM_DOCKER_RUNTIME_RUNC',
+                      self.tree.data('unit-host').traits)
+        self.driver.get_available_resource('unit-host')   # next pass
+        self.assertEqual(2, self.engine.api.info.call_count)
+
+
 class ConsoleTest(DriverTestBase):
 
     def test_unreadable_log_is_console_not_available(self):

@@ -15,6 +15,7 @@
 import os
 import tempfile
 
+import docker.errors
 import fixtures
 import nova.conf  # noqa: F401  (registers instances_path)
 from nova.objects import fields
@@ -25,6 +26,7 @@ from oslo_utils import units
 import testtools
 
 from novadocker import conf
+from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import hostinfo
 from tests.fixtures import fake_docker
 
@@ -129,3 +131,42 @@ class HostInfoTest(testtools.TestCase):
         self.assertEqual({'CUSTOM_DOCKER_RUNTIME_CRUN',
                           'CUSTOM_DOCKER_RUNTIME_RUNC'},
                          hostinfo.runtime_traits(self.engine.api))
+
+
+class EngineInfoTest(testtools.TestCase):
+    """docker info once per resource-tracker pass."""
+
+    def setUp(self):
+        super().setUp()
+        self.engine = fake_docker.FakeEngine()
+        self.engine.api.info.return_value = {'NCPU': 2}
+        self.now = 100.0
+        self.info = hostinfo.EngineInfo(lambda: self.engine.api,
+                                        max_age=60.0,
+                                        clock=lambda: self.now)
+
+    def test_reused_within_max_age_then_read_again(self):
+        self.assertEqual({'NCPU': 2}, self.info.get())
+        self.now += 59
+        self.info.get()
+        self.assertEqual(1, self.engine.api.info.call_count)
+        self.now += 1
+        self.info.get()
+        self.assertEqual(2, self.engine.api.info.call_count)
+
+    def test_fresh_and_forget_read_again(self):
+        self.info.get()
+        self.engine.api.info.return_value = {'NCPU': 4}
+        self.assertEqual({'NCPU': 4}, self.info.get(fresh=True))
+        self.engine.api.info.return_value = {'NCPU': 8}
+        self.info.forget()
+        self.assertEqual({'NCPU': 8}, self.info.get())
+        self.assertEqual(3, self.engine.api.info.call_count)
+
+    def test_engine_down_is_the_typed_error_and_nothing_kept(self):
+        self.engine.api.info.side_effect = \
+            docker.errors.APIError('down')
+        self.assertRaises(docker_client.DockerOperationFailed,
+                          self.info.get)
+        self.engine.api.info.side_effect = None
+        self.assertEqual({'NCPU': 2}, self.info.get())

@@ -96,6 +96,8 @@ class DockerDriver(driver.ComputeDriver):
         # The containers' states from one listing, for the power-state
         # sync (get_info with use_cache): told of every change.
         self._states = guest_mod.StateCache()
+        # docker info, once per resource-tracker pass.
+        self._engine_info = hostinfo.EngineInfo(lambda: self.api)
         self._snapshotter = None
         # The serial console listeners, each on its own API client without
         # a call timeout (a console may be idle for hours).
@@ -180,6 +182,7 @@ class DockerDriver(driver.ComputeDriver):
     def _engine_back(self) -> None:
         """The event stream is back: changes may have gone unseen."""
         self._states.forget()
+        self._engine_info.forget()
         self._reaper_thread.trigger('the Docker engine is back')
 
     def _check_hardening(self) -> None:
@@ -356,21 +359,28 @@ class DockerDriver(driver.ComputeDriver):
         return hostinfo.uptime()
 
     def get_available_resource(self, nodename):
-        return hostinfo.resource_dict(hostinfo.read_host(self.api), nodename)
+        """The periodic pass: docker info read afresh."""
+        info = self._engine_info.get(fresh=True)
+        return hostinfo.resource_dict(hostinfo.read_host(self.api, info),
+                                      nodename)
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
-        host = hostinfo.read_host(self.api)
+        """After get_available_resource and on every claim: the docker
+        info of the pass."""
+        info = self._engine_info.get()
+        host = hostinfo.read_host(self.api, info)
         inventory = provider_tree.data(nodename).inventory
         ratios = self._get_allocation_ratios(inventory)
         provider_tree.update_inventory(nodename, hostinfo.inventory(
             host, ratios, self._get_reserved_host_disk_gb_from_config()))
-        self._update_runtime_traits(provider_tree, nodename)
+        self._update_runtime_traits(provider_tree, nodename, info)
 
-    def _update_runtime_traits(self, provider_tree, nodename) -> None:
+    def _update_runtime_traits(self, provider_tree, nodename,
+                               info: dict) -> None:
         """CUSTOM_DOCKER_RUNTIME_<NAME> for each runtime a flavor may ask
         for here, so ``trait:CUSTOM_DOCKER_RUNTIME_RUNSC=required`` next
         to ``docker:runtime=runsc`` schedules only to hosts that have it."""
-        wanted = hostinfo.runtime_traits(self.api)
+        wanted = hostinfo.runtime_traits(self.api, info)
         have = {t for t in provider_tree.data(nodename).traits
                 if t.startswith(guest_mod.RUNTIME_TRAIT_PREFIX)}
         if have - wanted:

@@ -21,6 +21,8 @@ layers live.
 import dataclasses
 import os
 import re
+import threading
+import time
 import typing
 
 from nova.i18n import _
@@ -94,10 +96,51 @@ def _statvfs(root: str) -> os.statvfs_result:
         return os.statvfs(CONF.instances_path)
 
 
-def read_host(api) -> HostResources:
-    """One ``docker info`` call plus a statvfs of the data root."""
+def docker_info(api) -> dict:
+    """One ``docker info`` call."""
     with docker_client.translate_errors('info'):
-        info = api.info()
+        return api.info()
+
+
+class EngineInfo:
+    """``docker info`` read once per resource-tracker pass, not per call.
+
+    Nova's update_available_resource asks get_available_resource and then
+    update_provider_tree, and every claim asks update_provider_tree again;
+    what they read (CPUs, memory, data root, runtimes) changes only when
+    dockerd is reconfigured and restarted. The periodic pass reads it
+    fresh (``fresh=True``); the calls in between reuse it up to
+    ``max_age`` seconds; ``forget`` drops it when the engine comes back.
+    """
+
+    def __init__(self, api_getter: typing.Callable, max_age: float = 60.0,
+                 clock: typing.Callable[[], float] = time.monotonic):
+        self._api_getter = api_getter
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read: typing.Optional[typing.Tuple[float, dict]] = None
+
+    def get(self, fresh: bool = False) -> dict:
+        with self._lock:
+            read = self._read
+        if (not fresh and read is not None
+                and self._clock() - read[0] < self._max_age):
+            return read[1]
+        info = docker_info(self._api_getter())
+        with self._lock:
+            self._read = (self._clock(), info)
+        return info
+
+    def forget(self) -> None:
+        with self._lock:
+            self._read = None
+
+
+def read_host(api, info: typing.Optional[dict] = None) -> HostResources:
+    """``docker info`` (unless given) plus a statvfs of the data root."""
+    if info is None:
+        info = docker_info(api)
     root = info.get('DockerRootDir') or '/var/lib/docker'
     stat = _statvfs(root)
     total = stat.f_blocks * stat.f_frsize
@@ -171,8 +214,7 @@ class EngineFeatures:
 
 def read_engine(api) -> EngineFeatures:
     """One ``docker info`` call."""
-    with docker_client.translate_errors('info'):
-        info = api.info()
+    info = docker_info(api)
     return EngineFeatures(
         runtimes=frozenset(info.get('Runtimes') or {}),
         userns_remap=any('name=userns' in opt
@@ -180,9 +222,10 @@ def read_engine(api) -> EngineFeatures:
         live_restore=bool(info.get('LiveRestoreEnabled')))
 
 
-def runtime_traits(api) -> typing.Set[str]:
+def runtime_traits(api, info: typing.Optional[dict] = None
+                   ) -> typing.Set[str]:
     """CUSTOM_DOCKER_RUNTIME_<NAME> of each runtime a flavor may ask for
-    on this host."""
-    with docker_client.translate_errors('info'):
-        info = api.info()
+    on this host (from ``info`` if given)."""
+    if info is None:
+        info = docker_info(api)
     return {guest.runtime_trait(r) for r in guest.usable_runtimes(info)}
