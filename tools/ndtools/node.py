@@ -54,16 +54,35 @@ directory, deletes the veth pair, the port on aio-underlay (the bridge
 when it has no ports left) and the namespace. It is idempotent and works
 after a partial ``up``. ``clean`` then removes the node's directory.
 
-What was verified (tests/tools/test_aio_node.py, Debian 12, OVS 3.1,
-kernel 6.x): two nodes' userspace OVS, each in its own namespace, carry a
-Geneve tunnel between their underlay addresses. OVS copies the
-namespace's kernel routes into tnl/route (``10.250.0.0/24 dev br-phy``),
-resolves the peer by ARP itself (``tnl/neigh/show`` has the peer's
-address on br-phy after the first packet), and the datapath flows show
-``tnl_push`` on the sender and ``tnl_pop`` on the receiver. ICMP passes
-as is; TCP from a veth whose kernel leaves TX checksums partial does not
-(see linux_net._checksum_in_software): a later node's instance ports
-get the same treatment as the host's.
+What was verified (tests/tools/test_aio_node.py; Debian 12, OVS 3.1.0,
+Docker 20.10, kernel 6.x), userspace tunnelling in namespaces:
+
+* Two nodes' userspace OVS, each in its own namespace, carry a Geneve
+  tunnel between their underlay addresses (br-test with a geneve port
+  and a veth into a container of the node's own dockerd): ping between
+  the containers works, gnv0 counts the packets, the datapath flows show
+  ``tnl_push(... dst=10.250.0.3 ... out_port(br-phy))`` on the sender and
+  ``tnl_pop`` on the receiver's br-phy.
+* OVS copies the namespace's kernel routes into its own table: in OVS
+  3.1 that is ``ovs-appctl ovs/route/show`` (``10.250.0.0/24 dev br-phy
+  SRC 10.250.0.K``); there is no ``tnl/route/show``. The host's OVS
+  likewise has ``10.250.0.0/24 dev aio-underlay``.
+* OVS resolves the peer by ARP out of br-phy itself; ``tnl/neigh/show``
+  then lists the peer's address with br-phy's MAC. The packet that
+  triggers the ARP is dropped: the first ping may be lost.
+* The kernel also sees every frame of an OVS port of a userspace
+  datapath (ul0, aio-nodeK-u): without arp_ignore=8 on those it answered
+  ARP for the bridge's address a second time, with the port's MAC. The
+  Geneve frames themselves go to br-phy's MAC and never reach the
+  node's kernel stack (no UDP NoPorts).
+* Geneve's UDP checksum is off (csum=0x0): nothing to offload.
+* TCP between containers over the tunnel fails while the sending veth
+  leaves TX checksums partial (the userspace datapath forwards them as
+  they are); with tx-checksumming off inside (what the driver does to
+  instances, linux_net._checksum_in_software) it works.
+* Interface statistics reach the OVS database every 5 s only.
+* One idle node (no containers) takes about 140 MiB RSS (ovsdb-server 10,
+  ovs-vswitchd 20, containerd 37, dockerd 73) and 0.2 % of a CPU.
 
 Standard library only, like engine.py.
 """
@@ -149,6 +168,15 @@ def processes() -> typing.Dict[int, typing.Tuple[int, str, str]]:
             continue
         table[pid] = (ppid, netns, cmdline)
     return table
+
+
+def is_node_daemon(cmdline: str, marker: str) -> bool:
+    """A daemon (or shim) started from a node's files: named in its
+    command line. Other commands that merely mention them (an operator's
+    ``tail -f`` of a log) are not the node's."""
+    argv0 = os.path.basename(cmdline.split(' ', 1)[0])
+    return marker in cmdline and (argv0 in DAEMONS + ('nsenter', 'ip') or
+                                  argv0.startswith('containerd-shim'))
 
 
 def with_descendants(pids: typing.Iterable[int], table: typing.Dict[
@@ -517,7 +545,7 @@ class Node:
         netns = 'net:[%d]' % inode if inode is not None else None
         marker = self.dir.rstrip('/') + '/'
         roots = [pid for pid, (_, ns, cmdline) in table.items()
-                 if ns == netns or marker in cmdline]
+                 if ns == netns or is_node_daemon(cmdline, marker)]
         found = with_descendants(roots, table)
         found.discard(os.getpid())
         return found
