@@ -295,6 +295,11 @@ class TwoNodesTest(testtools.TestCase):
         for number, n in self.nodes.items():
             n.up()
             self.assertEqual({k: True for k in n.status()}, n.status())
+        # up again: it uses what runs, starts nothing twice.
+        pids = {d: self.nodes[2].state.pid(d) for d in node.DAEMONS}
+        self.nodes[2].up()
+        self.assertEqual(pids, {d: self.nodes[2].state.pid(d)
+                                for d in node.DAEMONS})
         self.check_daemons_in_their_namespaces()
         self.measure_idle_node(self.nodes[2])
         self.check_underlay()

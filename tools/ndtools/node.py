@@ -424,6 +424,8 @@ class Node:
         """The namespace and the veth pair, the host end on aio-underlay."""
         if not self.netns_exists():
             aio_state.sh('ip', 'netns', 'add', self.netns)
+        # The marks (RUN/started) show how far a failed up got; down
+        # removes the node's names whatever they say.
         self.state.mark('netns')
         self.ip('link', 'set', 'lo', 'up')
         # No IPv6 autoconfiguration chatter on the underlay.
