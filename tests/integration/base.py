@@ -31,12 +31,15 @@ data with size and hashes as Glance would, ``download`` streams chunks,
 # nova.tests.fixtures, which would import eventlet through oslo_service.
 import nova.tests.functional  # noqa: F401  isort:skip
 
+import sys
 import time
 import typing
+from unittest import mock
 import uuid
 import warnings
 
 import fixtures
+from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.api import client as api_client
 from nova.tests.functional import integrated_helpers
 from sqlalchemy import exc as sqla_exc
@@ -54,6 +57,36 @@ from tests.fixtures import images as image_fixtures
 WAIT_RETRIES = 240   # x 0.5 s
 
 
+# The module of nova's CellDatabases fixture (the package re-exports its
+# names, but the fixture looks ReaderWriterLock up in its own module).
+NOVA_FIXTURES_MODULE = sys.modules[nova_fixtures.CellDatabases.__module__]
+
+
+class ReaderPreferringLock(nova_fixtures.ReaderWriterLock):
+    """Nova's CellDatabases lock, letting a reader in while a writer waits.
+
+    Under native threads, nova 34's test fixtures can deadlock: CellDatabases
+    guards its cell switching with a writer-preferring reader/writer lock,
+    and DatabaseWriteLock serialises SQLite writers with a per-database
+    lock, taken in either order. Seen in CI as a hung integration test: a
+    build held a cell read lock and waited for the database write lock; the
+    service heartbeat held that one and asked for a nested read lock, refused
+    because a quota recheck was waiting for the cell write lock, which waited
+    for the build's read lock. Letting readers in while a writer waits breaks
+    the cycle (a writer still waits for all readers to leave). Only the test
+    harness changes; the driver is not involved.
+    """
+
+    def _acquire_read_lock(self, me):
+        if me in self._pending_writers:
+            raise RuntimeError('Writer %s can not acquire a read lock while '
+                               'waiting for the write lock' % me)
+        with self._cond:
+            while self._writer is not None and self._writer != me:
+                self._cond.wait()
+            self._readers[me] = self._readers.get(me, 0) + 1
+
+
 class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
     """API, conductor, scheduler, placement and one Docker compute.
 
@@ -68,7 +101,10 @@ class IntegrationTestCase(integrated_helpers.ProviderUsageBaseTestCase):
     SHUTDOWN_TIMEOUT = 2
 
     def setUp(self):
-        super().setUp()
+        # The CellDatabases fixture nova's setUp makes keeps this lock.
+        with mock.patch.object(NOVA_FIXTURES_MODULE, 'ReaderWriterLock',
+                               ReaderPreferringLock):
+            super().setUp()
         docker_fixtures.require_functional(self)
         # nova 34's DB layer calls orm.noload(), deprecated in SQLAlchemy
         # 2.1, and nova's WarningsFixture turns that warning into an error

@@ -353,6 +353,10 @@ class TestRun:
         # nova-compute 34 runs on threads.
         os.environ['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = '1'
         os.environ.setdefault('PYTHONWARNINGS', 'ignore::DeprecationWarning')
+        # A hung test (nova's fixtures under threads) fails after this
+        # many seconds instead of holding the run until CI gives up (the
+        # slowest test takes about a minute on a busy machine).
+        os.environ.setdefault('OS_TEST_TIMEOUT', '600')
         if self.regex:
             self.run_phase(phase + 'selected', self.regex)
         else:
