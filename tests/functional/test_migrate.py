@@ -14,9 +14,10 @@
 
 The source is the test's driver on the shared engine; the destination is a
 second DockerDriver, as another compute host, on a private dockerd. The
-workload's filesystem crosses only as a hidden Glance image. No ports:
-both hosts here share one Open vSwitch (the unit tests cover the order of
-unplug on the source and plug on the destination).
+workload's filesystem crosses only as a hidden Glance image. Both hosts
+share this machine's Open vSwitch, which a real pair of hosts would not:
+NetworkMigrateTest shows the source unplugs the ports before the
+destination plugs the same ones (same devices, MAC and addresses).
 """
 
 import uuid
@@ -34,13 +35,15 @@ from novadocker.virt.docker import migrate
 from novadocker.virt.docker import resize
 from tests.fixtures import docker as docker_fixtures
 from tests.functional import base
+from tests.functional import test_network
 from tests.functional import test_resize
 
 # What the source's migration sees as dest_host: not one of its names.
 DEST_IP = '192.0.2.77'
 
 
-class MigrateTest(test_resize.ResizeMixin, base.DriverTestCase):
+class TwoHostsMixin(test_resize.ResizeMixin):
+    """self.driver is the source; self.dest another host's driver."""
 
     def setUp(self):
         super().setUp()
@@ -54,15 +57,21 @@ class MigrateTest(test_resize.ResizeMixin, base.DriverTestCase):
         self.dest._api = self.dest_api
         self.dest._host = self.dest._nodename = self.dest_host
 
-    def migrate(self, instance, power_on=True):
+    def migrate(self, instance, power_on=True, network_info=()):
         """The manager's order: migrate_disk_and_power_off on the source,
         then (instance.host now the destination) finish_migration there."""
         migration = objects.Migration(source_compute=self.host,
                                       dest_compute=self.dest_host)
         new_flavor = test_resize.make_flavor(vcpus=2, memory_mb=256)
+        network_info = list(network_info)
         disk_info = self.driver.migrate_disk_and_power_off(
-            self.context, instance, DEST_IP, new_flavor, [])
-        self.assertEqual([], self.leaks.containers())
+            self.context, instance, DEST_IP, new_flavor, network_info)
+        # Nothing of it runs here any more; its ports are unplugged.
+        self.assertEqual([], [
+            c for c in self.leaks.containers()
+            if c['Labels'].get(guest.LABEL_INSTANCE) == instance.uuid])
+        if network_info:
+            self.assertUnplugged(*network_info)
         image_id = migrate.image_of(disk_info)
         record = self.glance.images[image_id]
         self.assertEqual((True, 'private', instance.uuid), (
@@ -71,9 +80,10 @@ class MigrateTest(test_resize.ResizeMixin, base.DriverTestCase):
         instance.old_flavor = instance.flavor
         instance.new_flavor = instance.flavor = new_flavor
         instance.host = self.dest_host
-        self.addCleanup(self.dest.destroy, self.context, instance, [])
+        self.addCleanup(self.dest.destroy, self.context, instance,
+                        network_info)
         self.dest.finish_migration(self.context, migration, instance,
-                                   disk_info, [], None, True, {},
+                                   disk_info, network_info, None, True, {},
                                    power_on=power_on)
         self.assertNotIn(image_id, self.glance.images)
         return migration
@@ -81,6 +91,9 @@ class MigrateTest(test_resize.ResizeMixin, base.DriverTestCase):
     def dest_exec(self, instance, *cmd) -> str:
         workload = self.dest._guests.get(instance).workload_id
         return docker_fixtures.exec_in(self.dest_api, workload, *cmd).output
+
+
+class MigrateTest(TwoHostsMixin, base.DriverTestCase):
 
     def test_migrate_confirm_moves_the_filesystem(self):
         instance = self.spawn()
@@ -164,3 +177,39 @@ class MigrateTest(test_resize.ResizeMixin, base.DriverTestCase):
                                               '/marker').strip())
         self.assertFalse(self.backup_exists(self.api, instance))
         self.assertEqual([], self.dest_leaks.containers())
+
+
+class NetworkMigrateTest(TwoHostsMixin, test_network.NetworkTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.dest._vifs.initialize()
+        port = self.ports.network(0)
+        self.vif_a, self.vif_b = port(), port()
+        self.a = self.spawn_on([self.vif_a])
+        self.b = self.spawn_on([self.vif_b])
+
+    def test_ports_follow_the_instance_and_come_back_on_revert(self):
+        self.write(self.a, '/marker', 'old')
+        migration = self.migrate(self.a, network_info=[self.vif_a])
+        links = self.dest_exec(self.a, 'ip', '-o', 'link', 'show', 'eth0')
+        self.assertIn(self.vif_a['address'], links)
+        self.assertIn(self.ip_of(self.vif_a), self.dest_exec(
+            self.a, 'ip', '-o', 'addr', 'show', 'dev', 'eth0'))
+        self.dest_exec(self.a, 'ping', '-c', '2', '-w', '10',
+                       self.ip_of(self.vif_b))
+        self.assertPings(self.b, self.ip_of(self.vif_a))
+        # Back: the destination's destroy, then the source's revert.
+        self.a.task_state = task_states.RESIZE_REVERTING
+        self.dest.destroy(self.context, self.a, [self.vif_a], None, True)
+        self.assertUnplugged(self.vif_a)
+        self.a.host = self.host
+        self.a.flavor = self.a.old_flavor
+        self.driver.finish_revert_migration(self.context, self.a,
+                                            [self.vif_a], migration)
+        self.a.task_state = None
+        self.assertEqual(self.vif_a['address'],
+                         self.links(self.a)['eth0']['mac'])
+        self.assertPings(self.a, self.ip_of(self.vif_b))
+        self.assertEqual('old', self.exec_in(self.a, 'cat',
+                                             '/marker').strip())
