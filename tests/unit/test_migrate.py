@@ -36,7 +36,7 @@ from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
 PORTS = [{'id': 'port-1', 'address': 'fa:16:3e:00:00:01'}]
-MOD = 'novadocker.virt.docker.'
+IMAGE = 'a7a5c1c4-1f06-4a43-9b0e-5d6c1c9a1e01'
 
 
 class SendTest(testtools.TestCase):
@@ -46,7 +46,7 @@ class SendTest(testtools.TestCase):
         super().setUp()
         self.useFixture(fixtures.FakeLogger())
         self.glance = mock.create_autospec(glance.API, instance=True)
-        self.glance.create.return_value = {'id': 'img-1'}
+        self.glance.create.return_value = {'id': IMAGE}
         self.useFixture(fixtures.MockPatchObject(images, 'IMAGE_API',
                                                  self.glance))
         self.save = self.useFixture(fixtures.MockPatchObject(
@@ -55,7 +55,7 @@ class SendTest(testtools.TestCase):
         self.api = mock.sentinel.api
 
     def test_hidden_private_image_of_the_commit(self):
-        self.assertEqual('img-1', migrate.send(self.api, 'ctx',
+        self.assertEqual(IMAGE, migrate.send(self.api, 'ctx',
                                                self.instance))
         record = self.glance.create.call_args.args[1]
         self.assertEqual('private', record['visibility'])
@@ -65,27 +65,27 @@ class SendTest(testtools.TestCase):
         self.assertEqual(self.instance.uuid,
                          record['properties'][migrate.MIGRATION_PROPERTY])
         self.save.assert_called_once_with(
-            self.api, 'ctx', self.instance, 'img-1',
+            self.api, 'ctx', self.instance, IMAGE,
             resize.backup_tag(self.instance), mock.ANY,
             failure=migrate.TransferFailed)
         self.glance.delete.assert_not_called()
 
     def test_failed_upload_deletes_the_image(self):
         self.save.side_effect = migrate.TransferFailed(
-            instance_uuid=self.instance.uuid, image_id='img-1',
+            instance_uuid=self.instance.uuid, image_id=IMAGE,
             step='uploading', reason='503')
         self.assertRaises(migrate.TransferFailed, migrate.send, self.api,
                           'ctx', self.instance)
-        self.glance.delete.assert_called_once_with('ctx', 'img-1')
+        self.glance.delete.assert_called_once_with('ctx', IMAGE)
 
     def test_delete_tolerates_a_gone_image(self):
         self.glance.delete.side_effect = exception.ImageNotFound(
-            image_id='img-1')
-        migrate.delete_image('ctx', 'img-1')
+            image_id=IMAGE)
+        migrate.delete_image('ctx', IMAGE)
 
     def test_disk_info_round_trip(self):
-        self.assertEqual('img-1', migrate.image_of(migrate.disk_info(
-            'img-1')))
+        self.assertEqual(IMAGE, migrate.image_of(migrate.disk_info(
+            IMAGE)))
         for same_host in ('[]', None, '', 'not json'):
             self.assertIsNone(migrate.image_of(same_host))
 
@@ -119,7 +119,7 @@ class DriverMigrateTest(testtools.TestCase):
         self.read_host = self.patch(docker_driver.hostinfo, 'read_host')
         self.commit = self.patch(resize, 'commit_backup')
         self.remove_backup = self.patch(resize, 'remove_backup')
-        self.send = self.patch(migrate, 'send', return_value='img-1')
+        self.send = self.patch(migrate, 'send', return_value=IMAGE)
         self.delete_image = self.patch(migrate, 'delete_image')
         self.start = self.useFixture(fixtures.MockPatchObject(
             self.driver, '_start_workload', autospec=True)).mock
@@ -142,7 +142,7 @@ class DriverMigrateTest(testtools.TestCase):
 
     def test_to_another_host_sends_then_leaves(self):
         info = self.migrate()
-        self.assertEqual({'image_id': 'img-1'}, json.loads(info))
+        self.assertEqual({'image_id': IMAGE}, json.loads(info))
         # Not checked against this host: the scheduler chose the other.
         self.check.assert_called_once_with(
             mock.sentinel.api, self.instance, mock.ANY, None, 'w1')
@@ -168,7 +168,7 @@ class DriverMigrateTest(testtools.TestCase):
 
     def test_failed_upload_rolls_back_and_restarts(self):
         self.send.side_effect = migrate.TransferFailed(
-            instance_uuid=self.instance.uuid, image_id='img-1',
+            instance_uuid=self.instance.uuid, image_id=IMAGE,
             step='uploading to Glance', reason='503')
         raised = self.assertRaises(exception.InstanceFaultRollback,
                                    self.migrate)
@@ -208,7 +208,7 @@ class DriverMigrateTest(testtools.TestCase):
     def test_failed_removal_is_left_to_confirm_or_revert(self):
         self.guests.remove.side_effect = exception.NovaException('busy')
         info = self.migrate()
-        self.assertEqual('img-1', migrate.image_of(info))
+        self.assertEqual(IMAGE, migrate.image_of(info))
 
     def test_confirm_after_another_host_removes_what_is_left(self):
         migration = objects.Migration(source_compute='src-host',
@@ -229,6 +229,26 @@ class DriverMigrateTest(testtools.TestCase):
         self.guests.remove.assert_not_called()
         self.assertEqual(2, self.remove_backup.call_count)
 
+    def test_revert_writes_the_config_drive_before_the_build(self):
+        self.guests.check_runtime.return_value = None
+        self.patch(docker_driver.configdrive, 'build')
+        self.patch(docker_driver.configdrive, 'remove')
+        build = self.useFixture(fixtures.MockPatchObject(
+            self.driver, '_build', autospec=True,
+            return_value=self.guest)).mock
+        self.calls.attach_mock(build, '_build')
+        self.driver.finish_revert_migration('ctx', self.instance, PORTS,
+                                            None)
+        names = [c[0] for c in self.calls.mock_calls]
+        # configdrive.remove, then its build, then the containers.
+        self.assertEqual(['remove_containers', 'remove', 'build',
+                          '_build', 'start'],
+                         [n for n in names if n in (
+                             'remove_containers', 'remove', 'build',
+                             '_build', 'start')])
+        docker_driver.configdrive.build.assert_called_once_with(
+            self.instance, [], None, PORTS)
+
     # -- the destination ---------------------------------------------------
 
     def arrive(self, power_on=True, build_error=None):
@@ -247,13 +267,13 @@ class DriverMigrateTest(testtools.TestCase):
         self.driver.finish_migration(
             'ctx', objects.Migration(source_compute='src-host',
                                      dest_compute='dst-host'),
-            self.instance, migrate.disk_info('img-1'), PORTS, None, True,
+            self.instance, migrate.disk_info(IMAGE), PORTS, None, True,
             {}, power_on=power_on)
 
     def test_finish_builds_from_the_transfer_image(self):
         self.arrive()
         meta = self.store.ensure_image.call_args.args[1]
-        self.assertEqual(('img-1', 'docker'), (meta.id,
+        self.assertEqual((IMAGE, 'docker'), (meta.id,
                                                meta.container_format))
         self.assertTrue(self.store.ensure_image.call_args.kwargs['hold'])
         self.build.assert_called_once_with(self.instance, PORTS, True,
@@ -268,9 +288,9 @@ class DriverMigrateTest(testtools.TestCase):
         names = [c[0] for c in self.calls.mock_calls]
         self.assertLess(names.index('build'), names.index('start'))
         self.assertLess(names.index('start'), names.index('delete_image'))
-        self.store.release.assert_called_once_with('img-1',
+        self.store.release.assert_called_once_with(IMAGE,
                                                    remove_if_unused=False)
-        self.delete_image.assert_called_once_with('ctx', 'img-1')
+        self.delete_image.assert_called_once_with('ctx', IMAGE)
         self.guests.remove.assert_not_called()
 
     def test_finish_powered_off_leaves_the_ports_without_carrier(self):
@@ -286,24 +306,24 @@ class DriverMigrateTest(testtools.TestCase):
         self.guests.remove.assert_called_once_with(self.instance)
         self.driver._vifs.unplug.assert_called_once_with(self.instance,
                                                          PORTS)
-        self.store.release.assert_called_once_with('img-1',
+        self.store.release.assert_called_once_with(IMAGE,
                                                    remove_if_unused=True)
-        self.delete_image.assert_called_once_with('ctx', 'img-1')
+        self.delete_image.assert_called_once_with('ctx', IMAGE)
 
     def test_failed_load_deletes_the_transfer_image(self):
         store = mock.create_autospec(images.ImageStore, instance=True)
         store.ensure_image.side_effect = images.ImageTransferFailed(
-            image_id='img-1', reason='disk full')
+            image_id=IMAGE, reason='disk full')
         self.useFixture(fixtures.MockPatchObject(
             docker_driver.DockerDriver, '_images',
             new_callable=mock.PropertyMock, return_value=store))
         self.assertRaises(
             images.ImageTransferFailed, self.driver.finish_migration,
-            'ctx', None, self.instance, migrate.disk_info('img-1'), PORTS,
+            'ctx', None, self.instance, migrate.disk_info(IMAGE), PORTS,
             None, True, {})
         store.release.assert_not_called()
         self.guests.remove.assert_called_once_with(self.instance)
-        self.delete_image.assert_called_once_with('ctx', 'img-1')
+        self.delete_image.assert_called_once_with('ctx', IMAGE)
 
 
 class LiveMigrationTest(testtools.TestCase):

@@ -872,12 +872,11 @@ class DockerDriver(driver.ComputeDriver):
 
     def _leave_host(self, instance, network_info) -> None:
         """The instance now lives in Glance and its commit: unplug its
-        ports (their device names must not exist on two hosts) and remove
-        its containers. The config drive stays for a revert. A failure is
-        logged: confirm and revert remove what is left."""
+        ports (their device names must not exist on two hosts), remove its
+        containers and config drive (a revert writes it again). A failure
+        is logged: confirm and revert remove what is left."""
         try:
-            self._remove_instance(instance, network_info or [],
-                                  remove_disks=False)
+            self._remove_instance(instance, network_info or [])
         except Exception as exc:
             LOG.warning('Removing the migrated containers failed (%s); '
                         'confirm or revert removes them', exc,
@@ -983,9 +982,10 @@ class DockerDriver(driver.ComputeDriver):
                                 power_on=True, share_info=None):
         """Bring the pre-resize workload back from its commit.
 
-        Nova destroyed the resized containers first (revert_resize);
-        instance.flavor is the old flavor again. The same ports are plugged
-        into a new sandbox.
+        Nova destroyed the resized containers first (revert_resize, on the
+        destination); instance.flavor is the old flavor again. The same
+        ports are plugged into a new sandbox; the config drive is written
+        again from Nova's metadata.
         """
         network_info = network_info or []
         guests = self._guests
@@ -993,6 +993,8 @@ class DockerDriver(driver.ComputeDriver):
         try:
             # Idempotent if destroy left anything (it does not).
             self._remove_instance(instance, network_info)
+            # Nova's destroy (same host) or the move away removed it.
+            configdrive.build(instance, [], None, network_info)
 
             def make_workload(sandbox_id: str) -> guest_mod.Guest:
                 return guests.handle(instance, sandbox_id,
