@@ -55,8 +55,8 @@ class SendTest(testtools.TestCase):
         self.api = mock.sentinel.api
 
     def test_hidden_private_image_of_the_commit(self):
-        self.assertEqual(IMAGE, migrate.send(self.api, 'ctx',
-                                               self.instance))
+        image_id = migrate.send(self.api, 'ctx', self.instance)
+        self.assertEqual(IMAGE, image_id)
         record = self.glance.create.call_args.args[1]
         self.assertEqual('private', record['visibility'])
         self.assertIs(True, record['os_hidden'])
@@ -273,8 +273,8 @@ class DriverMigrateTest(testtools.TestCase):
     def test_finish_builds_from_the_transfer_image(self):
         self.arrive()
         meta = self.store.ensure_image.call_args.args[1]
-        self.assertEqual((IMAGE, 'docker'), (meta.id,
-                                               meta.container_format))
+        self.assertEqual((IMAGE, 'docker'),
+                         (meta.id, meta.container_format))
         self.assertTrue(self.store.ensure_image.call_args.kwargs['hold'])
         self.build.assert_called_once_with(self.instance, PORTS, True,
                                            mock.ANY)
