@@ -146,15 +146,18 @@ class ResizeTest(ResizeMixin, base.DriverTestCase):
                          self.inspect(instance)['HostConfig']['Memory'])
         self.assertFalse(self.backup_exists(self.api, instance))
 
-    def test_resize_to_another_host_fails_clearly(self):
+    def test_what_no_host_can_take_is_refused_before_a_migration(self):
+        # Another host's capacity is the scheduler's; an ephemeral disk
+        # fits nowhere (tests/functional/test_migrate.py moves the rest).
         instance = self.spawn()
+        images_before = set(self.glance.images)
         raised = self.assertRaises(
             exception.InstanceFaultRollback,
             self.driver.migrate_disk_and_power_off, self.context, instance,
-            '192.0.2.77', make_flavor(), [])
-        self.assertRolledBack(instance, raised,
-                              exception.MigrationPreCheckError)
-        self.assertIn('same host', str(raised.inner_exception))
+            '192.0.2.77', make_flavor(ephemeral_gb=1), [])
+        self.assertRolledBack(instance, raised, exception.ResizeError)
+        self.assertIn('ephemeral disk', str(raised.inner_exception))
+        self.assertEqual(images_before, set(self.glance.images))
 
     def test_resize_to_a_flavor_the_host_cannot_hold_fails_clearly(self):
         instance = self.spawn()

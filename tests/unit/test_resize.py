@@ -59,17 +59,26 @@ class CheckTest(testtools.TestCase):
             exception.InstanceFaultRollback, resize.check_new_flavor,
             self.api, self.instance, flavor, HOST, 'c1').inner_exception
 
-    def test_other_destination_is_a_precheck_error(self):
-        raised = self.assertRaises(
-            exception.InstanceFaultRollback, resize.check_destination,
-            '10.0.0.9', ('10.0.0.1', None, 'host1'))
-        self.assertIsInstance(raised.inner_exception,
-                              exception.MigrationPreCheckError)
-        self.assertIn('10.0.0.9', str(raised.inner_exception))
-
-    def test_own_names_are_accepted(self):
+    def test_destination_names(self):
+        names = ('10.0.0.1', None, 'host1')
         for dest in ('10.0.0.1', 'host1'):
-            resize.check_destination(dest, ('10.0.0.1', None, 'host1'))
+            self.assertTrue(resize.is_local_destination(dest, names))
+        for dest in ('10.0.0.9', None, ''):
+            self.assertFalse(resize.is_local_destination(dest, names))
+
+    def test_another_host_is_not_checked_against_this_one(self):
+        resize.check_new_flavor(self.api, self.instance,
+                                _flavor(vcpus=64, memory_mb=10 ** 6,
+                                        root_gb=1000), None, 'c1')
+
+    def test_another_host_still_refuses_a_disk_smaller_than_the_data(self):
+        self.api.containers.return_value = [{'Id': 'c1',
+                                             'SizeRootFs': 3 * units.Gi}]
+        raised = self.assertRaises(
+            exception.InstanceFaultRollback, resize.check_new_flavor,
+            self.api, self.instance, _flavor(root_gb=2), None, 'c1')
+        self.assertIn('smaller than the instance', str(
+            raised.inner_exception))
 
     def test_a_fitting_flavor_passes(self):
         resize.check_new_flavor(self.api, self.instance,

@@ -43,6 +43,7 @@ from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
 from novadocker.virt.docker import imagecache
 from novadocker.virt.docker import images
+from novadocker.virt.docker import migrate as migrate_mod
 from novadocker.virt.docker import ovsdb
 from novadocker.virt.docker import reaper
 from novadocker.virt.docker import rescue as rescue_mod
@@ -61,6 +62,12 @@ def shutdown_timeout(instance) -> int:
     return compute_utils.get_value_from_system_metadata(
         instance, key='image_os_shutdown_timeout', type=int,
         default=CONF.shutdown_timeout)
+
+
+def _moved_to_another_host(migration) -> bool:
+    """A cross-host migration or resize (None: a same-host caller)."""
+    return (migration is not None and
+            migration.source_compute != migration.dest_compute)
 
 
 class DockerDriver(driver.ComputeDriver):
@@ -833,7 +840,7 @@ class DockerDriver(driver.ComputeDriver):
         store.touch(image_id)   # docker load leaves the use time unset
         return True
 
-    # -- resize (same host) ------------------------------------------------
+    # -- resize and cold migration -----------------------------------------
 
     def _local_names(self):
         """What Nova may pass as ``dest`` for this host (its migration's
@@ -844,35 +851,72 @@ class DockerDriver(driver.ComputeDriver):
                                    flavor, network_info,
                                    block_device_info=None,
                                    timeout=0, retry_interval=0):
-        """Check the new flavor, stop the workload, commit it for revert.
+        """Check the new flavor, stop the workload, commit it for revert;
+        to another host, also send the commit through a hidden Glance
+        image and remove the containers and ports here.
 
-        Every refusal is InstanceFaultRollback before anything changed:
-        the manager records the fault and puts the instance back.
+        Every failure is InstanceFaultRollback with the instance as it was
+        (running again if it ran) and nothing of the attempt left.
         """
-        resize_mod.check_destination(dest, self._local_names())
+        same_host = resize_mod.is_local_destination(dest,
+                                                    self._local_names())
         guest = self._guests.get(instance)
         container_id = guest.workload_id
-        resize_mod.check_new_flavor(self.api, instance, flavor,
-                                    hostinfo.read_host(self.api),
-                                    container_id)
+        # Another host's capacity is the scheduler's to check.
+        resize_mod.check_new_flavor(
+            self.api, instance, flavor,
+            hostinfo.read_host(self.api) if same_host else None,
+            container_id)
         was_running = guest.power_state == power_state.RUNNING
         self.power_off(instance, timeout, retry_interval)
+        step = _('committing the container')
         try:
             resize_mod.commit_backup(self.api, instance, container_id)
+            if not same_host:
+                step = _('sending the container to %s') % dest
+                image_id = migrate_mod.send(self.api, context, instance)
         except Exception as exc:
             resize_mod.remove_backup(self.api, instance)
             if was_running:
                 self._start_workload(self._guests.lookup(instance))
             raise exception.InstanceFaultRollback(
                 inner_exception=exception.ResizeError(
-                    reason=_('committing the container failed: %s') % exc))
-        return '[]'
+                    reason=_('%(step)s failed: %(exc)s') % {
+                        'step': step, 'exc': exc}))
+        if same_host:
+            return '[]'
+        self._leave_host(instance, network_info)
+        return migrate_mod.disk_info(image_id)
+
+    def _leave_host(self, instance, network_info) -> None:
+        """The instance now lives in Glance and its commit: unplug its
+        ports (their device names must not exist on two hosts), remove its
+        containers and config drive (a revert writes it again). A failure
+        is logged: confirm and revert remove what is left."""
+        try:
+            self._remove_instance(instance, network_info or [])
+        except Exception as exc:
+            LOG.warning('Removing the migrated containers failed (%s); '
+                        'confirm or revert removes them', exc,
+                        instance=instance)
 
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,
                          allocations, block_device_info=None, power_on=True,
                          share_info=None):
-        """Give the workload the new flavor (instance.flavor by now)."""
+        """Give the workload the new flavor (instance.flavor by now); from
+        another host, build it from the transfer image."""
+        image_id = migrate_mod.image_of(disk_info)
+        if image_id is not None:
+            try:
+                with self._spawn_guard(instance.uuid):
+                    self._arrive(context, instance, image_id,
+                                 network_info or [], power_on)
+            finally:
+                # Used or not, the copy is no longer needed: a failed
+                # arrival is reverted from the commit on the source.
+                migrate_mod.delete_image(context, image_id)
+            return
         guests = self._guests
         guest = guests.get(instance)
         container_id = guest.workload_id
@@ -893,8 +937,62 @@ class DockerDriver(driver.ComputeDriver):
             self._ensure_sandbox(guest, network_info or [])
             self._start_workload(guest)
 
+    def _arrive(self, context, instance, image_id: str, network_info,
+                power_on: bool) -> None:
+        """Build the migrated instance as spawn does, from the transfer
+        image: sandbox, the same ports, the workload with its files.
+
+        The loaded image keeps its Glance tag: the image cache ages it
+        out once no container uses it, as any loaded image.
+        """
+        guest_mod.check_flavor(instance.flavor)
+        self._vifs.validate(instance, network_info)
+        guests = self._guests
+        runtime = guests.check_runtime(instance)
+        store = self._images
+        transfer = migrate_mod.image_meta(image_id)
+        held = False
+        try:
+            docker_image = store.ensure_image(
+                context, transfer, hold=True,
+                root_gb=instance.flavor.root_gb)
+            held = True
+            configdrive.build(instance, [], None, network_info)
+
+            def make_workload(sandbox_id: str) -> guest_mod.Guest:
+                # No image_meta: the commit keeps the command it ran.
+                return guests.handle(instance, sandbox_id,
+                                     guests.create_workload(
+                                         instance, docker_image, None,
+                                         sandbox_id, runtime))
+
+            guest = self._build(instance, network_info, power_on,
+                                make_workload)
+            if power_on:
+                self._start_workload(guest)
+            else:
+                self._vifs.set_carrier(instance, network_info, up=False)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                LOG.warning('Migration to this host failed; removing what '
+                            'it created', instance=instance)
+                self._remove_instance(instance, network_info)
+                if held:
+                    held = False
+                    self._release_image(store, image_id,
+                                        remove_if_unused=True)
+        finally:
+            if held:
+                self._release_image(store, image_id)
+        LOG.info('Instance migrated here as container %s',
+                 guest_mod.container_name(instance), instance=instance)
+
     def confirm_migration(self, context, migration, instance, network_info):
-        """The old copy is the commit: drop it."""
+        """The old copy is the commit: drop it. After a move to another
+        host, also whatever else of the instance is still here
+        (containers, ports, config drive)."""
+        if _moved_to_another_host(migration):
+            self._remove_instance(instance, network_info or [])
         resize_mod.remove_backup(self.api, instance)
 
     def finish_revert_migration(self, context, instance, network_info,
@@ -902,9 +1000,10 @@ class DockerDriver(driver.ComputeDriver):
                                 power_on=True, share_info=None):
         """Bring the pre-resize workload back from its commit.
 
-        Nova destroyed the resized containers first (revert_resize);
-        instance.flavor is the old flavor again. The same ports are plugged
-        into a new sandbox.
+        Nova destroyed the resized containers first (revert_resize, on the
+        destination); instance.flavor is the old flavor again. The same
+        ports are plugged into a new sandbox; the config drive is written
+        again from Nova's metadata.
         """
         network_info = network_info or []
         guests = self._guests
@@ -912,6 +1011,8 @@ class DockerDriver(driver.ComputeDriver):
         try:
             # Idempotent if destroy left anything (it does not).
             self._remove_instance(instance, network_info)
+            # Nova's destroy (same host) or the move away removed it.
+            configdrive.build(instance, [], None, network_info)
 
             def make_workload(sandbox_id: str) -> guest_mod.Guest:
                 return guests.handle(instance, sandbox_id,
@@ -943,6 +1044,26 @@ class DockerDriver(driver.ComputeDriver):
         if task_state == task_states.RESIZE_REVERTING:
             return
         resize_mod.remove_backup(self.api, instance)
+
+    # -- live migration ----------------------------------------------------
+
+    @staticmethod
+    def _no_live_migration():
+        return exception.MigrationPreCheckError(
+            reason=_('live migration is not supported by nova-docker; use '
+                     'cold migration'))
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info,
+                                           dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        raise self._no_live_migration()
+
+    def check_can_live_migrate_source(self, context, instance,
+                                      dest_check_data,
+                                      block_device_info=None):
+        raise self._no_live_migration()
 
     # -- rescue ------------------------------------------------------------
 

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Same-host resize, and the flavor's root disk.
+"""Resize and cold migration, and the flavor's root disk.
 
 Nova's resize is a cold move: ``migrate_disk_and_power_off`` stops the
 workload, ``finish_migration`` gives it the new flavor, and the user then
@@ -24,6 +24,9 @@ The new flavor's limits go on the existing container with ``docker
 update`` (the filesystem stays in place); only when the engine enforces
 root disk sizes and the size changes is the workload recreated from the
 commit, since Docker cannot change ``storage_opt`` on a container.
+
+To another host the commit travels through a hidden Glance image
+(``migrate``); it stays on the source for a revert as well.
 """
 
 import uuid
@@ -79,40 +82,24 @@ def _rollback(reason: str) -> exception.InstanceFaultRollback:
         inner_exception=exception.ResizeError(reason=reason))
 
 
-def check_destination(dest: str, local_names) -> None:
-    """A container's filesystem cannot leave the engine it lives in."""
-    if dest not in {n for n in local_names if n}:
-        raise exception.InstanceFaultRollback(
-            inner_exception=exception.MigrationPreCheckError(
-                reason=_('nova-docker resizes and migrates only on the '
-                         'same host (allow_resize_to_same_host = True); '
-                         'the container filesystem cannot move to %s') %
-                dest))
+def is_local_destination(dest: str, local_names) -> bool:
+    """Whether ``dest`` (the migration's dest_host) names this host."""
+    return dest in {n for n in local_names if n}
 
 
 def check_new_flavor(api, instance, flavor, host,
                      container_id: str) -> None:
     """Refuse, with the instance untouched, what the resize cannot do:
-    more than the host has, a disk smaller than the instance's data, an
+    more than ``host`` has (None: another host, whose capacity the
+    scheduler checked), a disk smaller than the instance's data, an
     ephemeral disk."""
     try:
         guest_mod.check_flavor(flavor)
     except guest_mod.EphemeralDiskUnsupported as exc:
         raise _rollback(str(exc))
-    if flavor.vcpus > host.vcpus or flavor.memory_mb > host.memory_mb:
-        raise _rollback(
-            _('flavor %(flavor)s (%(vcpus)d vCPU, %(mem)d MB) does not fit '
-              'this host (%(hvcpus)d vCPU, %(hmem)d MB)') % {
-                'flavor': flavor.name, 'vcpus': flavor.vcpus,
-                'mem': flavor.memory_mb, 'hvcpus': host.vcpus,
-                'hmem': host.memory_mb})
+    if host is not None:
+        _check_fits_host(flavor, host)
     size = flavor.root_gb
-    if size and size > host.disk_gb:
-        raise _rollback(
-            _('flavor %(flavor)s disk of %(root)d GB is larger than '
-              'this host\'s disk (%(disk)d GB)') % {
-                'flavor': flavor.name, 'root': size,
-                'disk': host.disk_gb})
     if size:
         used = root_fs_bytes(api, instance, container_id)
         if used > size * units.Gi:
@@ -121,6 +108,22 @@ def check_new_flavor(api, instance, flavor, host,
                   'than the instance\'s data (%(used)d MB)') % {
                     'flavor': flavor.name, 'root': size,
                     'used': used // units.Mi})
+
+
+def _check_fits_host(flavor, host) -> None:
+    if flavor.vcpus > host.vcpus or flavor.memory_mb > host.memory_mb:
+        raise _rollback(
+            _('flavor %(flavor)s (%(vcpus)d vCPU, %(mem)d MB) does not fit '
+              'this host (%(hvcpus)d vCPU, %(hmem)d MB)') % {
+                'flavor': flavor.name, 'vcpus': flavor.vcpus,
+                'mem': flavor.memory_mb, 'hvcpus': host.vcpus,
+                'hmem': host.memory_mb})
+    if flavor.root_gb and flavor.root_gb > host.disk_gb:
+        raise _rollback(
+            _('flavor %(flavor)s disk of %(root)d GB is larger than '
+              'this host\'s disk (%(disk)d GB)') % {
+                'flavor': flavor.name, 'root': flavor.root_gb,
+                'disk': host.disk_gb})
 
 
 def root_fs_bytes(api, instance, container_id: str) -> int:

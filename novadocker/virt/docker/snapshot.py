@@ -163,55 +163,14 @@ class Snapshotter:
     def _upload(self, context, instance, image_id: str, tag: str,
                 metadata: dict, update_task_state) -> int:
         """Stream docker save of ``tag`` into the Glance image."""
-        with docker_client.translate_errors('save image', image_id=image_id):
-            chunks = self._api.get_image(
-                tag, chunk_size=CONF.docker.image_load_chunk_size)
-        reader = streams.ChunkReader(chunks)
-        try:
-            try:
-                with docker_client.translate_errors('save image',
-                                                    image_id=image_id):
-                    reader.prime()
-            except exception.NovaException as exc:
-                raise SnapshotFailed(
-                    image_id=image_id, instance_uuid=instance.uuid,
-                    step=_('saving the committed image'),
-                    reason=docker_client.reason_of(exc))
+
+        def uploading():
             update_task_state(
                 task_state=task_states.IMAGE_UPLOADING,
                 expected_state=task_states.IMAGE_PENDING_UPLOAD)
-            LOG.info('Snapshot %s: uploading to Glance', image_id,
-                     instance=instance)
-            with timeutils.StopWatch() as timer:
-                self._send(context, instance, image_id, metadata, reader)
-            LOG.info('Snapshot %(id)s: uploaded %(size)d bytes in '
-                     '%(sec).1f s', {'id': image_id,
-                                     'size': reader.bytes_read,
-                                     'sec': timer.elapsed()},
-                     instance=instance)
-            return reader.bytes_read
-        finally:
-            reader.close()
 
-    def _send(self, context, instance, image_id, metadata, reader) -> None:
-        try:
-            images.IMAGE_API.update(context, image_id, metadata, reader,
-                                    purge_props=False)
-        except (exception.ImageNotFound, exception.ImageNotAuthorized):
-            raise   # the image was deleted meanwhile; Nova handles it
-        except Exception as exc:
-            if reader.error is not None:
-                # docker save broke mid-stream; Glance only saw the effect.
-                LOG.error('Snapshot %s: docker save failed: %s', image_id,
-                          reader.error, instance=instance)
-                reason = docker_client.reason_of(reader.error)
-                step = _('saving the committed image')
-            else:
-                reason = str(exc) or exc.__class__.__name__
-                step = _('uploading to Glance')
-            raise SnapshotFailed(image_id=image_id,
-                                 instance_uuid=instance.uuid, step=step,
-                                 reason=reason) from exc
+        return save_to_glance(self._api, context, instance, image_id, tag,
+                              metadata, before_upload=uploading)
 
     def _remove_image(self, tag: str) -> None:
         """Remove the temporary image; idempotent, never raises."""
@@ -236,6 +195,65 @@ class Snapshotter:
         except exception.NovaException as exc:
             LOG.debug('No state to restore after the failed snapshot: %s',
                       exc, instance=guest.instance)
+
+
+def save_to_glance(api, context, instance, image_id: str, tag: str,
+                   metadata: dict, before_upload=None,
+                   failure=SnapshotFailed) -> int:
+    """Stream ``docker save`` of the local image ``tag`` into the existing
+    Glance image ``image_id``: no temporary file, about one chunk of
+    memory. Returns the bytes uploaded.
+
+    ``before_upload()`` runs once the save has produced its first chunk
+    (the engine accepted it). ImageNotFound and ImageNotAuthorized (the
+    Glance image went meanwhile) pass through; any other failure is
+    ``failure`` (``image_id``, ``instance_uuid``, ``step``, ``reason``).
+    """
+    with docker_client.translate_errors('save image', image_id=image_id):
+        chunks = api.get_image(tag,
+                               chunk_size=CONF.docker.image_load_chunk_size)
+    reader = streams.ChunkReader(chunks)
+    try:
+        try:
+            with docker_client.translate_errors('save image',
+                                                image_id=image_id):
+                reader.prime()
+        except exception.NovaException as exc:
+            raise failure(image_id=image_id, instance_uuid=instance.uuid,
+                          step=_('saving the committed image'),
+                          reason=docker_client.reason_of(exc))
+        if before_upload is not None:
+            before_upload()
+        LOG.info('Image %s: uploading docker save of %s to Glance',
+                 image_id, tag, instance=instance)
+        with timeutils.StopWatch() as timer:
+            _send(context, instance, image_id, metadata, reader, failure)
+        LOG.info('Image %(id)s: uploaded %(size)d bytes in %(sec).1f s',
+                 {'id': image_id, 'size': reader.bytes_read,
+                  'sec': timer.elapsed()}, instance=instance)
+        return reader.bytes_read
+    finally:
+        reader.close()
+
+
+def _send(context, instance, image_id, metadata, reader, failure) -> None:
+    try:
+        images.IMAGE_API.update(context, image_id, metadata, reader,
+                                purge_props=False)
+    except (exception.ImageNotFound, exception.ImageNotAuthorized):
+        raise   # the image was deleted meanwhile; Nova handles it
+    except Exception as exc:
+        if reader.error is not None:
+            # docker save broke mid-stream; Glance only saw the effect.
+            LOG.error('Image %s: docker save failed: %s', image_id,
+                      reader.error, instance=instance)
+            reason = docker_client.reason_of(reader.error)
+            step = _('saving the committed image')
+        else:
+            reason = str(exc) or exc.__class__.__name__
+            step = _('uploading to Glance')
+        raise failure(image_id=image_id, instance_uuid=instance.uuid,
+                      step=step, reason=reason) from exc
 
 
 def remove_orphans(api, host: str,
