@@ -29,7 +29,12 @@ and reports:
 - after deleting every instance: that no container of the compute host,
   no veth and no OVS port of the instances' ports is left.
 
-    python benchmarks/scale.py [-n 200] [--ports 1]
+    python benchmarks/scale.py [-n 200] [--ports 1] [--profile]
+
+``--profile`` (needs ``pip install yappi``) profiles every thread of the
+process (CPU time) during the boots of the first and the last window and
+prints, per boot, the functions whose time grew most from one to the other:
+where a boot at N costs more than at 1, Nova's services or the driver.
 
 Needs root, a running Docker engine and Open vSwitch (as the integration
 tests). The flavor is 1 vCPU, 64 MB RAM, 1 GB root disk; nova-compute gets
@@ -55,8 +60,11 @@ from tests.integration import base  # noqa: E402  isort:skip
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import copy  # noqa: E402
+import datetime  # noqa: E402
+import importlib.util  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
+import typing  # noqa: E402
 import unittest  # noqa: E402
 import uuid  # noqa: E402
 
@@ -71,7 +79,9 @@ POLL = 0.05
 # sync, which hands each instance to a thread pool (waited for).
 SYNC_TASK = '_sync_power_states'
 UNCACHED = 'get_info(use_cache=False) of each instance'
-ARGS = argparse.Namespace(n=200, ports=1)
+ARGS = argparse.Namespace(n=200, ports=1, profile=False)
+# --profile: the functions shown, by growth of their time per boot.
+PROFILE_TOP = 15
 
 
 def percentile(values, pct):
@@ -97,6 +107,84 @@ def rss_mib() -> float:
             if line.startswith('VmRSS:'):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def thread_census() -> str:
+    """Live threads of the process by name (digits dropped), most first."""
+    import re
+    import threading
+    names = collections.Counter(re.sub(r'[-_]?\d+', '', t.name)
+                                for t in threading.enumerate())
+    return '%d (%s)' % (sum(names.values()), ', '.join(
+        '%s %d' % item for item in names.most_common(6)))
+
+
+class BootProfiles:
+    """yappi (CPU time, all threads) over the boots of two windows; what
+    grew per boot from the first to the last."""
+
+    def __init__(self, first: typing.Tuple[int, int],
+                 last: typing.Tuple[int, int]):
+        import yappi
+        self.yappi = yappi
+        yappi.set_clock_type('cpu')
+        self.windows = {'first': first, 'last': last}
+        self.stats: typing.Dict[str, typing.Dict[str, tuple]] = {}
+
+    def _window(self, number: int) -> typing.Optional[str]:
+        for name, (a, b) in self.windows.items():
+            if a <= number <= b:
+                return name
+        return None
+
+    def before_boot(self, number: int) -> None:
+        name = self._window(number)
+        if name and number == self.windows[name][0]:
+            self.yappi.clear_stats()
+            self.yappi.start(builtins=False, profile_threads=True)
+
+    def after_boot(self, number: int) -> None:
+        name = self._window(number)
+        if name and number == self.windows[name][1]:
+            self.yappi.stop()
+            boots = number - self.windows[name][0] + 1
+            self.stats[name] = {
+                '%s:%s %s' % (stat.module, stat.lineno, stat.name):
+                (stat.ttot / boots, stat.tsub / boots)
+                for stat in self.yappi.get_func_stats()}
+
+    def report(self) -> None:
+        first, last = self.stats.get('first'), self.stats.get('last')
+        if not first or not last:
+            return
+        total = (sum(t for _tt, t in first.values()),
+                 sum(t for _tt, t in last.values()))
+        print('\nCPU time per boot, every thread of the process (yappi): '
+              '%.3f s over %s, %.3f s over %s' % (
+                  total[0], '%d-%d' % self.windows['first'], total[1],
+                  '%d-%d' % self.windows['last']))
+
+        def grown(index: int, only: typing.Callable[[str], bool]):
+            rows = []
+            for key in set(first) | set(last):
+                if not only(key):
+                    continue
+                was = first.get(key, (0.0, 0.0))[index]
+                now = last.get(key, (0.0, 0.0))[index]
+                rows.append((now - was, was, now, key))
+            rows.sort(reverse=True)
+            return rows[:PROFILE_TOP]
+
+        for title, index, only in (
+                ('own time (tsub) of any function', 1, lambda k: True),
+                ('inclusive time (ttot) of Nova and driver functions', 0,
+                 lambda k: '/nova/' in k or '/novadocker/' in k)):
+            print('  grew most per boot, %s:' % title)
+            for delta, was, now, key in grown(index, only):
+                module, _sep, func = key.partition(' ')
+                print('    %+7.1f ms  (%6.1f -> %6.1f)  %s  %s' % (
+                    delta * 1000, was * 1000, now * 1000, func,
+                    module.split('site-packages/')[-1]))
 
 
 class ScaleBenchmark(base.IntegrationTestCase):
@@ -126,6 +214,8 @@ class ScaleBenchmark(base.IntegrationTestCase):
         # How much of each boot is the driver's spawn (the rest is Nova).
         self.spawns = []
         self.docker_seconds = []   # in the driver's requests, per boot
+        self.phases = []   # (to the build, the build) per boot
+        self.per_boot = []   # lists of seconds per boot (timed)
         spawn = self.driver.spawn
 
         def timed_spawn(*args, **kwargs):
@@ -135,6 +225,30 @@ class ScaleBenchmark(base.IntegrationTestCase):
             finally:
                 self.spawns.append(time.perf_counter() - start)
         self.driver.spawn = timed_spawn
+        # Nova's resource tracker: the claim of each boot, and in it the
+        # listing of every allocation on the node (one placement request
+        # per instance of the node: _update_to_placement makes it on every
+        # update, claims included).
+        self.claims = self.timed(self.compute.manager.rt, 'instance_claim')
+        self.alloc_listings = self.timed(
+            self.compute.manager.rt.reportclient,
+            'get_allocations_for_provider_tree')
+
+    def timed(self, owner, name: str) -> typing.List[float]:
+        """Wrap owner.name; the seconds of its calls, summed per boot (a
+        new entry at every boot_one)."""
+        durations = [0.0]
+        self.per_boot.append(durations)
+        method = getattr(owner, name)
+
+        def timed_call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                durations[-1] += time.perf_counter() - start
+        setattr(owner, name, timed_call)
+        return durations
 
     # -- booting -------------------------------------------------------------
 
@@ -160,6 +274,8 @@ class ScaleBenchmark(base.IntegrationTestCase):
         networks = ([{'port': self.make_port(number)['id']}]
                     if ARGS.ports else 'none')
         self.requests.reset()
+        for durations in self.per_boot:
+            durations.append(0.0)
         start = time.perf_counter()
         server = self.api.post_server({'server': {
             'name': 'scale-%d' % number, 'imageRef': self.image_id,
@@ -169,11 +285,29 @@ class ScaleBenchmark(base.IntegrationTestCase):
             found = self.api.get_server(server['id'])
             if found['status'] == 'ACTIVE':
                 self.docker_seconds.append(self.requests.seconds())
-                return server, time.perf_counter() - start
+                seconds = time.perf_counter() - start
+                self.phases.append(self.boot_phases(server['id']))
+                return server, seconds
             if found['status'] == 'ERROR' or time.time() > deadline:
                 self.fail('server %d: %s %s' % (
                     number, found['status'], found.get('fault')))
             time.sleep(POLL)
+
+    def boot_phases(self, server_id: str) -> typing.Tuple[float, float]:
+        """From the create action's events (server clock): seconds from
+        the API's create to nova-compute starting the build (API,
+        conductor, scheduler, placement, RPC), and the build itself."""
+        def at(stamp: str) -> float:
+            return datetime.datetime.fromisoformat(stamp).timestamp()
+        action = self.admin_api.get_instance_actions(server_id)[-1]
+        details = self.admin_api.get_instance_action_details(
+            server_id, action['request_id'])
+        build = [event for event in details['events']
+                 if event['event'] == 'compute__do_build_and_run_instance']
+        if not build:
+            return (math.nan, math.nan)
+        return (at(build[0]['start_time']) - at(action['start_time']),
+                at(build[0]['finish_time']) - at(build[0]['start_time']))
 
     # -- periodic tasks ------------------------------------------------------
 
@@ -200,6 +334,8 @@ class ScaleBenchmark(base.IntegrationTestCase):
         """Docker requests of one run of each task, by task name: their
         number, and what they were."""
         counts, made = {}, {}
+        # The tasks' resource-tracker time is not the last boot's.
+        boot_seconds = [durations[-1] for durations in self.per_boot]
         for name, run in self.periodic_tasks():
             if name.endswith(SYNC_TASK):
                 # As every 10 minutes: its listing is older than its
@@ -219,6 +355,8 @@ class ScaleBenchmark(base.IntegrationTestCase):
             self.driver.get_info(objects.Instance.get_by_uuid(
                 self.context, server['id']), use_cache=False)
         counts[UNCACHED] = len(self.requests.made())
+        for durations, seconds in zip(self.per_boot, boot_seconds):
+            durations[-1] = seconds
         return counts, made
 
     # -- the run -------------------------------------------------------------
@@ -227,17 +365,26 @@ class ScaleBenchmark(base.IntegrationTestCase):
         count = ARGS.n
         points = sorted({1, count // 2 or 1, count})
         servers, boots, measured = [], [], collections.OrderedDict()
+        spans = windows(count)
+        profiles = (BootProfiles(spans[0][1:], spans[-1][1:])
+                    if ARGS.profile else None)
         started = time.time()
         for number in range(1, count + 1):
+            if profiles:
+                profiles.before_boot(number)
             server, seconds = self.boot_one(number)
+            if profiles:
+                profiles.after_boot(number)
             servers.append(server)
             boots.append(seconds)
             if number in points:
                 counts, made = self.count_tasks(servers)
                 log = len(self.stdlog.logger.output) / 2.0 ** 20
                 measured[number] = (counts, rss_mib(), log)
-                print('  N=%d booted (%.0f s so far), RSS %.0f MiB' % (
-                    number, time.time() - started, rss_mib()), flush=True)
+                print('  N=%d booted (%.0f s so far), RSS %.0f MiB, '
+                      'threads: %s' % (
+                          number, time.time() - started, rss_mib(),
+                          thread_census()), flush=True)
         boot_wall = time.time() - started
 
         started = time.time()
@@ -253,6 +400,8 @@ class ScaleBenchmark(base.IntegrationTestCase):
 
         self.report(count, boots, boot_wall, delete_wall, measured, made,
                     containers, network_left, bridge_left, rss_after)
+        if profiles:
+            profiles.report()
         self.assertEqual([], containers)
         self.assertEqual([], network_left)
         self.assertEqual([], bridge_left)
@@ -279,6 +428,22 @@ class ScaleBenchmark(base.IntegrationTestCase):
                   'p90 %.2f s' % (
                       percentile(spawns, 50), percentile(spawns, 90),
                       percentile(docker, 50), percentile(docker, 90)))
+            phases = self.phases[a - 1:b]
+            to_build = [p[0] for p in phases]
+            build = [p[1] for p in phases]
+            rest = [boot - p[0] - p[1] for boot, p in zip(window, phases)]
+            print('    p50 of: API create -> compute build start %.2f s '
+                  '(API, conductor, scheduler, placement, RPC); build '
+                  '%.2f s (of it the driver\'s spawn %.2f s); ACTIVE seen '
+                  'by the client %.2f s later' % (
+                      percentile(to_build, 50), percentile(build, 50),
+                      percentile(spawns, 50), percentile(rest, 50)))
+            claims = self.claims[a:b + 1]
+            listings = self.alloc_listings[a:b + 1]
+            print('    Nova\'s resource claim p50 %.2f s, of it listing '
+                  'the node\'s allocations (a placement request per '
+                  'instance) p50 %.2f s' % (percentile(claims, 50),
+                                           percentile(listings, 50)))
         print('  load average at the end: %.1f' % os.getloadavg()[0])
         names = list(next(iter(measured.values()))[0])
         print('\nDocker API requests of one run of each periodic task '
@@ -316,7 +481,12 @@ def main():
                         help='instances to boot (default 200)')
     parser.add_argument('--ports', type=int, choices=(0, 1), default=1,
                         help='Neutron ports per instance (default 1)')
+    parser.add_argument('--profile', action='store_true',
+                        help='CPU profile of the first and last boots '
+                        '(pip install yappi)')
     parser.parse_args(namespace=ARGS)
+    if ARGS.profile and importlib.util.find_spec('yappi') is None:
+        parser.error('--profile needs yappi: pip install yappi')
     result = unittest.TextTestResult(sys.stderr, True, 1)
     ScaleBenchmark('test_scale').run(result)
     for _case, trace in result.errors + result.failures:
