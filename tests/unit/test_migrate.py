@@ -254,6 +254,7 @@ class DriverMigrateTest(testtools.TestCase):
     def arrive(self, power_on=True, build_error=None):
         self.store = mock.create_autospec(images.ImageStore, instance=True)
         self.store.ensure_image.return_value = 'sha256:moved'
+        self.store.loaded = True   # the transfer image is new here
         self.useFixture(fixtures.MockPatchObject(
             docker_driver.DockerDriver, '_images',
             new_callable=mock.PropertyMock, return_value=self.store))

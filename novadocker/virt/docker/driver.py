@@ -428,30 +428,52 @@ class DockerDriver(driver.ComputeDriver):
                admin_password, network_info, power_on) -> None:
         # Reject bad input before anything is created on the host.
         images.check_image_acceptable(image_meta)
+
+        def configure(guest: guest_mod.Guest) -> None:
+            guest.check_command()
+            guest.inject_keys()
+            guest.inject_files(injected_files)
+
+        self._create(context, instance, image_meta, network_info or [],
+                     power_on, 'Spawn', workload_meta=image_meta,
+                     configure=configure, injected_files=injected_files,
+                     admin_password=admin_password)
+        LOG.info('Instance spawned as container %s',
+                 guest_mod.container_name(instance), instance=instance)
+
+    def _create(self, context, instance, image_meta, network_info,
+                power_on: bool, action: str, *, workload_meta, configure=None,
+                injected_files=None, admin_password=None) -> None:
+        """What spawn and a migration's arrival share: the image loaded
+        and held, the config drive, the sandbox with its ports alongside
+        the workload (``workload_meta`` gives it the image's command
+        properties; ``configure`` finishes it before it starts), then
+        started, or stopped without carrier. On failure everything it made
+        is removed, and the image too if this call loaded it."""
         guest_mod.check_flavor(instance.flavor)
-        network_info = network_info or []
         self._vifs.validate(instance, network_info)
         guests = self._guests
         runtime = guests.check_runtime(instance)
         store = self._images
         held = False
         try:
-            # Held from here to the end of the spawn: a failed spawn of the
-            # same image never removes it under this one.
+            # Held to the end: a failed spawn of the same image never
+            # removes it under this one.
             docker_image = store.ensure_image(
                 context, image_meta, hold=True,
                 root_gb=instance.flavor.root_gb)
             held = True
-            configdrive.build(instance, injected_files, admin_password,
-                              network_info)
+            configdrive.build(instance, injected_files or [],
+                              admin_password, network_info)
 
             def make_workload(sandbox_id: str) -> guest_mod.Guest:
-                workload_id = guests.create_workload(
-                    instance, docker_image, image_meta, sandbox_id, runtime)
-                guest = guests.handle(instance, sandbox_id, workload_id)
-                guest.check_command()
-                guest.inject_keys()
-                guest.inject_files(injected_files)
+                guest = guests.handle(instance, sandbox_id,
+                                      guests.create_workload(
+                                          instance, docker_image,
+                                          workload_meta, sandbox_id,
+                                          runtime))
+                if configure is not None:
+                    configure(guest)
                 return guest
 
             guest = self._build(instance, network_info, power_on,
@@ -462,7 +484,7 @@ class DockerDriver(driver.ComputeDriver):
                 self._vifs.set_carrier(instance, network_info, up=False)
         except Exception:
             with excutils.save_and_reraise_exception():
-                LOG.warning('Spawn failed; removing what it created',
+                LOG.warning('%s failed; removing what it created', action,
                             instance=instance)
                 self._remove_instance(instance, network_info)
                 if held:
@@ -472,8 +494,6 @@ class DockerDriver(driver.ComputeDriver):
         finally:
             if held:
                 self._release_image(store, image_meta.id)
-        LOG.info('Instance spawned as container %s',
-                 guest_mod.container_name(instance), instance=instance)
 
     def _build(self, instance, network_info, power_on,
                make_workload: typing.Callable[[str], guest_mod.Guest]
@@ -940,50 +960,15 @@ class DockerDriver(driver.ComputeDriver):
     def _arrive(self, context, instance, image_id: str, network_info,
                 power_on: bool) -> None:
         """Build the migrated instance as spawn does, from the transfer
-        image: sandbox, the same ports, the workload with its files.
+        image: sandbox, the same ports, the workload with its files (no
+        image_meta: the commit keeps the command it ran).
 
         The loaded image keeps its Glance tag: the image cache ages it
         out once no container uses it, as any loaded image.
         """
-        guest_mod.check_flavor(instance.flavor)
-        self._vifs.validate(instance, network_info)
-        guests = self._guests
-        runtime = guests.check_runtime(instance)
-        store = self._images
-        transfer = migrate_mod.image_meta(image_id)
-        held = False
-        try:
-            docker_image = store.ensure_image(
-                context, transfer, hold=True,
-                root_gb=instance.flavor.root_gb)
-            held = True
-            configdrive.build(instance, [], None, network_info)
-
-            def make_workload(sandbox_id: str) -> guest_mod.Guest:
-                # No image_meta: the commit keeps the command it ran.
-                return guests.handle(instance, sandbox_id,
-                                     guests.create_workload(
-                                         instance, docker_image, None,
-                                         sandbox_id, runtime))
-
-            guest = self._build(instance, network_info, power_on,
-                                make_workload)
-            if power_on:
-                self._start_workload(guest)
-            else:
-                self._vifs.set_carrier(instance, network_info, up=False)
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                LOG.warning('Migration to this host failed; removing what '
-                            'it created', instance=instance)
-                self._remove_instance(instance, network_info)
-                if held:
-                    held = False
-                    self._release_image(store, image_id,
-                                        remove_if_unused=True)
-        finally:
-            if held:
-                self._release_image(store, image_id)
+        self._create(context, instance, migrate_mod.image_meta(image_id),
+                     network_info, power_on, 'Migration to this host',
+                     workload_meta=None)
         LOG.info('Instance migrated here as container %s',
                  guest_mod.container_name(instance), instance=instance)
 
