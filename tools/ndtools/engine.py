@@ -32,6 +32,16 @@ from ndtools import host
 MARK_MOUNT = 'engine-mount'
 
 
+def containerd_config(root: str, state: str, socket: str) -> str:
+    """A containerd of its own (root, state, socket), without the CRI
+    plugin: the host's containerd and its config are never touched."""
+    return ('version = 2\n'
+            'root = "%s"\n'
+            'state = "%s"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            '[grpc]\n  address = "%s"\n' % (root, state, socket))
+
+
 class Engine:
     """Start, stop and remove the all-in-one's engine."""
 
@@ -56,14 +66,9 @@ class Engine:
                 '--userland-proxy=false']
 
     def containerd_config(self) -> str:
-        return ('version = 2\n'
-                'root = "%s"\n'
-                'state = "%s"\n'
-                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                '[grpc]\n  address = "%s"\n' % (
-                    os.path.join(self.s.engine_root, 'containerd'),
-                    os.path.join(self.s.run, 'containerd'),
-                    self.containerd_socket))
+        return containerd_config(
+            os.path.join(self.s.engine_root, 'containerd'),
+            os.path.join(self.s.run, 'containerd'), self.containerd_socket)
 
     def ok(self) -> bool:
         return host.docker_ok(self.s.docker_socket)

@@ -99,6 +99,7 @@ import subprocess
 import typing
 
 from ndtools import aio_state
+from ndtools import engine
 from ndtools import host
 
 UNDERLAY_BRIDGE = 'aio-underlay'
@@ -355,14 +356,9 @@ class Node:
         return aio_state.sh('ip', '-n', self.netns, *args)
 
     def containerd_config(self) -> str:
-        return ('version = 2\n'
-                'root = "%s"\n'
-                'state = "%s"\n'
-                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                '[grpc]\n  address = "%s"\n' % (
-                    os.path.join(self.s.data, 'containerd'),
-                    os.path.join(self.s.run, 'containerd'),
-                    self.containerd_socket))
+        return engine.containerd_config(
+            os.path.join(self.s.data, 'containerd'),
+            os.path.join(self.s.run, 'containerd'), self.containerd_socket)
 
     def containerd_argv(self) -> typing.List[str]:
         return self.in_net_only('containerd', '--config',
