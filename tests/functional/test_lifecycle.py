@@ -334,6 +334,23 @@ class LifecycleTest(base.DriverTestCase):
         self.assertRaises(exception.InstanceNotFound, self.driver.get_info,
                           instance)
 
+    def test_cached_state_right_after_stop_and_start_is_not_stale(self):
+        """The power-state sync's get_info (use_cache) just after the
+        driver changed the instance: Docker 26 still lists a container as
+        running once docker stop has returned (and as exited once docker
+        start has), so a listing made then must not answer for it."""
+        instance = self.spawn()
+        seen = []
+        for _round in range(8):
+            self.driver._states.forget()   # every read below lists again
+            self.driver.power_off(instance, timeout=0)
+            seen.append(self.driver.get_info(instance).state)
+            self.driver._states.forget()
+            self.driver.power_on(self.context, instance, [])
+            seen.append(self.driver.get_info(instance).state)
+        self.assertEqual([power_state.SHUTDOWN, power_state.RUNNING] * 8,
+                         seen)
+
     def test_console_output_is_the_bounded_log_tail(self):
         self.conf.config(console_log_bytes=2048, group='docker')
         meta = self.add_image(properties={'os_command_line': (

@@ -378,10 +378,14 @@ class GetInfoTest(DriverTestBase):
 
     def setUp(self):
         super().setUp()
+        self.now = 1000.0
+        self.driver._states = guest.StateCache(clock=lambda: self.now)
         self.meta = self.add_image()
         self.instances = [self.spawn(self.meta) for _ in range(3)]
-        # Listings made now begin after the spawns' changes.
+        # Listings made now begin after the spawns' changes, and later
+        # than Docker's listing may lag behind them.
         self.driver._states.forget()
+        self.now += guest.REPLICA_LAG
         self.api = self.engine.api
         self.api.containers.reset_mock()
         self.api.inspect_container.reset_mock()

@@ -795,19 +795,49 @@ class StateCacheTest(testtools.TestCase):
         self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
 
     def test_no_marks_pile_up_while_nobody_asks(self):
-        """With the sync off, changes need no marks: the next listing
-        begins after them all."""
+        """With the sync off, changes need no marks once older than the
+        replica lag: the next listing begins after them all."""
+        spawned = []
         for _ in range(3):
-            self._spawned()
-        self.assertEqual({}, self.states._changed)
+            spawned.append(self._spawned())
+            self.now += guest.REPLICA_LAG
+        last = self._spawned()
+        self.assertEqual([last.uuid], list(self.states._changed))
+        self.now += guest.REPLICA_LAG
         instance = self._spawned()
+        self.assertEqual([instance.uuid], list(self.states._changed))
+        self.now += guest.REPLICA_LAG
         self._cached(instance)   # a listing: now marks count
         self.guests.get(instance).pause()
         self.assertEqual([instance.uuid], list(self.states._changed))
         self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
 
+    def test_listing_just_after_a_change_does_not_answer_for_it(self):
+        """Docker 26 lists a container as running just after docker stop
+        has returned: a listing begun within REPLICA_LAG of the change is
+        not trusted for that instance, a later one is."""
+        stopped, untouched = self._spawned(), self._spawned()
+        self.now += 11
+        self.guests.get(stopped).stop(0)
+        listed = self.guests.list_all()
+        workload = self.guests.get(stopped).workload_id
+        for row in listed:   # what the lagging replica answers
+            if row['Id'] == workload:
+                row['State'] = 'running'
+        self.now += guest.REPLICA_LAG / 2
+        self.assertIsNone(self.states.containers(stopped.uuid,
+                                                 lambda: listed))
+        self.assertEqual(power_state.SHUTDOWN, self._cached(stopped)[0])
+        self.assertEqual(power_state.RUNNING, self._cached(untouched)[0])
+        # A listing begun after the lag answers for it again.
+        self.now += 11
+        self._reset_calls()
+        self.assertEqual(power_state.SHUTDOWN, self._cached(stopped)[0])
+        self.assertEqual((1, 1), self._calls())
+
     def test_listing_slower_than_max_age_still_answers(self):
         instance = self._spawned()
+        self.now += guest.REPLICA_LAG   # the spawn is in any listing now
         real_list = self.guests.list_all
 
         def slow_list():
@@ -818,6 +848,7 @@ class StateCacheTest(testtools.TestCase):
                          sorted(c.role for c in listed))
         # Already too old for the next caller: it lists again.
         self.guests.get(instance).pause()
+        self.now += guest.REPLICA_LAG
         self._reset_calls()
         self.assertEqual(power_state.PAUSED, self._cached(instance)[0])
         self.assertEqual((1, 0), self._calls())

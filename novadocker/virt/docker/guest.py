@@ -284,6 +284,12 @@ class ContainerState(typing.NamedTuple):
 # can be while the event stream is down; Nova's sync runs every 10 minutes,
 # so each run lists once.
 LISTING_MAX_AGE = 15.0
+# Docker answers ``docker ps`` from a replica of its containers that it
+# updates after the operation itself has answered: on Docker 26 a listing
+# right after ``docker stop`` returned still said "running" 13 times in 40
+# (Docker 20.10: not seen). A listing begun this soon after a change does
+# not answer for the changed instance.
+REPLICA_LAG = 2.0
 
 
 class Listed(typing.NamedTuple):
@@ -301,8 +307,10 @@ class StateCache:
     a list and an inspect per instance. An instance whose containers
     changed since the listing began (``changed(uuid)``: the driver's own
     operations, the Docker events thread) is not answered from it, so the
-    caller reads it fresh. One per driver, shared by every ``Guests``;
-    thread-safe (the sync asks from a pool of threads).
+    caller reads it fresh; nor by a listing that began within REPLICA_LAG
+    seconds of the change (the listing may predate it). One per driver,
+    shared by every ``Guests``; thread-safe (the sync asks from a pool of
+    threads).
     """
 
     def __init__(self, max_age: float = LISTING_MAX_AGE,
@@ -315,10 +323,10 @@ class StateCache:
         self._by_uuid: typing.Dict[str, typing.List[Listed]] = {}
         self._listed_at: typing.Optional[float] = None
         self._generation = 0   # listings made
-        # Each change gets a number; an instance changed after a listing
-        # began stays out of it until the next one.
+        # Each change gets a number and a time; an instance changed after a
+        # listing began, or within REPLICA_LAG before, stays out of it.
         self._sequence = 0
-        self._changed: typing.Dict[str, int] = {}
+        self._changed: typing.Dict[str, typing.Tuple[int, float]] = {}
         self._relisting = False
         # Power state of exited containers, inspected once (only inspect
         # tells an OOM kill from a stop) until they change.
@@ -331,13 +339,15 @@ class StateCache:
             self._sequence += 1
             for listed in self._by_uuid.get(instance_uuid, ()):
                 self._exited.pop(listed.container_id, None)
-            if self._relisting or self._fresh_locked():
-                self._changed[instance_uuid] = self._sequence
-            else:
-                # The next listing begins after every change so far: no
-                # mark is needed, and none piles up while nobody asks
-                # (the sync turned off).
-                self._changed.clear()
+            now = self._clock()
+            self._changed[instance_uuid] = (self._sequence, now)
+            if not (self._relisting or self._fresh_locked()):
+                # The next listing begins after every change so far: only
+                # the marks of changes within REPLICA_LAG matter, and none
+                # piles up while nobody asks (the sync turned off).
+                self._changed = {
+                    uuid: mark for uuid, mark in self._changed.items()
+                    if now - mark[1] < REPLICA_LAG}
 
     def forget(self) -> None:
         """Drop the listing (events may have been lost): list again."""
@@ -387,7 +397,8 @@ class StateCache:
         with self._lock:
             # Not if it changed meanwhile (it may have run and exited
             # again), nor into a newer listing.
-            if self._changed.get(instance_uuid, 0) <= sequence and \
+            mark = self._changed.get(instance_uuid)
+            if (mark is None or mark[0] <= sequence) and \
                     self._generation == generation:
                 self._exited[container_id] = state
         return state
@@ -423,8 +434,9 @@ class StateCache:
         self._by_uuid = by_uuid
         self._listed_at = started
         self._generation += 1
-        self._changed = {uuid: number for uuid, number
-                         in self._changed.items() if number > began}
+        self._changed = {uuid: mark for uuid, mark in self._changed.items()
+                         if mark[0] > began
+                         or mark[1] > started - REPLICA_LAG}
         self._exited = {cid: state for cid, state
                         in self._exited.items() if cid in exited}
 
