@@ -17,6 +17,7 @@ touched."""
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from unittest import mock
@@ -181,3 +182,50 @@ class PidAliveTest(testtools.TestCase):
 
     def test_no_pid(self):
         self.assertFalse(host.pid_alive(None))
+
+
+class LeftoversOfAKilledRunTest(testtools.TestCase):
+    """A run killed without its down leaves socket and PID files: they
+    must not pass for live daemons (CI failed once on a containerd socket
+    file a killed run had left: dockerd waited on it for a minute)."""
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.path = os.path.join(self.dir, 'daemon.sock')
+
+    def listening(self):
+        server = socket.socket(socket.AF_UNIX)
+        self.addCleanup(server.close)
+        server.bind(self.path)
+        server.listen(1)
+        return server
+
+    def test_a_listening_socket_answers_and_stays(self):
+        self.listening()
+        self.assertTrue(host.unix_socket_answers(self.path))
+        self.assertFalse(host.remove_stale_socket(self.path))
+        self.assertTrue(os.path.exists(self.path))
+
+    def test_a_dead_daemons_socket_is_removed(self):
+        self.listening().close()     # the file stays, nobody listens
+        self.assertTrue(os.path.exists(self.path))
+        self.assertFalse(host.unix_socket_answers(self.path))
+        self.assertTrue(host.remove_stale_socket(self.path))
+        self.assertFalse(os.path.lexists(self.path))
+
+    def test_no_socket(self):
+        self.assertFalse(host.unix_socket_answers(self.path))
+        self.assertFalse(host.remove_stale_socket(self.path))
+
+    def test_process_identity_is_per_process_and_stable(self):
+        first = subprocess.Popen(['sleep', '30'])
+        self.addCleanup(first.wait)
+        self.addCleanup(first.kill)
+        identity = host.process_identity(first.pid)
+        self.assertIsNotNone(identity)
+        self.assertEqual(identity, host.process_identity(first.pid))
+        self.assertNotEqual(identity, host.process_identity(os.getpid()))
+        first.kill()
+        first.wait()
+        self.assertIsNone(host.process_identity(first.pid))

@@ -246,16 +246,23 @@ class State:
             f.write(''.join(m + '\n' for m in keep))
 
     def pid(self, name: str) -> typing.Optional[int]:
+        """The PID this tool started as ``name``; None when that process
+        is gone, even if the PID now names another process (a run that
+        was killed leaves its PID files behind)."""
         try:
             with open(os.path.join(self.s.run, name + '.pid')) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
+                fields = f.read().split()
+            pid = int(fields[0])
+        except (OSError, ValueError, IndexError):
             return None
+        if len(fields) > 1 and host.process_identity(pid) != fields[1]:
+            return None
+        return pid
 
     def write_pid(self, name: str, pid: int) -> None:
         os.makedirs(self.s.run, exist_ok=True)
         with open(os.path.join(self.s.run, name + '.pid'), 'w') as f:
-            f.write('%d\n' % pid)
+            f.write('%d %s\n' % (pid, host.process_identity(pid) or '-'))
 
     def any_running(self) -> bool:
         return any(host.pid_alive(self.pid(s)) for s in SERVICES)
@@ -264,11 +271,48 @@ class State:
 
     def start_svc(self, name: str, *argv: str) -> int:
         """A background service in its own session, PID in RUN/NAME.pid."""
-        pid = host.start_detached(argv, os.path.join(self.s.logs,
-                                                     name + '.out'))
+        pid = host.start_detached(argv, self.output_path(name))
         self.write_pid(name, pid)
         self.mark('svc:' + name)
         return pid
+
+    def wait_ready(self, name: str, check: typing.Callable[[], bool],
+                   seconds: float) -> None:
+        """Wait until service ``name`` answers (``check``). Fails at once
+        when it exits, and with the last lines of its output either way:
+        CI keeps only the tail of what is printed."""
+        pid = self.pid(name)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            if not host.pid_alive(pid):
+                problem = 'exited'
+            elif time.monotonic() >= deadline:
+                problem = 'did not answer within %d s' % seconds
+            else:
+                time.sleep(0.5)
+                continue
+            raise StepFailed('%s %s; the end of %s:\n%s' % (
+                name, problem, self.output_path(name),
+                self.output_tail(name)))
+
+    def output_path(self, name: str) -> str:
+        return os.path.join(self.s.logs, name + '.out')
+
+    def output_tail(self, name: str, lines: int = 8) -> str:
+        try:
+            with open(self.output_path(name), 'rb') as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 8192))
+                text = f.read().decode('utf-8', 'replace')
+        except OSError:
+            return '    (no output)'
+        return '\n'.join('    ' + line
+                         for line in text.splitlines()[-lines:])
 
     def uwsgi_svc(self, name: str, port: int, module: str,
                   *envs: str, venv: typing.Optional[str] = None,
@@ -291,9 +335,7 @@ class State:
     def stop_pid(self, name: str) -> None:
         """TERM the process group, then KILL after 20 s."""
         pid = self.pid(name)
-        if pid is None:
-            return
-        if host.pid_alive(pid):
+        if pid is not None and host.pid_alive(pid):
             signal_group_or_pid(pid, signal.SIGTERM)
 
             def gone() -> bool:

@@ -42,6 +42,13 @@ def containerd_config(root: str, state: str, socket: str) -> str:
             '[grpc]\n  address = "%s"\n' % (root, state, socket))
 
 
+def remove_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class Engine:
     """Start, stop and remove the all-in-one's engine."""
 
@@ -104,16 +111,21 @@ class Engine:
         # Its own daemon.json: the host's (devstack's) must not apply.
         with open(os.path.join(self.s.run, 'daemon.json'), 'w') as handle:
             json.dump({}, handle)
-        if not os.path.exists(self.containerd_socket):
+        # A killed run leaves its sockets and pid file: dockerd would wait
+        # on a dead containerd, or refuse a recycled PID in its pid file.
+        if not host.unix_socket_answers(self.containerd_socket):
+            self.state.stop_pid('containerd')
+            host.remove_stale_socket(self.containerd_socket)
+            host.remove_stale_socket(self.containerd_socket + '.ttrpc')
             self.state.start_svc('containerd', 'containerd', '--config',
                                  config)
-            if not host.wait_for(
-                    lambda: os.path.exists(self.containerd_socket), 60):
-                raise aio_state.StepFailed('containerd did not start')
+            self.state.wait_ready(
+                'containerd',
+                lambda: host.unix_socket_answers(self.containerd_socket), 60)
+        self.state.stop_pid('dockerd')
+        remove_file(os.path.join(self.s.run, 'dockerd-engine.pid'))
         self.state.start_svc('dockerd', *self.argv())
-        if not host.wait_for(self.ok, 60):
-            raise aio_state.StepFailed('dockerd did not answer on %s'
-                                       % self.s.docker_socket)
+        self.state.wait_ready('dockerd', self.ok, 90)
         print('dockerd (btrfs data root %s, %d GB sparse file %s) on %s'
               % (self.s.engine_root, self.s.engine_gb, self.s.engine_file,
                  self.s.docker_host), flush=True)

@@ -132,6 +132,43 @@ def prepare_lxcfs_dir(lxcfs_dir: str = LXCFS_DIR) -> None:
     os.makedirs(lxcfs_dir, exist_ok=True)
 
 
+def unix_socket_answers(path: str) -> bool:
+    """Something accepts connections on the unix socket ``path``. A killed
+    daemon leaves its socket file behind, and connections to it are
+    refused: the file alone says nothing."""
+    try:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(2)
+            conn.connect(path)
+            return True
+    except OSError:
+        return False
+
+
+def remove_stale_socket(path: str) -> bool:
+    """Remove the socket file ``path`` when nothing answers on it (a
+    killed run's); True when it was removed."""
+    if os.path.lexists(path) and not unix_socket_answers(path):
+        os.unlink(path)
+        return True
+    return False
+
+
+def process_identity(pid: int) -> typing.Optional[str]:
+    """Boot id and start time of process ``pid``, None when there is no
+    such process. A PID recorded by a killed run may since name another
+    process: its identity differs."""
+    try:
+        with open('/proc/%d/stat' % pid) as stat:
+            # Field 22 (starttime); the fields after the command's ')'
+            # start at field 3.
+            start = stat.read().rsplit(')', 1)[1].split()[19]
+        with open('/proc/sys/kernel/random/boot_id') as boot:
+            return '%s:%s' % (boot.read().strip(), start)
+    except (OSError, IndexError):
+        return None
+
+
 def start_detached(argv: typing.Sequence[str], log_path: str,
                    env: typing.Optional[dict] = None) -> int:
     """A background process in its own session (so its process group can

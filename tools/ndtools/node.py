@@ -483,15 +483,20 @@ class Node:
         # Its own daemon.json: the host's must not apply.
         with open(os.path.join(run, 'daemon.json'), 'w') as f:
             json.dump({}, f)
-        if not host.pid_alive(self.state.pid('containerd')):
-            if os.path.exists(self.containerd_socket):
-                os.unlink(self.containerd_socket)   # a dead one's
+        # A killed run leaves its sockets and pid file behind.
+        if not host.unix_socket_answers(self.containerd_socket):
+            self.state.stop_pid('containerd')
+            host.remove_stale_socket(self.containerd_socket)
+            host.remove_stale_socket(self.containerd_socket + '.ttrpc')
             self.state.start_svc('containerd', *self.containerd_argv())
-            self.wait('containerd', lambda: os.path.exists(
-                self.containerd_socket))
+            self.state.wait_ready(
+                'containerd',
+                lambda: host.unix_socket_answers(self.containerd_socket), 120)
+        self.state.stop_pid('dockerd')
+        engine.remove_file(os.path.join(run, 'docker.pid'))
         self.state.start_svc('dockerd', *self.dockerd_argv())
-        self.wait('dockerd on %s' % self.docker_socket,
-                  lambda: host.docker_ok(self.docker_socket))
+        self.state.wait_ready('dockerd', lambda: host.docker_ok(
+            self.docker_socket), 120)
 
     def wait(self, what: str, check: typing.Callable[[], bool],
              seconds: float = 120) -> None:
