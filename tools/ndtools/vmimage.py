@@ -78,24 +78,30 @@ is the one builder of the *container* images, part of the driver's package
 all-in-one's KVM node and tests only, and building it is a host operation
 (apt-get download, dpkg-deb) like the rest of ndtools; it runs on Debian's
 python3 before any venv exists, standard library only. The same command
-style, though: one entry point with ``--busybox`` and an output, and
-busybox-static is the same binary (``/bin/busybox``).
+style, though: one ``python -m`` entry point, the same ``--busybox``
+option and binary (busybox-static's ``/bin/busybox``), the result's
+place as an option (``--cache``: a VM image is three files, not a
+stream).
 
 Cache (:func:`build_cached`): ``DIR/<key>/`` where the key hashes the
 kernel package and version the metapackage pins (known from one
-``apt-cache show``, before downloading), the busybox binary and this file; a build happens once per key, under a lock, so
-parallel test workers share it. The .deb goes after the build.
+``apt-cache show``, before downloading), the busybox binary and this
+file; a build happens once per key, under a lock, so parallel test
+workers share it. The .deb goes after the build; the newest three builds
+stay.
 
-Figures (this machine, nested KVM, 2 vCPUs; tests/tools/test_vmimage.py
-prints them each run):
+Figures (this machine: 2 vCPUs, load ~7 from parallel work;
+tests/tools/test_vmimage.py prints them each run):
 
-* build: ~25 s cold (70 MB .deb at ~50 MB/s, dpkg-deb -x of its 400 MB
-  ~13 s, modules, cpio, gzip), ~0.3 s cached (two apt-cache look-ups);
-* kernel 8.2 MB, initramfs ~1.3 MB (busybox 1.9 MB and 0.5 MB of modules
-  before gzip), disk 1 MiB;
-* boot under KVM, ``-m 128``: QEMU start to ``vm-tiny: up`` ~1.2 s, to the
-  DHCP lease ~1.5 s; QEMU's RSS ~90 MiB (of which guest RAM touched);
-* TCG (no /dev/kvm): several times slower to the marker.
+* build: ~30 s cold (the 70 MB .deb in 2-7 s, ``dpkg-deb -x`` of its
+  400 MB 13-18 s, the rest modules, cpio and gzip), ~3 s cached (one
+  ``apt-cache show``);
+* kernel 7.9 MiB, initramfs 1.1 MiB (busybox 1.9 MB and 0.4 MB of
+  modules before gzip), disk 1 MiB;
+* this machine's /dev/kvm is PVM (see :func:`accelerator`), so the boot
+  runs under TCG: QEMU start to ``vm-tiny: up`` 23.5 s, to the DHCP lease
+  26.6 s, QEMU's RSS 209 MiB with ``-m 128`` (TCG's translation cache
+  included). KVM figures need a host with VMX/SVM KVM.
 """
 
 import argparse
