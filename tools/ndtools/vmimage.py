@@ -555,8 +555,13 @@ def build_cached(cache_dir: str = DEFAULT_CACHE, busybox: str = BUSYBOX,
         if cached:
             with open(manifest_path) as f:
                 manifest = json.load(f)
+            os.utime(image_dir)     # in use: the newest for prune()
         else:
             log('building %s from %s %s' % (NAME, package, version))
+            # A killed build's unpacked package (400 MB): nobody else
+            # builds while we hold the lock.
+            for tree in glob.glob(os.path.join(cache_dir, 'vmimage-*')):
+                shutil.rmtree(tree, ignore_errors=True)
             shutil.rmtree(image_dir, ignore_errors=True)
             partial = image_dir + '.partial'
             shutil.rmtree(partial, ignore_errors=True)
@@ -587,7 +592,8 @@ def prune(cache_dir: str, keep: str, count: int = KEEP) -> None:
     """All but the ``count`` newest image dirs (``keep`` always stays)."""
     dirs = sorted((path for path in glob.glob(os.path.join(cache_dir, '*'))
                    if os.path.isdir(path) and path != keep
-                   and not path.endswith(('/debs', '.partial'))),
+                   and not path.endswith(('/debs', '.partial'))
+                   and not os.path.basename(path).startswith('vmimage-')),
                   key=os.path.getmtime, reverse=True)
     for path in dirs[count - 1:]:
         shutil.rmtree(path, ignore_errors=True)
