@@ -17,6 +17,11 @@ tarball on stdout (or in ``--output``), for ``docker import``.
 
 ``--ssh`` adds an SSH server (Debian's dropbear-bin) for images that are
 logged in to: ``CMD ["/usr/sbin/dropbear", "-F", "-E", "-R", "-g"]``.
+
+Container images only. The KVM node's VM image (a kernel and a busybox
+initramfs) comes from ``PYTHONPATH=tools python3 -m ndtools.vmimage``,
+a host tool beside the all-in-one's (tools/ndtools/vmimage.py says why
+not here).
 """
 
 import argparse

@@ -68,6 +68,23 @@ class MissingPackagesTest(testtools.TestCase):
         present.return_value = False
         self.assertFalse(wanted['crun']())
         present.assert_called_with('crun')
+        self.assertFalse(wanted['qemu-system-x86']())
+        present.assert_called_with('qemu-system-x86_64')
+
+    def test_qemu_without_its_recommends(self):
+        # qemu-system-x86 recommends a GTK display and more: not wanted.
+        self.useFixture(fixtures.MockPatchObject(
+            host, 'missing_packages', return_value=[
+                'crun', 'qemu-system-x86', 'lxcfs']))
+        apt = mock.create_autospec(host.apt_install, return_value=True)
+        self.useFixture(fixtures.MockPatchObject(host, 'apt_install', apt))
+        run = runtests.TestRun('host', None)
+        run.log_dir = self.useFixture(fixtures.TempDir()).path
+        run.install_packages()
+        self.assertEqual([
+            mock.call(['crun', 'lxcfs'], output=mock.ANY, recommends=True),
+            mock.call(['qemu-system-x86'], output=mock.ANY,
+                      recommends=False)], apt.call_args_list)
 
 
 class DockerdArgvTest(testtools.TestCase):

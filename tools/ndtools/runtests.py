@@ -12,7 +12,7 @@
 """tools/run-tests: the one test command.
 
 As root on Debian 12 it installs what is missing (Docker, Open vSwitch,
-busybox-static, LXCFS, a venv with this package), starts dockerd, OVS and
+busybox-static, LXCFS, QEMU, a venv with this package), starts dockerd, OVS and
 lxcfs if they are not running, runs unit, functional (real Docker and OVS)
 and Nova integration tests, and ends with "N passed, N failed, N skipped".
 
@@ -96,7 +96,15 @@ def wanted_packages() -> typing.List[typing.Tuple[str, typing.Callable]]:
         # Workloads see their flavor's RAM, vCPUs and uptime in /proc.
         ('lxcfs', command('lxcfs')),
         ('python3-venv', python_venv),
+        # The VM image's boot test (ndtools.vmimage): QEMU from Debian.
+        ('qemu-system-x86', command('qemu-system-x86_64')),
     ]
+
+
+#: Installed without their Recommends: qemu-system-x86's pull in a GTK
+#: display (qemu-system-gui), firmware and block drivers the tests never
+#: use (hundreds of MB).
+WITHOUT_RECOMMENDS = ('qemu-system-x86',)
 
 
 class TestRun:
@@ -125,9 +133,13 @@ class TestRun:
             return
         say('installing %s' % ' '.join(missing))
         with self.log('apt.log', 'w') as log:
-            if not host.apt_install(missing, output=log):
-                raise Failure('apt-get install failed: see %s/apt.log'
-                              % self.log_dir)
+            for recommends in (True, False):
+                batch = [package for package in missing if recommends
+                         != (package in WITHOUT_RECOMMENDS)]
+                if batch and not host.apt_install(batch, output=log,
+                                                  recommends=recommends):
+                    raise Failure('apt-get install failed: see %s/apt.log'
+                                  % self.log_dir)
 
     def start_daemon(self, name: str, desc: str,
                      ok: typing.Callable[[], bool], argv: typing.List[str],
