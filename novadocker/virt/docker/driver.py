@@ -20,6 +20,8 @@ namespace) and ``hostinfo`` (what the host offers).
 
 import collections
 import contextlib
+import os
+import tempfile
 import threading
 import typing
 
@@ -64,6 +66,30 @@ def shutdown_timeout(instance) -> int:
         default=CONF.shutdown_timeout)
 
 
+# What nova-compute's _destroy_evacuated_instances looks for.
+EVACUATION_PENDING = ('accepted', 'pre-migrating', 'done')
+
+
+def evacuated_from(context, host: str) -> typing.List[str]:
+    """UUIDs of the (not deleted) instances evacuated away from ``host``
+    whose clean-up on ``host`` is still to come: nova-compute's init_host
+    destroys them and marks the evacuation completed."""
+    from nova import objects
+    from nova.objects import fields
+    found = objects.MigrationList.get_by_filters(context, {
+        'source_compute': host,
+        'status': list(EVACUATION_PENDING),
+        'migration_type': fields.MigrationType.EVACUATION})
+    uuids = sorted({migration.instance_uuid for migration in found})
+    if not uuids:
+        return []
+    # A deleted instance's evacuation is never marked completed: its
+    # containers are the reaper's.
+    alive = objects.InstanceList.get_by_filters(
+        context, {'uuid': uuids, 'deleted': False}, expected_attrs=[])
+    return [instance.uuid for instance in alive]
+
+
 def _moved_to_another_host(migration) -> bool:
     """A cross-host migration or resize (None: a same-host caller)."""
     return (migration is not None and
@@ -79,11 +105,14 @@ class DockerDriver(driver.ComputeDriver):
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
         supports_attach_interface=True,
+        # Rebuilt from the image on another host (Nova's default rebuild
+        # calls spawn there); the source cleans up at its next start.
+        supports_evacuate=True,
         supports_image_type_raw=True,
         # supports_stateless_firmware is not in the base dict but in
         # CAPABILITY_TRAITS_MAP: listed so a stale trait would be removed.
         **dict.fromkeys((
-            'supports_evacuate', 'supports_migrate_to_same_host',
+            'supports_migrate_to_same_host',
             'supports_device_tagging', 'supports_tagged_attach_interface',
             'supports_tagged_attach_volume', 'supports_extend_volume',
             'supports_multiattach', 'supports_trusted_certs',
@@ -257,13 +286,24 @@ class DockerDriver(driver.ComputeDriver):
             self._claim_for_reaping, self._unplug_leftovers)
 
     def _nova_instance_uuids(self) -> typing.List[str]:
-        """UUIDs of the instances Nova has on this host (not deleted)."""
+        """UUIDs of the instances Nova has on this host (not deleted),
+        and of those evacuated away whose clean-up is Nova's.
+
+        An instance evacuated while this host was down has the other host
+        now; nova-compute's init_host destroys what is left of it here
+        (``destroy`` with its ports and config drive) right after the
+        driver's init_host, and marks the evacuation completed. Until then
+        the reaper leaves it alone, or it would remove the containers
+        first and Nova would no longer see the instance here.
+        """
         from nova import context as nova_context
         from nova import objects
-        found = objects.InstanceList.get_by_host(
-            nova_context.get_admin_context(), self._host or CONF.host,
-            expected_attrs=[])
-        return [instance.uuid for instance in found]
+        context = nova_context.get_admin_context()
+        host = self._host or CONF.host
+        found = objects.InstanceList.get_by_host(context, host,
+                                                 expected_attrs=[])
+        return ([instance.uuid for instance in found] +
+                evacuated_from(context, host))
 
     def reap(self, why: str) -> typing.Optional[reaper.Pass]:
         """One reaper pass: retry failed unplugs, then remove the
@@ -1029,6 +1069,35 @@ class DockerDriver(driver.ComputeDriver):
         if task_state == task_states.RESIZE_REVERTING:
             return
         resize_mod.remove_backup(self.api, instance)
+
+    # -- evacuate ----------------------------------------------------------
+
+    # Evacuate is Nova's default rebuild: spawn on the new host from the
+    # instance's image (instance_on_disk is False: a container's writable
+    # layer never sits on shared storage), with the same ports. When the
+    # old host starts again, nova-compute's init_host calls destroy for
+    # the containers still there; the two checks below tell it whether
+    # the instance's directory (the config drive) is shared with the new
+    # host, so it is removed only if it is the old host's own.
+
+    def check_instance_shared_storage_local(self, context, instance):
+        """A file in the instance's directory for the other host to look
+        for; None if there is no directory (nothing to remove)."""
+        path = os.path.join(CONF.instances_path, instance.uuid)
+        if not os.path.isdir(path):
+            return None
+        handle, name = tempfile.mkstemp(dir=path, prefix='.shared-check-')
+        os.close(handle)
+        return {'filename': name}
+
+    def check_instance_shared_storage_remote(self, context, data):
+        return os.path.exists(data['filename'])
+
+    def check_instance_shared_storage_cleanup(self, context, data):
+        try:
+            os.unlink(data['filename'])
+        except FileNotFoundError:
+            pass
 
     # -- live migration ----------------------------------------------------
 
