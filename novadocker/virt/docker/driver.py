@@ -121,6 +121,9 @@ class DockerDriver(driver.ComputeDriver):
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
+        # The engine's URL; None: [docker]api_url. (Tests running two
+        # compute services in one process give each its own engine.)
+        self.api_url = None
         self._api = None
         self._host = self._nodename = None
         # The per-process state of the driver's helpers lives on objects
@@ -138,7 +141,7 @@ class DockerDriver(driver.ComputeDriver):
         # The serial console listeners, each on its own API client without
         # a call timeout (a console may be idle for hours).
         self._consoles = console.SerialConsoles(
-            lambda: docker_client.connect(timeout=None))
+            lambda: self._connect(timeout=None))
         self._live_restore_warned = False
         self._events = None
         self._root_quota = False
@@ -164,8 +167,12 @@ class DockerDriver(driver.ComputeDriver):
     def api(self):
         """The Docker API client, opened on first use."""
         if self._api is None:
-            self._api = docker_client.connect()
+            self._api = self._connect()
         return self._api
+
+    def _connect(self, timeout: typing.Optional[float] = -1):
+        """A new API client (each listener has its own)."""
+        return docker_client.connect(timeout=timeout, url=self.api_url)
 
     @property
     def _guests(self) -> guest_mod.Guests:
@@ -207,13 +214,13 @@ class DockerDriver(driver.ComputeDriver):
             LOG.info('nova-docker: LXCFS at %s: instances see their flavor '
                      'in /proc', CONF.docker.lxcfs_path)
         self._events = events.EventListener(
-            lambda: docker_client.connect(timeout=None), host,
+            lambda: self._connect(timeout=None), host,
             self.emit_event, on_reconnect=self._engine_back,
             on_change=self._states.changed)
         self._events.start()
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
-                 self.api.api_version, CONF.docker.api_url)
+                 self.api.api_version, self.api_url or CONF.docker.api_url)
 
     def _engine_back(self) -> None:
         """The event stream is back: changes may have gone unseen."""
