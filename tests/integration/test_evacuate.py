@@ -34,7 +34,9 @@ keeps the config drive directory host1 uses.
 
 from tests.integration import base  # isort:skip  (imports nova first)
 
+import copy
 import os
+import random
 import time
 import uuid
 
@@ -43,17 +45,21 @@ from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from tests.fixtures import computes
 from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import network as net_fixtures
 
 WAIT = 240   # x 0.5 s, bounds waits only
 
 
-class EvacuateTest(base.IntegrationTestCase):
+class TwoHostsTestCase(base.IntegrationTestCase):
+    """host1 (``self.compute``) on the shared engine, host2
+    (``self.compute2``) on a private one (``self.engine2``)."""
 
     def setUp(self):
         super().setUp()
         self.host1 = self.compute_host
         self.host2 = 'ndint2-%s' % uuid.uuid4().hex[:10]
-        engine = self.useFixture(docker_fixtures.PrivateDockerd())
+        engine = self.engine2 = self.useFixture(
+            docker_fixtures.PrivateDockerd())
         self.docker2 = engine.api()
         self.useFixture(computes.PerHostEngines({self.host2: engine.url}))
         # Registered before host2's compute starts: checked after it
@@ -91,7 +97,14 @@ class EvacuateTest(base.IntegrationTestCase):
             time.sleep(0.5)
         self.fail('timed out waiting for %s' % what)
 
-    # -- the test ----------------------------------------------------------
+    def go_down(self, host: str, compute) -> None:
+        """The operator's part once a host is lost: its service forced
+        down (the evacuate API wants the source down)."""
+        compute.stop()
+        self.admin_api.put_service_force_down(self.service_id(host), True)
+
+
+class EvacuateTest(TwoHostsTestCase):
 
     def test_evacuate_then_the_old_host_cleans_up(self):
         image_id = self.upload_image()
@@ -110,9 +123,7 @@ class EvacuateTest(base.IntegrationTestCase):
         # host2 goes away: its nova-compute stops (its engine, as a host
         # cut off from the network, keeps running the containers), and
         # the operator forces the service down.
-        self.compute2.stop()
-        self.admin_api.put_service_force_down(self.service_id(self.host2),
-                                              True)
+        self.go_down(self.host2, self.compute2)
 
         # Nova 2.95+ leaves an evacuated server stopped: the spawn on
         # host1 is power_on=False, then a start.
@@ -193,3 +204,81 @@ class EvacuateTest(base.IntegrationTestCase):
         class Instance:
             uuid = server['id']
         return Instance
+
+
+class EvacuatePortsTest(TwoHostsTestCase):
+    """The evacuated server keeps its port (MAC, address) and answers on
+    it from host1.
+
+    host2 dies whole here: its nova-compute and its dockerd stop (the
+    containers stop with it, and their veths with their namespaces). It
+    never comes back in this test: on one kernel and one Open vSwitch, its
+    clean-up would unplug the devices host1 plugged for the same port (the
+    same names; real hosts each have their own). The test removes host2's
+    stopped containers itself; EvacuateTest covers host2's return.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.bridge = self.useFixture(net_fixtures.OVSBridge()).name
+        self.port_ids = []
+        self.useFixture(net_fixtures.NetworkLeakCheck(self.port_ids))
+        self.useFixture(net_fixtures.PrivsepInProcess())
+
+    def make_port(self, number: int) -> dict:
+        """A Neutron port on network_1 bound to the test bridge."""
+        template = self.neutron.port_1
+        port = copy.deepcopy(template)
+        port.update(
+            id=str(uuid.uuid4()), status='ACTIVE',
+            mac_address='fa:16:3e:%02x:%02x:%02x' % tuple(
+                random.randint(0, 255) for _ in range(3)),
+            fixed_ips=[{'ip_address': '192.168.1.%d' % number,
+                        'subnet_id': template['fixed_ips'][0]['subnet_id']}],
+            **{'binding:vif_details': {
+                'bridge_name': self.bridge, 'datapath_type': 'netdev',
+                'port_filter': False, 'ovs_hybrid_plug': False}})
+        self.neutron._ports[port['id']] = port
+        self.port_ids.append(port['id'])
+        return port
+
+    def test_ports_and_addresses_kept(self):
+        port, other = self.make_port(121), self.make_port(122)
+        devname = ('tap' + port['id'])[:14]
+        server = self.boot(networks=[{'port': port['id']}],
+                           availability_zone='nova:%s' % self.host2)
+        peer = self.boot(networks=[{'port': other['id']}],
+                         availability_zone='nova:%s' % self.host1)
+        self.assertIn(port['mac_address'], self.exec_on(
+            self.docker2, self.host2, server, 'ip', '-o', 'link', 'show',
+            'eth0').output)
+        addresses = server['addresses']
+
+        self.go_down(self.host2, self.compute2)
+        self.engine2.stop()
+        self.wait_for(lambda: not net_fixtures.link_exists(devname),
+                      'the veth to go with host2\'s containers')
+
+        server = self._evacuate_server(server, expected_host=self.host1,
+                                       expected_state='SHUTOFF')
+        server = self._start_server(server)
+        self.assertEqual(addresses, server['addresses'])
+        self.assertEqual(self.host1,
+                         self.neutron._ports[port['id']]['binding:host_id'])
+        self.assertIn(port['mac_address'], self.exec_in(
+            server, 'ip', '-o', 'link', 'show', 'eth0'))
+        self.assertIn('192.168.1.121/', self.exec_in(
+            server, 'ip', '-o', '-4', 'addr', 'show', 'eth0'))
+        self.assertEqual(self.bridge, net_fixtures.port_bridge(devname))
+        self.assertEqual(server['id'], net_fixtures.interface_external_ids(
+            devname)['vm-uuid'])
+        self.exec_in(peer, 'ping', '-c', '2', '-w', '10', '192.168.1.121')
+
+        for each in (server, peer):
+            self.api.delete_server(each['id'])
+            self._wait_until_deleted(each)
+        self.assertEqual([], net_fixtures.bridge_ports(self.bridge))
+        # host2's stopped containers: see the class docstring.
+        self.engine2.start()
+        for container in self.leaks2.containers():
+            self.docker2.remove_container(container['Id'], force=True)

@@ -23,7 +23,9 @@ import fixtures
 from nova import objects
 from nova.objects import fields
 from nova.virt import driver as nova_driver
+from nova.virt import fake as fake_virt
 
+from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import configdrive
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
@@ -55,6 +57,23 @@ class CapabilityTest(test_driver.DriverTestBase):
         self.driver._host = OTHER_HOST
         self.assertFalse(self.driver.instance_exists(instance))
         self.assertEqual([], self.driver.list_instance_uuids())
+
+
+class EngineURLTest(test_driver.DriverTestBase):
+    """A driver given an engine URL (two compute services in one test
+    process) opens every client there."""
+
+    def test_every_client_uses_it(self):
+        driver = docker_driver.DockerDriver(fake_virt.FakeVirtAPI())
+        driver.api_url = 'unix:///other.sock'
+        with mock.patch.object(docker_client, 'connect',
+                               autospec=True) as connect:
+            self.assertIs(connect.return_value, driver.api)
+            driver._consoles._connect()
+        self.assertEqual([
+            mock.call(timeout=-1, url='unix:///other.sock'),
+            mock.call(timeout=None, url='unix:///other.sock')],
+            connect.call_args_list)
 
 
 class SourceCleanupTest(test_driver.DriverTestBase):
