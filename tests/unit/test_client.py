@@ -215,6 +215,14 @@ class ConnectTest(testtools.TestCase):
             base_url='unix:///x.sock', version='auto', timeout=33, tls=None)
 
     @mock.patch.object(docker, 'APIClient', autospec=True)
+    def test_url_given_wins(self, api_class):
+        self.cfg.config(api_url='unix:///x.sock', group='docker')
+        client.connect(timeout=None, url='unix:///other.sock')
+        api_class.assert_called_once_with(
+            base_url='unix:///other.sock', version='auto', timeout=None,
+            tls=None)
+
+    @mock.patch.object(docker, 'APIClient', autospec=True)
     def test_tls(self, api_class):
         self.cfg.config(api_url='tcp://h:2376', tls_verify=True,
                         ca_file='/ca.pem', cert_file='/c.pem',

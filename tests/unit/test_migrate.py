@@ -347,4 +347,4 @@ class LiveMigrationTest(testtools.TestCase):
     def test_capabilities_unchanged(self):
         caps = docker_driver.DockerDriver.capabilities
         self.assertFalse(caps['supports_migrate_to_same_host'])
-        self.assertFalse(caps['supports_evacuate'])
+        self.assertTrue(caps['supports_evacuate'])

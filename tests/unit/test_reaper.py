@@ -262,7 +262,9 @@ class DriverOwnsTheThreadTest(testtools.TestCase):
         driver = docker_driver.DockerDriver(mock.sentinel.virtapi)
         driver._host = 'h1'
         with mock.patch('nova.objects.InstanceList.get_by_host',
-                        autospec=True) as get_by_host:
+                        autospec=True) as get_by_host, \
+                mock.patch('nova.objects.MigrationList.get_by_filters',
+                           autospec=True, return_value=[]):
             get_by_host.return_value = [mock.Mock(uuid='u1')]
             self.assertEqual(['u1'], driver.nova_instance_uuids())
         self.assertEqual('h1', get_by_host.call_args.args[1])

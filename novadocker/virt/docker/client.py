@@ -94,8 +94,9 @@ _NO_SUCH_IMAGE = re.compile(r'no such image:?\s*(\S*)', re.IGNORECASE)
 _NO_SUCH_CONTAINER = re.compile(r'no such container', re.IGNORECASE)
 
 
-def connect(timeout: typing.Optional[float] = -1) -> docker.APIClient:
-    """Open an API client to the configured engine.
+def connect(timeout: typing.Optional[float] = -1,
+            url: typing.Optional[str] = None) -> docker.APIClient:
+    """Open an API client to the configured engine (or ``url``).
 
     The API version is negotiated (``api_version = auto``): the SDK asks the
     engine for its version once, so one client works with engines that no
@@ -114,7 +115,7 @@ def connect(timeout: typing.Optional[float] = -1) -> docker.APIClient:
                                    ca_cert=CONF.docker.ca_file,
                                    verify=CONF.docker.tls_verify)
     with translate_errors('connect'):
-        return docker.APIClient(base_url=CONF.docker.api_url,
+        return docker.APIClient(base_url=url or CONF.docker.api_url,
                                 version=CONF.docker.api_version,
                                 timeout=(CONF.docker.api_timeout
                                          if timeout == -1 else timeout),

@@ -20,6 +20,8 @@ namespace) and ``hostinfo`` (what the host offers).
 
 import collections
 import contextlib
+import os
+import tempfile
 import threading
 import typing
 
@@ -64,6 +66,30 @@ def shutdown_timeout(instance) -> int:
         default=CONF.shutdown_timeout)
 
 
+# What nova-compute's _destroy_evacuated_instances looks for.
+EVACUATION_PENDING = ('accepted', 'pre-migrating', 'done')
+
+
+def evacuated_from(context, host: str) -> typing.List[str]:
+    """UUIDs of the (not deleted) instances evacuated away from ``host``
+    whose clean-up on ``host`` is still to come: nova-compute's init_host
+    destroys them and marks the evacuation completed."""
+    from nova import objects
+    from nova.objects import fields
+    found = objects.MigrationList.get_by_filters(context, {
+        'source_compute': host,
+        'status': list(EVACUATION_PENDING),
+        'migration_type': fields.MigrationType.EVACUATION})
+    uuids = sorted({migration.instance_uuid for migration in found})
+    if not uuids:
+        return []
+    # A deleted instance's evacuation is never marked completed: its
+    # containers are the reaper's.
+    alive = objects.InstanceList.get_by_filters(
+        context, {'uuid': uuids, 'deleted': False}, expected_attrs=[])
+    return [instance.uuid for instance in alive]
+
+
 def _moved_to_another_host(migration) -> bool:
     """A cross-host migration or resize (None: a same-host caller)."""
     return (migration is not None and
@@ -79,11 +105,14 @@ class DockerDriver(driver.ComputeDriver):
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
         supports_attach_interface=True,
+        # Rebuilt from the image on another host (Nova's default rebuild
+        # calls spawn there); the source cleans up at its next start.
+        supports_evacuate=True,
         supports_image_type_raw=True,
         # supports_stateless_firmware is not in the base dict but in
         # CAPABILITY_TRAITS_MAP: listed so a stale trait would be removed.
         **dict.fromkeys((
-            'supports_evacuate', 'supports_migrate_to_same_host',
+            'supports_migrate_to_same_host',
             'supports_device_tagging', 'supports_tagged_attach_interface',
             'supports_tagged_attach_volume', 'supports_extend_volume',
             'supports_multiattach', 'supports_trusted_certs',
@@ -92,6 +121,9 @@ class DockerDriver(driver.ComputeDriver):
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
+        # The engine's URL; None: [docker]api_url. (Tests running two
+        # compute services in one process give each its own engine.)
+        self.api_url = None
         self._api = None
         self._host = self._nodename = None
         # The per-process state of the driver's helpers lives on objects
@@ -109,7 +141,7 @@ class DockerDriver(driver.ComputeDriver):
         # The serial console listeners, each on its own API client without
         # a call timeout (a console may be idle for hours).
         self._consoles = console.SerialConsoles(
-            lambda: docker_client.connect(timeout=None))
+            lambda: self._connect(timeout=None))
         self._live_restore_warned = False
         self._events = None
         self._root_quota = False
@@ -135,8 +167,12 @@ class DockerDriver(driver.ComputeDriver):
     def api(self):
         """The Docker API client, opened on first use."""
         if self._api is None:
-            self._api = docker_client.connect()
+            self._api = self._connect()
         return self._api
+
+    def _connect(self, timeout: typing.Optional[float] = -1):
+        """A new API client (each listener has its own)."""
+        return docker_client.connect(timeout=timeout, url=self.api_url)
 
     @property
     def _guests(self) -> guest_mod.Guests:
@@ -178,13 +214,13 @@ class DockerDriver(driver.ComputeDriver):
             LOG.info('nova-docker: LXCFS at %s: instances see their flavor '
                      'in /proc', CONF.docker.lxcfs_path)
         self._events = events.EventListener(
-            lambda: docker_client.connect(timeout=None), host,
+            lambda: self._connect(timeout=None), host,
             self.emit_event, on_reconnect=self._engine_back,
             on_change=self._states.changed)
         self._events.start()
         LOG.info('nova-docker: Docker %s (API %s) at %s',
                  hostinfo.read_host(self.api).docker_version,
-                 self.api.api_version, CONF.docker.api_url)
+                 self.api.api_version, self.api_url or CONF.docker.api_url)
 
     def _engine_back(self) -> None:
         """The event stream is back: changes may have gone unseen."""
@@ -257,13 +293,24 @@ class DockerDriver(driver.ComputeDriver):
             self._claim_for_reaping, self._unplug_leftovers)
 
     def _nova_instance_uuids(self) -> typing.List[str]:
-        """UUIDs of the instances Nova has on this host (not deleted)."""
+        """UUIDs of the instances Nova has on this host (not deleted),
+        and of those evacuated away whose clean-up is Nova's.
+
+        An instance evacuated while this host was down has the other host
+        now; nova-compute's init_host destroys what is left of it here
+        (``destroy`` with its ports and config drive) right after the
+        driver's init_host, and marks the evacuation completed. Until then
+        the reaper leaves it alone, or it would remove the containers
+        first and Nova would no longer see the instance here.
+        """
         from nova import context as nova_context
         from nova import objects
-        found = objects.InstanceList.get_by_host(
-            nova_context.get_admin_context(), self._host or CONF.host,
-            expected_attrs=[])
-        return [instance.uuid for instance in found]
+        context = nova_context.get_admin_context()
+        host = self._host or CONF.host
+        found = objects.InstanceList.get_by_host(context, host,
+                                                 expected_attrs=[])
+        return ([instance.uuid for instance in found] +
+                evacuated_from(context, host))
 
     def reap(self, why: str) -> typing.Optional[reaper.Pass]:
         """One reaper pass: retry failed unplugs, then remove the
@@ -1029,6 +1076,35 @@ class DockerDriver(driver.ComputeDriver):
         if task_state == task_states.RESIZE_REVERTING:
             return
         resize_mod.remove_backup(self.api, instance)
+
+    # -- evacuate ----------------------------------------------------------
+
+    # Evacuate is Nova's default rebuild: spawn on the new host from the
+    # instance's image (instance_on_disk is False: a container's writable
+    # layer never sits on shared storage), with the same ports. When the
+    # old host starts again, nova-compute's init_host calls destroy for
+    # the containers still there; the two checks below tell it whether
+    # the instance's directory (the config drive) is shared with the new
+    # host, so it is removed only if it is the old host's own.
+
+    def check_instance_shared_storage_local(self, context, instance):
+        """A file in the instance's directory for the other host to look
+        for; None if there is no directory (nothing to remove)."""
+        path = os.path.join(CONF.instances_path, instance.uuid)
+        if not os.path.isdir(path):
+            return None
+        handle, name = tempfile.mkstemp(dir=path, prefix='.shared-check-')
+        os.close(handle)
+        return {'filename': name}
+
+    def check_instance_shared_storage_remote(self, context, data):
+        return os.path.exists(data['filename'])
+
+    def check_instance_shared_storage_cleanup(self, context, data):
+        try:
+            os.unlink(data['filename'])
+        except FileNotFoundError:
+            pass
 
     # -- live migration ----------------------------------------------------
 
