@@ -135,8 +135,12 @@ class MultinodeScenarioTest(base.ScenarioTestCase):
     def test_node_engine_is_the_nodes_own(self):
         """Node 2's engine answers on its own socket and is not the
         host's (what every check of node 2 above relies on)."""
-        host_id = self.docker.info()['ID']
+        # (Not the engine ID: both take it from /etc/docker/key.json.)
+        host_root = self.docker.info()['DockerRootDir']
         node_info = subprocess.run(
-            ['docker', '-H', base.engine_url(NODE), 'info', '-f', '{{.ID}}'],
+            ['docker', '-H', base.engine_url(NODE), 'info', '-f',
+             '{{.DockerRootDir}}'],
             capture_output=True, text=True, timeout=60, check=True)
-        self.assertNotEqual(host_id, node_info.stdout.strip())
+        self.assertEqual(base.node_dir(2) + '/data/docker',
+                         node_info.stdout.strip())
+        self.assertNotEqual(host_root, node_info.stdout.strip())

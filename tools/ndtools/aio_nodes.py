@@ -169,9 +169,14 @@ class ComputeNode(node.Node):
     def ovn_run(self) -> str:
         return os.path.join(self.s.run, 'ovn')
 
-    @property
-    def ovn_ctl(self) -> str:
-        return os.path.join(self.ovn_run, 'ovn-controller.ctl')
+    def ovn_appctl_argv(self, *args: str,
+                        timeout: int = 10) -> typing.List[str]:
+        """ovn-appctl to the node's ovn-controller: its control socket is
+        OVN_RUNDIR/ovn-controller.PID.ctl (OVN 23.03 has no --unixctl),
+        found through its pidfile there."""
+        return ['env', 'OVN_RUNDIR=' + self.ovn_run, 'ovn-appctl',
+                '--timeout=%d' % timeout, '-t', 'ovn-controller'
+                ] + list(args)
 
     def config_args(self) -> typing.List[str]:
         return ['--config-file', self.host_nova_conf,
@@ -192,7 +197,6 @@ class ComputeNode(node.Node):
             *self.ovs_env(), 'OVN_RUNDIR=' + self.ovn_run, 'ovn-controller',
             'unix:' + self.ovs_socket,
             '--pidfile=' + os.path.join(self.ovn_run, 'ovn-controller.pid'),
-            '--unixctl=' + self.ovn_ctl,
             '--log-file=' + os.path.join(self.s.logs, 'ovn-controller.log'),
             '-vconsole:off')
 
@@ -242,7 +246,7 @@ class ComputeNode(node.Node):
         found = super().status()
         found['relay'] = host.pid_alive(self.state.pid('relay'))
         found['ovn-controller'] = node.quiet(
-            'ovn-appctl', '--timeout=10', '-t', self.ovn_ctl, 'version')
+            *self.ovn_appctl_argv('version'))
         found['nova-compute'] = host.pid_alive(self.state.pid('nova-compute'))
         return found
 
@@ -304,13 +308,11 @@ class ComputeNode(node.Node):
 
     def start_ovn_controller(self) -> None:
         self.vsctl('set', 'open_vswitch', '.', *self.ovn_external_ids())
-        if not node.quiet('ovn-appctl', '--timeout=10', '-t', self.ovn_ctl,
-                          'version'):
+        if not node.quiet(*self.ovn_appctl_argv('version')):
             self.state.start_svc('ovn-controller',
                                  *self.ovn_controller_argv())
             self.state.wait_ready('ovn-controller', lambda: node.quiet(
-                'ovn-appctl', '--timeout=10', '-t', self.ovn_ctl,
-                'version'), 60)
+                *self.ovn_appctl_argv('version')), 60)
         self.wait('br-int (made by ovn-controller)', host.succeeds(
             *self.vsctl_argv('br-exists', 'br-int')), 60)
         self.wait('chassis %s in the southbound DB' % self.name,
@@ -342,8 +344,7 @@ class ComputeNode(node.Node):
         """nova-compute, then the chassis (``exit`` removes it from the
         southbound DB), the relay, then ndtools.node's down."""
         self.state.stop_pid('nova-compute')
-        if node.quiet('ovn-appctl', '--timeout=30', '-t', self.ovn_ctl,
-                      'exit'):
+        if node.quiet(*self.ovn_appctl_argv('exit', timeout=30)):
             print('%s: ovn-controller exited (chassis removed)' % self.name,
                   flush=True)
             host.wait_for(lambda: not host.pid_alive(
