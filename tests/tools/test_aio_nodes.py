@@ -75,6 +75,11 @@ class NodesArgumentTest(testtools.TestCase):
 
 HOST_CONF = '''[DEFAULT]
 host = myhost
+transport_url = rabbit://guest:guest@127.0.0.1:5672/
+[api_database]
+connection = mysql+pymysql://openstack:x@127.0.0.1/aio_nova_api
+[database]
+connection = mysql+pymysql://openstack:x@127.0.0.1/aio_nova
 my_ip = 127.0.0.1
 state_path = /aio/data/nova
 [docker]
@@ -148,10 +153,9 @@ class ComputeNodeTest(testtools.TestCase):
         self.assertIn('DOCKER_HOST=unix:///aio/nodes/node2/run/docker.sock',
                       argv)
         self.assertIn('/aio/venv/bin/nova-compute', argv)
-        self.assertEqual(['--config-file', '/aio/etc/nova/nova.conf',
-                          '--config-file',
+        self.assertEqual(['--config-file',
                           '/aio/nodes/node2/etc/nova-compute.conf'],
-                         argv[-4:])
+                         argv[-2:])
 
     def test_relay_argv(self):
         argv = self.node.relay_argv()
@@ -162,10 +166,19 @@ class ComputeNodeTest(testtools.TestCase):
         # Keystone, RabbitMQ, Placement, Glance, Neutron; no database.
         self.assertEqual([5000, 5672, 8778, 9292, 9696], ports)
 
-    def test_nova_conf_layer(self):
+    def test_nova_conf_from_the_hosts(self):
         text = self.node.nova_conf_text(HOST_CONF)
+        # Each option once: what the node sets replaces the host's.
         conf = configparser.RawConfigParser(strict=False)
         conf.read_string(text)
+        self.assertEqual('rabbit://guest:guest@127.0.0.1:5672/',
+                         conf['DEFAULT']['transport_url'])
+        self.assertEqual('neutron', conf['neutron']['username'])
+        # No database: nova-compute goes through the conductor.
+        self.assertNotIn('connection', conf['database'])
+        self.assertNotIn('connection', conf['api_database'])
+        self.assertNotIn('mysql', text)
+        self.assertNotIn('myhost', text)
         self.assertEqual('aio-node2', conf['DEFAULT']['host'])
         self.assertEqual('10.250.0.2', conf['DEFAULT']['my_ip'])
         self.assertEqual('10.250.0.2',
@@ -186,7 +199,6 @@ class ComputeNodeTest(testtools.TestCase):
         for section in aio_nodes.privsep_sections(HOST_CONF):
             self.assertEqual(
                 '/aio/venv/bin/privsep-helper --config-file '
-                '/aio/etc/nova/nova.conf --config-file '
                 '/aio/nodes/node2/etc/nova-compute.conf',
                 conf[section]['helper_command'])
         self.assertNotIn('/var/run/openvswitch', text)

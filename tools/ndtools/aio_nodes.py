@@ -162,7 +162,7 @@ class ComputeNode(node.Node):
 
     @property
     def nova_conf(self) -> str:
-        """The node's layer over the host's nova.conf."""
+        """The node's nova.conf, made from the host's."""
         return os.path.join(self.s.etc, 'nova-compute.conf')
 
     @property
@@ -179,8 +179,7 @@ class ComputeNode(node.Node):
                 ] + list(args)
 
     def config_args(self) -> typing.List[str]:
-        return ['--config-file', self.host_nova_conf,
-                '--config-file', self.nova_conf]
+        return ['--config-file', self.nova_conf]
 
     # -- commands ------------------------------------------------------------
 
@@ -213,32 +212,50 @@ class ComputeNode(node.Node):
                 'external_ids:ovn-bridge-datapath-type=netdev']
 
     def nova_conf_text(self, host_conf_text: str) -> str:
-        """What the node changes in the host's nova.conf."""
+        """The host's nova.conf without the options the node sets (below)
+        and without the database connections: with [api_database]
+        connection set, nova-compute asks every cell's database directly
+        at start (nova.utils.raise_if_old_compute), which a compute node
+        of a real cloud has no access to, nor a node here (MariaDB is not
+        relayed); without, it asks the conductor."""
+        overrides = self.nova_conf_overrides(host_conf_text)
+        drop = {(section, key) for section, key, _ in overrides}
+        drop |= {('database', 'connection'), ('api_database', 'connection')}
+        kept, section = [], None
+        for line in host_conf_text.splitlines():
+            header = re.match(r'\s*\[([^\]]+)\]', line)
+            if header:
+                section = header.group(1)
+            option = re.match(r'\s*([A-Za-z0-9_.-]+)\s*=', line)
+            if option and (section, option.group(1)) in drop:
+                continue
+            kept.append(line)
+        text = '\n'.join(kept) + '\n'
+        text += '# aio-node: the node\'s own\n'
+        for section, key, value in overrides:
+            text += '[%s]\n%s = %s\n' % (section, key, value)
+        return text
+
+    def nova_conf_overrides(self, host_conf_text: str
+                            ) -> typing.List[typing.Tuple[str, str, str]]:
+        """(section, option, value) the node sets."""
         ovsdb = 'unix:' + self.ovs_socket
         helper = ' '.join([self.aio.exe('privsep-helper')]
                           + self.config_args())
         data = self.s.data
-        text = ('[DEFAULT]\n'
-                'host = %(name)s\n'
-                'my_ip = %(address)s\n'
-                'state_path = %(data)s/nova\n'
-                'instances_path = %(data)s/nova/instances\n'
-                'log_file = %(logs)s/nova-compute.log\n'
-                '[oslo_concurrency]\n'
-                'lock_path = %(data)s/lock\n'
-                '[serial_console]\n'
-                'proxyclient_address = %(address)s\n'
-                '[docker]\n'
-                'api_url = %(docker)s\n'
-                'ovsdb_connection = %(ovsdb)s\n'
-                '[os_vif_ovs]\n'
-                'ovsdb_connection = %(ovsdb)s\n'
-                % {'name': self.name, 'address': self.address,
-                   'data': data, 'logs': self.s.logs,
-                   'docker': self.docker_host, 'ovsdb': ovsdb})
+        found = [('DEFAULT', 'host', self.name),
+                 ('DEFAULT', 'my_ip', self.address),
+                 ('DEFAULT', 'state_path', data + '/nova'),
+                 ('DEFAULT', 'instances_path', data + '/nova/instances'),
+                 ('DEFAULT', 'log_file', self.s.logs + '/nova-compute.log'),
+                 ('oslo_concurrency', 'lock_path', data + '/lock'),
+                 ('serial_console', 'proxyclient_address', self.address),
+                 ('docker', 'api_url', self.docker_host),
+                 ('docker', 'ovsdb_connection', ovsdb),
+                 ('os_vif_ovs', 'ovsdb_connection', ovsdb)]
         for section in privsep_sections(host_conf_text):
-            text += '[%s]\nhelper_command = %s\n' % (section, helper)
-        return text
+            found.append((section, 'helper_command', helper))
+        return found
 
     # -- status --------------------------------------------------------------
 
