@@ -35,14 +35,15 @@ AIO_DIR/nodes/nodeK, PID files in its run/, output in its logs/):
   the host's mounts, so /sys/fs/cgroup and LXCFS's /var/lib/lxcfs are
   there; ``ip netns exec`` would remount /sys and hide the cgroups). Its
   privsep helpers are its children: the same namespace. Its
-  configuration is the host's nova.conf with a second --config-file on
-  top (``nova-compute.conf`` in the node's etc/): host = aio-nodeK,
-  my_ip and the serial console's proxyclient_address = 10.250.0.K
-  (nova-serialproxy on the host reaches it over aio-underlay), state,
-  instances and lock paths of its own, [docker]api_url the node's
-  dockerd, both OVSDB connections the node's ovsdb-server, every privsep
-  helper_command with both files. LXCFS stays on: the node's dockerd
-  sees the host's mounts, /var/lib/lxcfs included.
+  configuration (``nova-compute.conf`` in the node's etc/) is the host's
+  nova.conf without the database connections (nova_conf_text says why)
+  and with: host = aio-nodeK, my_ip and the serial console's
+  proxyclient_address = 10.250.0.K (nova-serialproxy on the host reaches
+  it over aio-underlay), state, instances and lock paths of its own,
+  [docker]api_url the node's dockerd, both OVSDB connections the node's
+  ovsdb-server, every privsep helper_command with that file. LXCFS stays
+  on: the node's dockerd sees the host's mounts, /var/lib/lxcfs
+  included.
 
 What a node cannot have: a disk quota per container (the node's engine
 is overlay2 on the host's filesystem, not btrfs: the driver notices and
