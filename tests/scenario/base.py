@@ -18,16 +18,24 @@ tests can run in parallel against one all-in-one. Traffic stays on this
 machine: pings from the host go only to the external network's floating
 IPs, after checking the kernel routes them to the all-in-one's own bridge;
 pings between servers run inside their containers (``docker exec``).
+
+On a multi-node all-in-one (``tools/aio up --nodes N``) a server may land
+on a node ``aio-nodeK``: its containers are in that node's engine and its
+ports in that node's OVS (both under AIO_DIR/nodes/nodeK), and the helpers
+below look there. ``tools/aio scenario`` says how many nodes the cloud
+was made with in AIO_NODES.
 """
 
 import ipaddress
 import json
 import os
 import random
+import re
 import subprocess
 import time
 import uuid
 
+import docker
 import openstack
 import testtools
 
@@ -38,6 +46,40 @@ BOOT_TIMEOUT = 240
 NET_TIMEOUT = 90
 LABEL_INSTANCE = 'org.openstack.nova.instance-uuid'
 LABEL_ROLE = 'org.openstack.nova-docker.role'
+AIO_DIR = os.environ.get('AIO_DIR', '/opt/nova-docker-aio')
+# The compute nodes the cloud was made with (the host is node 1).
+EXPECTED_NODES = int(os.environ.get('AIO_NODES', '1') or '1')
+
+
+def node_number(host: str):
+    """K for a node aio-nodeK, None for the host."""
+    found = re.match(r'aio-node(\d+)\Z', host or '')
+    return int(found.group(1)) if found else None
+
+
+def node_dir(number: int) -> str:
+    return os.path.join(AIO_DIR, 'nodes', 'node%d' % number)
+
+
+def engine_url(host: str) -> str:
+    """The Docker engine of a compute host."""
+    number = node_number(host)
+    if number is None:
+        return docker_fixtures.api_url()
+    return 'unix://' + os.path.join(node_dir(number), 'run/docker.sock')
+
+
+def ovsdb_args(host: str) -> list:
+    """ovs-vsctl's arguments for a compute host's Open vSwitch."""
+    number = node_number(host)
+    if number is None:
+        return []
+    return ['--db=unix:' + os.path.join(node_dir(number), 'run/ovs/db.sock')]
+
+
+def node_hosts() -> list:
+    """aio-node2.. as the cloud was made."""
+    return ['aio-node%d' % k for k in range(2, EXPECTED_NODES + 1)]
 
 
 def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -69,10 +111,14 @@ class ScenarioTestCase(testtools.TestCase):
                                                     ignore_missing=False)
         self.public = self.conn.network.find_network('public',
                                                      ignore_missing=False)
-        self.compute_host = next(self.admin.compute.services(
-            binary='nova-compute')).host
+        hosts = [svc.host for svc in self.admin.compute.services(
+            binary='nova-compute')]
+        # The host's own nova-compute (node 1), not a node's.
+        self.compute_host = next(
+            (h for h in hosts if node_number(h) is None), hosts[0])
         # The all-in-one's engine: the host's.
         self.docker = docker_fixtures.docker_api()
+        self._engines = {docker_fixtures.api_url(): self.docker}
 
     # -- resources ---------------------------------------------------------
 
@@ -213,15 +259,46 @@ class ScenarioTestCase(testtools.TestCase):
 
     # -- the host side -------------------------------------------------------
 
+    def host_of(self, server) -> str:
+        """The compute host Nova put the server on."""
+        return self.admin.compute.get_server(server.id).compute_host
+
+    def all_hosts(self) -> list:
+        return [self.compute_host] + node_hosts()
+
+    def docker_of(self, server):
+        """An API client of the engine the server runs in."""
+        url = engine_url(self.host_of(server))
+        if url not in self._engines:
+            self._engines[url] = docker.APIClient(
+                base_url=url, version='auto', timeout=120)
+        return self._engines[url]
+
+    def docker_cli(self, host: str, *args: str) -> subprocess.CompletedProcess:
+        return run('docker', '-H', engine_url(host), *args)
+
     def containers(self, server, role='workload') -> list:
-        out = run('docker', 'ps', '-aq', '--filter',
-                  'label=%s=%s' % (LABEL_INSTANCE, server.id),
-                  '--filter', 'label=%s=%s' % (LABEL_ROLE, role)).stdout
+        out = self.docker_cli(
+            self.host_of(server), 'ps', '-aq', '--filter',
+            'label=%s=%s' % (LABEL_INSTANCE, server.id),
+            '--filter', 'label=%s=%s' % (LABEL_ROLE, role)).stdout
         return out.split()
 
-    def all_containers(self, server_id: str) -> list:
-        return run('docker', 'ps', '-aq', '--filter',
-                   'label=%s=%s' % (LABEL_INSTANCE, server_id)).stdout.split()
+    def inspect(self, server, template: str) -> str:
+        """docker inspect -f TEMPLATE of the server's workload."""
+        ids = self.containers(server)
+        return self.docker_cli(self.host_of(server), 'inspect', '-f',
+                               template, ids[0]).stdout
+
+    def all_containers(self, server_id: str, hosts=None) -> list:
+        """The server's containers in every engine of the cloud (or of
+        ``hosts``): the server may be gone."""
+        found = []
+        for host in hosts or self.all_hosts():
+            found += self.docker_cli(host, 'ps', '-aq', '--filter', 'label='
+                                     '%s=%s' % (LABEL_INSTANCE, server_id)
+                                     ).stdout.split()
+        return found
 
     def container_exec(self, server, *cmd,
                        check=False) -> docker_fixtures.ExecResult:
@@ -229,7 +306,7 @@ class ScenarioTestCase(testtools.TestCase):
         ids = self.containers(server)
         self.assertEqual(1, len(ids), 'workload containers of %s' %
                          server.name)
-        return docker_fixtures.exec_in(self.docker, ids[0], *cmd,
+        return docker_fixtures.exec_in(self.docker_of(server), ids[0], *cmd,
                                        check=check)
 
     def container_ping(self, server, address: str) -> bool:
@@ -237,10 +314,15 @@ class ScenarioTestCase(testtools.TestCase):
                                      address)
         return result.exit_code == 0
 
-    def ovs_interfaces(self, port_id: str) -> list:
-        out = run('ovs-vsctl', '--bare', '--columns=name', 'find',
-                  'Interface', 'external_ids:iface-id=%s' % port_id).stdout
-        return out.split()
+    def ovs_interfaces(self, port_id: str, hosts=None) -> list:
+        """The port's interfaces in every OVS of the cloud (or of
+        ``hosts``)."""
+        found = []
+        for host in hosts or self.all_hosts():
+            found += run('ovs-vsctl', *ovsdb_args(host), '--bare',
+                         '--columns=name', 'find', 'Interface',
+                         'external_ids:iface-id=%s' % port_id).stdout.split()
+        return found
 
     def assertOnAioBridge(self, address: str) -> None:
         """Traffic from the host to ``address`` stays on this machine: the

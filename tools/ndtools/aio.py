@@ -12,9 +12,12 @@
 """The all-in-one: one command turns a Debian 12 machine (root) into a small
 real OpenStack whose compute runs DockerDriver from this checkout.
 
-  tools/aio up          install what is missing, start everything, create a
+  tools/aio up [--nodes N]
+                        install what is missing, start everything, create a
                         demo network/router/security group/flavors/image,
-                        boot one server, print how to use the cloud
+                        boot one server, print how to use the cloud; with
+                        --nodes N (2 or 3), N-1 more compute nodes
+                        aio-node2.. (ndtools.aio_nodes) after that
   tools/aio down        stop exactly what `up` started (by PID), delete the
                         servers, their containers and loaded images
   tools/aio clean       down, then remove the state (databases, OVN DBs,
@@ -45,6 +48,7 @@ import time
 import typing
 
 from ndtools import aio_horizon
+from ndtools import aio_nodes
 from ndtools import aio_services
 from ndtools import aio_state
 from ndtools.aio_state import die
@@ -53,6 +57,7 @@ from ndtools.aio_state import sh
 from ndtools.aio_state import warn
 from ndtools import engine
 from ndtools import host
+from ndtools import node
 from ndtools import runtests
 
 TOP = aio_state.TOP
@@ -184,8 +189,14 @@ class AllInOne:
                           os.path.join(self.s.aio_dir,
                                        'demo-server.json')) == 0
 
-    def up(self) -> int:
+    def up(self, args: typing.Sequence[str] = ()) -> int:
         self.need_root()
+        try:
+            count = parse_nodes(args)
+            extra = aio_nodes.numbers(count)
+        except ValueError as exc:
+            die('up: %s (usage: tools/aio up [--nodes N], N from 1 to %d)'
+                % (exc, aio_nodes.MAX_NODES))
         s, svc, step = self.s, self.services, self.state.run_step
         if self.state.any_running():
             die("the all-in-one is already running ('tools/aio status'; "
@@ -237,9 +248,74 @@ class AllInOne:
         if not s.skip_demo_server:
             step('server', 'booting server demo1 with a floating IP',
                  self.boot_demo_server)
+        if extra:
+            step('underlay', 'host chassis tunnels from %s on %s' % (
+                node.UNDERLAY_HOST_IP, node.UNDERLAY_BRIDGE),
+                self.host_underlay)
+        for number in extra:
+            self.state.mark(aio_nodes.NODE_MARK + str(number))
+            step('node%d' % number, 'compute node aio-node%d: namespace, '
+                 'OVS, dockerd, relay, ovn-controller, nova-compute'
+                 % number, self.up_node, number)
+        if extra:
+            step('discover-nodes', 'cell host discovery: %s' % ', '.join(
+                'aio-node%d' % n for n in extra), self.discover_hosts)
         say('up')
         self.summary()
+        self.nodes_summary()
         return 0
+
+    # -- compute nodes (--nodes) ---------------------------------------------
+
+    def compute_node(self, number: int) -> aio_nodes.ComputeNode:
+        return aio_nodes.ComputeNode(number, self.s, TOP)
+
+    def host_underlay(self) -> None:
+        """aio-underlay with 10.250.0.1, the host chassis's Geneve
+        endpoint from now on (ovn-controller updates its Encap)."""
+        node.Underlay().up()
+        self.state.mark(aio_nodes.HOST_ENCAP_MARK)
+        aio_nodes.set_host_encap(node.UNDERLAY_HOST_IP)
+        print('host chassis ovn-encap-ip = %s (on %s)' % (
+            node.UNDERLAY_HOST_IP, node.UNDERLAY_BRIDGE), flush=True)
+
+    def wait_node_compute(self, name: str, since: int, pid: int) -> bool:
+        return self.cloud('wait-compute', '--timeout', '240', '--host', name,
+                          '--since', str(since), '--pid', str(pid)) == 0
+
+    def up_node(self, number: int) -> None:
+        self.compute_node(number).up_compute(self.wait_node_compute)
+
+    def discover_hosts(self) -> None:
+        sh(*self.services.nova_manage(), 'cell_v2', 'discover_hosts',
+           '--verbose')
+
+    def nodes_summary(self) -> None:
+        numbers = aio_nodes.marked_numbers(self.state)
+        if not numbers:
+            return
+        print('Compute nodes: %s (tools/aio status); boot on one with '
+              '--availability-zone nova:aio-nodeK (admin)' % ', '.join(
+                  'aio-node%d' % n for n in numbers))
+        for number in numbers:
+            n = self.compute_node(number)
+            print('    DOCKER_HOST=%s docker ps   # aio-node%d' % (
+                n.docker_host, number), flush=True)
+
+    def down_nodes(self) -> None:
+        """Every node up made (its nova-compute, chassis, relay, OVS,
+        engine, namespace, veth), aio-underlay, and the host chassis's
+        encap address back to what a single-node cloud has."""
+        for number in reversed(aio_nodes.marked_numbers(self.state)):
+            self.compute_node(number).down()
+            self.state.unmark(aio_nodes.NODE_MARK + str(number))
+        if self.state.marked(aio_nodes.HOST_ENCAP_MARK):
+            if host.ovs_ok():
+                aio_nodes.set_host_encap('127.0.0.1')
+                print('host chassis ovn-encap-ip = 127.0.0.1', flush=True)
+            self.state.unmark(aio_nodes.HOST_ENCAP_MARK)
+        if host.ovs_ok():
+            node.Underlay().release()
 
     def summary(self) -> None:
         s = self.s
@@ -337,6 +413,10 @@ class AllInOne:
         step = self.state.run_step
         step('down-servers', 'deleting servers, their containers and loaded '
              'images', self.remove_instances)
+        if (aio_nodes.marked_numbers(self.state)
+                or self.state.marked(aio_nodes.HOST_ENCAP_MARK)):
+            step('down-nodes', 'stopping the compute nodes, removing their '
+                 'namespaces, veths and aio-underlay', self.down_nodes)
         step('down-openstack', 'stopping the OpenStack services',
              self.services.stop_openstack)
         step('down-base', 'stopping OVN, RabbitMQ, MariaDB, dockerd (only '
@@ -386,6 +466,12 @@ class AllInOne:
         for path in aio_services.OVN_DBS:
             aio_services.remove(path)
         engine.Engine(self.state).remove()
+        # down stopped them; their directories (databases, images, logs).
+        for number in aio_nodes.existing_numbers(s.aio_dir):
+            self.compute_node(number).clean()
+        nodes_dir = os.path.join(s.aio_dir, 'nodes')
+        if os.path.isdir(nodes_dir) and not os.listdir(nodes_dir):
+            os.rmdir(nodes_dir)
         aio_horizon.remove_settings(s)
         for path in (s.etc, s.data, s.run,
                      os.path.join(s.aio_dir, 'stestr-repo'),
@@ -427,6 +513,17 @@ class AllInOne:
         if not os.path.exists(self.state.started_file):
             print('  not started')
             return 1
+        for number in aio_nodes.marked_numbers(self.state):
+            n = self.compute_node(number)
+            parts = n.status()
+            missing = sorted(k for k, ok in parts.items() if not ok)
+            print('  node aio-node%d (%s, %s): %s' % (
+                number, n.address, n.dir,
+                'ok' if not missing else 'MISSING ' + ', '.join(missing)))
+            for line in n.usage_lines():
+                print(line)
+            if missing:
+                rc = 1
         sys.stdout.flush()
         if aio_state.http_ok('http://127.0.0.1:5000/v3'):
             if self.cloud('status') != 0:
@@ -475,9 +572,13 @@ class AllInOne:
         only loads them when NOVA_DOCKER_AIO_SCENARIO is set)."""
         self.need_cloud()
         s = self.s
+        # How many compute nodes the cloud was made with: with 2 or more,
+        # the multi-node tests fail (never skip) when some are missing.
         return self.run_suite('scenario', 'stestr-repo',
                               s.scenario_concurrency, args,
-                              NOVA_DOCKER_AIO_SCENARIO='1')
+                              NOVA_DOCKER_AIO_SCENARIO='1',
+                              AIO_NODES=str(1 + len(
+                                  aio_nodes.marked_numbers(self.state))))
 
     def browser(self, args: typing.Sequence[str]) -> int:
         """The dashboard driven by Debian's headless chromium
@@ -636,12 +737,30 @@ def tempest_counts(output: str) -> typing.Tuple[int, int, int]:
     return count('Passed'), count('Skipped'), failed
 
 
+def parse_nodes(args: typing.Sequence[str]) -> int:
+    """``--nodes N`` or ``--nodes=N`` (default 1); ValueError else."""
+    count = 1
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == '--nodes' and args:
+            value = args.pop(0)
+        elif arg.startswith('--nodes='):
+            value = arg.split('=', 1)[1]
+        else:
+            raise ValueError('unknown argument %r' % arg)
+        if not value.isdigit():
+            raise ValueError('--nodes wants a number, not %r' % value)
+        count = int(value)
+    return count
+
+
 def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else ''
     aio = AllInOne(aio_state.Settings())
     commands = {
-        'up': aio.up, 'down': aio.down, 'clean': aio.clean,
+        'up': lambda: aio.up(args), 'down': aio.down, 'clean': aio.clean,
         'status': aio.status, 'install': aio.install,
         'scenario': lambda: aio.scenario(args),
         'browser': lambda: aio.browser(args),

@@ -237,6 +237,12 @@ class State:
     def marked(self, what: str) -> bool:
         return what in self.marks()
 
+    def unmark(self, what: str) -> None:
+        if self.marked(what):
+            keep = [m for m in self.marks() if m != what]
+            with open(self.started_file, 'w') as f:
+                f.write(''.join(m + '\n' for m in keep))
+
     def unmark_processes(self) -> None:
         """Forget the processes (they are stopped); keep what clean undoes."""
         keep = [m for m in self.marks() if m not in (

@@ -94,13 +94,16 @@ def wait_compute(args):
     while time.time() < deadline:
         try:
             services = list(conn.compute.services(binary='nova-compute'))
+            if args.host:
+                services = [s for s in services if s.host == args.host]
             states = [s.state for s in services]
             fresh = [s for s in services if s.state == 'up' and
                      s.updated_at and _utc(s.updated_at) > since]
         except openstack.exceptions.SDKException as exc:
             states, fresh = ['error: %s' % exc], []
         if fresh:
-            print('nova-compute is up')
+            print('nova-compute%s is up' % (
+                ' on %s' % args.host if args.host else ''))
             return
         if args.pid and not os.path.exists('/proc/%d' % args.pid):
             sys.exit('nova-compute (pid %d) exited; see its log' % args.pid)
@@ -271,6 +274,7 @@ def main():
     p.add_argument('--since', type=float, default=0,
                    help='a heartbeat newer than this epoch time')
     p.add_argument('--pid', type=int, help='fail as soon as it exits')
+    p.add_argument('--host', help="that host's nova-compute only")
     p.set_defaults(func=wait_compute)
     p = sub.add_parser('demo')
     for opt in ('--ext-cidr', '--gateway', '--pool-start', '--pool-end',
