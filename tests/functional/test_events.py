@@ -13,9 +13,11 @@
 """Docker events reach Nova as lifecycle events."""
 
 import queue
+import time
 
 from nova.virt import event as virtevent
 
+from novadocker.virt.docker import events
 from tests.functional import base
 
 
@@ -57,3 +59,25 @@ class LifecycleEventTest(base.DriverTestCase):
         self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
         self.driver.power_on(self.context, instance, [])
         self.wait_for(instance.uuid, virtevent.EVENT_LIFECYCLE_STARTED)
+
+    def test_a_new_listener_does_not_replay_what_happened_before_it(self):
+        # nova-compute restarting: a container stopped while it was down,
+        # in the same second as the new listener starts. init_host deals
+        # with that state; a replayed "stopped" event would make Nova stop
+        # the server init_host is bringing back (seen in CI).
+        instance = self.spawn()
+        workload = self.driver._guests.get(instance).workload_id
+        received = queue.Queue()
+        time.sleep(1 - time.time() % 1)    # just after a second begins
+        self.api.stop(workload, timeout=0)
+        listener = events.EventListener(lambda: self.api, self.host,
+                                        received.put)
+        listener.start()
+        self.addCleanup(listener.stop)
+        time.sleep(0.5)      # the stream is open; still the same second
+        self.api.start(workload)
+        event = received.get(timeout=30)
+        self.assertEqual(instance.uuid, event.get_instance_uuid())
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STARTED,
+                         event.get_transition(),
+                         'the stop made before the listener was replayed')

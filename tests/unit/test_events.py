@@ -24,8 +24,23 @@ from novadocker.virt.docker import guest
 def docker_event(action, role=guest.ROLE_WORKLOAD, uuid='u-1',
                  kind='container'):
     return {'Type': kind, 'Action': action, 'time': 1700000000,
+            'timeNano': 1700000000123456789,
             'Actor': {'ID': 'c1', 'Attributes': {
                 guest.LABEL_INSTANCE: uuid, guest.LABEL_ROLE: role}}}
+
+
+class EventTimeTest(testtools.TestCase):
+
+    def test_docker_time_keeps_nanoseconds(self):
+        self.assertEqual('1700000000.000000001',
+                         events.docker_time(1700000000000000001))
+        self.assertEqual('5.120000000', events.docker_time(5120000000))
+
+    def test_event_time_from_time_nano_else_seconds(self):
+        self.assertEqual(1700000000123456789,
+                         events.event_time_ns(docker_event('start')))
+        self.assertEqual(7 * 10 ** 9, events.event_time_ns({'time': 7}))
+        self.assertEqual(0, events.event_time_ns({}))
 
 
 class ToLifecycleEventTest(testtools.TestCase):
@@ -110,7 +125,8 @@ class EventListenerTest(testtools.TestCase):
         api.events.side_effect = [first_stream(), second_stream(),
                                   iter(())]
         listener = events.EventListener(lambda: api, 'host-1', emitted.append)
-        with mock.patch.object(events.time, 'time', return_value=1600000000):
+        with mock.patch.object(events.time, 'time_ns',
+                               return_value=1600000000000000042):
             listener._stopping.wait = lambda t: done.is_set() and \
                 listener._stopping.set()
             listener._run()
@@ -118,7 +134,8 @@ class EventListenerTest(testtools.TestCase):
                           virtevent.EVENT_LIFECYCLE_STARTED],
                          [e.get_transition() for e in emitted])
         first, second = api.events.call_args_list[:2]
-        self.assertEqual(1600000000, first.kwargs['since'])
-        self.assertEqual(1700000000, second.kwargs['since'])
+        # To the nanosecond: the start, then just after the last event.
+        self.assertEqual('1600000000.000000042', first.kwargs['since'])
+        self.assertEqual('1700000000.123456790', second.kwargs['since'])
         self.assertIn('org.openstack.nova.host=host-1',
                       first.kwargs['filters']['label'])

@@ -75,6 +75,21 @@ def to_lifecycle_event(message: dict) -> typing.Optional[
     return virtevent.LifecycleEvent(uuid, transition)
 
 
+def docker_time(nanoseconds: int) -> str:
+    """A time for the events API's ``since``: seconds and a nanosecond
+    fraction, which Docker parses to the nanosecond."""
+    return '%d.%09d' % divmod(nanoseconds, 10 ** 9)
+
+
+def event_time_ns(message: dict) -> int:
+    """When an event happened, in nanoseconds (``timeNano``; Docker sends
+    it since API 1.22, ``time`` has whole seconds only)."""
+    try:
+        return int(message['timeNano'])
+    except (KeyError, TypeError, ValueError):
+        return int(message.get('time', 0)) * 10 ** 9
+
+
 class EventListener:
     """Follows ``docker events`` and calls ``emit`` for each transition
     of a workload, and ``on_change(uuid)`` for each change of any
@@ -122,21 +137,24 @@ class EventListener:
         # the cached states; only workloads' make lifecycle events.
         filters = {'type': 'container',
                    'label': ['%s=%s' % (guest.LABEL_HOST, self._host)]}
-        # After a reconnect, replay from where the last stream broke so no
-        # transition is lost (Docker keeps a short event history).
-        since = int(time.time())
+        # After a reconnect, replay from just after the last event seen so
+        # no transition is lost (Docker keeps a short event history). In
+        # nanoseconds: from a whole second, a fresh listener would replay
+        # what happened earlier in that second, e.g. a stop made while
+        # nova-compute was down, after init_host had already handled it.
+        since = time.time_ns()
         lost = False
         while not self._stopping.is_set():
             try:
                 api = self._api_factory()
                 self._stream = api.events(filters=filters, decode=True,
-                                          since=since)
+                                          since=docker_time(since))
                 if lost:
                     lost = False
                     LOG.info('Docker event stream reconnected')
                     self._reconnected()
                 for message in self._stream:
-                    since = max(since, int(message.get('time', since)))
+                    since = max(since, event_time_ns(message) + 1)
                     changed = changed_instance(message)
                     if changed and self._on_change is not None:
                         self._on_change(changed)
