@@ -43,6 +43,21 @@ class LifecycleEventTest(base.DriverTestCase):
                     event.get_transition() == transition:
                 return event
 
+    def wait_for_past_event(self, container, action, since_ns):
+        def logged():
+            now = time.time_ns()
+            return any(
+                event.get('Action') == action
+                for event in self.api.events(
+                    since='%d.%09d' % divmod(since_ns, 10 ** 9),
+                    until='%d.%09d' % divmod(now, 10 ** 9), decode=True,
+                    filters={'type': 'container', 'container': container}))
+        deadline = time.monotonic() + 10
+        while not logged():
+            self.assertLess(time.monotonic(), deadline,
+                            'no %s event for %s' % (action, container))
+            time.sleep(0.01)
+
     def test_workload_killed_outside_nova_emits_stopped(self):
         instance = self.spawn()
         container = self.driver._guests.get(instance).workload_id
@@ -69,7 +84,11 @@ class LifecycleEventTest(base.DriverTestCase):
         workload = self.driver._guests.get(instance).workload_id
         received = queue.Queue()
         time.sleep(1 - time.time() % 1)    # just after a second begins
+        before = time.time_ns()
         self.api.stop(workload, timeout=0)
+        # Docker 26 logs the "die" a few ms after stop returned (measured:
+        # 1 to 43 ms): the listener must start after it happened.
+        self.wait_for_past_event(workload, 'die', before)
         listener = events.EventListener(lambda: self.api, self.host,
                                         received.put)
         listener.start()
