@@ -61,14 +61,12 @@ from tests.integration import base  # noqa: E402  isort:skip
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
-import copy  # noqa: E402
 import datetime  # noqa: E402
 import importlib.util  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 import typing  # noqa: E402
 import unittest  # noqa: E402
-import uuid  # noqa: E402
 
 from nova import context as nova_context  # noqa: E402
 from nova import objects  # noqa: E402
@@ -263,18 +261,10 @@ class ScaleBenchmark(base.IntegrationTestCase):
     def make_port(self, number: int) -> dict:
         """A Neutron port bound to the private bridge. Addresses repeat
         after 250: each instance has its own namespace and no traffic."""
-        template = self.neutron.port_1
-        port = copy.deepcopy(template)
-        port.update(
-            id=str(uuid.uuid4()), status='ACTIVE',
-            mac_address='fa:16:3e:%02x:%02x:%02x' % (
-                number >> 16 & 255, number >> 8 & 255, number & 255),
-            fixed_ips=[{'ip_address': '192.168.1.%d' % (2 + number % 250),
-                        'subnet_id': template['fixed_ips'][0]['subnet_id']}],
-            **{'binding:vif_details': {
-                'bridge_name': self.bridge, 'datapath_type': 'netdev',
-                'port_filter': False, 'ovs_hybrid_plug': False}})
-        self.neutron._ports[port['id']] = port
+        port = net_fixtures.bound_port(
+            self.neutron, self.bridge, '192.168.1.%d' % (2 + number % 250),
+            'fa:16:3e:%02x:%02x:%02x' % (
+                number >> 16 & 255, number >> 8 & 255, number & 255))
         self.port_ids.append(port['id'])
         return port
 

@@ -34,9 +34,7 @@ keeps the config drive directory host1 uses.
 
 from tests.integration import base  # isort:skip  (imports nova first)
 
-import copy
 import os
-import random
 import time
 import uuid
 
@@ -220,25 +218,14 @@ class EvacuatePortsTest(TwoHostsTestCase):
 
     def setUp(self):
         super().setUp()
-        self.bridge = self.useFixture(net_fixtures.OVSBridge()).name
-        self.port_ids = []
-        self.useFixture(net_fixtures.NetworkLeakCheck(self.port_ids))
-        self.useFixture(net_fixtures.PrivsepInProcess())
+        ports = self.useFixture(net_fixtures.PortsOnABridge())
+        self.bridge, self.port_ids = ports.bridge, ports.port_ids
 
     def make_port(self, number: int) -> dict:
         """A Neutron port on network_1 bound to the test bridge."""
-        template = self.neutron.port_1
-        port = copy.deepcopy(template)
-        port.update(
-            id=str(uuid.uuid4()), status='ACTIVE',
-            mac_address='fa:16:3e:%02x:%02x:%02x' % tuple(
-                random.randint(0, 255) for _ in range(3)),
-            fixed_ips=[{'ip_address': '192.168.1.%d' % number,
-                        'subnet_id': template['fixed_ips'][0]['subnet_id']}],
-            **{'binding:vif_details': {
-                'bridge_name': self.bridge, 'datapath_type': 'netdev',
-                'port_filter': False, 'ovs_hybrid_plug': False}})
-        self.neutron._ports[port['id']] = port
+        port = net_fixtures.bound_port(
+            self.neutron, self.bridge, '192.168.1.%d' % number,
+            net_fixtures.random_mac())
         self.port_ids.append(port['id'])
         return port
 

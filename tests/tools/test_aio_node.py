@@ -39,6 +39,7 @@ import testtools
 from ndtools import host
 from ndtools import node
 from novadocker import rootfs
+from tests.fixtures.commands import run
 from tests.fixtures import docker as docker_fixtures
 
 
@@ -198,15 +199,6 @@ def unexplained(before: set, after: set, strict: bool = True) -> list:
     return sorted(name for name in before ^ after
                   if OURS.search(name) or strict and not all(
                       FOREIGN.match(part) for part in name.split(':')))
-
-
-def run(*argv: str, check: bool = True) -> str:
-    result = subprocess.run(list(argv), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    if check and result.returncode:
-        raise AssertionError('%s exited %d: %s' % (
-            ' '.join(argv), result.returncode, result.stdout))
-    return result.stdout
 
 
 def daemon_usage(pids: dict, seconds: float) -> str:

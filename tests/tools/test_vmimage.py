@@ -38,6 +38,7 @@ import testtools
 
 from ndtools import host
 from ndtools import vmimage
+from tests.fixtures.commands import run
 from tests.fixtures import docker as docker_fixtures
 
 BUSYBOX = vmimage.BUSYBOX
@@ -417,15 +418,6 @@ opt subnet 255.255.255.0
 opt router %(subnet)s.1
 opt lease 600
 '''
-
-
-def run(*argv: str, check: bool = True) -> str:
-    result = subprocess.run(list(argv), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    if check and result.returncode:
-        raise AssertionError('%s exited %d: %s' % (
-            ' '.join(argv), result.returncode, result.stdout))
-    return result.stdout
 
 
 def host_links() -> set:
