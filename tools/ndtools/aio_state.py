@@ -93,7 +93,7 @@ class Settings:
         self.docker_socket = os.path.join(self.run, 'docker.sock')
         self.docker_host = 'unix://' + self.docker_socket
         self.scenario_concurrency = env.get('AIO_SCENARIO_CONCURRENCY', '2')
-        self.tempest_concurrency = env.get('AIO_TEMPEST_CONCURRENCY', '3')
+        self.tempest_concurrency = env.get('AIO_TEMPEST_CONCURRENCY', '2')
         self.tempest_venv = os.path.join(self.aio_dir, 'tempest-venv')
         self.tempest_ws = os.path.join(self.aio_dir, 'tempest')
         self.clouds_yaml = os.path.join(self.aio_dir, 'clouds.yaml')
