@@ -35,10 +35,15 @@ MEBI = 1024 * 1024
 
 @functools.lru_cache(maxsize=None)
 def graceful_image() -> bytes:
-    """PID 1 exits 0 on SIGTERM (a well-behaved init)."""
+    """PID 1 exits 0 on SIGTERM (a well-behaved init), and says when its
+    trap is set: a SIGTERM before that kills the shell (143)."""
     return image_fixtures.build_saved_image(changes=(
         'CMD ["/bin/sh", "-c", '
-        '"trap \'exit 0\' TERM; while :; do sleep 1; done"]',))
+        '"trap \'exit 0\' TERM; touch %s; while :; do sleep 1; done"]'
+        % TRAP_SET,))
+
+
+TRAP_SET = '/tmp/term-trap-set'
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,6 +83,16 @@ class LifecycleTest(base.DriverTestCase):
 
     def now(self):
         return datetime.datetime.utcnow() - datetime.timedelta(seconds=1)
+
+    def spawn_graceful(self):
+        """An instance of graceful_image whose shell has set its trap:
+        spawn returns once the process started, not once it got there
+        (on a loaded CI machine a stop came first and it exited 143)."""
+        instance = self.spawn(self.add_image(graceful_image()))
+        wait_for(lambda: self.exec_result(
+            instance, 'test', '-e', TRAP_SET, check=False).exit_code == 0,
+            'the workload to set its TERM trap')
+        return instance
 
     # -- spawn -------------------------------------------------------------
 
@@ -176,7 +191,7 @@ class LifecycleTest(base.DriverTestCase):
     # -- power ---------------------------------------------------------------
 
     def test_power_off_graceful(self):
-        instance = self.spawn(self.add_image(graceful_image()))
+        instance = self.spawn_graceful()
         since = self.now()
         # A generous timeout: had it been used up, the process would have
         # been SIGKILLed (137), not exited 0 on its own.
@@ -228,7 +243,7 @@ class LifecycleTest(base.DriverTestCase):
             instance, guest.ROLE_SANDBOX)['State']['Running'])
 
     def test_reboot_soft(self):
-        instance = self.spawn(self.add_image(graceful_image()))
+        instance = self.spawn_graceful()
         before = self.started_at(instance)
         since = self.now()
         self.driver.reboot(self.context, instance, [], 'SOFT')
@@ -237,7 +252,7 @@ class LifecycleTest(base.DriverTestCase):
         self.assertEqual([0], self.exits_since(instance, since))
 
     def test_reboot_hard(self):
-        instance = self.spawn(self.add_image(graceful_image()))
+        instance = self.spawn_graceful()
         before = self.started_at(instance)
         since = self.now()
         self.driver.reboot(self.context, instance, [], 'HARD')
@@ -286,7 +301,7 @@ class LifecycleTest(base.DriverTestCase):
         self.assertEqual(power_state.SHUTDOWN, self.state(instance))
 
     def test_soft_delete_restore(self):
-        instance = self.spawn(self.add_image(graceful_image()))
+        instance = self.spawn_graceful()
         before = self.started_at(instance)
         self.driver.soft_delete(instance)
         self.assertEqual(power_state.SHUTDOWN, self.state(instance))
