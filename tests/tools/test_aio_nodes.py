@@ -313,3 +313,48 @@ class RelayTest(testtools.TestCase):
         self.assertRaises(FileNotFoundError, relay.inside(
             '/run/netns/no-such-namespace').__enter__)
         self.assertEqual(own, os.readlink('/proc/thread-self/ns/net'))
+
+
+class AddNodesTest(testtools.TestCase):
+    """``tools/aio add-nodes N``: only the nodes the cloud lacks."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.EnvironmentVariable('AIO_DIR', tmp))
+        self.aio = aio.AllInOne(aio_state.Settings({'AIO_DIR': tmp}))
+        os.makedirs(os.path.dirname(self.aio.s.clouds_yaml), exist_ok=True)
+        with open(self.aio.s.clouds_yaml, 'w') as f:
+            f.write('clouds: {}\n')
+        self.useFixture(fixtures.MockPatchObject(aio.AllInOne, 'need_root'))
+        self.start_nodes = self.useFixture(fixtures.MockPatchObject(
+            aio.AllInOne, 'start_nodes', autospec=True)).mock
+        self.useFixture(fixtures.MockPatchObject(
+            aio.AllInOne, 'nodes_summary', autospec=True))
+
+    def compute_running(self):
+        # This process stands for a running nova-compute.
+        self.aio.state.write_pid('nova-compute', os.getpid())
+
+    def test_starts_only_the_missing_nodes(self):
+        self.compute_running()
+        self.aio.state.mark(aio_nodes.NODE_MARK + '2')
+        self.assertEqual(0, self.aio.add_nodes(['3']))
+        self.start_nodes.assert_called_once_with([3])
+
+    def test_nothing_to_add(self):
+        self.compute_running()
+        self.aio.state.mark(aio_nodes.NODE_MARK + '2')
+        self.assertEqual(0, self.aio.add_nodes(['2']))
+        self.start_nodes.assert_called_once_with([])
+
+    def test_bad_counts_are_refused_before_anything_starts(self):
+        self.compute_running()
+        for bad in ([], ['1'], ['4'], ['two'], ['2', '3']):
+            exc = self.assertRaises(SystemExit, self.aio.add_nodes, bad)
+            self.assertNotEqual(0, exc.code)
+        self.start_nodes.assert_not_called()
+
+    def test_refused_without_a_running_cloud(self):
+        self.assertRaises(SystemExit, self.aio.add_nodes, ['2'])
+        self.start_nodes.assert_not_called()

@@ -27,6 +27,8 @@ real OpenStack whose compute runs DockerDriver from this checkout.
   tools/aio scenario [REGEX]   scenario tests against the running cloud
   tools/aio tempest [REGEX]    Tempest (tools/tempest/include.txt) on it
   tools/aio browser [REGEX]    browser tests of the dashboard (Horizon)
+  tools/aio add-nodes N  grow the running cloud to N compute nodes (2 or 3),
+                        as `up --nodes N` would have made it
   tools/aio compute-driver DRIVER   restart nova-compute with DRIVER
 
 Environment: AIO_DIR (default /opt/nova-docker-aio), AIO_COMPUTE_DRIVER
@@ -248,22 +250,50 @@ class AllInOne:
         if not s.skip_demo_server:
             step('server', 'booting server demo1 with a floating IP',
                  self.boot_demo_server)
-        if extra:
-            step('underlay', 'host chassis tunnels from %s on %s' % (
-                node.UNDERLAY_HOST_IP, node.UNDERLAY_BRIDGE),
-                self.host_underlay)
-        for number in extra:
-            self.state.mark(aio_nodes.NODE_MARK + str(number))
-            step('node%d' % number, 'compute node aio-node%d: namespace, '
-                 'OVS, dockerd, relay, ovn-controller, nova-compute'
-                 % number, self.up_node, number)
-        if extra:
-            step('discover-nodes', 'cell host discovery: %s' % ', '.join(
-                'aio-node%d' % n for n in extra), self.discover_hosts)
+        self.start_nodes(extra)
         say('up')
         self.summary()
         self.nodes_summary()
         return 0
+
+    def add_nodes(self, args: typing.Sequence[str]) -> int:
+        """Grow a running cloud to N compute nodes: CI runs the cross-node
+        tests on the cloud its single-node phase used, without a second
+        ``up``."""
+        self.need_root()
+        self.need_cloud()
+        try:
+            if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 2:
+                raise ValueError('N, the number of compute nodes wanted, '
+                                 'is one number of 2 or more')
+            wanted = aio_nodes.numbers(int(args[0]))
+        except ValueError as exc:
+            die('add-nodes: %s (usage: tools/aio add-nodes N, N from 2 to '
+                '%d)' % (exc, aio_nodes.MAX_NODES))
+        if not host.pid_alive(self.state.pid('nova-compute')):
+            die("add-nodes: the all-in-one's nova-compute is not running "
+                "('tools/aio status')")
+        have = aio_nodes.marked_numbers(self.state)
+        self.start_nodes([n for n in wanted if n not in have])
+        say('add-nodes')
+        self.nodes_summary()
+        return 0
+
+    def start_nodes(self, numbers: typing.Sequence[int]) -> None:
+        """Compute nodes aio-nodeK for each K, then cell host discovery."""
+        step = self.state.run_step
+        if numbers and not self.state.marked(aio_nodes.HOST_ENCAP_MARK):
+            step('underlay', 'host chassis tunnels from %s on %s' % (
+                node.UNDERLAY_HOST_IP, node.UNDERLAY_BRIDGE),
+                self.host_underlay)
+        for number in numbers:
+            self.state.mark(aio_nodes.NODE_MARK + str(number))
+            step('node%d' % number, 'compute node aio-node%d: namespace, '
+                 'OVS, dockerd, relay, ovn-controller, nova-compute'
+                 % number, self.up_node, number)
+        if numbers:
+            step('discover-nodes', 'cell host discovery: %s' % ', '.join(
+                'aio-node%d' % n for n in numbers), self.discover_hosts)
 
     # -- compute nodes (--nodes) ---------------------------------------------
 
@@ -761,6 +791,7 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
     aio = AllInOne(aio_state.Settings())
     commands = {
         'up': lambda: aio.up(args), 'down': aio.down, 'clean': aio.clean,
+        'add-nodes': lambda: aio.add_nodes(args),
         'status': aio.status, 'install': aio.install,
         'scenario': lambda: aio.scenario(args),
         'browser': lambda: aio.browser(args),
