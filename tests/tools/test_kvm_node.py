@@ -35,6 +35,7 @@ import time
 import uuid
 from xml.etree import ElementTree
 
+import fixtures
 import testtools
 
 from ndtools import host
@@ -126,6 +127,69 @@ class KvmNodeCommandsTest(testtools.TestCase):
             'vm', 'kvm', '/k', '/r', '', '/c'))
         self.assertEqual('host-passthrough', kvm.find('cpu').get('mode'))
         self.assertIsNone(kvm.find('devices/interface'))
+
+
+class NovaComputeOptionsTest(testtools.TestCase):
+    """The node's nova-compute: libvirt driver on the node's libvirtd and
+    OVS, virt_type by what /dev/kvm can boot."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.kvm = os.path.join(self.tmp, 'kvm')
+        self.modules = os.path.join(self.tmp, 'module')
+        os.mkdir(self.modules)
+
+    def test_virt_type_kvm_only_where_it_boots_debian(self):
+        choose = lambda: kvm_node.virt_type(self.kvm, self.modules)  # noqa
+        self.assertEqual('qemu', choose()[0])
+        open(self.kvm, 'w').close()
+        os.mkdir(os.path.join(self.modules, 'kvm_pvm'))
+        virt, why = choose()
+        self.assertEqual('qemu', virt)
+        self.assertIn('PVM', why)
+        os.mkdir(os.path.join(self.modules, 'kvm_intel'))
+        self.assertEqual(('kvm', ''), choose())
+
+    def test_options(self):
+        n = kvm_node.KvmNode(4, base_dir='/srv/nodes')
+        options = {(section, key): value for section, key, value
+                   in kvm_node.nova_compute_options(n, 'qemu')}
+        self.assertEqual({
+            ('DEFAULT', 'compute_driver'): 'libvirt.LibvirtDriver',
+            ('DEFAULT', 'host'): 'aio-kvm4',
+            ('DEFAULT', 'my_ip'): '10.250.0.4',
+            ('libvirt', 'virt_type'): 'qemu',
+            ('libvirt', 'connection_uri'):
+                'qemu:///system?socket=/srv/nodes/node4/libvirt/run/'
+                'libvirt/libvirt-sock',
+            ('libvirt', 'cpu_mode'): 'none',
+            ('vnc', 'enabled'): 'False',
+            ('os_vif_ovs', 'ovsdb_connection'):
+                'unix:/srv/nodes/node4/run/ovs/db.sock'}, options)
+        kvm = dict(((s, k), v) for s, k, v in
+                   kvm_node.nova_compute_options(n, 'kvm'))
+        self.assertEqual('kvm', kvm['libvirt', 'virt_type'])
+        self.assertEqual('host-passthrough', kvm['libvirt', 'cpu_mode'])
+        self.assertRaises(ValueError, kvm_node.nova_compute_options, n,
+                          'xen')
+
+    def test_options_are_novas(self):
+        """Each option exists in nova 34 / os-vif with a valid value."""
+        from nova.conf import compute, libvirt, netconf, vnc
+        from oslo_config import cfg
+        from vif_plug_ovs import ovs
+        conf = cfg.ConfigOpts()
+        for module in (compute, libvirt, netconf, vnc):
+            module.register_opts(conf)
+        conf.register_opts(ovs.OvsPlugin.CONFIG_OPTS, group='os_vif_ovs')
+        n = kvm_node.KvmNode(4, base_dir='/srv/nodes')
+        for virt in ('kvm', 'qemu'):
+            for section, key, value in kvm_node.nova_compute_options(n, virt):
+                group = None if section == 'DEFAULT' else section
+                conf.set_override(key, value, group=group)
+                got = (conf[group][key] if group else conf[key])
+                self.assertEqual(value, str(got), (section, key))
 
 
 # -- the real thing -----------------------------------------------------------

@@ -43,6 +43,7 @@ from xml.sax import saxutils
 from ndtools import aio_state
 from ndtools import host
 from ndtools import node
+from ndtools import vmimage
 
 INTEGRATION_BRIDGE = 'br-int'
 NETNS_PREFIX = 'aio-kvm'
@@ -152,6 +153,38 @@ def domain_xml(name: str, virt_type: str, kernel: str, initrd: str,
             q(virt_type), e(name), memory_mb, e(kernel), e(initrd),
             e(cmdline), cpu, ''.join(interface_xml(i) for i in interfaces),
             q(console_log)))
+
+
+def virt_type(dev_kvm: str = '/dev/kvm', sys_module: str = '/sys/module'
+              ) -> typing.Tuple[str, str]:
+    """nova's [libvirt] virt_type: ('kvm', '') where /dev/kvm boots a
+    Debian kernel, else ('qemu', why not): TCG, with a warning to say."""
+    accel, why = vmimage.accelerator(dev_kvm, sys_module)
+    return ('kvm', '') if accel == 'kvm' else ('qemu', why)
+
+
+def nova_compute_options(kvm: 'KvmNode', virt: str
+                         ) -> typing.List[typing.Tuple[str, str, str]]:
+    """(section, option, value) of the node's nova-compute with the
+    libvirt driver, on top of a compute node's (host, my_ip, paths,
+    privsep; aio_nodes.ComputeNode.nova_conf_overrides).
+
+    cpu_mode: TCG emulates no host CPU model ('none'); KVM passes the
+    host's through (the node is its own host). VNC off: no proxy for a
+    node's guests; the serial console is the way in.
+    """
+    if virt not in ('kvm', 'qemu'):
+        raise ValueError('virt_type is kvm or qemu, not %r' % virt)
+    ovsdb = 'unix:' + kvm.ovs_socket
+    return [('DEFAULT', 'compute_driver', 'libvirt.LibvirtDriver'),
+            ('DEFAULT', 'host', kvm.name),
+            ('DEFAULT', 'my_ip', kvm.address),
+            ('libvirt', 'virt_type', virt),
+            ('libvirt', 'connection_uri', kvm.connection_uri),
+            ('libvirt', 'cpu_mode',
+             'host-passthrough' if virt == 'kvm' else 'none'),
+            ('vnc', 'enabled', 'False'),
+            ('os_vif_ovs', 'ovsdb_connection', ovsdb)]
 
 
 def ensure_qemu_user() -> None:
