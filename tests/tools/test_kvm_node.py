@@ -121,8 +121,9 @@ class KvmNodeCommandsTest(testtools.TestCase):
         self.assertEqual('tapport-id', iface.find('target').get('dev'))
         self.assertEqual('virtio', iface.find('model').get('type'))
         self.assertEqual('1442', iface.find('mtu').get('size'))
+        self.assertEqual('pty', root.find('devices/serial').get('type'))
         self.assertEqual('/t/console.log', root.find(
-            'devices/serial/source').get('path'))
+            'devices/serial/log').get('file'))
         kvm = ElementTree.fromstring(kvm_node.domain_xml(
             'vm', 'kvm', '/k', '/r', '', '/c'))
         self.assertEqual('host-passthrough', kvm.find('cpu').get('mode'))
@@ -413,7 +414,15 @@ class KvmNodeBootTest(testtools.TestCase):
         inside = os.stat('/proc/%d/root/run/openvswitch/db.sock' % pid)
         self.assertEqual(os.stat(self.node.ovs_socket).st_ino,
                          inside.st_ino)
-        self.assertEqual([], os.listdir('/run/libvirt'))
+        for path in kvm_node.LIBVIRT_DIRS:
+            self.assertEqual(
+                os.stat(self.node.libvirt_dir(path)).st_ino,
+                os.stat('/proc/%d/root%s' % (pid, path)).st_ino, path)
+        # Its socket is in the node's files, not the host's /run/libvirt.
+        self.assertTrue(os.path.exists(self.node.libvirt_socket))
+        self.assertFalse(os.path.exists('/run/libvirt/libvirt-sock') and
+                         os.path.samefile('/run/libvirt/libvirt-sock',
+                                          self.node.libvirt_socket))
 
     def check_vif_on_the_nodes_ovs(self, vif):
         """What libvirt's ovs-vsctl made: the tap on the node's br-int

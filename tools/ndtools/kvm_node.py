@@ -123,8 +123,8 @@ def domain_xml(name: str, virt_type: str, kernel: str, initrd: str,
                memory_mb: int = 128) -> str:
     """A direct-kernel-boot domain as nova writes one for an image with
     kernel_id/ramdisk_id (virt_type 'kvm' or 'qemu', i.e. TCG), the
-    serial console into a file (nova's pty + virtlogd log is a later
-    step)."""
+    serial console a pty logged to ``console_log`` (nova's console.log;
+    with stdio_handler "file" QEMU writes it, no virtlogd)."""
     q, e = saxutils.quoteattr, saxutils.escape
     cpu = "  <cpu mode='host-passthrough'/>\n" if virt_type == 'kvm' else ''
     return (
@@ -144,8 +144,8 @@ def domain_xml(name: str, virt_type: str, kernel: str, initrd: str,
         "  <on_reboot>restart</on_reboot>\n"
         "  <on_crash>destroy</on_crash>\n"
         "  <devices>\n%s"
-        "    <serial type='file'>\n"
-        "      <source path=%s/>\n"
+        "    <serial type='pty'>\n"
+        "      <log file=%s append='off'/>\n"
         "    </serial>\n"
         "    <memballoon model='none'/>\n"
         "  </devices>\n"
