@@ -402,6 +402,23 @@ class KvmNodeBootTest(testtools.TestCase):
         n.down()
         n.down()   # idempotent
 
+    def test_down_after_a_partial_up(self):
+        """up stopped after OVS (libvirtd never started): down still
+        leaves nothing."""
+        n = self.node
+        for path in (n.s.run, n.s.logs, n.ovs_run,
+                     os.path.dirname(n.ovs_db)):
+            os.makedirs(path, exist_ok=True)
+        n.underlay.up()
+        n.plug()
+        n.start_ovs()
+        status = n.status()
+        self.assertFalse(status.pop('libvirtd'))
+        self.assertFalse(status.pop('br-int'))
+        self.assertEqual({k: True for k in status}, status)
+        n.down()
+        self.assertFalse(n.netns_exists())
+
     def check_libvirtd_namespaces(self):
         """libvirtd: the node's network, a mount namespace of its own in
         which /run/openvswitch is the node's OVS (never the host's)."""
