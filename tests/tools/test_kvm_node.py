@@ -67,10 +67,10 @@ class KvmNodeCommandsTest(testtools.TestCase):
     def test_libvirtd_in_the_nodes_network_and_its_own_mounts(self):
         argv = self.node.libvirtd_argv()
         self.assertEqual(['nsenter', '--net=/run/netns/aio-kvm3', 'unshare',
-                          '--mount', '--propagation', 'private', 'sh', '-c'],
-                         argv[:8])
-        script = argv[8].splitlines()
-        self.assertEqual('set -e', script[0])
+                          '--mount', '--uts', '--propagation', 'private',
+                          'sh', '-c'], argv[:9])
+        script = argv[9].splitlines()
+        self.assertEqual(['set -e', "hostname 'aio-kvm3'"], script[:2])
         for path in kvm_node.LIBVIRT_DIRS:
             self.assertIn("mount --bind '/srv/nodes/node3/libvirt%s' '%s'"
                           % (path, path), script)
@@ -426,8 +426,11 @@ class KvmNodeBootTest(testtools.TestCase):
         self.assertTrue(host.pid_alive(pid))
         self.assertEqual('net:[%d]' % os.stat(self.node.netns_path).st_ino,
                          os.readlink('/proc/%d/ns/net' % pid))
-        self.assertNotEqual(os.readlink('/proc/self/ns/mnt'),
-                            os.readlink('/proc/%d/ns/mnt' % pid))
+        for ns in ('mnt', 'uts'):
+            self.assertNotEqual(os.readlink('/proc/self/ns/' + ns),
+                                os.readlink('/proc/%d/ns/%s' % (pid, ns)))
+        # nova's libvirt driver names its compute node after this.
+        self.assertEqual(self.node.name, self.node.virsh('hostname').strip())
         inside = os.stat('/proc/%d/root/run/openvswitch/db.sock' % pid)
         self.assertEqual(os.stat(self.node.ovs_socket).st_ino,
                          inside.st_ino)

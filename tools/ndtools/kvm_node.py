@@ -80,10 +80,11 @@ stdio_handler = "file"
 
 
 def mount_script(binds: typing.Sequence[typing.Tuple[str, str]],
-                 argv: typing.Sequence[str]) -> str:
-    """sh: bind each (source, target), a /sys of the network namespace
-    (libvirt looks links up there), then exec argv."""
-    lines = ['set -e']
+                 argv: typing.Sequence[str], hostname: str) -> str:
+    """sh: the UTS namespace's hostname, bind each (source, target), a
+    /sys of the network namespace (libvirt looks links up there), then
+    exec argv."""
+    lines = ['set -e', "hostname '%s'" % hostname]
     for source, target in binds:
         lines.append("mount --bind '%s' '%s'" % (source, target))
     lines.append('mount -t sysfs -o nosuid,nodev,noexec sysfs /sys')
@@ -240,15 +241,19 @@ class KvmNode(node.Node):
         return pairs + [(self.ovs_run, OVS_HOST_RUN)]
 
     def libvirtd_argv(self) -> typing.List[str]:
-        """libvirtd in the node's network namespace and a private mount
-        namespace (nsenter and unshare exec: the PID is libvirtd's)."""
+        """libvirtd in the node's network namespace, a private mount
+        namespace and a UTS namespace named after the node (nsenter and
+        unshare exec: the PID is libvirtd's). The hostname is what
+        libvirt reports and nova's libvirt driver names its compute node
+        (hypervisor_hostname) after: the host's name is the host's
+        compute node's already."""
         daemon = self.ovs_env() + [
             'libvirtd', '--config',
             os.path.join(self.libvirt_dir('/etc/libvirt'), 'libvirtd.conf'),
             '--pid-file', os.path.join(self.s.run, 'libvirtd.own.pid')]
         return self.in_net_only(
-            'unshare', '--mount', '--propagation', 'private', 'sh', '-c',
-            mount_script(self.binds(), daemon))
+            'unshare', '--mount', '--uts', '--propagation', 'private', 'sh',
+            '-c', mount_script(self.binds(), daemon, self.name))
 
     def virsh_argv(self, *args: str) -> typing.List[str]:
         return ['virsh', '-q', '-c', self.connection_uri] + list(args)
