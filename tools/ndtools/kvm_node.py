@@ -19,18 +19,27 @@ host's Open vSwitch. The node's libvirtd therefore runs in the node's
 network namespace (``nsenter --net``) and in a private mount namespace
 of its own (``unshare --mount --propagation private``) in which those
 directories are bind mounts of the node's files, and /run/openvswitch is
-the node's OVS run directory. What libvirt runs for an interface with
-``<virtualport type='openvswitch'/>`` (``ovs-vsctl ... add-port br-int
-tapX``) thus reaches the node's ovsdb-server; OVS_RUNDIR is set as well.
+the node's OVS run directory, and in a UTS namespace named after the
+node (libvirt's hostname: nova's compute node name). What libvirt runs
+for an interface with ``<virtualport type='openvswitch'/>``
+(``ovs-vsctl ... add-port br-int tapX``) thus reaches the node's
+ovsdb-server; OVS_RUNDIR is set as well.
 A host libvirtd (none runs here) is not disturbed: the host's mount
 namespace gets nothing but empty mount points.
 
 Clients outside reach it through the socket in the node's files:
-``qemu:///system?socket=<node>/run/libvirt/libvirt-sock``.
+``qemu:///system?socket=<node>/libvirt/run/libvirt/libvirt-sock``.
 
 qemu.conf: QEMU runs as root without a security driver, cgroups,
-private /dev or virtlogd (stdio to a file): nothing of those exists in
-a node, and libvirtd must not change the host's cgroups.
+private /dev or virtlogd (stdio to a file; QEMU writes a console's
+``<log file=...>`` itself): nothing of those exists in a node, and
+libvirtd must not change the host's cgroups.
+
+Verified by tests/tools/test_kvm_node.py (Debian 12: libvirt 9.0, QEMU
+7.2, OVS 3.1): vm-tiny boots from nova-shaped domain XML, its tap lands
+on the node's br-int with nova's external_ids (the host's OVS has no
+such port), DHCP, ping both ways and TCP work, destroy removes tap and
+port, down leaves nothing.
 
 Standard library only, like node.py.
 """
