@@ -70,6 +70,13 @@ class MissingPackagesTest(testtools.TestCase):
         present.assert_called_with('crun')
         self.assertFalse(wanted['qemu-system-x86']())
         present.assert_called_with('qemu-system-x86_64')
+        self.assertFalse(wanted['libvirt-daemon-driver-qemu']())
+        present.assert_called_with('libvirtd')
+        self.assertFalse(wanted['libvirt-clients']())
+        present.assert_called_with('virsh')
+        for package in ('qemu-system-x86', 'libvirt-daemon-driver-qemu',
+                        'libvirt-clients'):
+            self.assertIn(package, runtests.WITHOUT_RECOMMENDS)
 
     def test_qemu_without_its_recommends(self):
         # qemu-system-x86 recommends a GTK display and more: not wanted.

@@ -109,11 +109,46 @@ class InitScriptTest(testtools.TestCase):
     def test_scripts_parse(self):
         need_busybox(self)
         for text in (vmimage.init_script(['virtio_net']),
-                     vmimage.UDHCPC_SCRIPT):
+                     vmimage.UDHCPC_SCRIPT, vmimage.PING_CGI):
             result = subprocess.run([BUSYBOX, 'sh', '-n'], input=text,
                                     text=True, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT)
             self.assertEqual(0, result.returncode, result.stdout)
+
+    def test_virtio_net_without_checksum_offload(self):
+        script = vmimage.init_script(['virtio_net'])
+        self.assertIn('virtio_net) args="csum=0 gso=0"', script)
+        self.assertIn('insmod /lib/modules/$module.ko $args', script)
+
+    def test_the_guest_pings_its_router(self):
+        script = vmimage.init_script(['virtio_net'])
+        self.assertIn('ping -c 3 -w 20 "$router"', script)
+        self.assertIn('vm-tiny: router $router answers ping', script)
+
+    def run_cgi(self, query):
+        need_busybox(self)
+        tmp = self.useFixture(fixtures.TempDir()).path
+        calls = os.path.join(tmp, 'calls')
+        wrapper = ('ping() { echo "ping $*" >> %s; echo pong; }\n%s'
+                   % (calls, vmimage.PING_CGI))
+        result = subprocess.run(
+            [BUSYBOX, 'sh', '-c', wrapper], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+            env={'QUERY_STRING': query, 'PATH': '/usr/bin:/bin'})
+        self.assertEqual(0, result.returncode, result.stdout)
+        called = open(calls).read() if os.path.exists(calls) else ''
+        return result.stdout, called
+
+    def test_ping_cgi_pings_an_address_only(self):
+        out, called = self.run_cgi('192.168.198.1')
+        self.assertEqual('Content-Type: text/plain\n\npong\n', out)
+        self.assertEqual('ping -c 3 -w 20 192.168.198.1\n', called)
+        out, called = self.run_cgi('fd00::1')
+        self.assertEqual('ping -c 3 -w 20 fd00::1\n', called)
+        for bad in ('', '1.2.3.4;reboot', '$(reboot)', '-f', 'a b'):
+            out, called = self.run_cgi(bad)
+            self.assertIn('vm-tiny: not an address', out, bad)
+            self.assertEqual('', called, bad)
 
     def run_hook(self, event, **env):
         """The udhcpc hook under busybox sh, ip and hostname recorded
@@ -286,6 +321,7 @@ class InitramfsTest(testtools.TestCase):
         self.assertEqual(stat.S_IFCHR | 0o600, console[1])
         self.assertEqual((5, 1), console[3])
         self.assertEqual(b'BUSYBOX', members['bin/busybox'][2])
+        self.assertEqual(stat.S_IFREG | 0o755, members['www/cgi-bin/ping'][1])
         self.assertEqual(b'busybox', members['bin/sh'][2])
         self.assertTrue(stat.S_ISLNK(members['bin/sh'][1]))
         self.assertEqual(b'\x7fELF-v',
@@ -570,6 +606,8 @@ class BootTest(testtools.TestCase):
         address = lease.group(1)
         self.assertIn(int(address.rsplit('.', 1)[1]), range(100, 151))
         self.wait_console(r'vm-tiny: httpd', 30)
+        self.wait_console(r'vm-tiny: router %s\.1 answers ping'
+                          % re.escape(SUBNET), 60)
         for trouble in ('vm-tiny: insmod', 'vm-tiny: no eth0'):
             self.assertNotIn(trouble, self.console())
         ping = run(*self.ns(BUSYBOX, 'ping', '-c', '3', '-w', '20',

@@ -98,13 +98,17 @@ def wanted_packages() -> typing.List[typing.Tuple[str, typing.Callable]]:
         ('python3-venv', python_venv),
         # The VM image's boot test (ndtools.vmimage): QEMU from Debian.
         ('qemu-system-x86', command('qemu-system-x86_64')),
+        # The KVM node's test (ndtools.kvm_node): libvirtd and virsh.
+        ('libvirt-daemon-driver-qemu', command('libvirtd')),
+        ('libvirt-clients', command('virsh')),
     ]
 
 
 #: Installed without their Recommends: qemu-system-x86's pull in a GTK
 #: display (qemu-system-gui), firmware and block drivers the tests never
 #: use (hundreds of MB).
-WITHOUT_RECOMMENDS = ('qemu-system-x86',)
+WITHOUT_RECOMMENDS = ('qemu-system-x86', 'libvirt-daemon-driver-qemu',
+                      'libvirt-clients')
 
 
 class TestRun:
