@@ -154,9 +154,9 @@ class MigrationScenarioTest(multinode.MultinodeTestCase):
         # next to its anchor; the resize (no forced host) applies them.
         anchor = self.boot_on('anchor', self.compute_host, self.net,
                               self.sg)
-        server = self.boot_on('resized', self.compute_host, self.net,
-                              self.sg,
-                              scheduler_hints={'different_host': [anchor.id]})
+        server = self.boot_on(
+            'resized', self.compute_host, self.net, self.sg,
+            scheduler_hints={'different_host': [anchor.id]})
         source = self.compute_host
         ports = self.ports_of(server)
         addresses = self.addresses(server)
