@@ -165,3 +165,20 @@ class TestFeatureFlags(testtools.TestCase):
                 self.assertFalse(self.features[flag], flag)
                 continue
             self.assertEqual(implemented, self.features[flag], flag)
+
+
+class TestMultinodeConf(testtools.TestCase):
+    """tempest.conf on a multi-node all-in-one: multi-node tests and cold
+    migration on; a single node keeps them off."""
+
+    def test_single_node(self):
+        compute, features = load_tempest_py().multinode_overrides(1)
+        self.assertEqual({'min_compute_nodes': '1'}, compute)
+        self.assertEqual({}, features)
+        self.assertFalse(load_tempest_py().COMPUTE_FEATURES['cold_migration'])
+
+    def test_two_nodes(self):
+        compute, features = load_tempest_py().multinode_overrides(2)
+        self.assertEqual({'min_compute_nodes': '2'}, compute)
+        self.assertEqual({'cold_migration': 'true'}, features)
+        self.assertNotIn('live_migration', features)
