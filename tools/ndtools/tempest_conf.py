@@ -101,15 +101,22 @@ COMPUTE_FEATURES = {
 }
 
 
-def multinode_overrides(computes_up: int) -> typing.Tuple[dict, dict]:
-    """([compute], [compute-feature-enabled]) for a cloud with this many
-    nova-compute services up: with two or more (``tools/aio up --nodes
-    2``), Tempest's multi-node tests run (min_compute_nodes) and cold
-    migration is on (the workload travels through a hidden Glance image
-    between any two nodes)."""
-    if computes_up < 2:
+def multinode_overrides(hosts: typing.List[str]
+                        ) -> typing.Tuple[dict, dict]:
+    """([compute], [compute-feature-enabled]) for a cloud whose
+    nova-compute services up are on ``hosts``: with two or more (``tools/aio
+    up --nodes 2``), Tempest's multi-node tests run (min_compute_nodes),
+    cold migration is on (the workload travels through a hidden Glance
+    image between any two nodes), and the tests that migrate between two
+    named hosts go from the host (node 1) to the first aio-node."""
+    if len(hosts) < 2:
         return {'min_compute_nodes': '1'}, {}
-    return ({'min_compute_nodes': str(computes_up)},
+    nodes = sorted(h for h in hosts if h.startswith('aio-node'))
+    others = sorted(h for h in hosts if h not in nodes)
+    source, dest = (others + nodes)[0], (nodes + others)[0]
+    return ({'min_compute_nodes': str(len(hosts)),
+             'migration_source_host': source,
+             'migration_dest_host': dest},
             {'cold_migration': 'true'})
 
 
@@ -166,7 +173,8 @@ def main():
     if not computes:
         sys.exit('no nova-compute service is up')
 
-    compute_nodes, multinode_features = multinode_overrides(len(computes))
+    compute_nodes, multinode_features = multinode_overrides(
+        [c.host for c in computes])
     conf = configparser.ConfigParser(interpolation=None)
     conf.optionxform = str
     conf.read_dict({
