@@ -18,6 +18,7 @@ nothing behind on the host the server left. Skips on a single-node cloud
 (see tests.scenario.multinode).
 """
 
+import json
 import time
 
 from testtools import content
@@ -113,6 +114,9 @@ class MigrationScenarioTest(multinode.MultinodeTestCase):
         server = self.wait_status(server, 'ACTIVE')
         self.assertMovedTo(NODE, server, addresses)
         self.assertMark(server, text)
+        # Node 2's engine limits the root disk as the host's did.
+        self.assertEqual({'size': '%dG' % self.flavor.disk}, json.loads(
+            self.inspect(server, '{{json .HostConfig.StorageOpt}}')))
         self.assertPingsBothWays(peer, server)
         self.assertNothingOn(source, server, ports)
         self.assertEqual([], self.resize_commits(source, server))

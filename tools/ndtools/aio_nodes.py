@@ -45,11 +45,13 @@ AIO_DIR/nodes/nodeK, PID files in its run/, output in its logs/):
   on: the node's dockerd sees the host's mounts, /var/lib/lxcfs
   included.
 
-What a node cannot have: a disk quota per container (the node's engine
-is overlay2 on the host's filesystem, not btrfs: the driver notices and
-does not set storage_opt size), an OVN metadata agent (only the host
-runs one, so a node's instances get no 169.254.169.254), and it is never
-a gateway chassis (floating IPs and router gateways are on the host).
+A node's engine has a disk quota per container as the host's has (its
+data root is a btrfs loop file with quotas, ndtools.node). What a node
+cannot have: an OVN metadata agent (only the host runs one, so a node's
+instances get no 169.254.169.254: the agent's ovnmeta-NET namespaces are
+named per network, not per chassis, so a second agent on this machine
+would share them with the host's), and it is never a gateway chassis
+(floating IPs and router gateways are on the host).
 
 The host's chassis tunnels too once there are nodes: its ovn-encap-ip
 becomes 10.250.0.1, which is on aio-underlay, an OVS netdev bridge of
