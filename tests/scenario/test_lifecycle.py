@@ -169,16 +169,12 @@ class LifecycleScenarioTest(base.ScenarioTestCase):
         self.assertEqual('', kept.binding_host_id or '')
 
     def test_root_disk_is_the_flavor_root_gb(self):
-        # The all-in-one's engine has a btrfs data root with quotas: the
-        # flavor's root_gb (m1.tiny: 1 GB) is a real limit.
+        # The all-in-one's engines (the host's and each node's) have a
+        # btrfs data root with quotas: the flavor's root_gb (m1.tiny:
+        # 1 GB) is a real limit wherever the server lands.
         self.assertEqual(1, self.flavor.disk)
         net, _ = self.make_network('net')
         server = self.boot('srv', [net])
-        where = self.host_of(server)
-        if base.node_number(where) is not None:
-            # A node's engine is overlay2 on the host's filesystem.
-            self.skipTest('scheduled to %s, whose engine has no disk '
-                          'quota' % where)
         state = json.loads(self.inspect(
             server, '{{json .HostConfig.StorageOpt}}'))
         self.assertEqual({'size': '1G'}, state)

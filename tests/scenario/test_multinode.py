@@ -28,39 +28,12 @@ or more they fail when a node's nova-compute is not up: never skip.
 import subprocess
 
 from tests.scenario import base
+from tests.scenario import multinode
 
-NODE = 'aio-node2'
+NODE = multinode.NODE
 
 
-class MultinodeScenarioTest(base.ScenarioTestCase):
-
-    def setUp(self):
-        super().setUp()
-        if base.EXPECTED_NODES < 2:
-            self.skipTest('a single-node cloud (AIO_NODES=%d): tools/aio '
-                          'up --nodes 2 makes a multi-node one'
-                          % base.EXPECTED_NODES)
-        up = sorted(svc.host for svc in self.admin.compute.services(
-            binary='nova-compute')
-            if svc.state == 'up' and svc.status == 'enabled')
-        missing = [h for h in base.node_hosts() if h not in up]
-        self.assertEqual([], missing, 'the cloud was made with %d nodes, '
-                         'but the nova-compute services up and enabled are '
-                         '%s' % (base.EXPECTED_NODES, up))
-        self.assertGreaterEqual(len(up), 2)
-        self.assertIsNone(base.node_number(self.compute_host))
-        # Forced hosts are an admin's: everything in the admin project.
-        self.conn = self.admin
-
-    def boot_on(self, what, host, net, sg):
-        server = self.boot(what, [net], sg,
-                           availability_zone='nova:%s' % host)
-        self.assertEqual(host, self.host_of(server))
-        for port in self.ports_of(server):
-            self.assertEqual(host, port.binding_host_id)
-        # Its workload is in that host's engine, its port in its OVS.
-        self.assertEqual(1, len(self.containers(server)))
-        return server
+class MultinodeScenarioTest(multinode.MultinodeTestCase):
 
     def node_tunnels(self) -> list:
         """Node 2's Geneve ports on its br-int: their remote IPs."""

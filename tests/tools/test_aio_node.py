@@ -107,6 +107,10 @@ class NodeCommandsTest(testtools.TestCase):
         self.assertEqual(self.node.containerd_socket,
                          value(argv, '--containerd'))
         self.assertEqual('none', value(argv, '--bridge'))
+        # Its data root is a btrfs file with quotas (root_gb a limit).
+        self.assertEqual('btrfs', value(argv, '--storage-driver'))
+        self.assertEqual('/srv/nodes/node2/docker.btrfs',
+                         self.node.docker_btrfs)
         for flag in ('--iptables=false', '--ip-masq=false', '--live-restore',
                      '--userland-proxy=false'):
             self.assertIn(flag, argv)

@@ -19,6 +19,7 @@ between this process's namespace and a namespace of the test's own
 
 import configparser
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -30,6 +31,7 @@ import testtools
 from ndtools import aio
 from ndtools import aio_nodes
 from ndtools import aio_state
+from ndtools import host
 from ndtools import relay
 from tests.fixtures import docker as docker_fixtures
 
@@ -209,6 +211,42 @@ class ComputeNodeTest(testtools.TestCase):
             ('ovsdb-server', 'ovs-vswitchd', 'containerd', 'dockerd',
              'relay', 'ovn-controller', 'nova-compute'),
             tuple(self.node.daemon_pids()))
+
+
+class CrashTest(testtools.TestCase):
+    """``tools/aio node-kill K``: nova-compute and dockerd die with their
+    process groups (privsep helpers, a shim's children), containerd (and
+    with it the live-restored containers) keeps running. For real, with
+    stand-ins started as up starts the daemons."""
+
+    def setUp(self):
+        super().setUp()
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.node = aio_nodes.ComputeNode(
+            2, aio_state.Settings({'AIO_DIR': tmp}), '/top')
+        os.makedirs(self.node.s.run)
+        os.makedirs(self.node.s.logs)
+
+    def start(self, name: str, script: str) -> int:
+        pid = self.node.state.start_svc(name, 'sh', '-c', script)
+        self.addCleanup(aio_state.signal_group_or_pid, pid, signal.SIGKILL)
+        self.addCleanup(host.pid_alive, pid)    # reaps it
+        return pid
+
+    def test_kills_compute_and_docker_with_their_groups(self):
+        compute = self.start('nova-compute', 'sleep 600 & sleep 600')
+        docker = self.start('dockerd', 'sleep 600')
+        containerd = self.start('containerd', 'sleep 600')
+
+        self.assertEqual(['nova-compute', 'dockerd'], self.node.crash())
+
+        for pid in (compute, docker):
+            self.assertFalse(host.pid_alive(pid))
+            self.assertFalse(aio_state.group_alive(pid))
+        self.assertTrue(host.pid_alive(containerd))
+
+    def test_nothing_running_kills_nothing(self):
+        self.assertEqual([], self.node.crash())
 
 
 # -- the relay, for real ------------------------------------------------------

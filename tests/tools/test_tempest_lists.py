@@ -165,3 +165,30 @@ class TestFeatureFlags(testtools.TestCase):
                 self.assertFalse(self.features[flag], flag)
                 continue
             self.assertEqual(implemented, self.features[flag], flag)
+
+
+class TestMultinodeConf(testtools.TestCase):
+    """tempest.conf on a multi-node all-in-one: multi-node tests and cold
+    migration on; a single node keeps them off."""
+
+    def test_single_node(self):
+        compute, features = load_tempest_py().multinode_overrides(['vm'])
+        self.assertEqual({'min_compute_nodes': '1'}, compute)
+        self.assertEqual({}, features)
+        self.assertFalse(load_tempest_py().COMPUTE_FEATURES['cold_migration'])
+
+    def test_two_nodes(self):
+        compute, features = load_tempest_py().multinode_overrides(
+            ['aio-node2', 'vm'])
+        self.assertEqual({'min_compute_nodes': '2',
+                          'migration_source_host': 'vm',
+                          'migration_dest_host': 'aio-node2'}, compute)
+        self.assertEqual({'cold_migration': 'true'}, features)
+        self.assertNotIn('live_migration', features)
+
+    def test_three_nodes(self):
+        compute, _ = load_tempest_py().multinode_overrides(
+            ['aio-node3', 'vm', 'aio-node2'])
+        self.assertEqual('3', compute['min_compute_nodes'])
+        self.assertEqual('vm', compute['migration_source_host'])
+        self.assertEqual('aio-node2', compute['migration_dest_host'])

@@ -30,6 +30,9 @@ real OpenStack whose compute runs DockerDriver from this checkout.
   tools/aio add-nodes N  grow the running cloud to N compute nodes (2 or 3),
                         as `up --nodes N` would have made it
   tools/aio compute-driver DRIVER   restart nova-compute with DRIVER
+  tools/aio node-kill K SIGKILL node K's nova-compute and dockerd (a
+                        failed node, for evacuate; containers keep running)
+  tools/aio node-restart K   start again what node K is missing
 
 Environment: AIO_DIR (default /opt/nova-docker-aio), AIO_COMPUTE_DRIVER
 (or COMPUTE_DRIVER; default docker.DockerDriver, e.g.
@@ -73,6 +76,9 @@ BROWSER_DEBS = ('chromium', 'chromium-driver')
 IMAGE_CMD = ('CMD ["/bin/sh", "-c", "hostname; ip -4 addr; '
              'exec /bin/sh"]')
 IMAGE_STOP_SIGNAL = 'SIGHUP'
+# Scenario tests that take a compute node down: never run alongside the
+# others (tools/aio scenario without a REGEX runs them last, alone).
+SOLO_SCENARIOS = r'tests\.scenario\.test_evacuate\.'
 # The image Tempest and the scenario tests log in to: busybox plus
 # dropbear in the foreground as PID 1 (it exits on TERM), host keys made
 # at the first connection (-R), root by key only (-g), log on stderr
@@ -315,6 +321,32 @@ class AllInOne:
 
     def up_node(self, number: int) -> None:
         self.compute_node(number).up_compute(self.wait_node_compute)
+
+    def node_number_arg(self, args: typing.Sequence[str]) -> int:
+        """K of ``node-kill K``/``node-restart K``: a node up made."""
+        made = aio_nodes.marked_numbers(self.state)
+        if len(args) != 1 or not args[0].isdigit() or int(args[0]) not in made:
+            die('which node? one of %s (the nodes up made)' % (
+                ', '.join(str(n) for n in made) or 'none'))
+        return int(args[0])
+
+    def node_kill(self, args: typing.Sequence[str]) -> int:
+        self.need_root()
+        number = self.node_number_arg(args)
+        killed = self.compute_node(number).crash()
+        print('aio-node%d: killed %s' % (number, ', '.join(killed) or
+                                         'nothing (not running)'), flush=True)
+        return 0
+
+    def node_restart(self, args: typing.Sequence[str]) -> int:
+        self.need_root()
+        number = self.node_number_arg(args)
+        try:
+            self.up_node(number)
+        except aio_state.StepFailed as exc:
+            print('aio-node%d: %s' % (number, exc), file=sys.stderr)
+            return 1
+        return 0
 
     def discover_hosts(self) -> None:
         sh(*self.services.nova_manage(), 'cell_v2', 'discover_hosts',
@@ -604,11 +636,19 @@ class AllInOne:
         s = self.s
         # How many compute nodes the cloud was made with: with 2 or more,
         # the multi-node tests fail (never skip) when some are missing.
-        return self.run_suite('scenario', 'stestr-repo',
-                              s.scenario_concurrency, args,
-                              NOVA_DOCKER_AIO_SCENARIO='1',
-                              AIO_NODES=str(1 + len(
-                                  aio_nodes.marked_numbers(self.state))))
+        env = dict(NOVA_DOCKER_AIO_SCENARIO='1', AIO_NODES=str(
+            1 + len(aio_nodes.marked_numbers(self.state))))
+        if args:
+            return self.run_suite('scenario', 'stestr-repo',
+                                  s.scenario_concurrency, args, **env)
+        # All: the tests that take a node down (evacuate) alone, after
+        # the others, which need every node up.
+        parallel = self.run_suite(
+            'scenario', 'stestr-repo', s.scenario_concurrency,
+            ['--exclude-regex', SOLO_SCENARIOS], **env)
+        alone = self.run_suite('scenario', 'stestr-repo', '1',
+                               [SOLO_SCENARIOS], log='scenario-alone', **env)
+        return parallel or alone
 
     def browser(self, args: typing.Sequence[str]) -> int:
         """The dashboard driven by Debian's headless chromium
@@ -629,11 +669,12 @@ class AllInOne:
                               AIO_PASSWORD=s.password)
 
     def run_suite(self, name: str, repo: str, concurrency: str,
-                  args: typing.Sequence[str], **env: str) -> int:
+                  args: typing.Sequence[str], log: str = '',
+                  **env: str) -> int:
         """tests/NAME with stestr (repository AIO_DIR/REPO), output in
-        LOGS/NAME.log; prints and returns its count."""
+        LOGS/NAME.log (or LOG.log); prints and returns its count."""
         s = self.s
-        out = os.path.join(s.logs, '%s.log' % name)
+        out = os.path.join(s.logs, '%s.log' % (log or name))
         os.makedirs(os.path.join(s.aio_dir, repo), exist_ok=True)
         os.makedirs(s.logs, exist_ok=True)
         os.environ.update(dict(self.cloud_env(), AIO_DIR=s.aio_dir,
@@ -797,6 +838,8 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
         'browser': lambda: aio.browser(args),
         'tempest': lambda: aio.tempest(args),
         'compute-driver': lambda: aio.compute_driver(args),
+        'node-kill': lambda: aio.node_kill(args),
+        'node-restart': lambda: aio.node_restart(args),
     }
     if command not in commands:
         print(__doc__.strip())

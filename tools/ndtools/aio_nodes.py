@@ -45,11 +45,13 @@ AIO_DIR/nodes/nodeK, PID files in its run/, output in its logs/):
   on: the node's dockerd sees the host's mounts, /var/lib/lxcfs
   included.
 
-What a node cannot have: a disk quota per container (the node's engine
-is overlay2 on the host's filesystem, not btrfs: the driver notices and
-does not set storage_opt size), an OVN metadata agent (only the host
-runs one, so a node's instances get no 169.254.169.254), and it is never
-a gateway chassis (floating IPs and router gateways are on the host).
+A node's engine has a disk quota per container as the host's has (its
+data root is a btrfs loop file with quotas, ndtools.node). What a node
+cannot have: an OVN metadata agent (only the host runs one, so a node's
+instances get no 169.254.169.254: the agent's ovnmeta-NET namespaces are
+named per network, not per chassis, so a second agent on this machine
+would share them with the host's), and it is never a gateway chassis
+(floating IPs and router gateways are on the host).
 
 The host's chassis tunnels too once there are nodes: its ovn-encap-ip
 becomes 10.250.0.1, which is on aio-underlay, an OVS netdev bridge of
@@ -60,6 +62,7 @@ Standard library only.
 
 import os
 import re
+import signal
 import socket
 import time
 import typing
@@ -76,6 +79,9 @@ NODE_MARK = 'node:'       # RUN/started: node:K for each node up made
 HOST_ENCAP_MARK = 'host-encap-underlay'
 # Started after ndtools.node's daemons, stopped before them.
 COMPUTE_DAEMONS = ('relay', 'ovn-controller', 'nova-compute')
+# What ``tools/aio node-kill K`` kills (a failed node for evacuate);
+# ``node-restart K`` (up_compute) starts them again.
+CRASHED_DAEMONS = ('nova-compute', 'dockerd')
 
 
 def numbers(count: int) -> typing.List[int]:
@@ -355,6 +361,27 @@ class ComputeNode(node.Node):
                     self.name, self.state.output_path('nova-compute'),
                     self.state.output_tail('nova-compute', 15),
                     self.s.logs))
+
+    # -- failure (evacuate) --------------------------------------------------
+
+    def crash(self) -> typing.List[str]:
+        """KILL the node's nova-compute (with its privsep helpers) and
+        dockerd, as a node failing would: no clean stop, containerd and
+        the containers (live-restore) keep running, Nova only notices the
+        service stops reporting. Returns the daemons it killed."""
+        killed = []
+        for name in CRASHED_DAEMONS:
+            pid = self.state.pid(name)
+            if pid is None or not host.pid_alive(pid):
+                continue
+            aio_state.signal_group_or_pid(pid, signal.SIGKILL)
+            if not host.wait_for(lambda: not (host.pid_alive(pid) or
+                                              aio_state.group_alive(pid)),
+                                 20):
+                raise aio_state.StepFailed('%s: %s (pid %d) survived '
+                                           'SIGKILL' % (self.name, name, pid))
+            killed.append(name)
+        return killed
 
     # -- down ----------------------------------------------------------------
 

@@ -726,6 +726,12 @@ workers = 1
 [scheduler]
 workers = 1
 discover_hosts_in_cells_interval = 5
+[filter_scheduler]
+# Nova's defaults plus the scheduler hints same_host/different_host: what
+# places servers on distinct nodes (tests, Tempest's multi-node tests).
+enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,
+    ImagePropertiesFilter,ServerGroupAntiAffinityFilter,
+    ServerGroupAffinityFilter,SameHostFilter,DifferentHostFilter
 [oslo_concurrency]
 lock_path = %(data)s/lock
 [vnc]

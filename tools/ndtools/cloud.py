@@ -86,7 +86,10 @@ def catalog(args):
 
 
 def wait_compute(args):
-    """Until nova-compute reports up (it exits early on bad config)."""
+    """Until nova-compute reports up (it exits early on bad config). A
+    service an admin forced down (evacuate) is down whatever it reports:
+    its reports since ``--since`` are enough (Nova refuses to unforce it
+    before the restarted service has cleaned up what was evacuated)."""
     conn = admin()
     deadline = time.time() + args.timeout
     since = datetime.datetime.fromtimestamp(args.since,
@@ -97,7 +100,8 @@ def wait_compute(args):
             if args.host:
                 services = [s for s in services if s.host == args.host]
             states = [s.state for s in services]
-            fresh = [s for s in services if s.state == 'up' and
+            fresh = [s for s in services
+                     if (s.state == 'up' or s.is_forced_down) and
                      s.updated_at and _utc(s.updated_at) > since]
         except openstack.exceptions.SDKException as exc:
             states, fresh = ['error: %s' % exc], []

@@ -49,6 +49,23 @@ def remove_file(path: str) -> None:
         pass
 
 
+def mount_btrfs(image_file: str, mount_point: str, gigabytes: int,
+                mounted: typing.Callable[[], None] = lambda: None) -> None:
+    """A sparse btrfs file (made if missing) mounted at ``mount_point``
+    with quotas on: an engine whose data root it is can size containers'
+    writable layers (``storage_opt size``). ``mounted`` runs once it is
+    mounted (a mark for down)."""
+    os.makedirs(mount_point, exist_ok=True)
+    if not os.path.ismount(mount_point):
+        if not os.path.exists(image_file):
+            with open(image_file, 'wb') as image:
+                image.truncate(gigabytes * 1024 ** 3)
+            aio_state.sh('mkfs.btrfs', '-q', image_file)
+        aio_state.sh('mount', '-o', 'loop', image_file, mount_point)
+    mounted()
+    aio_state.sh('btrfs', 'quota', 'enable', mount_point)
+
+
 class Engine:
     """Start, stop and remove the all-in-one's engine."""
 
@@ -88,15 +105,8 @@ class Engine:
     def prepare_data_root(self) -> None:
         """A sparse btrfs file mounted at the data root, quotas on."""
         s = self.s
-        os.makedirs(s.engine_root, exist_ok=True)
-        if not self.mounted():
-            if not os.path.exists(s.engine_file):
-                with open(s.engine_file, 'wb') as image:
-                    image.truncate(s.engine_gb * 1024 ** 3)
-                aio_state.sh('mkfs.btrfs', '-q', s.engine_file)
-            aio_state.sh('mount', '-o', 'loop', s.engine_file, s.engine_root)
-        self.state.mark(MARK_MOUNT)
-        aio_state.sh('btrfs', 'quota', 'enable', s.engine_root)
+        mount_btrfs(s.engine_file, s.engine_root, s.engine_gb,
+                    lambda: self.state.mark(MARK_MOUNT))
 
     def start(self) -> None:
         if self.ok():

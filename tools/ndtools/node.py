@@ -113,6 +113,9 @@ OVS_SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema'
 # The daemons a node runs, in start order (down stops them in reverse).
 DAEMONS = ('ovsdb-server', 'ovs-vswitchd', 'containerd', 'dockerd')
 MIN_NUMBER, MAX_NUMBER = 2, 254
+# The node engine's btrfs file (sparse: it takes what its images and
+# containers take).
+NODE_DOCKER_GB = int(os.environ.get('AIO_NODE_DOCKER_GB', '10'))
 
 
 def default_base_dir() -> str:
@@ -284,6 +287,12 @@ class Node:
         return os.path.join(self.s.data, 'docker')
 
     @property
+    def docker_btrfs(self) -> str:
+        """The sparse btrfs file mounted at docker_root (down unmounts
+        it with the rest under the node's directory, clean removes it)."""
+        return os.path.join(self.dir, 'docker.btrfs')
+
+    @property
     def docker_socket(self) -> str:
         return os.path.join(self.s.run, 'docker.sock')
 
@@ -372,7 +381,8 @@ class Node:
             '--exec-root', os.path.join(run, 'docker-exec'),
             '--pidfile', os.path.join(run, 'docker.pid'),
             '--config-file', os.path.join(run, 'daemon.json'),
-            '--containerd', self.containerd_socket, '--live-restore',
+            '--containerd', self.containerd_socket,
+            '--storage-driver', 'btrfs', '--live-restore',
             '--bridge', 'none', '--iptables=false', '--ip-masq=false',
             '--userland-proxy=false')
 
@@ -492,6 +502,10 @@ class Node:
             self.state.wait_ready(
                 'containerd',
                 lambda: host.unix_socket_answers(self.containerd_socket), 120)
+        # Its data root on btrfs with quotas, as the host's engine: a
+        # flavor's root_gb is a real limit on the node too.
+        engine.mount_btrfs(self.docker_btrfs, self.docker_root,
+                           NODE_DOCKER_GB)
         self.state.stop_pid('dockerd')
         engine.remove_file(os.path.join(run, 'docker.pid'))
         self.state.start_svc('dockerd', *self.dockerd_argv())

@@ -22,6 +22,7 @@ compute driver can do is stated here, next to the reason.
 import argparse
 import configparser
 import sys
+import typing
 
 import openstack
 
@@ -45,8 +46,9 @@ COMPUTE_FEATURES = {
     'interface_attach': True,
     # Resize on the same host (allow_resize_to_same_host = true in the
     # all-in-one's nova.conf): docker update, or a new container from a
-    # commit when the root disk size changes. No cold or live migration:
-    # one compute host, and a container's memory is not migratable.
+    # commit when the root disk size changes. Cold migration needs a
+    # second compute host (multinode_overrides); no live migration: a
+    # container's memory is not migratable.
     'resize': True,
     'cold_migration': False,
     'live_migration': False,
@@ -99,6 +101,25 @@ COMPUTE_FEATURES = {
 }
 
 
+def multinode_overrides(hosts: typing.List[str]
+                        ) -> typing.Tuple[dict, dict]:
+    """([compute], [compute-feature-enabled]) for a cloud whose
+    nova-compute services up are on ``hosts``: with two or more (``tools/aio
+    up --nodes 2``), Tempest's multi-node tests run (min_compute_nodes),
+    cold migration is on (the workload travels through a hidden Glance
+    image between any two nodes), and the tests that migrate between two
+    named hosts go from the host (node 1) to the first aio-node."""
+    if len(hosts) < 2:
+        return {'min_compute_nodes': '1'}, {}
+    nodes = sorted(h for h in hosts if h.startswith('aio-node'))
+    others = sorted(h for h in hosts if h not in nodes)
+    source, dest = (others + nodes)[0], (nodes + others)[0]
+    return ({'min_compute_nodes': str(len(hosts)),
+             'migration_source_host': source,
+             'migration_dest_host': dest},
+            {'cold_migration': 'true'})
+
+
 # SSH into guests: the busybox-ssh image runs dropbear, and the driver
 # writes the server's keypair into root's authorized_keys before the
 # workload starts. The host reaches guests through floating IPs only.
@@ -146,12 +167,14 @@ def main():
         sys.exit('need two flavors, found %d' % len(flavors))
     public = conn.network.find_network('public')
     extensions = sorted(e.alias for e in conn.network.extensions())
-    # One compute host: its chassis name is what Nova reports.
+    # Every compute host up (the host's, and aio-nodeK's with --nodes).
     computes = [s for s in conn.compute.services(binary='nova-compute')
                 if s.state == 'up']
     if not computes:
         sys.exit('no nova-compute service is up')
 
+    compute_nodes, multinode_features = multinode_overrides(
+        [c.host for c in computes])
     conf = configparser.ConfigParser(interpolation=None)
     conf.optionxform = str
     conf.read_dict({
@@ -184,13 +207,14 @@ def main():
             'flavor_ref': flavors[0].id,
             'flavor_ref_alt': flavors[1].id,
             'build_timeout': '196',
-            'min_compute_nodes': '1',
             'min_microversion': '2.1',
             'max_microversion': 'latest',
+            **compute_nodes,
         },
         'compute-feature-enabled': dict(
             {k: str(v).lower() for k, v in COMPUTE_FEATURES.items()},
-            scheduler_enabled_filters=','.join(nova_filters(args.nova_conf))),
+            scheduler_enabled_filters=','.join(nova_filters(args.nova_conf)),
+            **multinode_features),
         'image': {
             'container_formats': 'bare,docker',
             'disk_formats': 'raw,qcow2',
@@ -227,10 +251,10 @@ def main():
     with open(args.output, 'w') as out:
         conf.write(out)
     print('tempest.conf: image %s (%s), flavors %s/%s, public network %s, '
-          '%d Neutron extensions, compute host %s' % (
+          '%d Neutron extensions, compute hosts %s' % (
               image.name, image.id, flavors[0].name, flavors[1].name,
               public.id if public else 'none', len(extensions),
-              computes[0].host))
+              ', '.join(sorted(c.host for c in computes))))
 
 
 if __name__ == '__main__':
