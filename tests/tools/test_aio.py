@@ -38,7 +38,10 @@ class AioCommandsTest(testtools.TestCase):
         self.aio.state.mark('node:2')
         self.run_suite = self.useFixture(fixtures.MockPatchObject(
             aio.AllInOne, 'run_suite', autospec=True,
-            return_value=0)).mock
+            return_value=aio.SuiteResult(3, 0))).mock
+        # What scenario prints (its totals) is read, not shown.
+        self.out = self.useFixture(fixtures.StringStream('stdout'))
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', self.out.stream))
 
     def test_all_scenarios_evacuate_alone_last(self):
         self.assertEqual(0, self.aio.scenario([]))
@@ -60,10 +63,43 @@ class AioCommandsTest(testtools.TestCase):
             'MigrationScenarioTest.test_migrate_to_node_and_revert'))
 
     def test_a_failure_in_either_part_fails(self):
-        self.run_suite.side_effect = [0, 1]
+        ok, bad = aio.SuiteResult(3, 0), aio.SuiteResult(2, 1)
+        self.run_suite.side_effect = [ok, bad]
         self.assertEqual(1, self.aio.scenario([]))
-        self.run_suite.side_effect = [1, 0]
+        self.run_suite.side_effect = [bad, ok]
         self.assertEqual(1, self.aio.scenario([]))
+
+    def test_the_last_line_counts_both_parts(self):
+        # .ci/run counts the last "N passed, N failed" line of the output.
+        self.run_suite.side_effect = [aio.SuiteResult(20, 0),
+                                      aio.SuiteResult(1, 0)]
+        self.assertEqual(0, self.aio.scenario([]))
+        self.out.stream.flush()
+        self.assertEqual('21 passed, 0 failed', self.out.getDetails()[
+            'stdout'].as_text().splitlines()[-1])
+
+    def test_one_node_runs_no_node_down_tests(self):
+        # On a single-node cloud they would only skip, and a run of
+        # nothing but skips is no pass.
+        self.aio.state.unmark('node:2')
+        self.assertEqual(0, self.aio.scenario([]))
+        (call,) = self.run_suite.call_args_list
+        self.assertEqual(['--exclude-regex', aio.SOLO_SCENARIOS], call[0][-1])
+        self.assertEqual('1', call[1]['AIO_NODES'])
+
+    def test_multinode_runs_the_cross_node_modules_node_down_last(self):
+        self.assertEqual(0, self.aio.scenario(['--multinode']))
+        first, second = self.run_suite.call_args_list
+        self.assertEqual([aio.MULTINODE_SCENARIOS, '--exclude-regex',
+                          aio.SOLO_SCENARIOS], first[0][-1])
+        self.assertEqual([aio.SOLO_SCENARIOS], second[0][-1])
+        for name in ('test_multinode.MultinodeScenarioTest.test_x',
+                     'test_migration.MigrationScenarioTest.test_x',
+                     'test_evacuate.EvacuateScenarioTest.test_x'):
+            self.assertTrue(re.search(aio.MULTINODE_SCENARIOS,
+                                      'tests.scenario.' + name))
+        self.assertFalse(re.search(aio.MULTINODE_SCENARIOS,
+                                   'tests.scenario.test_ssh.SshTest.test_x'))
 
     def test_a_regex_runs_once(self):
         self.assertEqual(0, self.aio.scenario(['test_migration']))

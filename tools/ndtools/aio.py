@@ -24,7 +24,8 @@ real OpenStack whose compute runs DockerDriver from this checkout.
                         bridges and OVS settings `up` made, configs); keeps
                         Debian packages, the venv and the logs
   tools/aio status      what runs, what answers, the servers
-  tools/aio scenario [REGEX]   scenario tests against the running cloud
+  tools/aio scenario [REGEX | --multinode]   scenario tests against the
+                        running cloud (--multinode: the cross-node ones)
   tools/aio tempest [REGEX]    Tempest (tools/tempest/include.txt) on it
   tools/aio browser [REGEX]    browser tests of the dashboard (Horizon)
   tools/aio add-nodes N  grow the running cloud to N compute nodes (2 or 3),
@@ -77,8 +78,25 @@ IMAGE_CMD = ('CMD ["/bin/sh", "-c", "hostname; ip -4 addr; '
              'exec /bin/sh"]')
 IMAGE_STOP_SIGNAL = 'SIGHUP'
 # Scenario tests that take a compute node down: never run alongside the
-# others (tools/aio scenario without a REGEX runs them last, alone).
+# others (tools/aio scenario without a REGEX runs them last, alone, and
+# only on a cloud with nodes: on one node they would only skip).
 SOLO_SCENARIOS = r'tests\.scenario\.test_evacuate\.'
+# The cross-node scenario tests: `tools/aio scenario --multinode`.
+MULTINODE_SCENARIOS = r'tests\.scenario\.test_(multinode|migration|evacuate)\.'
+
+
+class SuiteResult(typing.NamedTuple):
+    """A test run's counts; ``rc`` is a command's exit code for them."""
+    passed: int
+    failed: int
+
+    @property
+    def rc(self) -> int:
+        return 0 if self.failed == 0 and self.passed > 0 else 1
+
+    def __add__(self, other: 'SuiteResult') -> 'SuiteResult':
+        return SuiteResult(self.passed + other.passed,
+                           self.failed + other.failed)
 # The image Tempest and the scenario tests log in to: busybox plus
 # dropbear in the foreground as PID 1 (it exits on TERM), host keys made
 # at the first connection (-R), root by key only (-g), log on stderr
@@ -636,19 +654,23 @@ class AllInOne:
         s = self.s
         # How many compute nodes the cloud was made with: with 2 or more,
         # the multi-node tests fail (never skip) when some are missing.
-        env = dict(NOVA_DOCKER_AIO_SCENARIO='1', AIO_NODES=str(
-            1 + len(aio_nodes.marked_numbers(self.state))))
-        if args:
+        nodes = 1 + len(aio_nodes.marked_numbers(self.state))
+        env = dict(NOVA_DOCKER_AIO_SCENARIO='1', AIO_NODES=str(nodes))
+        if args and list(args) != ['--multinode']:
             return self.run_suite('scenario', 'stestr-repo',
-                                  s.scenario_concurrency, args, **env)
-        # All: the tests that take a node down (evacuate) alone, after
-        # the others, which need every node up.
-        parallel = self.run_suite(
+                                  s.scenario_concurrency, args, **env).rc
+        select = [MULTINODE_SCENARIOS] if args else []
+        # The tests that take a node down (evacuate) alone, after the
+        # others, which need every node up.
+        result = self.run_suite(
             'scenario', 'stestr-repo', s.scenario_concurrency,
-            ['--exclude-regex', SOLO_SCENARIOS], **env)
-        alone = self.run_suite('scenario', 'stestr-repo', '1',
-                               [SOLO_SCENARIOS], log='scenario-alone', **env)
-        return parallel or alone
+            select + ['--exclude-regex', SOLO_SCENARIOS], **env)
+        if nodes >= 2:
+            result += self.run_suite('scenario', 'stestr-repo', '1',
+                                     [SOLO_SCENARIOS], log='scenario-alone',
+                                     **env)
+            print('%d passed, %d failed' % result, flush=True)
+        return result.rc
 
     def browser(self, args: typing.Sequence[str]) -> int:
         """The dashboard driven by Debian's headless chromium
@@ -666,13 +688,14 @@ class AllInOne:
                               NOVA_DOCKER_AIO_BROWSER='1',
                               AIO_BROWSER_SHOTS=shots,
                               AIO_HORIZON_URL=aio_horizon.url(s),
-                              AIO_PASSWORD=s.password)
+                              AIO_PASSWORD=s.password).rc
 
     def run_suite(self, name: str, repo: str, concurrency: str,
                   args: typing.Sequence[str], log: str = '',
-                  **env: str) -> int:
+                  **env: str) -> SuiteResult:
         """tests/NAME with stestr (repository AIO_DIR/REPO), output in
-        LOGS/NAME.log (or LOG.log); prints and returns its count."""
+        LOGS/NAME.log (or LOG.log); prints and returns its count (a run
+        that ended without its totals counts one failure more)."""
         s = self.s
         out = os.path.join(s.logs, '%s.log' % (log or name))
         os.makedirs(os.path.join(s.aio_dir, repo), exist_ok=True)
@@ -693,7 +716,7 @@ class AllInOne:
                 failed += 1
         print()
         print('%d passed, %d failed' % (passed, failed), flush=True)
-        return 0 if failed == 0 and passed > 0 else 1
+        return SuiteResult(passed, failed)
 
     def write_tempest_conf(self) -> None:
         s = self.s
