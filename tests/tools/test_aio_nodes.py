@@ -358,6 +358,10 @@ class AddNodesTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
+        # AllInOne points DOCKER_HOST at the all-in-one's engine: restored
+        # after the test, or later tests in this process lose the host's.
+        for name in ('DOCKER_HOST', 'NOVA_DOCKER_TEST_API_URL'):
+            self.useFixture(fixtures.EnvironmentVariable(name))
         tmp = self.useFixture(fixtures.TempDir()).path
         self.useFixture(fixtures.EnvironmentVariable('AIO_DIR', tmp))
         self.aio = aio.AllInOne(aio_state.Settings({'AIO_DIR': tmp}))
@@ -396,3 +400,18 @@ class AddNodesTest(testtools.TestCase):
     def test_refused_without_a_running_cloud(self):
         self.assertRaises(SystemExit, self.aio.add_nodes, ['2'])
         self.start_nodes.assert_not_called()
+
+
+class EnvironmentRestoredTest(testtools.TestCase):
+    """The tests above ran in this process: the host's engine is still the
+    one the next test finds (the CI run where it was not failed three
+    real-OVSDB tests that came after them in the same worker)."""
+
+    def test_constructing_all_in_one_under_the_fixture_leaks_nothing(self):
+        before = {n: os.environ.get(n) for n in ('DOCKER_HOST',
+                                                 'NOVA_DOCKER_TEST_API_URL')}
+        test = AddNodesTest('test_nothing_to_add')
+        result = testtools.TestResult()
+        test.run(result)
+        self.assertTrue(result.wasSuccessful(), result.errors)
+        self.assertEqual(before, {n: os.environ.get(n) for n in before})
