@@ -21,3 +21,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 if os.path.join(REPO, 'tools') not in sys.path:
     sys.path.insert(0, os.path.join(REPO, 'tools'))
+
+
+def write_aio_nova_conf(directory: str) -> str:
+    """The all-in-one's nova.conf (every placeholder 'x') in ``directory``;
+    its path, for tests that parse it with Nova's own options."""
+    from ndtools import aio_services
+    values = dict.fromkeys(('logs', 'db', 'etc', 'data', 'rabbit', 'host',
+                            'driver', 'sock', 'helper', 'docker_host'), 'x')
+    path = os.path.join(directory, 'nova.conf')
+    with open(path, 'w') as conf_file:
+        conf_file.write(aio_services.NOVA_CONF % values)
+    return path

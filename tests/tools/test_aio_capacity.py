@@ -26,7 +26,7 @@ import testtools
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
-from ndtools import aio_services  # noqa: E402
+from tests import tools as tools_tests  # noqa: E402
 
 CAPACITY_OPTIONS = ('cpu_allocation_ratio', 'ram_allocation_ratio',
                     'disk_allocation_ratio', 'reserved_host_memory_mb',
@@ -50,13 +50,8 @@ class AioCapacityTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        values = dict.fromkeys(('logs', 'db', 'etc', 'data', 'rabbit',
-                                'host', 'driver', 'sock', 'helper',
-                                'docker_host'), 'x')
-        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                            'nova.conf')
-        with open(path, 'w') as conf_file:
-            conf_file.write(aio_services.NOVA_CONF % values)
+        path = tools_tests.write_aio_nova_conf(
+            self.useFixture(fixtures.TempDir()).path)
         self.conf = cfg.ConfigOpts()
         self.conf.register_opts([opt for opt in nova_compute_conf.ALL_OPTS
                                  if opt.name in CAPACITY_OPTIONS])

@@ -25,20 +25,15 @@ import testtools
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
-from ndtools import aio_services  # noqa: E402
+from tests import tools as tools_tests  # noqa: E402
 
 
 class AioSchedulerFiltersTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        values = dict.fromkeys(('logs', 'db', 'etc', 'data', 'rabbit',
-                                'host', 'driver', 'sock', 'helper',
-                                'docker_host'), 'x')
-        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                            'nova.conf')
-        with open(path, 'w') as conf_file:
-            conf_file.write(aio_services.NOVA_CONF % values)
+        path = tools_tests.write_aio_nova_conf(
+            self.useFixture(fixtures.TempDir()).path)
         self.conf = cfg.ConfigOpts()
         nova_scheduler_conf.register_opts(self.conf)
         self.conf(['--config-file', path], project='nova')
