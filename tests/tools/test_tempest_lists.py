@@ -16,6 +16,7 @@ states stay well-formed and truthful (the Tempest run itself is in CI)."""
 import importlib.util
 import os
 import re
+from unittest import mock
 
 import testtools
 
@@ -192,3 +193,85 @@ class TestMultinodeConf(testtools.TestCase):
         self.assertEqual('3', compute['min_compute_nodes'])
         self.assertEqual('vm', compute['migration_source_host'])
         self.assertEqual('aio-node2', compute['migration_dest_host'])
+
+
+class TestSharedNetwork(testtools.TestCase):
+    """The one network Tempest's servers boot on (tempest_conf's
+    SHARED_NETWORK): made once with its subnet and router, found after."""
+
+    def setUp(self):
+        super().setUp()
+        from openstack.network.v2 import _proxy
+        self.module = load_tempest_py()
+        self.conn = mock.Mock()
+        self.network = self.conn.network = mock.create_autospec(
+            _proxy.Proxy, instance=True)
+        self.public = mock.Mock(id='public-id')
+
+    def test_made_when_missing(self):
+        self.network.find_network.return_value = None
+        self.network.find_subnet.return_value = None
+        self.network.find_router.return_value = None
+        self.network.ports.return_value = []
+        net = self.module.ensure_shared_network(self.conn, self.public)
+        self.assertIs(self.network.create_network.return_value, net)
+        self.network.create_network.assert_called_once_with(
+            name='tempest-shared', shared=True)
+        self.network.create_subnet.assert_called_once_with(
+            name='tempest-shared', network_id=net.id, ip_version=4,
+            cidr=self.module.SHARED_CIDR)
+        self.network.create_router.assert_called_once_with(
+            name='tempest-shared',
+            external_gateway_info={'network_id': 'public-id'})
+        self.network.add_interface_to_router.assert_called_once_with(
+            self.network.create_router.return_value,
+            subnet=self.network.create_subnet.return_value.id)
+
+    def test_found_when_present(self):
+        router = self.network.find_router.return_value
+        self.network.ports.return_value = [mock.Mock(device_id=router.id)]
+        net = self.module.ensure_shared_network(self.conn, self.public)
+        self.assertIs(self.network.find_network.return_value, net)
+        for made in (self.network.create_network, self.network.create_subnet,
+                     self.network.create_router,
+                     self.network.add_interface_to_router):
+            made.assert_not_called()
+
+    def test_router_without_its_interface_gets_it(self):
+        self.network.ports.return_value = [mock.Mock(device_id='other')]
+        self.module.ensure_shared_network(self.conn, self.public)
+        self.network.add_interface_to_router.assert_called_once_with(
+            self.network.find_router.return_value,
+            subnet=self.network.find_subnet.return_value.id)
+
+    def test_not_apart_from_the_other_networks(self):
+        # Neither Tempest's project networks nor the all-in-one's own
+        # (private, the auto-allocation pool, public).
+        import ipaddress
+        from ndtools import aio_state
+        from ndtools import cloud
+        settings = aio_state.Settings({})
+        shared = ipaddress.ip_network(self.module.SHARED_CIDR)
+        for other in ('10.100.0.0/16', settings.private_cidr,
+                      cloud.DEFAULT_POOL[1], settings.ext_cidr):
+            self.assertFalse(shared.overlaps(ipaddress.ip_network(other)),
+                             other)
+
+
+class TestLibvirtHosts(testtools.TestCase):
+    """A KVM node's compute host is not one of Tempest's compute nodes."""
+
+    def test_only_libvirt_hypervisors(self):
+        from openstack.compute.v2 import _proxy
+        conn = mock.Mock()
+        conn.compute = mock.create_autospec(_proxy.Proxy, instance=True)
+        conn.compute.hypervisors.return_value = [
+            mock.Mock(hypervisor_type='docker',
+                      service_details={'host': 'vm'}),
+            mock.Mock(hypervisor_type='QEMU',
+                      service_details={'host': 'aio-kvm10'}),
+            mock.Mock(hypervisor_type='docker',
+                      service_details={'host': 'aio-node2'})]
+        self.assertEqual({'aio-kvm10'},
+                         load_tempest_py().libvirt_hosts(conn))
+        conn.compute.hypervisors.assert_called_once_with(details=True)

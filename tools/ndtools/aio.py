@@ -26,7 +26,9 @@ real OpenStack whose compute runs DockerDriver from this checkout.
   tools/aio status      what runs, what answers, the servers
   tools/aio scenario [REGEX | --multinode]   scenario tests against the
                         running cloud (--multinode: the cross-node ones)
-  tools/aio tempest [REGEX]    Tempest (tools/tempest/include.txt) on it
+  tools/aio tempest [REGEX | --multinode]   Tempest (tools/tempest/
+                        include.txt) on it (--multinode: its tests that
+                        need two compute nodes)
   tools/aio browser [REGEX]    browser tests of the dashboard (Horizon)
   tools/aio add-nodes N  grow the running cloud to N compute nodes (2 or 3),
                         as `up --nodes N` would have made it
@@ -83,6 +85,14 @@ IMAGE_STOP_SIGNAL = 'SIGHUP'
 SOLO_SCENARIOS = r'tests\.scenario\.test_evacuate\.'
 # The cross-node scenario tests: `tools/aio scenario --multinode`.
 MULTINODE_SCENARIOS = r'tests\.scenario\.test_(multinode|migration|evacuate)\.'
+# Tempest's tests that need two compute nodes and run on ours (cold
+# migration, its revert, resize across hosts, scheduling to every node):
+# `tools/aio tempest --multinode`. Live migration is off in tempest.conf.
+MULTINODE_TEMPEST = (r'tempest\.(api\.compute\.admin\.test_migrations\.'
+                     r'MigrationsAdminTest|scenario\.'
+                     r'test_network_advanced_server_ops\..*'
+                     r'(cold_migration|resize)|scenario\.'
+                     r'test_server_multinode\.)')
 
 
 class SuiteResult(typing.NamedTuple):
@@ -755,7 +765,9 @@ class AllInOne:
                             'from the running cloud' % s.tempest_ws,
                             self.write_tempest_conf)
         select = ['--include-list', os.path.join(TEMPEST_DIR, 'include.txt')]
-        if args:
+        if list(args) == ['--multinode']:
+            select = ['--regex', MULTINODE_TEMPEST]
+        elif args:
             select = ['--regex', args[0]]
         out = os.path.join(s.logs, 'tempest-run.log')
         start = time.time()
