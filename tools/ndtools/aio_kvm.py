@@ -33,6 +33,7 @@ with pkg-config (the libvirt driver imports it).
 Standard library only.
 """
 
+import re
 import subprocess
 import typing
 
@@ -113,6 +114,12 @@ class KvmComputeNode(aio_nodes.ComputeNode, kvm_node.KvmNode):
         return self.in_net_only(self.aio.exe('nova-compute'),
                                 *self.config_args())
 
+    def nova_conf_text(self, host_conf_text: str) -> str:
+        """A compute node's, without the host's [docker] section (the
+        host's engine and OVS: nothing of this node's)."""
+        return super().nova_conf_text(without_sections(host_conf_text,
+                                                       ('docker',)))
+
     def nova_conf_overrides(self, host_conf_text: str
                             ) -> typing.List[typing.Tuple[str, str, str]]:
         """A compute node's, then the libvirt driver's on top (its host
@@ -146,6 +153,18 @@ class KvmComputeNode(aio_nodes.ComputeNode, kvm_node.KvmNode):
             print('WARNING: %s: virt_type = %s (TCG), not kvm: %s' % (
                 self.name, virt, why), flush=True)
         super().up_compute(wait_compute)
+
+
+def without_sections(conf_text: str, names: typing.Sequence[str]) -> str:
+    """An ini text without the sections ``names`` (headers and options)."""
+    kept, skip = [], False
+    for line in conf_text.splitlines():
+        header = re.match(r'\s*\[([^\]]+)\]', line)
+        if header:
+            skip = header.group(1) in names
+        if not skip:
+            kept.append(line)
+    return '\n'.join(kept) + '\n'
 
 
 def is_qemu(pid: int) -> bool:
