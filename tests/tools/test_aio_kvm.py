@@ -108,12 +108,13 @@ class KvmComputeNodeTest(testtools.TestCase):
                                   ('A', 'x', '3')]))
 
     def test_status_and_usage_name_its_daemons(self):
+        # A node number no cloud here uses: nothing of it runs.
+        idle = aio_kvm.KvmComputeNode(201, self.settings, '/top')
         self.assertEqual(
             ('ovsdb-server', 'ovs-vswitchd', 'libvirtd', 'relay',
              'ovn-controller', 'nova-compute'),
-            tuple(self.node.daemon_pids()))
-        # A node number no cloud here uses: nothing of it runs.
-        parts = aio_kvm.KvmComputeNode(201, self.settings, '/top').status()
+            tuple(idle.daemon_pids()))
+        parts = idle.status()
         for name in ('netns', 'libvirtd', 'br-int', 'relay',
                      'ovn-controller', 'nova-compute'):
             self.assertFalse(parts[name], name)
@@ -127,6 +128,16 @@ class KvmComputeNodeTest(testtools.TestCase):
         self.assertEqual(('kvm', ''), n.virt)
         self.assertEqual(('kvm', ''), n.virt)
         self.assertEqual(1, virt.call_count)
+
+
+    def test_guests_qemu_counted_in_the_usage(self):
+        n = aio_kvm.KvmComputeNode(201, self.settings, '/top')
+        self.useFixture(fixtures.MockPatchObject(
+            n, 'qemu_pids', autospec=True, return_value=[4242]))
+        self.assertEqual(4242, n.daemon_pids()['qemu 4242'])
+        lines = n.usage_lines()
+        self.assertIn('qemu 4242', lines[-2])
+        self.assertIn('total', lines[-1])
 
 
 class InstallTest(testtools.TestCase):

@@ -130,21 +130,18 @@ class KvmComputeNode(aio_nodes.ComputeNode, kvm_node.KvmNode):
             self, self.virt[0]) + [NO_DEEP_INSPECTION])
 
     def daemon_pids(self) -> typing.Dict[str, typing.Optional[int]]:
-        return {name: self.state.pid(name)
-                for name in KVM_DAEMONS + aio_nodes.COMPUTE_DAEMONS}
+        """Its daemons, then each guest's QEMU (``qemu PID``): status
+        shows their RSS with the rest, in the total."""
+        found = {name: self.state.pid(name)
+                 for name in KVM_DAEMONS + aio_nodes.COMPUTE_DAEMONS}
+        for pid in self.qemu_pids():
+            found['qemu %d' % pid] = pid
+        return found
 
     def qemu_pids(self) -> typing.List[int]:
         """The guests' QEMU processes (in the node's namespace)."""
         return sorted(pid for pid in self.leftover_pids()
                       if is_qemu(pid))
-
-    def usage_lines(self) -> typing.List[str]:
-        lines = super().usage_lines()
-        for pid in self.qemu_pids():
-            rss, cpu = aio_nodes.process_tree_usage(pid)
-            lines.insert(-1, '    %-15s running (pid %d)  RSS %6.1f MiB  '
-                         'CPU %7.1f s' % ('qemu', pid, rss / 1024.0, cpu))
-        return lines
 
     def up_compute(self, wait_compute: typing.Callable[[str, int, int],
                                                        bool]) -> None:
