@@ -261,13 +261,15 @@ class AioKvmCommandsTest(testtools.TestCase):
         release.assert_called_once_with()
 
     def test_remove_keeps_the_underlay_for_docker_nodes(self):
-        self.useFixture(fixtures.MockPatchObject(
-            aio_kvm.KvmComputeNode, 'down', autospec=True))
+        clean = self.useFixture(fixtures.MockPatchObject(
+            aio_kvm.KvmComputeNode, 'clean', autospec=True)).mock
         release = self.useFixture(fixtures.MockPatchObject(
             aio.AllInOne, 'release_underlay', autospec=True)).mock
         self.aio.state.mark(aio_kvm.KVM_MARK)
         self.aio.state.mark('node:2')
         self.aio.down_kvm_node()
+        clean.assert_called_once_with()
+        self.assertFalse(self.aio.state.marked(aio_kvm.KVM_MARK))
         release.assert_not_called()
         self.aio.state.unmark('node:2')
         self.aio.down_kvm_node()

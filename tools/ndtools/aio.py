@@ -415,13 +415,15 @@ class AllInOne:
                 'the %s images' % (n.name, vmimage.NAME), self.cloud_ok,
                 'forget-host', '--host', n.name, *vm_image_args())
         self.state.run_step('down-kvm', 'stopping %s, removing its '
-                            'namespace and veth' % n.name, self.down_kvm_node)
+                            'namespace, veth and files' % n.name,
+                            self.down_kvm_node)
         say('remove-kvm-node')
         return 0
 
     def down_kvm_node(self) -> None:
-        """The node, its mark, and the underlay when no node is left."""
-        self.kvm_node().down()
+        """The node and its files (clean), its mark, and the underlay when
+        no node is left."""
+        self.kvm_node().clean()
         self.state.unmark(aio_kvm.KVM_MARK)
         if not aio_nodes.marked_numbers(self.state):
             self.release_underlay()
@@ -489,6 +491,12 @@ class AllInOne:
            '--verbose')
 
     def nodes_summary(self) -> None:
+        if self.state.marked(aio_kvm.KVM_MARK):
+            n = self.kvm_node()
+            print('KVM node: %s (virt_type %s); VMs boot from --image %s '
+                  'beside the containers' % (n.name, n.virt[0],
+                                             vmimage.NAME))
+            print('    virsh -c "%s" list' % n.connection_uri, flush=True)
         numbers = aio_nodes.marked_numbers(self.state)
         if not numbers:
             return

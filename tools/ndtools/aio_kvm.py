@@ -38,6 +38,7 @@ import subprocess
 import typing
 
 from ndtools import aio_nodes
+from ndtools import aio_services
 from ndtools import aio_state
 from ndtools import host
 from ndtools import kvm_node
@@ -67,12 +68,8 @@ def install_kvm(settings: aio_state.Settings,
                 apt_install: typing.Callable = host.apt_install) -> bool:
     """KVM_DEBS that are missing, then libvirt-python in the venv unless
     it imports."""
-    missing = host.missing_packages(
-        (p, lambda p=p: installed(p)) for p in KVM_DEBS)
-    if missing:
-        print('installing: %s' % ' '.join(missing), flush=True)
-        if not apt_install(missing, recommends=False):
-            return False
+    if aio_services.apt_missing(KVM_DEBS, installed, apt_install) is None:
+        return False
     python = settings.exe('python')
     if subprocess.run([python, '-c', 'import libvirt']).returncode == 0:
         print('libvirt-python present', flush=True)
