@@ -211,8 +211,9 @@ class MixedScenarioTest(base.ScenarioTestCase):
         vm_ip = self.fixed_ip(vm, net_b)
         ct_ip = self.fixed_ip(container, net_a)
         self.assertReachable(self.container_ping, helper, vm_ip)
+        # No way between the networks (a ping the VM sends would show
+        # the same, at 20 s a try: its CGI's ping waits that long).
         self.assertUnreachable(self.container_ping, container, vm_ip)
-        self.assertUnreachable(self.vm_ping, helper, vm_ip, ct_ip)
         router = self.conn.network.create_router(name=self.name('join'))
         self.addCleanup(self.admin.network.delete_router, router,
                         ignore_missing=True)
