@@ -275,6 +275,16 @@ class AioKvmCommandsTest(testtools.TestCase):
         self.aio.down_kvm_node()
         release.assert_called_once_with()
 
+    def test_up_arguments(self):
+        self.assertEqual((1, False), aio.parse_up([]))
+        self.assertEqual((1, True), aio.parse_up(['--kvm-node']))
+        self.assertEqual((2, True), aio.parse_up(['--nodes', '2',
+                                                  '--kvm-node']))
+        self.assertEqual((3, True), aio.parse_up(['--kvm-node',
+                                                  '--nodes=3']))
+        for bad in (['--kvm'], ['--kvm-node', 'x']):
+            self.assertRaises(ValueError, aio.parse_up, bad)
+
     def test_up_takes_kvm_node(self):
         self.assertEqual(['--image=vm-tiny', '--image=vm-tiny-kernel',
                           '--image=vm-tiny-ramdisk'], aio.vm_image_args())

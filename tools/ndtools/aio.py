@@ -237,10 +237,8 @@ class AllInOne:
 
     def up(self, args: typing.Sequence[str] = ()) -> int:
         self.need_root()
-        args = list(args)
-        kvm = '--kvm-node' in args
         try:
-            count = parse_nodes([a for a in args if a != '--kvm-node'])
+            count, kvm = parse_up(args)
             extra = aio_nodes.numbers(count)
         except ValueError as exc:
             die('up: %s (usage: tools/aio up [--nodes N] [--kvm-node], N '
@@ -979,6 +977,14 @@ def vm_image_args() -> typing.List[str]:
     """forget-host's --image arguments: vm-tiny's three images."""
     return ['--image=%s%s' % (vmimage.NAME, suffix)
             for suffix in ('', '-kernel', '-ramdisk')]
+
+
+def parse_up(args: typing.Sequence[str]) -> typing.Tuple[int, bool]:
+    """up's arguments: (node count, whether --kvm-node); ValueError
+    else."""
+    args = list(args)
+    return (parse_nodes([a for a in args if a != '--kvm-node']),
+            '--kvm-node' in args)
 
 
 def parse_nodes(args: typing.Sequence[str]) -> int:
