@@ -57,8 +57,18 @@ def node_number(host: str):
     return int(found.group(1)) if found else None
 
 
+def kvm_number(host: str):
+    """K for the KVM node aio-kvmK (tools/aio add-kvm-node), else None."""
+    found = re.match(r'aio-kvm(\d+)\Z', host or '')
+    return int(found.group(1)) if found else None
+
+
 def node_dir(number: int) -> str:
     return os.path.join(AIO_DIR, 'nodes', 'node%d' % number)
+
+
+def kvm_dir(number: int) -> str:
+    return os.path.join(AIO_DIR, 'nodes', 'kvm%d' % number)
 
 
 def engine_url(host: str) -> str:
@@ -71,7 +81,9 @@ def engine_url(host: str) -> str:
 
 def ovsdb_args(host: str) -> list:
     """ovs-vsctl's arguments for a compute host's Open vSwitch."""
-    number = node_number(host)
+    number, kvm = node_number(host), kvm_number(host)
+    if kvm is not None:
+        return ['--db=unix:' + os.path.join(kvm_dir(kvm), 'run/ovs/db.sock')]
     if number is None:
         return []
     return ['--db=unix:' + os.path.join(node_dir(number), 'run/ovs/db.sock')]
@@ -115,7 +127,8 @@ class ScenarioTestCase(testtools.TestCase):
             binary='nova-compute')]
         # The host's own nova-compute (node 1), not a node's.
         self.compute_host = next(
-            (h for h in hosts if node_number(h) is None), hosts[0])
+            (h for h in hosts if node_number(h) is None
+             and kvm_number(h) is None), hosts[0])
         # The all-in-one's engine: the host's.
         self.docker = docker_fixtures.docker_api()
         self._engines = {docker_fixtures.api_url(): self.docker}

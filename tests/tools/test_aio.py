@@ -48,7 +48,7 @@ class AioCommandsTest(testtools.TestCase):
     def test_all_scenarios_evacuate_alone_last(self):
         self.assertEqual(0, self.aio.scenario([]))
         first, second = self.run_suite.call_args_list
-        self.assertEqual(['--exclude-regex', aio.SOLO_SCENARIOS],
+        self.assertEqual(['--exclude-regex', aio.NOT_BY_DEFAULT],
                          first[0][-1])
         self.assertEqual(self.aio.s.scenario_concurrency, first[0][-2])
         self.assertEqual([aio.SOLO_SCENARIOS], second[0][-1])
@@ -85,14 +85,14 @@ class AioCommandsTest(testtools.TestCase):
         self.aio.state.unmark('node:2')
         self.assertEqual(0, self.aio.scenario([]))
         (call,) = self.run_suite.call_args_list
-        self.assertEqual(['--exclude-regex', aio.SOLO_SCENARIOS], call[0][-1])
+        self.assertEqual(['--exclude-regex', aio.NOT_BY_DEFAULT], call[0][-1])
         self.assertEqual('1', call[1]['AIO_NODES'])
 
     def test_multinode_runs_the_cross_node_modules_node_down_last(self):
         self.assertEqual(0, self.aio.scenario(['--multinode']))
         first, second = self.run_suite.call_args_list
         self.assertEqual([aio.MULTINODE_SCENARIOS, '--exclude-regex',
-                          aio.SOLO_SCENARIOS], first[0][-1])
+                          aio.NOT_BY_DEFAULT], first[0][-1])
         self.assertEqual([aio.SOLO_SCENARIOS], second[0][-1])
         for name in ('test_multinode.MultinodeScenarioTest.test_x',
                      'test_migration.MigrationScenarioTest.test_x',

@@ -61,7 +61,7 @@ class KvmNodeCommandsTest(testtools.TestCase):
         self.assertEqual('10.250.0.3', n.address)
         self.assertLessEqual(len(kvm_node.KvmNode(254).host_link), 15)
         self.assertEqual(
-            'qemu:///system?socket=/srv/nodes/node3/libvirt/run/libvirt/'
+            'qemu:///system?socket=/srv/nodes/kvm3/libvirt/run/libvirt/'
             'libvirt-sock', n.connection_uri)
 
     def test_libvirtd_in_the_nodes_network_and_its_own_mounts(self):
@@ -72,19 +72,19 @@ class KvmNodeCommandsTest(testtools.TestCase):
         script = argv[9].splitlines()
         self.assertEqual(['set -e', "hostname 'aio-kvm3'"], script[:2])
         for path in kvm_node.LIBVIRT_DIRS:
-            self.assertIn("mount --bind '/srv/nodes/node3/libvirt%s' '%s'"
+            self.assertIn("mount --bind '/srv/nodes/kvm3/libvirt%s' '%s'"
                           % (path, path), script)
         # ovs-vsctl run by libvirt finds the node's db.sock by default.
-        self.assertIn("mount --bind '/srv/nodes/node3/run/ovs' "
+        self.assertIn("mount --bind '/srv/nodes/kvm3/run/ovs' "
                       "'/run/openvswitch'", script)
         self.assertIn('mount -t sysfs -o nosuid,nodev,noexec sysfs /sys',
                       script)
         last = script[-1]
         self.assertTrue(last.startswith("exec 'env' "), last)
-        self.assertIn("'OVS_RUNDIR=/srv/nodes/node3/run/ovs'", last)
-        self.assertIn("'libvirtd' '--config' '/srv/nodes/node3/libvirt/etc/"
+        self.assertIn("'OVS_RUNDIR=/srv/nodes/kvm3/run/ovs'", last)
+        self.assertIn("'libvirtd' '--config' '/srv/nodes/kvm3/libvirt/etc/"
                       "libvirt/libvirtd.conf'", last)
-        self.assertIn("'--pid-file' '/srv/nodes/node3/run/libvirtd.own.pid'",
+        self.assertIn("'--pid-file' '/srv/nodes/kvm3/run/libvirtd.own.pid'",
                       last)
         self.assertNotIn('--listen', last)
 
@@ -162,12 +162,12 @@ class NovaComputeOptionsTest(testtools.TestCase):
             ('DEFAULT', 'my_ip'): '10.250.0.4',
             ('libvirt', 'virt_type'): 'qemu',
             ('libvirt', 'connection_uri'):
-                'qemu:///system?socket=/srv/nodes/node4/libvirt/run/'
+                'qemu:///system?socket=/srv/nodes/kvm4/libvirt/run/'
                 'libvirt/libvirt-sock',
             ('libvirt', 'cpu_mode'): 'none',
             ('vnc', 'enabled'): 'False',
             ('os_vif_ovs', 'ovsdb_connection'):
-                'unix:/srv/nodes/node4/run/ovs/db.sock'}, options)
+                'unix:/srv/nodes/kvm4/run/ovs/db.sock'}, options)
         kvm = dict(((s, k), v) for s, k, v in
                    kvm_node.nova_compute_options(n, 'kvm'))
         self.assertEqual('kvm', kvm['libvirt', 'virt_type'])

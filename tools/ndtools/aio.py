@@ -12,26 +12,33 @@
 """The all-in-one: one command turns a Debian 12 machine (root) into a small
 real OpenStack whose compute runs DockerDriver from this checkout.
 
-  tools/aio up [--nodes N]
+  tools/aio up [--nodes N] [--kvm-node]
                         install what is missing, start everything, create a
                         demo network/router/security group/flavors/image,
                         boot one server, print how to use the cloud; with
                         --nodes N (2 or 3), N-1 more compute nodes
-                        aio-node2.. (ndtools.aio_nodes) after that
+                        aio-node2.. (ndtools.aio_nodes) after that; with
+                        --kvm-node, then add-kvm-node
   tools/aio down        stop exactly what `up` started (by PID), delete the
                         servers, their containers and loaded images
   tools/aio clean       down, then remove the state (databases, OVN DBs,
                         bridges and OVS settings `up` made, configs); keeps
                         Debian packages, the venv and the logs
   tools/aio status      what runs, what answers, the servers
-  tools/aio scenario [REGEX | --multinode]   scenario tests against the
-                        running cloud (--multinode: the cross-node ones)
+  tools/aio scenario [REGEX | --multinode | --mixed]   scenario tests
+                        against the running cloud (--multinode: the
+                        cross-node ones; --mixed: VMs beside containers)
   tools/aio tempest [REGEX | --multinode]   Tempest (tools/tempest/
                         include.txt) on it (--multinode: its tests that
                         need two compute nodes)
   tools/aio browser [REGEX]    browser tests of the dashboard (Horizon)
   tools/aio add-nodes N  grow the running cloud to N compute nodes (2 or 3),
                         as `up --nodes N` would have made it
+  tools/aio add-kvm-node   a KVM compute node aio-kvm10 (libvirt, QEMU;
+                        ndtools.aio_kvm) joins the running cloud, and the
+                        VM image vm-tiny goes into Glance
+  tools/aio remove-kvm-node   its servers, service, vm-tiny and the node
+                        itself gone again (down does it too)
   tools/aio compute-driver DRIVER   restart nova-compute with DRIVER
   tools/aio node-kill K SIGKILL node K's nova-compute and dockerd (a
                         failed node, for evacuate; containers keep running)
@@ -56,6 +63,7 @@ import time
 import typing
 
 from ndtools import aio_horizon
+from ndtools import aio_kvm
 from ndtools import aio_nodes
 from ndtools import aio_services
 from ndtools import aio_state
@@ -67,6 +75,7 @@ from ndtools import engine
 from ndtools import host
 from ndtools import node
 from ndtools import runtests
+from ndtools import vmimage
 
 TOP = aio_state.TOP
 TEMPEST_DIR = os.path.join(TOP, 'tools/tempest')
@@ -93,6 +102,11 @@ MULTINODE_TEMPEST = (r'tempest\.(api\.compute\.admin\.test_migrations\.'
                      r'test_network_advanced_server_ops\..*'
                      r'(cold_migration|resize)|scenario\.'
                      r'test_server_multinode\.)')
+# VMs beside containers (the KVM node): `tools/aio scenario --mixed`.
+MIXED_SCENARIOS = r'tests\.scenario\.test_mixed\.'
+# Never in the run of everything: the node-down tests run after it, the
+# mixed ones need the KVM node (CI adds it after the multi-node phase).
+NOT_BY_DEFAULT = '(%s|%s)' % (SOLO_SCENARIOS, MIXED_SCENARIOS)
 
 
 class SuiteResult(typing.NamedTuple):
@@ -145,6 +159,10 @@ class AllInOne:
                                 stdout=subprocess.PIPE, text=True)
         return result.stdout if result.returncode == 0 else None
 
+    def cloud_ok(self, *args: str) -> bool:
+        """cloud.py as a step: False when it failed."""
+        return self.cloud(*args) == 0
+
     @staticmethod
     def need_root() -> None:
         if os.geteuid() != 0:
@@ -196,7 +214,9 @@ class AllInOne:
         created = subprocess.run(
             [self.s.exe('openstack'), 'image', 'create', '--container-format',
              'docker', '--disk-format', 'raw', '--public', '--property',
-             'os_type=linux', '-f', 'value', '-c', 'id', name],
+             'os_type=linux', '--property',
+             'hypervisor_type=' + aio_kvm.DOCKER_HV_TYPE, '-f', 'value',
+             '-c', 'id', name],
             stdin=save.stdout, env=self.admin_env())
         save.stdout.close()
         if save.wait() or created.returncode:
@@ -228,11 +248,11 @@ class AllInOne:
     def up(self, args: typing.Sequence[str] = ()) -> int:
         self.need_root()
         try:
-            count = parse_nodes(args)
+            count, kvm = parse_up(args)
             extra = aio_nodes.numbers(count)
         except ValueError as exc:
-            die('up: %s (usage: tools/aio up [--nodes N], N from 1 to %d)'
-                % (exc, aio_nodes.MAX_NODES))
+            die('up: %s (usage: tools/aio up [--nodes N] [--kvm-node], N '
+                'from 1 to %d)' % (exc, aio_nodes.MAX_NODES))
         s, svc, step = self.s, self.services, self.state.run_step
         if self.state.any_running():
             die("the all-in-one is already running ('tools/aio status'; "
@@ -285,6 +305,8 @@ class AllInOne:
             step('server', 'booting server demo1 with a floating IP',
                  self.boot_demo_server)
         self.start_nodes(extra)
+        if kvm:
+            self.start_kvm_node()
         say('up')
         self.summary()
         self.nodes_summary()
@@ -316,10 +338,8 @@ class AllInOne:
     def start_nodes(self, numbers: typing.Sequence[int]) -> None:
         """Compute nodes aio-nodeK for each K, then cell host discovery."""
         step = self.state.run_step
-        if numbers and not self.state.marked(aio_nodes.HOST_ENCAP_MARK):
-            step('underlay', 'host chassis tunnels from %s on %s' % (
-                node.UNDERLAY_HOST_IP, node.UNDERLAY_BRIDGE),
-                self.host_underlay)
+        if numbers:
+            self.ensure_underlay()
         for number in numbers:
             self.state.mark(aio_nodes.NODE_MARK + str(number))
             step('node%d' % number, 'compute node aio-node%d: namespace, '
@@ -328,6 +348,104 @@ class AllInOne:
         if numbers:
             step('discover-nodes', 'cell host discovery: %s' % ', '.join(
                 'aio-node%d' % n for n in numbers), self.discover_hosts)
+
+    def ensure_underlay(self) -> None:
+        """aio-underlay and the host chassis's encap on it, once."""
+        if not self.state.marked(aio_nodes.HOST_ENCAP_MARK):
+            self.state.run_step('underlay', 'host chassis tunnels from %s '
+                                'on %s' % (node.UNDERLAY_HOST_IP,
+                                           node.UNDERLAY_BRIDGE),
+                                self.host_underlay)
+
+    # -- the KVM node (--kvm-node) -------------------------------------------
+
+    def kvm_node(self) -> aio_kvm.KvmComputeNode:
+        return aio_kvm.KvmComputeNode(aio_kvm.KVM_NUMBER, self.s, TOP)
+
+    def add_kvm_node(self, args: typing.Sequence[str]) -> int:
+        """The KVM node joins a running cloud (CI adds it after the
+        docker nodes' phase)."""
+        self.need_root()
+        self.need_cloud()
+        if args:
+            die('usage: tools/aio add-kvm-node')
+        if not host.pid_alive(self.state.pid('nova-compute')):
+            die("add-kvm-node: the all-in-one's nova-compute is not running "
+                "('tools/aio status')")
+        self.start_kvm_node()
+        say('add-kvm-node')
+        self.nodes_summary()
+        return 0
+
+    def start_kvm_node(self) -> None:
+        """Packages, the node, host discovery, vm-tiny in Glance."""
+        step = self.state.run_step
+        n = self.kvm_node()
+        step('kvm-packages', 'Debian packages (%s) and libvirt-python in '
+             'the venv' % ', '.join(aio_kvm.KVM_DEBS), aio_kvm.install_kvm,
+             self.s)
+        step('docker-hv-type', 'docker images hypervisor_type=%s, before '
+             'the KVM node can take any' % aio_kvm.DOCKER_HV_TYPE,
+             self.cloud_ok, 'docker-hv-type', '--hv', aio_kvm.DOCKER_HV_TYPE)
+        self.ensure_underlay()
+        self.state.mark(aio_kvm.KVM_MARK)
+        step('kvm-node', 'KVM compute node %s: namespace, OVS, libvirtd, '
+             'relay, ovn-controller, nova-compute (libvirt, virt_type %s)'
+             % (n.name, n.virt[0]), n.up_compute, self.wait_node_compute)
+        if n.virt[1]:
+            warn('%s runs QEMU without KVM (virt_type qemu): %s' % (
+                n.name, n.virt[1]))
+        step('discover-kvm', 'cell host discovery: %s' % n.name,
+             self.discover_hosts)
+        step('vm-image', '%s (Debian\'s kernel, busybox initramfs) into '
+             'Glance' % vmimage.NAME, self.upload_vm_image, n)
+
+    def upload_vm_image(self, n: aio_kvm.KvmComputeNode) -> bool:
+        manifest = vmimage.build_cached(log=print)
+        path = os.path.join(n.s.run, 'vm-tiny.json')
+        with open(path, 'w') as f:
+            json.dump(manifest, f)
+        props = sorted(vmimage.GLANCE_PROPERTIES.items())
+        return self.cloud('vm-image', '--manifest', path, '--name',
+                          vmimage.NAME,
+                          *['--property=%s=%s' % kv for kv in props]) == 0
+
+    def remove_kvm_node(self, args: typing.Sequence[str]) -> int:
+        """Undo add-kvm-node on a running cloud: nothing of it stays."""
+        self.need_root()
+        if args:
+            die('usage: tools/aio remove-kvm-node')
+        n = self.kvm_node()
+        if (aio_state.http_ok('http://127.0.0.1:8774/')
+                and os.path.exists(self.s.clouds_yaml)):
+            self.state.run_step(
+                'forget-kvm', 'deleting the servers on %s, its service and '
+                'the %s images' % (n.name, vmimage.NAME), self.cloud_ok,
+                'forget-host', '--host', n.name, *vm_image_args())
+        self.state.run_step('down-kvm', 'stopping %s, removing its '
+                            'namespace, veth and files' % n.name,
+                            self.down_kvm_node)
+        say('remove-kvm-node')
+        return 0
+
+    def down_kvm_node(self) -> None:
+        """The node and its files (clean), its mark, and the underlay when
+        no node is left."""
+        self.kvm_node().clean()
+        self.state.unmark(aio_kvm.KVM_MARK)
+        if not aio_nodes.marked_numbers(self.state):
+            self.release_underlay()
+
+    def release_underlay(self) -> None:
+        """The host chassis's encap address back to a single-node cloud's,
+        and aio-underlay gone once nothing is plugged in."""
+        if self.state.marked(aio_nodes.HOST_ENCAP_MARK):
+            if host.ovs_ok():
+                aio_nodes.set_host_encap('127.0.0.1')
+                print('host chassis ovn-encap-ip = 127.0.0.1', flush=True)
+            self.state.unmark(aio_nodes.HOST_ENCAP_MARK)
+        if host.ovs_ok():
+            node.Underlay().release()
 
     # -- compute nodes (--nodes) ---------------------------------------------
 
@@ -381,6 +499,12 @@ class AllInOne:
            '--verbose')
 
     def nodes_summary(self) -> None:
+        if self.state.marked(aio_kvm.KVM_MARK):
+            n = self.kvm_node()
+            print('KVM node: %s (virt_type %s); VMs boot from --image %s '
+                  'beside the containers' % (n.name, n.virt[0],
+                                             vmimage.NAME))
+            print('    virsh -c "%s" list' % n.connection_uri, flush=True)
         numbers = aio_nodes.marked_numbers(self.state)
         if not numbers:
             return
@@ -396,16 +520,13 @@ class AllInOne:
         """Every node up made (its nova-compute, chassis, relay, OVS,
         engine, namespace, veth), aio-underlay, and the host chassis's
         encap address back to what a single-node cloud has."""
+        if self.state.marked(aio_kvm.KVM_MARK):
+            self.kvm_node().down()
+            self.state.unmark(aio_kvm.KVM_MARK)
         for number in reversed(aio_nodes.marked_numbers(self.state)):
             self.compute_node(number).down()
             self.state.unmark(aio_nodes.NODE_MARK + str(number))
-        if self.state.marked(aio_nodes.HOST_ENCAP_MARK):
-            if host.ovs_ok():
-                aio_nodes.set_host_encap('127.0.0.1')
-                print('host chassis ovn-encap-ip = 127.0.0.1', flush=True)
-            self.state.unmark(aio_nodes.HOST_ENCAP_MARK)
-        if host.ovs_ok():
-            node.Underlay().release()
+        self.release_underlay()
 
     def summary(self) -> None:
         s = self.s
@@ -504,6 +625,7 @@ class AllInOne:
         step('down-servers', 'deleting servers, their containers and loaded '
              'images', self.remove_instances)
         if (aio_nodes.marked_numbers(self.state)
+                or self.state.marked(aio_kvm.KVM_MARK)
                 or self.state.marked(aio_nodes.HOST_ENCAP_MARK)):
             step('down-nodes', 'stopping the compute nodes, removing their '
                  'namespaces, veths and aio-underlay', self.down_nodes)
@@ -559,6 +681,9 @@ class AllInOne:
         # down stopped them; their directories (databases, images, logs).
         for number in aio_nodes.existing_numbers(s.aio_dir):
             self.compute_node(number).clean()
+        kvm = self.kvm_node()
+        if os.path.isdir(kvm.dir):
+            kvm.clean()
         nodes_dir = os.path.join(s.aio_dir, 'nodes')
         if os.path.isdir(nodes_dir) and not os.listdir(nodes_dir):
             os.rmdir(nodes_dir)
@@ -609,6 +734,17 @@ class AllInOne:
             missing = sorted(k for k, ok in parts.items() if not ok)
             print('  node aio-node%d (%s, %s): %s' % (
                 number, n.address, n.dir,
+                'ok' if not missing else 'MISSING ' + ', '.join(missing)))
+            for line in n.usage_lines():
+                print(line)
+            if missing:
+                rc = 1
+        if self.state.marked(aio_kvm.KVM_MARK):
+            n = self.kvm_node()
+            parts = n.status()
+            missing = sorted(k for k, ok in parts.items() if not ok)
+            print('  KVM node %s (%s, %s, virt_type %s): %s' % (
+                n.name, n.address, n.dir, n.virt[0],
                 'ok' if not missing else 'MISSING ' + ', '.join(missing)))
             for line in n.usage_lines():
                 print(line)
@@ -665,7 +801,13 @@ class AllInOne:
         # How many compute nodes the cloud was made with: with 2 or more,
         # the multi-node tests fail (never skip) when some are missing.
         nodes = 1 + len(aio_nodes.marked_numbers(self.state))
-        env = dict(NOVA_DOCKER_AIO_SCENARIO='1', AIO_NODES=str(nodes))
+        env = dict(NOVA_DOCKER_AIO_SCENARIO='1', AIO_NODES=str(nodes),
+                   AIO_KVM_NODE=(self.kvm_node().name if self.state.marked(
+                       aio_kvm.KVM_MARK) else ''))
+        if list(args) == ['--mixed']:
+            return self.run_suite('scenario', 'stestr-repo',
+                                  s.scenario_concurrency, [MIXED_SCENARIOS],
+                                  log='scenario-mixed', **env).rc
         if args and list(args) != ['--multinode']:
             return self.run_suite('scenario', 'stestr-repo',
                                   s.scenario_concurrency, args, **env).rc
@@ -674,7 +816,7 @@ class AllInOne:
         # others, which need every node up.
         result = self.run_suite(
             'scenario', 'stestr-repo', s.scenario_concurrency,
-            select + ['--exclude-regex', SOLO_SCENARIOS], **env)
+            select + ['--exclude-regex', NOT_BY_DEFAULT], **env)
         if nodes >= 2:
             result += self.run_suite('scenario', 'stestr-repo', '1',
                                      [SOLO_SCENARIOS], log='scenario-alone',
@@ -843,6 +985,20 @@ def tempest_counts(output: str) -> typing.Tuple[int, int, int]:
     return count('Passed'), count('Skipped'), failed
 
 
+def vm_image_args() -> typing.List[str]:
+    """forget-host's --image arguments: vm-tiny's three images."""
+    return ['--image=%s%s' % (vmimage.NAME, suffix)
+            for suffix in ('', '-kernel', '-ramdisk')]
+
+
+def parse_up(args: typing.Sequence[str]) -> typing.Tuple[int, bool]:
+    """up's arguments: (node count, whether --kvm-node); ValueError
+    else."""
+    args = list(args)
+    return (parse_nodes([a for a in args if a != '--kvm-node']),
+            '--kvm-node' in args)
+
+
 def parse_nodes(args: typing.Sequence[str]) -> int:
     """``--nodes N`` or ``--nodes=N`` (default 1); ValueError else."""
     count = 1
@@ -868,6 +1024,8 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
     commands = {
         'up': lambda: aio.up(args), 'down': aio.down, 'clean': aio.clean,
         'add-nodes': lambda: aio.add_nodes(args),
+        'add-kvm-node': lambda: aio.add_kvm_node(args),
+        'remove-kvm-node': lambda: aio.remove_kvm_node(args),
         'status': aio.status, 'install': aio.install,
         'scenario': lambda: aio.scenario(args),
         'browser': lambda: aio.browser(args),

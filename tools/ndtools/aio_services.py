@@ -63,12 +63,9 @@ def install_debs(settings: aio_state.Settings,
                  apt_install: typing.Callable = host.apt_install) -> bool:
     """The Debian packages that are missing; docker-cli where docker.io
     (trixie's) does not bring the docker command."""
-    missing = host.missing_packages(
-        (p, lambda p=p: installed(p)) for p in DEBS)
-    if missing:
-        print('installing: %s' % ' '.join(missing), flush=True)
-        if not apt_install(missing, recommends=False):
-            return False
+    missing = apt_missing(DEBS, installed, apt_install)
+    if missing is None:
+        return False
     if not os.access(settings.docker_cli, os.X_OK):
         print('installing: docker-cli (docker.io has no %s)'
               % settings.docker_cli, flush=True)
@@ -76,6 +73,21 @@ def install_debs(settings: aio_state.Settings,
     if not missing:
         print('all present', flush=True)
     return True
+
+
+def apt_missing(packages: typing.Sequence[str],
+                installed: typing.Callable[[str], bool],
+                apt_install: typing.Callable) -> typing.Optional[
+                    typing.List[str]]:
+    """Install those of ``packages`` that are missing (no recommends);
+    the list of them, None when apt failed."""
+    missing = host.missing_packages(
+        (p, lambda p=p: installed(p)) for p in packages)
+    if missing:
+        print('installing: %s' % ' '.join(missing), flush=True)
+        if not apt_install(missing, recommends=False):
+            return None
+    return missing
 
 
 def venv_want(top: str) -> str:

@@ -252,6 +252,84 @@ def cleanup(args):
         print(image.id)
 
 
+def vm_image(args):
+    """vm-tiny's kernel, initramfs and disk (naming the other two in
+    kernel_id and ramdisk_id, with ``--property`` KEY=VALUE) in Glance,
+    public. All raw: the all-in-one's Glance takes only raw and qcow2
+    disks, and Nova boots kernel_id/ramdisk_id whatever their disk_format
+    says (aki/ari/ami are labels to it). The kernel and initramfs are
+    container_format ``compressed`` (what they are): Glance inspects only
+    ``bare`` uploads, and takes the kernel's boot sector for an MBR that
+    fails its safety check. Each is kept when an image of that name has
+    the same checksum and properties already."""
+    conn = admin()
+    with open(args.manifest) as f:
+        files = json.load(f)['files']
+    props = dict(p.split('=', 1) for p in args.property)
+    kernel = _image(conn, args.name + '-kernel', files['kernel'],
+                    'compressed', {})
+    ramdisk = _image(conn, args.name + '-ramdisk', files['initrd'],
+                     'compressed', {})
+    props.update(kernel_id=kernel.id, ramdisk_id=ramdisk.id)
+    disk = _image(conn, args.name, files['disk'], 'bare', props)
+    print('%s: %s (%s)' % (args.name, disk.id, ', '.join(
+        '%s=%s' % kv for kv in sorted(props.items()))))
+
+
+def docker_hv_type(args):
+    """Every docker-format image without a hypervisor_type gets
+    ``--hv``: ImagePropertiesFilter then keeps them off hosts whose
+    driver runs no containers (the KVM node's libvirt lists qemu and
+    kvm). Before a KVM node joins: images without the property would
+    pass the filter there."""
+    conn = admin()
+    for image in conn.image.images():
+        if (image.container_format == 'docker'
+                and not (image.properties or {}).get('hypervisor_type')):
+            conn.image.update_image(image, hypervisor_type=args.hv)
+            print('%s (%s): hypervisor_type=%s' % (image.name, image.id,
+                                                   args.hv))
+
+
+def _image(conn, name, entry, container, props):
+    """One image of vm_image: the existing one when its data and
+    properties are these, else a new one (an older one is deleted)."""
+    old = conn.image.find_image(name)
+    if old is not None:
+        have = old.properties or {}
+        if (old.hash_value == entry['sha256'] and old.status == 'active'
+                and all(have.get(k) == v for k, v in props.items())):
+            return old
+        conn.image.delete_image(old)
+    return conn.image.create_image(
+        name=name, filename=entry['path'], disk_format='raw',
+        container_format=container, visibility='public', wait=True,
+        allow_duplicates=True, **props)
+
+
+def forget_host(args):
+    """A compute host leaving the running cloud: its servers deleted
+    (the driver unplugs them), its service and compute node (the
+    resource provider goes with it), and ``--image NAME`` each."""
+    conn = admin()
+    servers = [s for s in conn.compute.servers(all_projects=True)
+               if s.compute_host == args.host]
+    for server in servers:
+        conn.compute.delete_server(server.id)
+    for server in servers:
+        conn.compute.wait_for_delete(server, wait=args.timeout)
+    print('%s: deleted %d server(s)' % (args.host, len(servers)))
+    for svc in conn.compute.services(binary='nova-compute'):
+        if svc.host == args.host:
+            conn.compute.delete_service(svc)
+            print('%s: nova-compute service deleted' % args.host)
+    for name in args.image:
+        image = conn.image.find_image(name)
+        if image is not None:
+            conn.image.delete_image(image)
+            print('image %s deleted' % name)
+
+
 def status(args):
     conn = admin()
     for svc in conn.compute.services():
@@ -298,6 +376,19 @@ def main():
     p.set_defaults(func=cleanup)
     p = sub.add_parser('status')
     p.set_defaults(func=status)
+    p = sub.add_parser('vm-image')
+    p.add_argument('--manifest', required=True, help="ndtools.vmimage's")
+    p.add_argument('--name', default='vm-tiny')
+    p.add_argument('--property', action='append', default=[])
+    p.set_defaults(func=vm_image)
+    p = sub.add_parser('docker-hv-type')
+    p.add_argument('--hv', default='docker')
+    p.set_defaults(func=docker_hv_type)
+    p = sub.add_parser('forget-host')
+    p.add_argument('--host', required=True)
+    p.add_argument('--image', action='append', default=[])
+    p.add_argument('--timeout', type=int, default=180)
+    p.set_defaults(func=forget_host)
     args = parser.parse_args()
     args.func(args)
 

@@ -211,6 +211,10 @@ class KvmNode(node.Node):
     """Node K as a hypervisor: its namespace, userspace OVS with br-int,
     and libvirtd; no Docker engine."""
 
+    # kvmK, not nodeK: a docker node K's directory is never a KVM
+    # node's (nor listed by aio_nodes.existing_numbers).
+    DIR_PREFIX = 'kvm'
+
     def __init__(self, number: int, base_dir: typing.Optional[str] = None,
                  underlay: typing.Optional[node.Underlay] = None):
         super().__init__(number, base_dir=base_dir, underlay=underlay)

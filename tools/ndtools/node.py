@@ -242,6 +242,9 @@ class Underlay:
 class Node:
     """Node K: its namespace, veth pair, userspace OVS and Docker engine."""
 
+    #: The node's directory under the base: DIR_PREFIX + K.
+    DIR_PREFIX = 'node'
+
     def __init__(self, number: int, base_dir: typing.Optional[str] = None,
                  underlay: typing.Optional[Underlay] = None):
         if not MIN_NUMBER <= number <= MAX_NUMBER:
@@ -251,7 +254,7 @@ class Node:
         self.name = '%s%d' % (NETNS_PREFIX, number)
         self.netns = self.name
         self.dir = os.path.join(base_dir or default_base_dir(),
-                                'node%d' % number)
+                                '%s%d' % (self.DIR_PREFIX, number))
         # The node's directory has AIO_DIR's layout: run/ (PID files,
         # sockets, RUN/started), logs/, data/.
         self.s = aio_state.Settings({'AIO_DIR': self.dir})

@@ -41,23 +41,27 @@ raw root disk, with their paths, sizes and sha256.
   :func:`load_order`): failover, net_failover, virtio_ring, virtio,
   virtio_pci_legacy_dev, virtio_pci_modern_dev, virtio_pci, virtio_net;
   ``insmod`` in that order, no modprobe needed.
-* **Root disk**: 1 MiB of zeros. A kernel/ramdisk image in Glance is an
-  ``ami`` whose ``kernel_id`` and ``ramdisk_id`` name the other two; Nova
-  still makes the instance's root disk from the ami's data. /init never
+* **Root disk**: 1 MiB of zeros. A kernel/ramdisk image in Glance is a
+  disk image whose ``kernel_id`` and ``ramdisk_id`` name the other two; Nova
+  still makes the instance's root disk from that image's data. /init never
   mounts it. A disk that boots by itself would need a boot loader
   (extlinux, grub) written into a partitioned image through loop devices:
   not cheap, not needed.
 
-Glance (the all-in-one's later step)::
+Glance (``tools/aio add-kvm-node``, ndtools.cloud ``vm-image``): the
+all-in-one's Glance takes raw and qcow2 disks only and inspects ``bare``
+uploads (it reads the kernel's boot sector as an MBR that fails its
+safety check), and Nova boots kernel_id/ramdisk_id whatever their disk
+format says; so, as ``openstack`` commands::
 
-    openstack image create --disk-format aki --container-format aki \\
+    openstack image create --disk-format raw --container-format compressed \
         --file vm-tiny.vmlinuz vm-tiny-kernel
-    openstack image create --disk-format ari --container-format ari \\
+    openstack image create --disk-format raw --container-format compressed \
         --file vm-tiny.initrd vm-tiny-ramdisk
-    openstack image create --disk-format ami --container-format ami \\
-        --file vm-tiny.disk --property kernel_id=KERNEL \\
-        --property ramdisk_id=RAMDISK --property hypervisor_type=qemu \\
-        --property os_command_line='console=ttyS0 panic=-1' \\
+    openstack image create --disk-format raw --container-format bare \
+        --file vm-tiny.disk --property kernel_id=KERNEL \
+        --property ramdisk_id=RAMDISK --property hypervisor_type=qemu \
+        --property os_command_line='console=ttyS0 panic=-1' \
         --property os_shutdown_timeout=0 --public vm-tiny
 
 (:data:`GLANCE_PROPERTIES`). ``hypervisor_type`` is Glance's name of
@@ -135,7 +139,7 @@ ROOT_MODULES = ('virtio_pci', 'virtio_net')
 CMDLINE = 'console=ttyS0 panic=-1'
 MARKER = NAME + ': up'
 LEASE = NAME + ': lease'
-#: The raw root disk an ami needs.
+#: The raw root disk a kernel_id/ramdisk_id image needs.
 DISK_BYTES = 1 << 20
 GLANCE_PROPERTIES = {
     'hypervisor_type': 'qemu',
