@@ -885,8 +885,9 @@ class Guest:
         inspected (callers reload after changing its containers: the
         host's cached states forget it too)."""
         self._guests.changed(self.instance.uuid)
-        self.containers, self.pooled = self._guests._containers(
-            self.instance.uuid)
+        # (pooled stays: an instance's sandbox is never replaced under a
+        # Guest.)
+        self.containers = self._guests.containers_of(self.instance.uuid)
         self._attrs.clear()
 
     def inspect(self, role: str = ROLE_WORKLOAD) -> dict:

@@ -1,0 +1,151 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The warm sandbox pool on the real engine: a spawn takes a running pool
+sandbox, the instance sees its own hostname and DNS, the pool refills, a
+restart reconciles it, and nothing is left behind."""
+
+import os
+import time
+
+from novadocker.virt.docker import guest
+from novadocker.virt.docker import identity
+from novadocker.virt.docker import pool
+from tests.fixtures import network as net_fixtures
+from tests.functional import base
+
+
+class PoolTest(base.DriverTestCase):
+
+    def setUp(self):
+        super().setUp()
+        # identity's privileged halves, as the driver calls them.
+        self.useFixture(net_fixtures.PrivsepInProcess())
+
+    def pool_driver(self, size: int):
+        """A (re)started nova-compute with a pool of ``size``; its free
+        members are removed at the end (a real one keeps them for its
+        next start)."""
+        self.conf.config(sandbox_pool_size=size, group='docker')
+        driver = self.new_driver()
+        self.addCleanup(driver._pool.drain)
+        self.addCleanup(driver._pool.stop)
+        self.driver = driver
+        return driver
+
+    def free_ids(self):
+        return sorted(c['Id'] for c in self.driver._guests.list_pool()
+                      if pool.is_free(c))
+
+    def wait_free(self, count: int, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.free_ids()
+            if len(found) == count:
+                return found
+            time.sleep(0.1)
+        self.fail('pool has %d free members, not %d' % (len(found), count))
+
+    def read(self, instance, path):
+        return self.exec_in(instance, 'cat', path)
+
+    def test_spawn_claims_a_running_member_and_the_pool_refills(self):
+        self.pool_driver(2)
+        members = self.wait_free(2)
+        for cid in members:
+            info = self.api.inspect_container(cid)
+            self.assertTrue(info['State']['Running'])
+            self.assertNotIn(guest.LABEL_INSTANCE, info['Config']['Labels'])
+        instance = self.spawn()
+        found = self.driver._guests.lookup(instance)
+        self.assertTrue(found.pooled)
+        self.assertIn(found.sandbox_id, members)
+        # The member's container now serves the instance: the workload
+        # runs in its namespace, under the instance's sandbox name.
+        self.assertEqual('container:%s' % found.sandbox_id,
+                         self.inspect(instance)['HostConfig']['NetworkMode'])
+        self.assertEqual(
+            '/' + guest.container_name(instance, guest.ROLE_SANDBOX),
+            self.api.inspect_container(found.sandbox_id)['Name'])
+        refilled = self.wait_free(2)
+        self.assertNotIn(found.sandbox_id, refilled)
+        self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
+
+    def test_instance_sees_its_hostname_and_dns(self):
+        self.pool_driver(1)
+        self.wait_free(1)
+        instance = self.spawn()
+        self.assertTrue(self.driver._guests.lookup(instance).pooled)
+        self.assertEqual(instance.hostname, self.read(
+            instance, '/proc/sys/kernel/hostname').strip())
+        self.assertEqual(instance.hostname + '\n',
+                         self.read(instance, '/etc/hostname'))
+        # Again after a hard reboot (Docker gives each start the sandbox's
+        # placeholder).
+        self.driver.reboot(self.context, instance, [], 'HARD')
+        self.assertEqual(instance.hostname, self.read(
+            instance, '/proc/sys/kernel/hostname').strip())
+        # The nameservers of the instance's subnets, as a spawn with ports
+        # writes them (the ports themselves need OVS: test_network).
+        sandbox = self.driver._guests.lookup(instance).inspect(
+            guest.ROLE_SANDBOX)
+        identity.write_files(os.path.dirname(sandbox['HostnamePath']),
+                             instance.hostname, ['192.0.2.53'])
+        resolv = self.read(instance, '/etc/resolv.conf')
+        self.assertEqual(['nameserver 192.0.2.53'],
+                         [line for line in resolv.splitlines()
+                          if line.startswith('nameserver')])
+
+    def test_destroy_leaves_nothing(self):
+        self.pool_driver(1)
+        self.wait_free(1)
+        instance = self.spawn()
+        claimed = self.driver._guests.lookup(instance).sandbox_id
+        self.driver.destroy(self.context, instance, [])
+        self.assertEqual([], self.driver._guests.lookup(instance).containers)
+        self.assertEqual([], self.api.containers(
+            all=True, filters={'id': [claimed]}))
+        self.assertEqual([], self.driver.list_instance_uuids())
+
+    def test_restart_reconciles_stale_and_extra_members(self):
+        self.pool_driver(3)
+        first = self.wait_free(3)
+        self.driver._pool.stop()
+        dead = first[0]
+        self.api.kill(dead)
+        self.pool_driver(2)    # nova-compute restarts with a smaller pool
+        # The two live members adopted, the dead one (and nothing else)
+        # removed.
+        self.assertEqual(sorted(first[1:]), self.wait_free(2))
+        self.assertEqual([], self.api.containers(
+            all=True, filters={'id': [dead]}))
+        after = self.free_ids()
+        for cid in after:
+            self.assertTrue(
+                self.api.inspect_container(cid)['State']['Running'])
+        self.assertEqual(2, len(self.api.containers(all=True, filters={
+            'label': ['%s=%s' % (guest.LABEL_HOST, self.host),
+                      guest.LABEL_POOL + '=1']})))
+
+    def test_size_zero_is_unchanged_and_drains_old_members(self):
+        self.pool_driver(1)
+        self.wait_free(1)
+        self.driver._pool.stop()
+        self.pool_driver(0)
+        self.assertEqual([], self.free_ids())
+        instance = self.spawn()
+        found = self.driver._guests.lookup(instance)
+        self.assertFalse(found.pooled)
+        self.assertEqual(instance.uuid, self.api.inspect_container(
+            found.sandbox_id)['Config']['Labels'][guest.LABEL_INSTANCE])
+        self.assertEqual(instance.hostname, self.read(
+            instance, '/proc/sys/kernel/hostname').strip())
