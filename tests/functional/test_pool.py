@@ -15,21 +15,31 @@ sandbox, the instance sees its own hostname and DNS, the pool refills, a
 restart reconciles it, and nothing is left behind."""
 
 import os
+import socket
 import time
 
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import identity
 from novadocker.virt.docker import pool
+from novadocker.virt.docker import privsep as nd_privsep
+from tests.fixtures import docker as docker_fixtures
 from tests.fixtures import network as net_fixtures
 from tests.functional import base
+from tests.functional import test_network_privsep
+
+CAP_SYS_ADMIN = 21
+CAP_SYS_PTRACE = 19
 
 
-class PoolTest(base.DriverTestCase):
+class PoolTestBase(base.DriverTestCase):
 
     def setUp(self):
         super().setUp()
         # identity's privileged halves, as the driver calls them.
-        self.useFixture(net_fixtures.PrivsepInProcess())
+        self.useFixture(self.privsep())
+
+    def privsep(self):
+        return net_fixtures.PrivsepInProcess()
 
     def pool_driver(self, size: int):
         """A (re)started nova-compute with a pool of ``size``; its free
@@ -58,29 +68,9 @@ class PoolTest(base.DriverTestCase):
     def read(self, instance, path):
         return self.exec_in(instance, 'cat', path)
 
-    def test_spawn_claims_a_running_member_and_the_pool_refills(self):
-        self.pool_driver(2)
-        members = self.wait_free(2)
-        for cid in members:
-            info = self.api.inspect_container(cid)
-            self.assertTrue(info['State']['Running'])
-            self.assertNotIn(guest.LABEL_INSTANCE, info['Config']['Labels'])
-        instance = self.spawn()
-        found = self.driver._guests.lookup(instance)
-        self.assertTrue(found.pooled)
-        self.assertIn(found.sandbox_id, members)
-        # The member's container now serves the instance: the workload
-        # runs in its namespace, under the instance's sandbox name.
-        self.assertEqual('container:%s' % found.sandbox_id,
-                         self.inspect(instance)['HostConfig']['NetworkMode'])
-        self.assertEqual(
-            '/' + guest.container_name(instance, guest.ROLE_SANDBOX),
-            self.api.inspect_container(found.sandbox_id)['Name'])
-        refilled = self.wait_free(2)
-        self.assertNotIn(found.sandbox_id, refilled)
-        self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
-
-    def test_instance_sees_its_hostname_and_dns(self):
+    def check_identity(self):
+        """A pooled instance sees its hostname (kernel and /etc/hostname,
+        after a hard reboot too) and its subnets' nameservers."""
         self.pool_driver(1)
         self.wait_free(1)
         instance = self.spawn()
@@ -104,6 +94,34 @@ class PoolTest(base.DriverTestCase):
         self.assertEqual(['nameserver 192.0.2.53'],
                          [line for line in resolv.splitlines()
                           if line.startswith('nameserver')])
+
+
+class PoolTest(PoolTestBase):
+
+    def test_instance_sees_its_hostname_and_dns(self):
+        self.check_identity()
+
+    def test_spawn_claims_a_running_member_and_the_pool_refills(self):
+        self.pool_driver(2)
+        members = self.wait_free(2)
+        for cid in members:
+            info = self.api.inspect_container(cid)
+            self.assertTrue(info['State']['Running'])
+            self.assertNotIn(guest.LABEL_INSTANCE, info['Config']['Labels'])
+        instance = self.spawn()
+        found = self.driver._guests.lookup(instance)
+        self.assertTrue(found.pooled)
+        self.assertIn(found.sandbox_id, members)
+        # The member's container now serves the instance: the workload
+        # runs in its namespace, under the instance's sandbox name.
+        self.assertEqual('container:%s' % found.sandbox_id,
+                         self.inspect(instance)['HostConfig']['NetworkMode'])
+        self.assertEqual(
+            '/' + guest.container_name(instance, guest.ROLE_SANDBOX),
+            self.api.inspect_container(found.sandbox_id)['Name'])
+        refilled = self.wait_free(2)
+        self.assertNotIn(found.sandbox_id, refilled)
+        self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
 
     def test_destroy_leaves_nothing(self):
         self.pool_driver(1)
@@ -149,3 +167,30 @@ class PoolTest(base.DriverTestCase):
             found.sandbox_id)['Config']['Labels'][guest.LABEL_INSTANCE])
         self.assertEqual(instance.hostname, self.read(
             instance, '/proc/sys/kernel/hostname').strip())
+
+    def test_privileged_side_refuses_the_host(self):
+        """The host's own UTS namespace (this process's) and any directory
+        but a container's are refused, on the privileged side."""
+        before = socket.gethostname()
+        self.assertRaises(identity.InvalidArgument,
+                          identity.privileged_set_hostname, os.getpid(),
+                          'hijacked')
+        self.assertEqual(before, socket.gethostname())
+        self.assertRaises(identity.InvalidArgument,
+                          identity.privileged_write_files, '/etc',
+                          'hijacked', [])
+
+
+class PoolRealPrivsepTest(PoolTestBase):
+    """The identity's entrypoints through a real privsep daemon, with the
+    context's capabilities only (NET_ADMIN, SYS_ADMIN: no DAC_OVERRIDE)."""
+
+    def privsep(self):
+        return test_network_privsep.RealPrivsepDaemons()
+
+    def test_instance_sees_its_hostname_and_dns(self):
+        self.check_identity()
+        daemon = test_network_privsep.daemon_pid(nd_privsep.identity)
+        self.assertNotEqual(os.getpid(), daemon)
+        self.assertEqual((1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE),
+                         docker_fixtures.capabilities(daemon))

@@ -261,11 +261,13 @@ class IdentityTest(test_driver.testtools.TestCase):
             self.assertRaises(identity.InvalidArgument,
                               identity.check_container_dir, bad)
         identity.check_container_dir('/var/lib/docker/containers/%s' % cid)
-        for bad in ('10.0.0.1', ['x'], [1], ['10.0.0.1'] * 17):
+        for bad in ('10.0.0.1', ['x'], [1], ['10.0.0.1'] * 17, None):
             self.assertRaises(identity.InvalidArgument,
                               identity.check_nameservers, bad)
         self.assertEqual(['fd00::1'], identity.check_nameservers(
             ['fd00:0::1']))
+        self.assertEqual(['10.0.0.1'], identity.check_nameservers(
+            ('10.0.0.1',)))
 
     def test_resolv_conf_keeps_search_and_options(self):
         current = ('# Generated\nsearch example.org\nnameserver 1.1.1.1\n'

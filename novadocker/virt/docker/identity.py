@@ -14,7 +14,7 @@
 
 Docker fixes a sandbox's hostname and resolv.conf when it creates it, and
 a pool sandbox was created before its instance existed. Two things make it
-the instance's (privileged, in the vif_plug context):
+the instance's (privileged, in the ``privsep.identity`` context):
 
 - ``write_files``: the hostname and resolv.conf files Docker keeps in the
   sandbox's directory (its ``HostnamePath``/``ResolvConfPath``), which the
@@ -25,7 +25,8 @@ the instance's (privileged, in the vif_plug context):
 - ``set_hostname``: the kernel hostname of a container started in the
   sandbox's namespace, in its own UTS namespace, where Docker puts the
   sandbox's (placeholder) hostname at each start; set right after each
-  start (by CAP_SYS_ADMIN's setns).
+  start (setns and sethostname by CAP_SYS_ADMIN; CAP_SYS_PTRACE to open
+  the namespace of a process with Docker's default capabilities).
 
 Arguments cross as a PID, a directory path, a hostname and a list of
 addresses; the privileged side parses each again and refuses anything else.
@@ -68,8 +69,9 @@ def check_container_dir(path: typing.Any) -> str:
 
 
 def check_nameservers(servers: typing.Any) -> typing.List[str]:
-    """Up to MAX_NAMESERVERS IP addresses, as strings."""
-    if not isinstance(servers, list) or len(servers) > MAX_NAMESERVERS or \
+    """Up to MAX_NAMESERVERS IP addresses, as strings (a list crosses the
+    privsep channel as a tuple)."""
+    if not isinstance(servers, (list, tuple)) or len(servers) > MAX_NAMESERVERS or \
             not all(isinstance(s, str) for s in servers):
         raise InvalidArgument('refused nameservers: %r' % (servers,))
     try:
@@ -103,7 +105,7 @@ def _open_in(dir_fd: int, name: str, flags: int) -> int:
                    dir_fd=dir_fd)
 
 
-@privsep.vif_plug.entrypoint
+@privsep.identity.entrypoint
 def privileged_write_files(container_dir: str, hostname: str,
                            nameservers: typing.List[str]) -> None:
     """write_files' privileged half (arguments parsed again here)."""
@@ -137,27 +139,30 @@ def write_files(container_dir: str, hostname: str,
     privileged_write_files(*args)
 
 
-def _uts_fd(path: str) -> int:
-    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def _uts_of(path: str) -> typing.Tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 @contextlib.contextmanager
 def _in_uts(pid: int) -> typing.Iterator[None]:
     """This thread in the UTS namespace of ``pid`` (never the host's),
     back in its own after the block."""
-    own = _uts_fd('/proc/thread-self/ns/uts')
+    own = os.open('/proc/thread-self/ns/uts', os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = _uts_fd('/proc/%d/ns/uts' % linux_net.check_pid(pid))
+        host = {_uts_of('/proc/self/ns/uts'),
+                _uts_of('/proc/thread-self/ns/uts')}
         try:
-            info = os.fstat(target)
-            for path in ('/proc/self/ns/uts', '/proc/1/ns/uts'):
-                try:
-                    host = os.stat(path)
-                except OSError:
-                    continue
-                if (host.st_dev, host.st_ino) == (info.st_dev, info.st_ino):
-                    raise InvalidArgument('refused UTS namespace (the '
-                                          'host\'s) of PID %d' % pid)
+            host.add(_uts_of('/proc/1/ns/uts'))
+        except OSError:
+            pass
+        target = os.open('/proc/%d/ns/uts' % linux_net.check_pid(pid),
+                         os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            info = os.fstat(target)   # what is checked is what is joined
+            if (info.st_dev, info.st_ino) in host:
+                raise InvalidArgument('refused UTS namespace (the '
+                                      'host\'s) of PID %d' % pid)
             _setns(target)
         finally:
             os.close(target)
@@ -175,7 +180,7 @@ def _setns(fd: int) -> None:
         raise OSError(err, 'setns: %s' % os.strerror(err))
 
 
-@privsep.vif_plug.entrypoint
+@privsep.identity.entrypoint
 def privileged_set_hostname(pid: int, hostname: str) -> None:
     """set_hostname's privileged half (arguments parsed again here)."""
     hostname = check_hostname(hostname)
