@@ -73,6 +73,7 @@ import nova.conf  # noqa: E402,F401  (registers nova's options)
 from novadocker import conf  # noqa: E402
 from novadocker.virt.docker import driver as docker_driver  # noqa: E402
 from novadocker.virt.docker import images  # noqa: E402
+from novadocker.virt.docker import privsep as nd_privsep  # noqa: E402
 from tests.fixtures import docker as docker_fixtures  # noqa: E402
 from tests.fixtures import glance as glance_fixtures  # noqa: E402
 from tests.fixtures import images as image_fixtures  # noqa: E402
@@ -112,6 +113,12 @@ def main():
         cfg.config(host=host, state_path=tmp.path, instances_path=tmp.path,
                    vif_plugging_timeout=0)
         cfg.config(sandbox_pool_size=args.pool, group='docker')
+        # The pool's hostname and DNS through a real privsep daemon, as
+        # nova-compute runs it (one socket round trip per call).
+        cfg.config(helper_command='env PYTHONPATH=%s %s' % (
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            os.path.join(os.path.dirname(sys.executable), 'privsep-helper')),
+            group=nd_privsep.identity.cfg_section)
         glance = glance_fixture.api
         api = docker_fixtures.docker_api()
         ctx = nova_context.get_admin_context()
@@ -190,6 +197,7 @@ def main():
                 runs['raw'].append(raw_once())
         finally:
             driver.cleanup_host(host)
+            nd_privsep.identity.stop()
             for container in api.containers(all=True, filters={
                     'label': ['org.openstack.nova.host=%s' % host]}):
                 api.remove_container(container['Id'], force=True)

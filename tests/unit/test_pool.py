@@ -13,9 +13,12 @@
 """The warm sandbox pool: claims, refills, reconciliation, and that a
 claimed sandbox is found, reaped and removed as the instance's."""
 
+import threading
+
 import docker
 import fixtures
 
+from novadocker.virt.docker import client as docker_client
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import identity
@@ -113,14 +116,38 @@ class ClaimTest(PoolTestBase):
         instance = self.spawn(self.image)   # nothing reconciled yet
         self.assertFalse(self.of_instance(instance).pooled)
 
-    def test_failed_rename_removes_the_member_and_creates_one(self):
+    def test_failed_rename_fails_the_spawn_and_leaves_nothing(self):
         self.with_size(1)
-        member = self.free_ids()[0]
         self.engine.api.rename.side_effect = test_driver._api_error(
             500, 'rename failed')
+        instance = obj_fixtures.instance()
+        self.assertRaises(docker_client.DockerOperationFailed, self.spawn,
+                          self.image, instance)
+        self.assertEqual([], list(self.engine.containers))
+        self.assertEqual(0, self.driver._pool.free)
+        self.assertEqual(set(), self.driver._pool._busy)
+
+    def test_identity_is_written_while_the_workload_is_created(self):
+        """The claim's rename and files overlap the workload's creation:
+        the workload create waits for the rename (done one after the
+        other, the wait would go unanswered)."""
+        self.with_size(1)
+        renamed = threading.Event()
+        rename = self.engine.api.rename.side_effect
+        create = self.engine.api.create_container.side_effect
+
+        def rename_and_tell(cid, name):
+            rename(cid, name)
+            renamed.set()
+
+        def create_after_rename(image, **kwargs):
+            if kwargs['labels'].get(guest.LABEL_ROLE) == guest.ROLE_WORKLOAD:
+                self.assertTrue(renamed.wait(30))
+            return create(image, **kwargs)
+        self.engine.api.rename.side_effect = rename_and_tell
+        self.engine.api.create_container.side_effect = create_after_rename
         instance = self.spawn(self.image)
-        self.assertNotIn(member, self.engine.containers)
-        self.assertFalse(self.of_instance(instance).pooled)
+        self.assertTrue(self.of_instance(instance).pooled)
 
     def test_destroy_leaves_nothing_of_the_instance(self):
         self.with_size(1)

@@ -572,12 +572,21 @@ class DockerDriver(driver.ComputeDriver):
                ) -> guest_mod.Guest:
         """Create the sandbox, then start it, plug its ports and wait for
         Neutron while ``make_workload(sandbox_id)`` creates the workload
-        alongside (it needs only the sandbox's ID). Returns the workload's
-        Guest; on failure both steps have ended (the caller cleans up)."""
-        sandbox = self._create_sandbox(instance, network_info)
+        alongside (it needs only the sandbox's ID). With a warm pool, a
+        running sandbox is taken instead, made the instance's while the
+        workload is created. Returns the workload's Guest; on failure both
+        steps have ended (the caller cleans up)."""
+        member = self._pool.claim()
+        if member is not None:
+            sandbox = self._guests.handle(instance, member.container_id,
+                                          pooled=True)
+        else:
+            sandbox = self._create_sandbox(instance, network_info)
         with background.Alongside(
                 make_workload, sandbox.sandbox_id,
                 name='workload-%s' % instance.uuid) as workload:
+            if member is not None:
+                self._take_pool_sandbox(sandbox, member, network_info)
             self._plug_and_wait(sandbox, network_info, power_on)
         guest = workload.result()
         guest.pooled = sandbox.pooled
@@ -585,43 +594,38 @@ class DockerDriver(driver.ComputeDriver):
 
     def _create_sandbox(self, instance, network_info) -> guest_mod.Guest:
         """Create (not start) the sandbox: the workload can be created
-        with its ID while it starts. Or, with a warm pool, claim a running
-        one and give it the instance's hostname and DNS."""
+        with its ID while it starts."""
         dns, search = vifs.dns_config(network_info)
-        guests = self._guests
-        claimed = self._claim_pool_sandbox(guests, instance)
-        if claimed is not None:
-            identity.write_files(claimed.files_dir,
-                                 guest_mod.sandbox_hostname(instance), dns)
-            return guests.handle(instance, claimed.container_id,
-                                 pooled=True)
         if self._sandbox_image_id is None:   # a driver never initialised
             self._sandbox_image_id = images.ensure_sandbox_image(self.api)
+        guests = self._guests
         return guests.handle(instance, guests.create_sandbox(
             instance, self._sandbox_image_id, dns, search, start=False))
 
-    def _claim_pool_sandbox(self, guests: guest_mod.Guests, instance
-                            ) -> typing.Optional[pool_mod.Member]:
-        """A pool sandbox renamed to the instance's, or None (no pool, an
-        empty one, or the rename failed: the member is removed)."""
-        member = self._pool.claim()
-        if member is None:
-            return None
+    def _take_pool_sandbox(self, sandbox: guest_mod.Guest,
+                           member: pool_mod.Member, network_info) -> None:
+        """Make a claimed pool sandbox the instance's: renamed to its
+        sandbox name (from then on it is found, reaped and removed as the
+        instance's), its hostname and nameservers written. A failed rename
+        removes it and fails the spawn."""
+        instance = sandbox.instance
         try:
-            guests.claim_pool_sandbox(instance, member.container_id)
-            return member
-        except Exception as exc:
-            LOG.info('Claiming pool sandbox %s failed (%s); creating one',
-                     member.container_id[:12], exc, instance=instance)
-            try:
-                guests.remove_pool_sandbox(member.container_id)
-            except Exception as exc:
-                # Still labelled: the pool's next pass removes it.
-                LOG.info('Removing it failed too: %s', exc,
-                         instance=instance)
-            return None
+            self._guests.claim_pool_sandbox(instance, member.container_id)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                try:
+                    self._guests.remove_pool_sandbox(member.container_id)
+                except Exception as exc:
+                    # Still a free member's name: the pool's next pass
+                    # removes it.
+                    LOG.info('Removing pool sandbox %s failed: %s',
+                             member.container_id[:12], exc,
+                             instance=instance)
         finally:
             self._pool.claimed(member)
+        identity.write_files(member.files_dir,
+                             guest_mod.sandbox_hostname(instance),
+                             vifs.dns_config(network_info)[0])
 
     def _pooled_files(self, guest: guest_mod.Guest, network_info) -> None:
         """Docker (re)started a pool sandbox: its hostname and resolv.conf

@@ -42,7 +42,6 @@ import typing
 from novadocker.virt.docker import linux_net
 from novadocker.virt.docker import privsep
 
-CLONE_NEWUTS = 0x04000000
 # A hostname label sequence, at most 63 characters (as the sandbox's).
 _HOSTNAME = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$')
 # <data root>/containers/<64 hex>: a container's directory, nothing else.
@@ -51,7 +50,7 @@ MAX_NAMESERVERS = 16
 MAX_RESOLV_CONF = 64 * 1024
 
 InvalidArgument = linux_net.InvalidArgument
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)   # sethostname
 
 
 def check_hostname(hostname: typing.Any) -> str:
@@ -139,45 +138,21 @@ def write_files(container_dir: str, hostname: str,
     privileged_write_files(*args)
 
 
-def _uts_of(path: str) -> typing.Tuple[int, int]:
-    info = os.stat(path)
-    return info.st_dev, info.st_ino
-
-
 @contextlib.contextmanager
 def _in_uts(pid: int) -> typing.Iterator[None]:
     """This thread in the UTS namespace of ``pid`` (never the host's),
-    back in its own after the block."""
-    own = os.open('/proc/thread-self/ns/uts', os.O_RDONLY | os.O_CLOEXEC)
+    back in its own after the block (linux_net's namespace helpers)."""
+    target = os.open('/proc/%d/ns/uts' % linux_net.check_pid(pid),
+                     os.O_RDONLY | os.O_CLOEXEC)
     try:
-        host = {_uts_of('/proc/self/ns/uts'),
-                _uts_of('/proc/thread-self/ns/uts')}
-        try:
-            host.add(_uts_of('/proc/1/ns/uts'))
-        except OSError:
-            pass
-        target = os.open('/proc/%d/ns/uts' % linux_net.check_pid(pid),
-                         os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            info = os.fstat(target)   # what is checked is what is joined
-            if (info.st_dev, info.st_ino) in host:
-                raise InvalidArgument('refused UTS namespace (the '
-                                      'host\'s) of PID %d' % pid)
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
+        info = os.fstat(target)   # what is checked is what is joined
+        if (info.st_dev, info.st_ino) in linux_net._host_namespaces('uts'):
+            raise InvalidArgument('refused UTS namespace (the host\'s) of '
+                                  'PID %d' % pid)
+        with linux_net._inside(target, 'uts'):
             yield
-        finally:
-            _setns(own)
     finally:
-        os.close(own)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWUTS) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, 'setns: %s' % os.strerror(err))
+        os.close(target)
 
 
 @privsep.identity.entrypoint
