@@ -151,6 +151,7 @@ def main():
             return spawned, elapsed
 
         def wait_pool_full():
+            driver._pool.refill()
             deadline = time.monotonic() + 60
             while driver._pool.free < args.pool:
                 if time.monotonic() > deadline:

@@ -25,21 +25,15 @@ from novadocker.virt.docker import privsep as nd_privsep
 from tests.fixtures import docker as docker_fixtures
 from tests.fixtures import network as net_fixtures
 from tests.functional import base
+from tests.functional import test_network
 from tests.functional import test_network_privsep
 
 CAP_SYS_ADMIN = 21
 CAP_SYS_PTRACE = 19
 
 
-class PoolTestBase(base.DriverTestCase):
-
-    def setUp(self):
-        super().setUp()
-        # identity's privileged halves, as the driver calls them.
-        self.useFixture(self.privsep())
-
-    def privsep(self):
-        return net_fixtures.PrivsepInProcess()
+class PoolHelpers:
+    """For a DriverTestCase: a driver with a pool, and its free members."""
 
     def pool_driver(self, size: int):
         """A (re)started nova-compute with a pool of ``size``; its free
@@ -67,6 +61,17 @@ class PoolTestBase(base.DriverTestCase):
 
     def read(self, instance, path):
         return self.exec_in(instance, 'cat', path)
+
+
+class PoolTestBase(PoolHelpers, base.DriverTestCase):
+
+    def setUp(self):
+        super().setUp()
+        # identity's privileged halves, as the driver calls them.
+        self.useFixture(self.privsep())
+
+    def privsep(self):
+        return net_fixtures.PrivsepInProcess()
 
     def check_identity(self):
         """A pooled instance sees its hostname (kernel and /etc/hostname,
@@ -122,6 +127,19 @@ class PoolTest(PoolTestBase):
         refilled = self.wait_free(2)
         self.assertNotIn(found.sandbox_id, refilled)
         self.assertEqual([instance.uuid], self.driver.list_instance_uuids())
+
+    def test_reaper_removes_the_claimed_sandbox_of_a_forgotten_instance(self):
+        self.conf.config(reap_min_age=0, group='docker')
+        self.pool_driver(1)
+        self.wait_free(1)
+        instance = self.spawn()
+        claimed = self.driver._guests.lookup(instance).sandbox_id
+        self.nova_forgets(instance)
+        self.assertEqual([instance.uuid], self.driver.reap('test').reaped)
+        self.assertEqual([], self.api.containers(
+            all=True, filters={'id': [claimed]}))
+        # Free members are the pool's, never the reaper's.
+        self.assertEqual(1, len(self.wait_free(1)))
 
     def test_destroy_leaves_nothing(self):
         self.pool_driver(1)
@@ -194,3 +212,28 @@ class PoolRealPrivsepTest(PoolTestBase):
         self.assertNotEqual(os.getpid(), daemon)
         self.assertEqual((1 << CAP_SYS_ADMIN) | (1 << CAP_SYS_PTRACE),
                          docker_fixtures.capabilities(daemon))
+
+
+class PoolNetworkTest(PoolHelpers, test_network.NetworkTestCase):
+    """Ports plugged into claimed sandboxes (OVS), and the subnets'
+    nameservers in them."""
+
+    def test_pooled_instances_ping_each_other(self):
+        self.pool_driver(2)
+        members = self.wait_free(2)
+        port = self.ports.network(0)
+        vif_a, vif_b = port(), port()
+        a = self.spawn_on([vif_a])
+        b = self.spawn_on([vif_b])
+        for instance in (a, b):
+            self.assertIn(self.driver._guests.lookup(instance).sandbox_id,
+                          members)
+            self.assertIn('nameserver 10.251.0.53', self.exec_in(
+                instance, 'cat', '/etc/resolv.conf').splitlines())
+            self.assertEqual(instance.hostname, self.exec_in(
+                instance, 'cat', '/proc/sys/kernel/hostname').strip())
+        self.assertPings(a, self.ip_of(vif_b))
+        self.assertPings(b, self.ip_of(vif_a))
+        self.driver.destroy(self.context, a, [vif_a])
+        self.driver.destroy(self.context, b, [vif_b])
+        self.assertUnplugged(vif_a, vif_b)

@@ -251,6 +251,7 @@ class DockerDriver(driver.ComputeDriver):
         self._states.forget()
         self._engine_info.forget()
         self._reaper_thread.trigger('the Docker engine is back')
+        self._pool.refill()
 
     def _check_hardening(self) -> None:
         """Invalid hardening options stop nova-compute here, not at the

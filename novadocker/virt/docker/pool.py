@@ -116,6 +116,11 @@ class SandboxPool:
         self._wake.set()
         return member
 
+    def refill(self) -> None:
+        """Ask the refill thread for a pass now (the engine is back, the
+        size changed)."""
+        self._wake.set()
+
     def claimed(self, member: Member) -> None:
         """The rename of a claimed member is over (done or failed)."""
         with self._lock:
