@@ -319,12 +319,8 @@ def main():
         def pool_full():
             """The pool refilled after the last claim (boots spaced more
             than a refill apart)."""
-            driver._pool.refill()
-            deadline = time.monotonic() + 60
-            while driver._pool.free < args.pool:
-                if time.monotonic() > deadline:
-                    raise RuntimeError('the sandbox pool did not refill')
-                time.sleep(0.02)
+            if not driver._pool.wait_full():
+                raise RuntimeError('the sandbox pool did not refill')
             time.sleep(0.2)   # the refill's last requests have settled
 
         try:

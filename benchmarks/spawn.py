@@ -151,12 +151,8 @@ def main():
             return spawned, elapsed
 
         def wait_pool_full():
-            driver._pool.refill()
-            deadline = time.monotonic() + 60
-            while driver._pool.free < args.pool:
-                if time.monotonic() > deadline:
-                    raise RuntimeError('the sandbox pool did not refill')
-                time.sleep(0.02)
+            if not driver._pool.wait_full():
+                raise RuntimeError('the sandbox pool did not refill')
             time.sleep(0.2)   # the refill's last requests have settled
 
         tag = images.glance_tag(meta.id)

@@ -228,11 +228,17 @@ class ReconcileTest(PoolTestBase):
         self.driver._pool.start()
         self.addCleanup(self.driver._pool.stop)
         self.spawn(self.image)
-        for _ in range(500):
-            if len(self.free_ids()) == 2:
-                break
-            self.driver._pool._wake.wait(0.01)
+        self.assertTrue(self.driver._pool.wait_full(30))
         self.assertEqual(2, len(self.free_ids()))
+
+    def test_wait_full_times_out_while_the_engine_is_away(self):
+        self.cfg.config(sandbox_pool_size=1, group='docker')
+        self.driver._pool.start()
+        self.addCleanup(self.driver._pool.stop)
+        self.engine.api.create_container.side_effect = \
+            test_driver._api_error(500, 'engine trouble')
+        self.assertFalse(self.driver._pool.wait_full(0.3))
+        self.assertEqual([], self.free_ids())
 
     def test_reaper_removes_claimed_sandbox_and_never_free_ones(self):
         self.cfg.config(reap_min_age=0, group='docker')

@@ -32,6 +32,7 @@ the same pass at start-up, before the first spawn.
 import collections
 import os
 import threading
+import time
 import typing
 import uuid as uuid_mod
 
@@ -120,6 +121,17 @@ class SandboxPool:
         """Ask the refill thread for a pass now (the engine is back, the
         size changed)."""
         self._wake.set()
+
+    def wait_full(self, timeout: float = 60) -> bool:
+        """Refill now and wait until the pool has its size (benchmarks,
+        tests: boots spaced more than a refill apart); False on timeout."""
+        self.refill()
+        deadline = time.monotonic() + timeout
+        while self.free < self._size():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def claimed(self, member: Member) -> None:
         """The rename of a claimed member is over (done or failed)."""
