@@ -89,7 +89,7 @@ class SandboxPool:
         self._size = size or (lambda: CONF.docker.sandbox_pool_size)
         self._lock = threading.Lock()
         self._free: typing.Deque[Member] = collections.deque()
-        # Members being created or claimed: listed, but not strays.
+        # Members being claimed (renamed): listed as free, not strays.
         self._busy: typing.Set[str] = set()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -195,6 +195,7 @@ class SandboxPool:
 
     def start(self) -> None:
         """The refill thread (native: nova-compute runs native threads)."""
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name='nova-docker-sandbox-pool')
         self._thread.start()
