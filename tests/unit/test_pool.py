@@ -277,38 +277,3 @@ class InstanceOfTest(test_driver.testtools.TestCase):
                            'name': 'nova-%s-sandbox' % self.UUID}}}
         self.assertEqual(self.UUID, events.changed_instance(message))
 
-
-class IdentityTest(test_driver.testtools.TestCase):
-
-    def test_arguments_are_checked(self):
-        for bad in ('', '-x', 'a b', 'x' * 64, None, 'a/b'):
-            self.assertRaises(identity.InvalidArgument,
-                              identity.check_hostname, bad)
-        self.assertEqual('web-1.example', identity.check_hostname(
-            'web-1.example'))
-        cid = 'a' * 64
-        for bad in ('/var/lib/docker/containers/%s/..' % cid,
-                    'var/lib/docker/containers/%s' % cid,
-                    '/var/lib/docker/containers/../containers/%s' % cid,
-                    '/etc', '/var/lib/docker/containers/%s' % cid[:12]):
-            self.assertRaises(identity.InvalidArgument,
-                              identity.check_container_dir, bad)
-        identity.check_container_dir('/var/lib/docker/containers/%s' % cid)
-        for bad in ('10.0.0.1', ['x'], [1], ['10.0.0.1'] * 17, None):
-            self.assertRaises(identity.InvalidArgument,
-                              identity.check_nameservers, bad)
-        self.assertEqual(['fd00::1'], identity.check_nameservers(
-            ['fd00:0::1']))
-        self.assertEqual(['10.0.0.1'], identity.check_nameservers(
-            ('10.0.0.1',)))
-
-    def test_resolv_conf_keeps_search_and_options(self):
-        current = ('# Generated\nsearch example.org\nnameserver 1.1.1.1\n'
-                   'nameserver 8.8.8.8\noptions ndots:2\n')
-        self.assertEqual(
-            '# Generated\nsearch example.org\nnameserver 10.0.0.2\n'
-            'nameserver 10.0.0.3\noptions ndots:2\n',
-            identity.resolv_conf(current, ['10.0.0.2', '10.0.0.3']))
-        self.assertEqual(current, identity.resolv_conf(current, []))
-        self.assertEqual('options x\nnameserver 10.0.0.2\n',
-                         identity.resolv_conf('options x\n', ['10.0.0.2']))
