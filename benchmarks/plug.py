@@ -30,7 +30,9 @@ vif_plugging_timeout 0) against two floors: ``raw pair``, the driver's
 Docker operations done raw one after the other (sandbox create + start,
 raw plug, workload create + start in ``container:`` mode), and ``raw``,
 one ``docker run`` (create + start, network none) plus the raw plug; destroy
-against the raw unplug + ``docker rm`` of as many containers.
+against the raw unplug + ``docker rm`` of as many containers. ``driver+pool``
+is the driver with a warm sandbox pool (``--pool N``, default 2; 0
+skips it), each spawn finding the pool full: its floor is ``raw``.
 
     sudo python benchmarks/plug.py [-n 30] [--profile]
 
@@ -239,6 +241,9 @@ def main():
                         help='measured iterations of each (default 30)')
     parser.add_argument('--profile', action='store_true',
                         help='also print where the driver\'s time goes')
+    parser.add_argument('--pool', type=int, default=2,
+                        help='sandbox_pool_size of the "driver+pool" '
+                             'spawns (default 2; 0: none)')
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit('run as root')
@@ -307,8 +312,17 @@ def main():
                     'commands': CommandPlugger(bridge)}
         plug = {name: [] for name in pluggers}
         unplug = {name: [] for name in pluggers}
-        spawn = {'driver': [], 'raw pair': [], 'raw': []}
-        destroy = {'driver': [], 'raw pair': [], 'raw': []}
+        variants = ['driver'] + (['driver+pool'] if args.pool else [])
+        spawn = {name: [] for name in variants + ['raw pair', 'raw']}
+        destroy = {name: [] for name in variants + ['raw pair', 'raw']}
+
+        def pool_full():
+            """The pool refilled after the last claim (boots spaced more
+            than a refill apart)."""
+            if not driver._pool.wait_full():
+                raise RuntimeError('the sandbox pool did not refill')
+            time.sleep(0.2)   # the refill's last requests have settled
+
         try:
             privsep_mode(False)
             for name, plugger in pluggers.items():   # warm-up
@@ -328,15 +342,28 @@ def main():
                         plugger.unplug, vif, role=role and 'unplug, ' + role))
             privsep_mode(False)
             raw = pluggers['raw']
+            if args.pool:
+                cfg.config(sandbox_pool_size=args.pool, group='docker')
+                driver._pool.start()
             for iteration in range(max(3, args.n // 3)):
-                vif = port(host=201)
-                server = make_instance()
-                spawn['driver'].append(timed(
-                    driver.spawn, ctx, server, image_meta, [], None, {},
-                    [vif], role='spawn with one port, driver'))
-                destroy['driver'].append(timed(
-                    driver.destroy, ctx, server, [vif],
-                    role='destroy with one port, driver'))
+                for name in variants:
+                    pooled = name != 'driver'
+                    if pooled:
+                        cfg.config(sandbox_pool_size=args.pool,
+                                   group='docker')
+                        pool_full()
+                    else:
+                        cfg.config(sandbox_pool_size=0, group='docker')
+                    vif = port(host=201)
+                    server = make_instance()
+                    spawn[name].append(timed(
+                        driver.spawn, ctx, server, image_meta, [], None, {},
+                        [vif], role='spawn with one port, ' + name))
+                    destroy[name].append(timed(
+                        driver.destroy, ctx, server, [vif],
+                        role='destroy with one port, ' + name))
+                    if pooled:
+                        pool_full()   # before the size goes to 0 again
 
                 for name, address in (('raw pair', 203), ('raw', 202)):
                     vif = port(host=address)
@@ -349,6 +376,7 @@ def main():
                         api.remove_container(container_id, force=True)
                     destroy[name].append(time.perf_counter() - start)
         finally:
+            driver._pool.stop()
             for context in net_fixtures.PrivsepInProcess.CONTEXTS:
                 context.stop()
             privsep_mode(False)
@@ -373,6 +401,8 @@ def main():
     report('plug', plug, 'raw')
     report('unplug', unplug, 'raw')
     report('spawn with one port (cached image)', spawn, 'raw pair')
+    report('spawn with one port, against one docker run + raw plug', spawn,
+           'raw')
     report('destroy with one port', destroy, 'raw pair')
     if args.profile:
         PROFILE.undo()

@@ -178,6 +178,20 @@ docker_opts = [
                     'this many seconds ago (and instances this process is '
                     'spawning), so it never races a build; it looks again '
                     'once they are old enough.'),
+    # -- speed: the warm sandbox pool (issue 13) --
+    cfg.IntOpt('sandbox_pool_size',
+               default=0, min=0, max=64,
+               help='Sandboxes (the containers holding an instance\'s '
+                    'network namespace) kept created and running ahead of '
+                    'the boots that will use them, so a spawn makes and '
+                    'starts only its workload. A claimed sandbox is renamed '
+                    'after its instance and given the instance\'s hostname '
+                    'and DNS; the pool is refilled in the background, '
+                    'reconciled at start-up (stale and extra members '
+                    'removed) and shrunk when this is lowered. Members are '
+                    'labelled org.openstack.nova-docker.pool and are never '
+                    'instances. 0 (default): every spawn creates its own '
+                    'sandbox.'),
     # Image import limits (issue 9: tenant-proof image import).
     cfg.IntOpt('image_max_unpacked_gb',
                default=0, min=0,

@@ -78,7 +78,8 @@ class PrivsepWiringTest(testtools.TestCase):
                 cfg.CONF, 'config_file', files, create=True))
             self.useFixture(fixtures.MockPatchObject(
                 cfg.CONF, 'config_dir', None, create=True))
-            for context in (privsep.vif_plug, os_vif_privsep.vif_plug):
+            for context in (privsep.vif_plug, os_vif_privsep.vif_plug,
+                            privsep.identity):
                 command = context.helper_command(sock)
                 self.assertEqual('privsep-helper', command[0])
                 self.assertTrue(any(f.match(command) for f in filters),

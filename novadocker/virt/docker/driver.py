@@ -43,10 +43,12 @@ from novadocker.virt.docker import console
 from novadocker.virt.docker import events
 from novadocker.virt.docker import guest as guest_mod
 from novadocker.virt.docker import hostinfo
+from novadocker.virt.docker import identity
 from novadocker.virt.docker import imagecache
 from novadocker.virt.docker import images
 from novadocker.virt.docker import migrate as migrate_mod
 from novadocker.virt.docker import ovsdb
+from novadocker.virt.docker import pool as pool_mod
 from novadocker.virt.docker import reaper
 from novadocker.virt.docker import rescue as rescue_mod
 from novadocker.virt.docker import resize as resize_mod
@@ -160,6 +162,9 @@ class DockerDriver(driver.ComputeDriver):
         self.nova_instance_uuids = self._nova_instance_uuids
         # The sandbox image's Docker ID, resolved once at init_host.
         self._sandbox_image_id = None
+        # Sandboxes made ahead of the spawns ([docker]sandbox_pool_size).
+        self._pool = pool_mod.SandboxPool(lambda: self._guests,
+                                          lambda: self._sandbox_image_id)
 
     # -- plumbing ----------------------------------------------------------
 
@@ -210,6 +215,7 @@ class DockerDriver(driver.ComputeDriver):
             self.reap, CONF.docker.reap_interval,
             first_wait=first.retry_in if first else None)
         self._reaper_thread.start()
+        self._start_pool()
         if self._lxcfs.binds():   # else it logged why, once
             LOG.info('nova-docker: LXCFS at %s: instances see their flavor '
                      'in /proc', CONF.docker.lxcfs_path)
@@ -222,11 +228,30 @@ class DockerDriver(driver.ComputeDriver):
                  hostinfo.read_host(self.api).docker_version,
                  self.api.api_version, self.api_url or CONF.docker.api_url)
 
+    def _start_pool(self) -> None:
+        """Reconcile the warm pool with what the engine has (stale and
+        extra members removed, refilled to its size; with size 0, every
+        free member removed) and start its refill thread."""
+        size = CONF.docker.sandbox_pool_size
+        try:
+            if size:
+                self._pool.reconcile()
+            else:
+                self._pool.drain()
+        except Exception as exc:
+            # The refill thread retries; spawns create their sandboxes.
+            LOG.warning('Sandbox pool: start-up pass failed: %s', exc)
+        if size:
+            self._pool.start()
+            LOG.info('nova-docker: warm sandbox pool of %d (%d ready)',
+                     size, self._pool.free)
+
     def _engine_back(self) -> None:
         """The event stream is back: changes may have gone unseen."""
         self._states.forget()
         self._engine_info.forget()
         self._reaper_thread.trigger('the Docker engine is back')
+        self._pool.refill()
 
     def _check_hardening(self) -> None:
         """Invalid hardening options stop nova-compute here, not at the
@@ -264,6 +289,7 @@ class DockerDriver(driver.ComputeDriver):
             self._events.stop()
         if self._reaper_thread is not None:
             self._reaper_thread.stop()
+        self._pool.stop()
         if self._api is not None:
             self._api.close()
 
@@ -547,14 +573,25 @@ class DockerDriver(driver.ComputeDriver):
                ) -> guest_mod.Guest:
         """Create the sandbox, then start it, plug its ports and wait for
         Neutron while ``make_workload(sandbox_id)`` creates the workload
-        alongside (it needs only the sandbox's ID). Returns the workload's
-        Guest; on failure both steps have ended (the caller cleans up)."""
-        sandbox = self._create_sandbox(instance, network_info)
+        alongside (it needs only the sandbox's ID). With a warm pool, a
+        running sandbox is taken instead, made the instance's while the
+        workload is created. Returns the workload's Guest; on failure both
+        steps have ended (the caller cleans up)."""
+        member = self._pool.claim()
+        if member is not None:
+            sandbox = self._guests.handle(instance, member.container_id,
+                                          pooled=True)
+        else:
+            sandbox = self._create_sandbox(instance, network_info)
         with background.Alongside(
                 make_workload, sandbox.sandbox_id,
                 name='workload-%s' % instance.uuid) as workload:
+            if member is not None:
+                self._take_pool_sandbox(sandbox, member, network_info)
             self._plug_and_wait(sandbox, network_info, power_on)
-        return workload.result()
+        guest = workload.result()
+        guest.pooled = sandbox.pooled
+        return guest
 
     def _create_sandbox(self, instance, network_info) -> guest_mod.Guest:
         """Create (not start) the sandbox: the workload can be created
@@ -565,6 +602,48 @@ class DockerDriver(driver.ComputeDriver):
         guests = self._guests
         return guests.handle(instance, guests.create_sandbox(
             instance, self._sandbox_image_id, dns, search, start=False))
+
+    def _take_pool_sandbox(self, sandbox: guest_mod.Guest,
+                           member: pool_mod.Member, network_info) -> None:
+        """Make a claimed pool sandbox the instance's: renamed to its
+        sandbox name (from then on it is found, reaped and removed as the
+        instance's), its hostname and nameservers written. A failed rename
+        removes it and fails the spawn."""
+        instance = sandbox.instance
+        try:
+            self._guests.claim_pool_sandbox(instance, member.container_id)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                try:
+                    self._guests.remove_pool_sandbox(member.container_id)
+                except Exception as exc:
+                    # Still a free member's name: the pool's next pass
+                    # removes it.
+                    LOG.info('Removing pool sandbox %s failed: %s',
+                             member.container_id[:12], exc,
+                             instance=instance)
+        finally:
+            self._pool.claimed(member)
+        identity.write_files(member.files_dir,
+                             guest_mod.sandbox_hostname(instance),
+                             vifs.dns_config(network_info)[0])
+
+    def _pooled_files(self, guest: guest_mod.Guest, network_info) -> None:
+        """Docker (re)started a pool sandbox: its hostname and resolv.conf
+        files are the placeholder's again; make them the instance's."""
+        if guest.pooled:
+            identity.write_files(
+                os.path.dirname(
+                    guest.inspect(guest_mod.ROLE_SANDBOX)['HostnamePath']),
+                guest_mod.sandbox_hostname(guest.instance),
+                vifs.dns_config(network_info)[0])
+
+    def _pooled_hostname(self, guest: guest_mod.Guest, role: str) -> None:
+        """Docker started a container in a pool sandbox's namespace with
+        the placeholder hostname: give it the instance's."""
+        if guest.pooled:
+            identity.set_hostname(guest.state(role).pid,
+                                  guest_mod.sandbox_hostname(guest.instance))
 
     def _plug_and_wait(self, sandbox: guest_mod.Guest, network_info,
                        power_on) -> None:
@@ -579,7 +658,10 @@ class DockerDriver(driver.ComputeDriver):
         if power_on and CONF.vif_plugging_timeout:
             events = [('network-vif-plugged', vif['id'])
                       for vif in network_info if vif.get('active') is False]
-        sandbox.start(guest_mod.ROLE_SANDBOX)
+        if not (sandbox.pooled and
+                sandbox.state(guest_mod.ROLE_SANDBOX).running):
+            sandbox.start(guest_mod.ROLE_SANDBOX)
+            self._pooled_files(sandbox, network_info)
         if not network_info:
             return
         pid = sandbox.pid
@@ -615,6 +697,7 @@ class DockerDriver(driver.ComputeDriver):
             raise exception.InstanceDeployFailure(
                 reason=_('the container did not start: %s') % exc.reason
             ) from exc
+        self._pooled_hostname(guest, guest_mod.ROLE_WORKLOAD)
 
     def _remove_instance(self, instance, network_info,
                          unplug: bool = True,
@@ -773,6 +856,8 @@ class DockerDriver(driver.ComputeDriver):
             LOG.info('Sandbox was not running; restarting it and '
                      're-plugging the ports', instance=instance)
             guest.start(guest_mod.ROLE_SANDBOX)
+            self._pooled_files(guest, network_info if network_info
+                               is not None else instance.get_network_info())
         if network_info is None:
             if not restarted:
                 return False
@@ -1149,6 +1234,8 @@ class DockerDriver(driver.ComputeDriver):
         try:
             rescue_mod.Rescuer(self.api, guests).start(
                 guest, docker_image, image_meta)
+            guest.reload()
+            self._pooled_hostname(guest, rescue_mod.ROLE_RESCUE)
         except Exception:
             with excutils.save_and_reraise_exception():
                 if was_running:

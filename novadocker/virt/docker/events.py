@@ -57,7 +57,8 @@ def changed_instance(message: dict) -> typing.Optional[str]:
             not in STATE_CHANGES:
         return None
     attributes = (message.get('Actor') or {}).get('Attributes') or {}
-    return attributes.get(guest.LABEL_INSTANCE) or None
+    # A claimed pool sandbox names its instance by its name only.
+    return guest.instance_of(attributes, [attributes.get('name') or ''])
 
 
 def to_lifecycle_event(message: dict) -> typing.Optional[

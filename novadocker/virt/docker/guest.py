@@ -25,6 +25,11 @@ hosts often run other containers (Kolla runs OpenStack itself in Docker).
 They are named after the instance UUID (``nova-<uuid>``,
 ``nova-<uuid>-sandbox``), not the instance name: two deployments (or a
 re-created database) sharing one engine number their instances alike.
+
+A sandbox taken from the warm pool (``pool``) was created before its
+instance existed: it carries the pool's label instead of the instance's,
+and belongs to the instance whose sandbox name it was renamed to
+(``instance_of``); ``Guests`` finds it by that name.
 """
 
 import datetime
@@ -60,6 +65,8 @@ LABEL_INSTANCE = 'org.openstack.nova.instance-uuid'
 LABEL_HOST = 'org.openstack.nova.host'
 LABEL_ROLE = 'org.openstack.nova-docker.role'
 LABEL_NAME = 'org.openstack.nova.instance-name'
+# On the sandboxes of the warm pool, claimed or not (see pool.py).
+LABEL_POOL = 'org.openstack.nova-docker.pool'
 ROLE_WORKLOAD = 'workload'
 ROLE_SANDBOX = 'sandbox'
 NAME_PREFIX = 'nova-'
@@ -79,6 +86,9 @@ IMAGE_PROP_ADMIN_USER = 'os_admin_user'
 LXCFS_FILES = ('proc/cpuinfo', 'proc/diskstats', 'proc/loadavg',
                'proc/meminfo', 'proc/stat', 'proc/swaps', 'proc/uptime',
                'sys/devices/system/cpu')
+
+# The hostname Docker gives a pool sandbox, until it is claimed.
+POOL_HOSTNAME = 'nova-pool'
 
 # Docker State.Status -> Nova power state. A paused (frozen) container is
 # PAUSED whether Nova paused or suspended it: both freeze the cgroup.
@@ -104,6 +114,35 @@ def container_name(instance, role: str = ROLE_WORKLOAD) -> str:
     """``nova-<uuid>``: unique on an engine shared by deployments."""
     name = NAME_PREFIX + instance.uuid
     return name + SANDBOX_SUFFIX if role == ROLE_SANDBOX else name
+
+
+def sandbox_hostname(instance) -> str:
+    """The instance's hostname as its sandbox (and so its workload, which
+    Docker gives the sandbox's) has it."""
+    return (instance.hostname or instance.name)[:63]
+
+
+# A claimed pool sandbox's name, as listings ('/nova-<uuid>-sandbox') and
+# events ('nova-<uuid>-sandbox') spell it.
+_CLAIMED_NAME = re.compile('^/?%s([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                           '[0-9a-f]{4}-[0-9a-f]{12})%s$'
+                           % (NAME_PREFIX, SANDBOX_SUFFIX))
+
+
+def instance_of(labels: typing.Optional[dict],
+                names: typing.Iterable[str] = ()) -> typing.Optional[str]:
+    """The UUID of the instance a container belongs to, or None: its
+    instance label, or for a pool sandbox, the instance it was claimed for
+    (renamed to ``nova-<uuid>-sandbox``); a free pool member has none."""
+    labels = labels or {}
+    if labels.get(LABEL_INSTANCE):
+        return labels[LABEL_INSTANCE]
+    if labels.get(LABEL_POOL):
+        for name in names or ():
+            match = _CLAIMED_NAME.match(name or '')
+            if match:
+                return match.group(1)
+    return None
 
 
 def log_config() -> dict:
@@ -418,7 +457,7 @@ class StateCache:
         by_uuid: typing.Dict[str, typing.List[Listed]] = {}
         for container in found:
             labels = container.get('Labels') or {}
-            uuid = labels.get(LABEL_INSTANCE)
+            uuid = instance_of(labels, container.get('Names'))
             if uuid:
                 by_uuid.setdefault(uuid, []).append(Listed(
                     labels.get(LABEL_ROLE) or '', container['Id'],
@@ -480,9 +519,37 @@ class Guests:
     def containers_of(self, instance_uuid: str) -> typing.List[
             typing.Tuple[str, str]]:
         """(role, container ID) of every container of the instance on
-        this host, sandbox, workload and rescue alike: one API call."""
-        return [((c.get('Labels') or {}).get(LABEL_ROLE) or '', c['Id'])
-                for c in self._list(instance_uuid=instance_uuid)]
+        this host, sandbox, workload and rescue alike: one API call (two
+        when the sandbox is not labelled with the instance: one from the
+        pool, or none)."""
+        return self._containers(instance_uuid)[0]
+
+    def _containers(self, instance_uuid: str) -> typing.Tuple[
+            typing.List[typing.Tuple[str, str]], bool]:
+        """containers_of, and whether the sandbox came from the pool."""
+        found = [((c.get('Labels') or {}).get(LABEL_ROLE) or '', c['Id'])
+                 for c in self._list(instance_uuid=instance_uuid)]
+        if any(role == ROLE_SANDBOX for role, _cid in found):
+            return found, False
+        claimed = self.claimed_sandbox(instance_uuid)
+        if claimed is None:
+            return found, False
+        return [(ROLE_SANDBOX, claimed)] + found, True
+
+    def claimed_sandbox(self, instance_uuid: str) -> typing.Optional[str]:
+        """ID of the pool sandbox claimed for the instance, if any: found
+        by its name among this host's pool sandboxes."""
+        name = NAME_PREFIX + instance_uuid + SANDBOX_SUFFIX
+        with docker_client.translate_errors('list containers'):
+            found = self._api.containers(all=True, filters={
+                'label': ['%s=%s' % (LABEL_HOST, self._host),
+                          LABEL_POOL + '=1'],
+                'name': [name + '$']})
+        for container in found:
+            if instance_of(container.get('Labels'),
+                           container.get('Names')) == instance_uuid:
+                return container['Id']
+        return None
 
     def list_instance_uuids(self) -> typing.List[str]:
         """UUIDs of the instances on this host: one Docker API call."""
@@ -534,7 +601,8 @@ class Guests:
     def lookup(self, instance) -> 'Guest':
         """The instance's Guest, whatever containers it has (maybe none:
         asking it for a missing one raises ContainerMissing)."""
-        return Guest(self, instance, self.containers_of(instance.uuid))
+        containers, pooled = self._containers(instance.uuid)
+        return Guest(self, instance, containers, pooled=pooled)
 
     def find(self, instance, role: typing.Optional[str] = ROLE_WORKLOAD
              ) -> typing.Optional['Guest']:
@@ -582,23 +650,18 @@ class Guests:
     # -- creating ----------------------------------------------------------
 
     def handle(self, instance, sandbox_id: str,
-               workload_id: typing.Optional[str] = None) -> 'Guest':
+               workload_id: typing.Optional[str] = None,
+               pooled: bool = False) -> 'Guest':
         """The Guest of containers just created, from their IDs: no list
         call for what the driver already knows."""
         containers = [(ROLE_SANDBOX, sandbox_id)]
         if workload_id is not None:
             containers.append((ROLE_WORKLOAD, workload_id))
-        return Guest(self, instance, containers)
+        return Guest(self, instance, containers, pooled=pooled)
 
-    def create_sandbox(self, instance, sandbox_image_id: str,
-                       dns: typing.Sequence[str] = (),
-                       dns_search: typing.Sequence[str] = (),
-                       start: bool = True) -> str:
-        """Create (and, with ``start``, start) the namespace-holding
-        container from the sandbox image's ID (resolved at start-up, not a
-        re-pointable name).
-        """
-        host_config = self._api.create_host_config(
+    def _sandbox_host_config(self, dns: typing.Sequence[str] = (),
+                             dns_search: typing.Sequence[str] = ()) -> dict:
+        return self._api.create_host_config(
             network_mode='none', restart_policy={'Name': 'no'},
             dns=list(dns) or None, dns_search=list(dns_search) or None,
             pids_limit=16, mem_limit=32 * units.Mi,
@@ -608,6 +671,16 @@ class Guests:
             read_only=True,
             oom_score_adj=CONF.docker.sandbox_oom_score_adj,
             log_config=log_config(), init=False)
+
+    def create_sandbox(self, instance, sandbox_image_id: str,
+                       dns: typing.Sequence[str] = (),
+                       dns_search: typing.Sequence[str] = (),
+                       start: bool = True) -> str:
+        """Create (and, with ``start``, start) the namespace-holding
+        container from the sandbox image's ID (resolved at start-up, not a
+        re-pointable name).
+        """
+        host_config = self._sandbox_host_config(dns, dns_search)
         with docker_client.translate_errors('create sandbox',
                                             instance=instance,
                                             image_id=sandbox_image_id):
@@ -615,7 +688,7 @@ class Guests:
                 created = self._api.create_container(
                     sandbox_image_id,
                     name=container_name(instance, ROLE_SANDBOX),
-                    hostname=(instance.hostname or instance.name)[:63],
+                    hostname=sandbox_hostname(instance),
                     labels=self.labels(instance, ROLE_SANDBOX),
                     host_config=host_config, network_disabled=False)
                 if start:
@@ -623,6 +696,57 @@ class Guests:
             finally:
                 self.changed(instance.uuid)
         return created['Id']
+
+    # -- the warm pool's sandboxes (pool.py decides when) --------------------
+
+    def create_pool_sandbox(self, name: str, sandbox_image_id: str) -> dict:
+        """Create and start a pool sandbox: an instance's sandbox without
+        its instance (no DNS of its own, a placeholder hostname, the pool's
+        label); ``docker inspect`` of it once started. A sandbox that fails
+        to start is removed."""
+        with docker_client.translate_errors('create pool sandbox',
+                                            image_id=sandbox_image_id):
+            created = self._api.create_container(
+                sandbox_image_id, name=name, hostname=POOL_HOSTNAME,
+                labels={LABEL_HOST: self._host, LABEL_ROLE: ROLE_SANDBOX,
+                        LABEL_POOL: '1'},
+                host_config=self._sandbox_host_config(),
+                network_disabled=False)
+            try:
+                self._api.start(created['Id'])
+                return self._api.inspect_container(created['Id'])
+            except Exception:
+                self._api.remove_container(created['Id'], force=True)
+                raise
+
+    def inspect_pool_sandbox(self, container_id: str) -> dict:
+        with docker_client.translate_errors('inspect pool sandbox'):
+            return self._api.inspect_container(container_id)
+
+    def remove_pool_sandbox(self, container_id: str) -> None:
+        """Remove a free pool sandbox. Idempotent."""
+        with docker_client.translate_errors('remove pool sandbox'):
+            try:
+                self._api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+    def list_pool(self) -> typing.List[dict]:
+        """This host's pool sandboxes, free and claimed, as listed."""
+        with docker_client.translate_errors('list containers'):
+            return self._api.containers(all=True, filters={'label': [
+                '%s=%s' % (LABEL_HOST, self._host), LABEL_POOL + '=1']})
+
+    def claim_pool_sandbox(self, instance, container_id: str) -> None:
+        """Make a free pool sandbox the instance's: renamed to the
+        instance's sandbox name (``instance_of`` reads it back)."""
+        try:
+            with docker_client.translate_errors('claim pool sandbox',
+                                                instance=instance):
+                self._api.rename(container_id,
+                                 container_name(instance, ROLE_SANDBOX))
+        finally:
+            self.changed(instance.uuid)
 
     def check_runtime(self, instance) -> typing.Optional[str]:
         """The runtime for the instance's workload (None: the engine's
@@ -724,11 +848,16 @@ class Guest:
     """
 
     def __init__(self, guests: Guests, instance,
-                 containers: typing.List[typing.Tuple[str, str]]):
+                 containers: typing.List[typing.Tuple[str, str]],
+                 pooled: bool = False):
         self._guests = guests
         self._api = guests._api
         self.instance = instance
         self.containers = list(containers)
+        # The sandbox came from the warm pool: Docker gives it (and each
+        # start of a container in its namespace) the pool's placeholder
+        # hostname, which the driver replaces (identity.py).
+        self.pooled = pooled
         self._attrs: typing.Dict[str, dict] = {}
 
     def has(self, role: str) -> bool:
@@ -756,6 +885,8 @@ class Guest:
         inspected (callers reload after changing its containers: the
         host's cached states forget it too)."""
         self._guests.changed(self.instance.uuid)
+        # (pooled stays: an instance's sandbox is never replaced under a
+        # Guest.)
         self.containers = self._guests.containers_of(self.instance.uuid)
         self._attrs.clear()
 

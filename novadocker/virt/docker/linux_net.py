@@ -60,6 +60,9 @@ from novadocker.virt.docker import privsep
 LOG = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
+# /proc/<pid>/ns/<kind> -> setns's nstype (identity.py joins UTS ones).
+_NSTYPES = {'net': CLONE_NEWNET, 'uts': CLONE_NEWUTS}
 IFNAME_PREFIX = 'eth'
 _RT_SCOPE_LINK = 253
 
@@ -250,8 +253,8 @@ class VifSpec:
                 'routes': [r.to_dict() for r in self.routes]}
 
 
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+def _setns(fd: int, kind: str = 'net') -> None:
+    if _libc.setns(fd, _NSTYPES[kind]) != 0:
         err = ctypes.get_errno()
         raise OSError(err, 'setns: %s' % os.strerror(err))
 
@@ -263,14 +266,15 @@ def _open_netns(path: str) -> int:
         raise NetnsGone(path) from exc
 
 
-def _host_namespaces() -> typing.Set[typing.Tuple[int, int]]:
+def _host_namespaces(kind: str = 'net'
+                     ) -> typing.Set[typing.Tuple[int, int]]:
     """(st_dev, st_ino) of the namespaces a sandbox's must not be: this
     process's and thread's (the host's: the daemon runs where nova-compute
     does) and PID 1's where this process may look at it (a daemon without
     CAP_SYS_PTRACE may not, and then may not open it as a target either)."""
     found = set()
-    for path in ('/proc/self/ns/net', '/proc/thread-self/ns/net',
-                 '/proc/1/ns/net'):
+    for path in ('/proc/self/ns/' + kind, '/proc/thread-self/ns/' + kind,
+                 '/proc/1/ns/' + kind):
         try:
             info = os.stat(path)
         except PermissionError:
@@ -294,19 +298,21 @@ def _sandbox_netns(pid: int) -> typing.Iterator[int]:
 
 
 @contextlib.contextmanager
-def _inside(netns_fd: int) -> typing.Iterator[None]:
-    """Run the block with this thread in the target namespace.
+def _inside(netns_fd: int, kind: str = 'net') -> typing.Iterator[None]:
+    """Run the block with this thread in the target namespace (of
+    ``kind``: net, or uts for identity.py).
 
     Sockets opened in the block stay bound to it. The thread always
     returns to the namespace it came from.
     """
-    own = os.open('/proc/thread-self/ns/net', os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open('/proc/thread-self/ns/' + kind,
+                  os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(netns_fd)
+        _setns(netns_fd, kind)
         try:
             yield
         finally:
-            _setns(own)
+            _setns(own, kind)
     finally:
         os.close(own)
 

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The oslo.privsep context of nova-docker's privileged network work.
+"""The oslo.privsep contexts of nova-docker's privileged work.
 
 One context, holding only what the work needs: CAP_NET_ADMIN for links,
 addresses, routes and net sysctls, CAP_SYS_ADMIN for ``setns`` into an
@@ -27,4 +27,16 @@ vif_plug = priv_context.PrivContext(
     cfg_section='nova_docker_privileged',
     pypath=__name__ + '.vif_plug',
     capabilities=[caps.CAP_NET_ADMIN, caps.CAP_SYS_ADMIN],
+)
+
+# The instance's hostname in a workload started in a warm-pool sandbox
+# (identity.py): CAP_SYS_ADMIN for setns and sethostname, CAP_SYS_PTRACE to
+# open the namespace of a process whose capabilities (Docker's default set)
+# are not a subset of this context's. Only started when the pool is used;
+# a context of its own so the network context does not hold SYS_PTRACE.
+identity = priv_context.PrivContext(
+    'novadocker',
+    cfg_section='nova_docker_identity',
+    pypath=__name__ + '.identity',
+    capabilities=[caps.CAP_SYS_ADMIN, caps.CAP_SYS_PTRACE],
 )

@@ -80,7 +80,10 @@ class Reaper:
         guests = self._guests()
         by_instance = collections.defaultdict(list)
         for container in guests.list_all():
-            uuid = (container.get('Labels') or {}).get(guest.LABEL_INSTANCE)
+            # A claimed pool sandbox is its instance's; a free one is the
+            # pool's (pool.py), never reaped here.
+            uuid = guest.instance_of(container.get('Labels'),
+                                     container.get('Names'))
             if uuid:
                 by_instance[uuid].append(container)
         if not by_instance:
