@@ -275,3 +275,14 @@ class TestLibvirtHosts(testtools.TestCase):
         self.assertEqual({'aio-kvm10'},
                          load_tempest_py().libvirt_hosts(conn))
         conn.compute.hypervisors.assert_called_once_with(details=True)
+
+    def test_multinode_test_avoids_them(self):
+        avoid = load_tempest_py().avoid_hosts
+        self.assertEqual({}, avoid(set()))
+        self.assertEqual({'target_hosts_to_avoid': 'aio-kvm10'},
+                         avoid({'aio-kvm10'}))
+        # Several KVM nodes: what their names share, which no docker
+        # node's name (aio-nodeK, the host's) contains.
+        prefix = avoid({'aio-kvm11', 'aio-kvm10'})['target_hosts_to_avoid']
+        self.assertEqual('aio-kvm1', prefix)
+        self.assertNotIn(prefix, 'aio-node2')
