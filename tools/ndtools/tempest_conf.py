@@ -150,7 +150,9 @@ SCENARIO = {
 #: 15 s of Neutron's time per class (a router interface alone 4-6 s), about
 #: 11 of the run's 45 minutes, and exercise only Neutron. Tests about
 #: networking (the scenario tests, attach_interfaces' own networks) still
-#: build theirs; the two that need a network owned by their project skip.
+#: build theirs; the two that need a network owned by their project skip,
+#: and so does AutoAllocateNetworkTest (--nic auto), which refuses to run
+#: where a shared network exists.
 SHARED_NETWORK = 'tempest-shared'
 SHARED_CIDR = '10.30.0.0/22'
 
@@ -180,6 +182,9 @@ def ensure_shared_network(conn, public) -> typing.Any:
     return net
 
 
+LIBVIRT_HYPERVISOR_TYPES = ('QEMU', 'KVM')
+
+
 def libvirt_hosts(conn) -> typing.Set[str]:
     """Compute hosts of Nova's libvirt driver (the all-in-one's KVM node,
     issue 15): there for the mixed scenario tests, never Tempest's
@@ -187,9 +192,6 @@ def libvirt_hosts(conn) -> typing.Set[str]:
     return {h.service_details['host']
             for h in conn.compute.hypervisors(details=True)
             if h.hypervisor_type in LIBVIRT_HYPERVISOR_TYPES}
-
-
-LIBVIRT_HYPERVISOR_TYPES = ('QEMU', 'KVM')
 
 
 def avoid_hosts(libvirt: typing.Iterable[str]) -> typing.Dict[str, str]:
