@@ -163,6 +163,17 @@ class NodeCommandsTest(testtools.TestCase):
                  12: (11, 'net:[2]', 'sh'), 13: (1, 'net:[1]', 'other')}
         self.assertEqual({10, 11, 12}, node.with_descendants([10], table))
 
+    def test_unexplained_differences_are_ours_or_unknown(self):
+        before = {'lo', 'br-int', 'br-int:tap1'}
+        after = {'lo', 'br-int', 'kvt-underlay', 'kvt-underlay:aio-kvm250-u',
+                 'aio-kvm250-u', 'tapabc', 'aio-node2-u', 'stranger0'}
+        # The KVM node test's underlay and veth, and instance taps, made
+        # by runs beside this one, are theirs; node and unknown names count.
+        self.assertEqual(['aio-node2-u', 'br-int:tap1', 'stranger0'],
+                         unexplained(before, after))
+        self.assertEqual(['aio-node2-u'],
+                         unexplained(before, after, strict=False))
+
 
 # -- the real thing -----------------------------------------------------------
 
@@ -173,7 +184,11 @@ LOCK_FILE = '/tmp/nova-docker-aio-node-test.lock'
 # Links, OVS bridges and ports that other test runs on this host make and
 # remove meanwhile (nova-docker's instance ports, the functional tests'
 # bridges, Docker's veths): a difference in those is theirs, not ours.
-FOREIGN = re.compile(r'(tap|qbr|qvb|qvo|ndbr|veth)[0-9A-Za-z_-]*\Z')
+# Names other runs make on the host meanwhile: instance ports and bridges,
+# and the KVM node test's and the all-in-one KVM node's underlay
+# (kvt-underlay, aio-kvmN-u), which phase 1 runs beside this test.
+FOREIGN = re.compile(
+    r'(tap|qbr|qvb|qvo|ndbr|veth|kvt-|aio-kvm|vmt-)[0-9A-Za-z_-]*\Z')
 OURS = re.compile(r'aio-node|aio-underlay|br-phy|br-test|gnv|tnt|tin|ul0')
 
 

@@ -70,11 +70,13 @@ class MissingPackagesTest(testtools.TestCase):
         present.assert_called_with('crun')
         self.assertFalse(wanted['qemu-system-x86']())
         present.assert_called_with('qemu-system-x86_64')
-        self.assertFalse(wanted['libvirt-daemon-driver-qemu']())
+        self.assertFalse(wanted['libvirt-daemon']())
         present.assert_called_with('libvirtd')
+        self.assertFalse(wanted['iputils-ping']())
+        present.assert_called_with('ping')
         self.assertFalse(wanted['libvirt-clients']())
         present.assert_called_with('virsh')
-        for package in ('qemu-system-x86', 'libvirt-daemon-driver-qemu',
+        for package in ('qemu-system-x86', 'libvirt-daemon',
                         'libvirt-clients'):
             self.assertIn(package, runtests.WITHOUT_RECOMMENDS)
 

@@ -88,6 +88,8 @@ def wanted_packages() -> typing.List[typing.Tuple[str, typing.Callable]]:
         ('openvswitch-switch', command('ovs-vsctl')),
         ('busybox-static', busybox_has_sleep),
         ('iproute2', command('ip')),
+        # Pings from the host and from namespaces the tests make.
+        ('iputils-ping', command('ping')),
         ('iptables', command('iptables')),
         ('shellcheck', command('shellcheck')),
         # A second OCI runtime for the runtime-per-flavor tests.
@@ -100,7 +102,8 @@ def wanted_packages() -> typing.List[typing.Tuple[str, typing.Callable]]:
         # The VM image's boot test (ndtools.vmimage): QEMU from Debian.
         ('qemu-system-x86', command('qemu-system-x86_64')),
         # The KVM node's test (ndtools.kvm_node): libvirtd and virsh.
-        ('libvirt-daemon-driver-qemu', command('libvirtd')),
+        # libvirtd is libvirt-daemon's (it depends on the QEMU driver).
+        ('libvirt-daemon', command('libvirtd')),
         ('libvirt-clients', command('virsh')),
     ]
 
@@ -108,7 +111,7 @@ def wanted_packages() -> typing.List[typing.Tuple[str, typing.Callable]]:
 #: Installed without their Recommends: qemu-system-x86's pull in a GTK
 #: display (qemu-system-gui), firmware and block drivers the tests never
 #: use (hundreds of MB).
-WITHOUT_RECOMMENDS = ('qemu-system-x86', 'libvirt-daemon-driver-qemu',
+WITHOUT_RECOMMENDS = ('qemu-system-x86', 'libvirt-daemon',
                       'libvirt-clients')
 
 
