@@ -20,12 +20,19 @@ restarts nova-compute between the drivers (``tools/aio compute-driver``)
 and restores the original driver at the end. The difference is what the
 driver and the real network plugging cost.
 
-    sudo /opt/nova-docker-aio/venv/bin/python benchmarks/boot.py [-n 10]
+``--pool N`` measures DockerDriver a second time with a warm sandbox pool
+of N (``[docker] sandbox_pool_size``), removed again at the end.
+
+    sudo /opt/nova-docker-aio/venv/bin/python benchmarks/boot.py [-n 10] \
+        [--pool 2]
 """
 
 import argparse
+import datetime
+import glob
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,6 +67,22 @@ def switch(driver: str) -> None:
                     driver], check=True)
 
 
+def set_pool(size: int) -> None:
+    """[docker] sandbox_pool_size in nova.conf (0: the line removed);
+    nova-compute reads it when it is restarted."""
+    path = os.path.join(AIO_DIR, 'etc/nova/nova.conf')
+    with open(path) as conf:
+        text = re.sub(r'(?m)^sandbox_pool_size = .*\n', '', conf.read())
+    if size:
+        text, found = re.subn(r'(?m)^\[docker\]\n', '[docker]\n'
+                              'sandbox_pool_size = %d\n' % size, text,
+                              count=1)
+        if not found:
+            raise RuntimeError('no [docker] section in %s' % path)
+    with open(path, 'w') as conf:
+        conf.write(text)
+
+
 def wait(conn, server_id, until, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -73,8 +96,42 @@ def wait(conn, server_id, until, timeout=300):
     raise RuntimeError('server %s: timeout' % server_id)
 
 
+def stamp(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.rstrip('Z')).timestamp()
+
+
+def phases(conn, server_id) -> tuple:
+    """From the create action's events (the server's clock): seconds from
+    the API's create to nova-compute starting the build (API, conductor,
+    scheduler, placement, RPC), and the build (claim, Neutron port
+    creation and binding, the driver's spawn)."""
+    action = list(conn.compute.server_actions(server_id))[-1]
+    detail = conn.compute.get_server_action(action.request_id, server_id)
+    for event in detail.events or []:
+        if event['event'] == 'compute__do_build_and_run_instance':
+            return (stamp(event['start_time']) - stamp(action.start_time),
+                    stamp(event['finish_time']) - stamp(event['start_time']))
+    return (math.nan, math.nan)
+
+
+def spawn_seconds(server_ids) -> list:
+    """nova-compute's own "Took N seconds to spawn the instance on the
+    hypervisor" of each server (its log), where found."""
+    wanted = set(server_ids)
+    found = {}
+    pattern = re.compile(r'\[instance: ([0-9a-f-]{36})\] Took ([0-9.]+) '
+                         r'seconds to spawn the instance')
+    for path in glob.glob(os.path.join(AIO_DIR, 'logs', '*.log')):
+        with open(path, errors='replace') as log:
+            for line in log:
+                match = pattern.search(line)
+                if match and match.group(1) in wanted:
+                    found[match.group(1)] = float(match.group(2))
+    return [found[i] for i in server_ids if i in found]
+
+
 def measure(conn, count, image, flavor, network, sg):
-    boots, deletes, servers = [], [], []
+    boots, deletes, servers, split, made = [], [], [], [], []
     tag = uuid.uuid4().hex[:6]
     try:
         for i in range(count):
@@ -87,6 +144,8 @@ def measure(conn, count, image, flavor, network, sg):
             wait(conn, server.id,
                  lambda s: s is not None and s.status == 'ACTIVE')
             boots.append(time.time() - start)
+            made.append(server.id)
+            split.append(phases(conn, server.id))
         for server_id in list(servers):
             start = time.time()
             conn.compute.delete_server(server_id)
@@ -96,7 +155,7 @@ def measure(conn, count, image, flavor, network, sg):
     finally:
         for server_id in servers:
             conn.compute.delete_server(server_id, ignore_missing=True)
-    return boots, deletes
+    return boots, deletes, split, spawn_seconds(made)
 
 
 def report(name, values):
@@ -108,6 +167,9 @@ def report(name, values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('-n', '--count', type=int, default=10)
+    parser.add_argument('--pool', type=int, default=0,
+                        help='also DockerDriver with a warm sandbox pool '
+                        'of this size')
     args = parser.parse_args()
     os.environ.setdefault('OS_CLIENT_CONFIG_FILE',
                           os.path.join(AIO_DIR, 'clouds.yaml'))
@@ -118,35 +180,56 @@ def main():
     sg = 'demo-ssh-icmp'
 
     original = current_driver()
+    pooled = '%s, sandbox_pool_size %d' % (DOCKER, args.pool)
+    variants = [(DOCKER, DOCKER, 0)]
+    if args.pool:
+        variants.append((pooled, DOCKER, args.pool))
+    variants.append((FAKE, FAKE, 0))
     results = {}
     try:
-        for driver in (DOCKER, FAKE):
-            if current_driver() != driver:
+        set_pool(0)
+        for name, driver, pool in variants:
+            if pool:
+                set_pool(pool)
                 switch(driver)
-            print('measuring %s: %d servers...' % (driver, args.count),
+                time.sleep(5)   # the pool fills after init_host
+            elif current_driver() != driver:
+                switch(driver)
+            print('measuring %s: %d servers...' % (name, args.count),
                   flush=True)
-            results[driver] = measure(conn, args.count, image, flavor,
-                                      network, sg)
+            results[name] = measure(conn, args.count, image, flavor,
+                                    network, sg)
+            if pool:
+                set_pool(0)
     finally:
-        if current_driver() != original:
-            switch(original)
+        set_pool(0)
+        switch(original)
 
     print('\nboot = POST /servers -> ACTIVE (DockerDriver: ports plugged '
           'and bound, container running); delete = DELETE -> gone. '
           'N=%d each.' % args.count)
-    for driver, (boots, deletes) in results.items():
+    for driver, (boots, deletes, split, spawns) in results.items():
         print(driver)
         print('  ' + report('boot', boots))
         print('  ' + report('delete', deletes))
-    if len(results) == 2:
-        (db, dd), (fb, fd) = results[DOCKER], results[FAKE]
-        for name, docker_values, fake_values in (('boot', db, fb),
-                                                 ('delete', dd, fd)):
-            for pct in (50, 90):
-                d = percentile(docker_values, pct)
-                f = percentile(fake_values, pct)
-                print('DockerDriver / fake driver, %s p%d: x%.2f (%+.2fs)'
-                      % (name, pct, d / f, d - f))
+        print('  p50 of: API create -> build start %.2fs; build %.2fs '
+              '(claim, Neutron port, spawn); driver spawn %s' % (
+                  percentile([p[0] for p in split], 50),
+                  percentile([p[1] for p in split], 50),
+                  '%.2fs' % percentile(spawns, 50) if spawns else 'n/a'))
+    if FAKE in results:
+        fb, fd = results[FAKE][:2]
+        for variant in (DOCKER, pooled):
+            if variant not in results:
+                continue
+            db, dd = results[variant][:2]
+            for name, docker_values, fake_values in (('boot', db, fb),
+                                                     ('delete', dd, fd)):
+                for pct in (50, 90):
+                    d = percentile(docker_values, pct)
+                    f = percentile(fake_values, pct)
+                    print('%s / fake driver, %s p%d: x%.2f (%+.2fs)'
+                          % (variant, name, pct, d / f, d - f))
 
 
 if __name__ == '__main__':

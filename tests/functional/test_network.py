@@ -29,6 +29,7 @@ from unittest import mock
 from nova.compute import power_state
 from nova import exception
 from nova.network import model as network_model
+import os_vif
 
 from novadocker.virt.docker import guest
 from tests.fixtures import network as net_fixtures
@@ -118,6 +119,27 @@ class PlugTest(NetworkTestCase):
                           'vm-uuid': instance.uuid},
                          net_fixtures.interface_external_ids(vif['devname']))
         self.assertEqual(1450, net_fixtures.link_mtu(vif['devname']))
+
+    def test_plain_port_is_the_port_os_vif_makes(self):
+        """The driver's one-transaction add leaves the OVS records
+        os-vif's own plug of the same port leaves."""
+        vif = self.ports.network(0)()
+        instance = self.spawn_on([vif])
+        dev = vif['devname']
+
+        def records():
+            return (net_fixtures.port_bridge(dev),
+                    net_fixtures.ovs_vsctl('get', 'Interface', dev,
+                                           'external_ids', 'type', 'options',
+                                           'mtu_request'),
+                    net_fixtures.ovs_vsctl('get', 'Port', dev, 'tag',
+                                           'vlan_mode', 'trunks', 'qos'),
+                    net_fixtures.link_mtu(dev))
+        ours = records()
+        net_fixtures.ovs_vsctl('del-port', dev)
+        obj, info = self.driver._vifs.os_vif_objects(instance, vif)
+        os_vif.plug(obj, info)
+        self.assertEqual(ours, records())
 
     def test_inside_matches_network_info(self):
         first = self.ports.network(0, mtu=1400,

@@ -105,17 +105,22 @@ class RealPrivsepDaemonTest(test_network.NetworkTestCase):
         self.assertPings(a, self.ip_of(vif_c))
 
         ours = daemon_pid(nd_privsep.vif_plug)
-        os_vifs = daemon_pid(os_vif_privsep.vif_plug)
         self.assertNotEqual(os.getpid(), ours)
         self.assertEqual((1 << CAP_NET_ADMIN) | (1 << CAP_SYS_ADMIN),
                          docker_fixtures.capabilities(ours))
+        # Plain ports on a userspace-datapath bridge: one privileged call
+        # each (ours), the OVS port one transaction; os-vif's privileged
+        # side (its MTU set) was never asked, so its daemon never started.
+        self.assertIsNone(os_vif_privsep.vif_plug.channel)
+
+        # os-vif unplugs: its daemon deletes the port's device.
+        self.driver.detach_interface(self.context, b, vif_c)
+        os_vifs = daemon_pid(os_vif_privsep.vif_plug)
         # os-vif's holds NET_ADMIN (plus, in this release, DAC_OVERRIDE:
         # its test context shares the config section) and not SYS_ADMIN.
         os_vif_caps = docker_fixtures.capabilities(os_vifs)
         self.assertTrue(os_vif_caps & (1 << CAP_NET_ADMIN))
         self.assertFalse(os_vif_caps & (1 << CAP_SYS_ADMIN))
-
-        self.driver.detach_interface(self.context, b, vif_c)
         self.driver.destroy(self.context, a, [vif_a])
         self.driver.destroy(self.context, b, [vif_b])
         self.assertEqual([], self.net_leaks.leftovers())

@@ -92,6 +92,28 @@ class LookupTest(testtools.TestCase):
             self.assertIn('unix:/run/unit-a.sock', str(exc))
             self.assertIn('connection refused', str(exc))
 
+    def test_add_port_is_one_transaction(self):
+        txn = self.api.transaction.return_value.__enter__.return_value
+        ids = {'iface-id': 'p1', 'iface-status': 'active',
+               'attached-mac': 'fa:16:3e:00:00:01', 'vm-uuid': 'u'}
+        self.ovsdb.add_port('br-int', 'tap1', ids)
+        self.api.transaction.assert_called_once_with(check_error=True)
+        self.api.add_port.assert_called_once_with('br-int', 'tap1',
+                                                  may_exist=True)
+        self.api.db_set.assert_called_once_with(
+            'Interface', 'tap1', ('external_ids', ids))
+        self.assertEqual([mock.call(self.api.add_port.return_value),
+                          mock.call(self.api.db_set.return_value)],
+                         txn.add.call_args_list)
+
+    def test_add_port_failure_names_the_connection(self):
+        self.api.transaction.return_value.__exit__.side_effect = \
+            RuntimeError('Bridge br-x does not exist')
+        exc = self.assertRaises(ovsdb.OVSDBError, self.ovsdb.add_port,
+                                'br-x', 'tap1', {'iface-id': 'p1'})
+        self.assertIn('unix:/run/unit-a.sock', str(exc))
+        self.assertIn('br-x does not exist', str(exc))
+
     def test_one_connection_opened_on_first_use(self):
         self.from_server.assert_not_called()
         self.api.db_find.return_value = _result([])
@@ -163,6 +185,41 @@ class RealOVSDBTest(testtools.TestCase):
         net_fixtures.ovs_vsctl('del-port', self.bridge, self.port)
         self.wait_for(lambda: not self.ovsdb.port_exists(self.port),
                       'the port gone')
+
+    def columns(self, name: str) -> dict:
+        rows = self.ovsdb.api().db_find(
+            'Interface', ('name', '=', name),
+            columns=['name', 'external_ids']).execute(check_error=True)
+        return rows[0]['external_ids'] if rows else None
+
+    def test_add_port(self):
+        name = 'ndo%s' % uuid.uuid4().hex[:8]
+        self.addCleanup(net_fixtures.ovs_vsctl, '--if-exists', 'del-port',
+                        self.bridge, name)
+        ids = {'iface-id': 'port-2', 'iface-status': 'active',
+               'attached-mac': 'fa:16:3e:00:00:0a',
+               'vm-uuid': self.instance_uuid}
+        self.ovsdb.add_port(self.bridge, name, ids)
+        # What ovs-vsctl reads from ovsdb-server, not the replica.
+        self.assertIn(name, net_fixtures.bridge_ports(self.bridge))
+        self.assertEqual(self.bridge, net_fixtures.ovs_vsctl(
+            'port-to-br', name).strip())
+        self.assertEqual(ids, self.columns(name))
+        # Again (a re-plug): the port is kept, its ids replaced.
+        ids['iface-id'] = 'port-3'
+        self.ovsdb.add_port(self.bridge, name, ids)
+        self.assertEqual(1, net_fixtures.bridge_ports(self.bridge).count(
+            name))
+        self.assertEqual(ids, self.columns(name))
+
+    def test_add_port_to_a_missing_bridge_creates_nothing(self):
+        name = 'ndo%s' % uuid.uuid4().hex[:8]
+        bridge = 'ndb%s' % uuid.uuid4().hex[:8]
+        self.assertRaises(ovsdb.OVSDBError, self.ovsdb.add_port, bridge,
+                          name, {'iface-id': 'port-4'})
+        self.assertNotIn(bridge, net_fixtures.ovs_vsctl('list-br').split())
+        self.assertEqual('', net_fixtures.ovs_vsctl(
+            '--columns=name', 'find', 'Interface', 'name=%s' % name).strip())
 
     def test_connection_is_kept(self):
         first = self.ovsdb.api()

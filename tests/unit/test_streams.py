@@ -13,6 +13,7 @@
 """streams: chunk iterators as file-likes and back, in bounded memory."""
 
 import hashlib
+import threading
 
 from glanceclient.common import http as glance_http
 import testtools
@@ -173,3 +174,69 @@ class PipeTest(testtools.TestCase):
         self.assertEqual(b'y' * 16, next(body))
         exc = self.assertRaises(ValueError, next, body)
         self.assertEqual('bad input', str(exc))
+
+    def test_closing_early_stops_the_writer(self):
+        wrote = []
+
+        def write(out):
+            for _ in range(1000):
+                out.write(b'z' * 16)
+                wrote.append(1)
+        body = streams.pipe(write, 16, 'test-pipe', depth=2)
+        self.assertEqual(b'z' * 16, next(body))
+        body.close()
+        self.assertLess(len(wrote), 10)
+        self.assertNotIn('test-pipe', [t.name for t in threading.enumerate()])
+
+
+class PrefetchTest(testtools.TestCase):
+
+    def test_chunks_pass_unchanged_in_order(self):
+        chunks = [b'a' * 5, b'b' * 32768, b'', b'c']
+        out = list(streams.prefetch(chunks, 'test-prefetch', 2))
+        self.assertEqual(chunks, out)
+        for sent, got in zip(chunks, out):
+            self.assertIs(sent, got)   # no copy, no joining
+
+    def test_the_source_is_drained_ahead_of_the_consumer(self):
+        produced = threading.Semaphore(0)
+
+        def source():
+            for number in range(10):
+                produced.release()
+                yield b'%d' % number
+        ahead = streams.prefetch(source(), 'test-prefetch', 3)
+        self.assertEqual(b'0', next(ahead))
+        # Without another read, the thread goes on: the queue's 3 and the
+        # one it waits to put, besides the one read.
+        for _ in range(5):
+            self.assertTrue(produced.acquire(timeout=10))
+        self.assertFalse(produced.acquire(timeout=0.5))
+        self.assertEqual([b'%d' % n for n in range(1, 10)], list(ahead))
+
+    def test_source_error_raised_after_what_came_before(self):
+        def source():
+            yield b'one'
+            yield b'two'
+            raise IOError('engine went away')
+        ahead = streams.prefetch(source(), 'test-prefetch', 4)
+        self.assertEqual([b'one', b'two'], [next(ahead), next(ahead)])
+        exc = self.assertRaises(IOError, next, ahead)
+        self.assertEqual('engine went away', str(exc))
+
+    def test_closing_early_closes_the_source_and_ends_the_thread(self):
+        closed = threading.Event()
+
+        def source():
+            try:
+                while True:
+                    yield b'x' * 10
+            finally:
+                closed.set()
+        reader = streams.ChunkReader(streams.prefetch(
+            source(), 'test-prefetch', 2))
+        self.assertEqual(b'x' * 4, reader.read(4))
+        reader.close()
+        self.assertTrue(closed.wait(10))
+        self.assertNotIn('test-prefetch',
+                         [t.name for t in threading.enumerate()])

@@ -286,11 +286,67 @@ class PlugOrderTest(testtools.TestCase):
         self.assertFalse(linux_net.find_peer.called)
         self.assertEqual(['unplug', ('veth', None), 'plug'], order)
 
+    def test_no_ovs_record_no_look_inside(self):
+        # Nothing stale can be without a record: the namespace's links
+        # (a netlink dump) are not read.
+        self.plugger.plug(make_instance(), [make_vif()], 1234)
+        self.assertFalse(linux_net.find_peer.called)
+        self.assertFalse(os_vif.unplug.called)
+
     def test_existing_correct_port_is_not_unplugged(self):
         self.existing['tap00000000-aa'] = 'eth0'
+        self.stale_ports.add('tap00000000-aa')   # its record, not stale
         self.plugger.plug(make_instance(), [make_vif()], 1234)
         self.assertFalse(os_vif.unplug.called)
         self.assertTrue(os_vif.plug.called)
+
+    def netdev_vif(self, **kwargs):
+        vif = make_vif(**kwargs)
+        vif['details']['datapath_type'] = 'netdev'
+        return vif
+
+    def test_plain_port_is_one_ovsdb_transaction_not_os_vif(self):
+        order = self.record_order()
+        add_port = self.plugger._ovsdb.add_port
+        add_port.side_effect = lambda *a: order.append('add_port')
+        instance = make_instance()
+        self.plugger.plug(instance, [self.netdev_vif()], 1234)
+        self.assertEqual([('veth', None), 'add_port'], order)
+        self.assertFalse(os_vif.plug.called)
+        # The external_ids os-vif's generic plug sets.
+        add_port.assert_called_once_with(
+            'br-int', 'tap00000000-aa', {
+                'iface-id': '00000000-aaaa-bbbb-cccc-dddddddddddd',
+                'iface-status': 'active',
+                'attached-mac': 'fa:16:3e:00:00:00',
+                'vm-uuid': instance.uuid})
+
+    def test_os_vif_plugs_when_the_transaction_fails(self):
+        # A missing bridge, say: os-vif creates it.
+        self.plugger._ovsdb.add_port.side_effect = ovsdb.OVSDBError(
+            connection='unix:x', reason='Bridge br-int does not exist')
+        self.plugger.plug(make_instance(), [self.netdev_vif()], 1234)
+        self.assertEqual(1, os_vif.plug.call_count)
+
+    def test_os_vif_plugs_what_it_does_more_for(self):
+        cfg = self.useFixture(config_fixture.Config(CONF))
+        # The kernel datapath (os-vif's default when Neutron names none)
+        # gets os-vif's QoS row; the dead VLAN, per-port bridges and trunk
+        # bridges are os-vif's too.
+        cases = [({}, make_vif()),
+                 ({'isolate_vif': True}, self.netdev_vif()),
+                 ({'per_port_bridge': True}, self.netdev_vif())]
+        trunk = self.netdev_vif()
+        trunk['network']['bridge'] = 'tbr-00000000-a'
+        cases.append(({}, trunk))
+        for options, vif in cases:
+            os_vif.plug.reset_mock()
+            cfg.config(group='os_vif_ovs', **dict(
+                {'isolate_vif': False, 'per_port_bridge': False},
+                **options))
+            self.plugger.plug(make_instance(), [vif], 1234)
+            self.assertEqual(1, os_vif.plug.call_count, options)
+        self.assertFalse(self.plugger._ovsdb.add_port.called)
 
     def test_hybrid_builds_qbr_before_the_veth_joins_it(self):
         order = self.record_order()

@@ -10,13 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Read-only OVSDB lookups over ovsdbapp's native IDL (no ovs-vsctl).
+"""OVSDB over ovsdbapp's native IDL (no ovs-vsctl).
 
-os-vif writes the OVS side; the driver only needs to know whether a port
-record exists before deciding that a plug must first clear stale state.
-The lookup reads the local IDL replica of the Bridge/Port/Interface tables
-(one connection per :class:`OVSDB` object, opened on first use), so it
-costs no round trip to ovsdb-server.
+Lookups read the local IDL replica of the Bridge/Port/Interface tables
+(one connection per :class:`OVSDB` object, opened on first use), so they
+cost no round trip to ovsdb-server: whether a port record exists before a
+plug decides it must first clear stale state, the interfaces a reaped
+instance left. The one write is a plain port's add (``add_port``: one
+transaction, as os-vif's own); os-vif does the rest of the OVS side.
 """
 
 import threading
@@ -76,6 +77,20 @@ class OVSDB:
         except Exception as exc:
             raise self._failed(exc) from exc
         return bool(found)
+
+    def add_port(self, bridge: str, name: str,
+                 external_ids: typing.Mapping[str, str]) -> None:
+        """Port ``name`` on ``bridge`` (kept if there already) with its
+        Interface's external_ids, in one transaction. A missing bridge
+        fails it: nothing is created then."""
+        try:
+            api = self.api()
+            with api.transaction(check_error=True) as txn:
+                txn.add(api.add_port(bridge, name, may_exist=True))
+                txn.add(api.db_set('Interface', name,
+                                   ('external_ids', dict(external_ids))))
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     def instance_interfaces(self, instance_uuid: str) -> typing.List[dict]:
         """The OVS interfaces os-vif tagged with the instance

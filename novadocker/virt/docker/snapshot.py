@@ -44,6 +44,9 @@ CONF = conf.CONF
 LOG = logging.getLogger(__name__)
 
 SNAPSHOT_REPOSITORY = 'nova-docker/snapshot'
+# Chunks of ``docker save`` read ahead of the Glance upload: the engine
+# sends 32 KiB chunks (at most [docker]image_load_chunk_size each).
+SAVE_PREFETCH = 32
 # The workload's labels name its instance and host; a committed image would
 # hand them to every container later made from it (even by hand, outside
 # Nova), making that container look like this instance. Blank them.
@@ -201,8 +204,8 @@ def save_to_glance(api, context, instance, image_id: str, tag: str,
                    metadata: dict, before_upload=None,
                    failure=SnapshotFailed) -> int:
     """Stream ``docker save`` of the local image ``tag`` into the existing
-    Glance image ``image_id``: no temporary file, about one chunk of
-    memory. Returns the bytes uploaded.
+    Glance image ``image_id``: no temporary file, at most SAVE_PREFETCH
+    chunks of memory. Returns the bytes uploaded.
 
     ``before_upload()`` runs once the save has produced its first chunk
     (the engine accepted it). ImageNotFound and ImageNotAuthorized (the
@@ -212,7 +215,10 @@ def save_to_glance(api, context, instance, image_id: str, tag: str,
     with docker_client.translate_errors('save image', image_id=image_id):
         chunks = api.get_image(tag,
                                chunk_size=CONF.docker.image_load_chunk_size)
-    reader = streams.ChunkReader(chunks)
+    # Drained on a thread of its own while the upload sends: the engine
+    # keeps producing instead of waiting for each send.
+    reader = streams.ChunkReader(streams.prefetch(
+        chunks, 'docker-save-%s' % image_id[:8], SAVE_PREFETCH))
     try:
         try:
             with docker_client.translate_errors('save image',

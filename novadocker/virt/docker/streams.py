@@ -16,7 +16,8 @@ Glance downloads and ``docker save`` yield chunks, while tarfile and
 glanceclient's upload want ``read(n)``: :class:`ChunkReader` serves both
 directions. tarfile writes into a file, while ``docker load`` wants a
 chunk iterator as its request body: :func:`pipe` runs the writer in a
-thread behind a bounded queue. Nothing here buffers a whole image.
+thread behind a bounded queue; :func:`prefetch` drains a source in a thread
+the same way. Nothing here buffers a whole image.
 """
 
 import io
@@ -164,21 +165,20 @@ class _Cancelled(Exception):
 class _QueueWriter(io.RawIOBase):
     """Write side of a bounded pipe between two threads.
 
-    Queue items are bytes-like (bytes, or views of the blocks written)
+    Items ``put`` are bytes-like (bytes, or views of the blocks written)
     of at most ``chunk_size`` bytes; with a queue of ``depth`` items the
     pipe never holds more than (depth + 1) chunks. Whoever writes a view
     must not change the memory under it afterwards.
     """
 
-    def __init__(self, q: queue.Queue, chunk_size: int,
-                 cancelled: threading.Event):
+    def __init__(self, put: typing.Callable[[typing.Any], None],
+                 chunk_size: int):
         super().__init__()
-        self._q = q
+        self._put = put
         self._buf = bytearray()
         self._chunk_size = chunk_size
         # Blocks at least this large are queued without being gathered.
         self._direct_size = max(chunk_size // 8, 4096)
-        self._cancelled = cancelled
 
     def writable(self):
         return True
@@ -205,37 +205,35 @@ class _QueueWriter(io.RawIOBase):
             self._put(bytes(self._buf))
             self._buf = bytearray()
 
-    def _put(self, item):
-        while True:
-            if self._cancelled.is_set():
-                raise _Cancelled()
-            try:
-                self._q.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
 
+def _run_ahead(fill: typing.Callable[[typing.Callable[[typing.Any], None]],
+                                     None],
+               name: str, depth: int) -> typing.Iterator:
+    """Run ``fill(put)`` in a thread; yield what it puts, in order.
 
-def pipe(write: typing.Callable[[io.RawIOBase], None], chunk_size: int,
-         name: str, depth: int = 4) -> typing.Iterator[bytes]:
-    """Run ``write(file)`` in a thread; yield what it writes, in chunks
-    (bytes-like: large blocks come out as views, never copied).
-
-    The queue holds ``depth`` chunks, so a slow consumer stops the writer
+    The queue holds ``depth`` items, so a slow consumer stops the producer
     instead of letting it buffer. Closing the generator early stops the
-    thread (its next write raises, unseen). An exception of ``write`` is
-    raised from the generator once the chunks before it are consumed.
+    thread (its next put raises, unseen). An exception of ``fill`` is
+    raised from the generator once the items before it are consumed.
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     cancelled = threading.Event()
     done = object()
     failure: typing.List[BaseException] = []
 
+    def put(item) -> None:
+        while True:
+            if cancelled.is_set():
+                raise _Cancelled()
+            try:
+                q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
     def produce():
-        writer = _QueueWriter(q, chunk_size, cancelled)
         try:
-            write(writer)
-            writer.flush_all()
+            fill(put)
         except _Cancelled:
             return
         except BaseException as exc:  # surfaced to the consumer, not lost
@@ -261,3 +259,38 @@ def pipe(write: typing.Callable[[io.RawIOBase], None], chunk_size: int,
     finally:
         cancelled.set()
         producer.join(timeout=30)
+
+
+def pipe(write: typing.Callable[[io.RawIOBase], None], chunk_size: int,
+         name: str, depth: int = 4) -> typing.Iterator[bytes]:
+    """Run ``write(file)`` in a thread; yield what it writes, in chunks
+    (bytes-like: large blocks come out as views, never copied), at most
+    ``depth`` chunks ahead of the consumer (see :func:`_run_ahead`)."""
+    def fill(put):
+        writer = _QueueWriter(put, chunk_size)
+        write(writer)
+        writer.flush_all()
+    return _run_ahead(fill, name, depth)
+
+
+def prefetch(chunks: typing.Iterable[bytes], name: str,
+             depth: int) -> typing.Iterator[bytes]:
+    """Iterate ``chunks`` in a thread, up to ``depth`` chunks ahead of
+    the consumer, and yield them unchanged (same sizes, no copy).
+
+    A source that must be drained while the consumer sends (``docker
+    save`` into a Glance upload) keeps producing instead of waiting for
+    each send. The source is closed by the thread when it stops; an
+    error of the source is raised after the chunks before it.
+    """
+    source = iter(chunks)
+
+    def fill(put):
+        try:
+            for chunk in source:
+                put(chunk)
+        finally:
+            close = getattr(source, 'close', None)
+            if close is not None:
+                close()
+    return _run_ahead(fill, name, depth)

@@ -15,11 +15,16 @@
 Per port: a veth pair whose host end is named ``vif['devname']`` and whose
 other end is ``ethN`` in the sandbox's namespace (named by the sandbox's PID;
 ``linux_net`` refuses the host's).
-os-vif does the OVS side: with a ``VIFOpenVSwitch`` and ``create_port`` it
-adds the pre-made host end to the integration bridge with the Neutron
-external_ids (iface-id, iface-status, attached-mac, vm-uuid); for
-``ovs_hybrid_plug`` ports (``VIFBridge``) it builds ``qbr``/``qvb``/``qvo``
-and the host end is enslaved to ``qbr``. Everything else (veth, MAC, MTU,
+The OVS side: a plain port (``VIFOpenVSwitch`` on a bridge that exists,
+no per-port bridge, dead-VLAN isolation or QoS row, which os-vif gives
+every port on the kernel datapath) is
+added by the driver in one OVSDB transaction with the external_ids os-vif
+would set (iface-id, iface-status, attached-mac, vm-uuid): os-vif's plug
+makes that port transaction too, plus a bridge transaction and a privileged
+MTU set the veth does not need (it is made with its MTU). Anything else
+goes through os-vif: for ``ovs_hybrid_plug`` ports (``VIFBridge``) it
+builds ``qbr``/``qvb``/``qvo`` and the host end is enslaved to ``qbr``;
+os-vif also does every unplug. Everything else (veth, MAC, MTU,
 addresses, routes, sysctls) is ``linux_net``: netlink in a privsep context.
 The routes are network_info's, plus the default route(s) and the route to
 the metadata service (``metadata_route``), each via the first port that
@@ -47,6 +52,7 @@ from nova.network import model as network_model
 from nova.network import os_vif_util
 from oslo_log import log as logging
 from pyroute2 import NetlinkError
+from vif_plug_ovs import constants as ovs_constants
 from vif_plug_ovs import ovs as ovs_plugin
 
 from novadocker import conf
@@ -284,11 +290,42 @@ class VIFPlugger:
             ifname = linux_net.plug_veth(pid, spec)
         else:
             ifname = linux_net.plug_veth(pid, spec)
-            os_vif.plug(obj, info)
+            if not self._add_plain_ovs_port(obj, info):
+                os_vif.plug(obj, info)
         LOG.debug('Port %(port)s plugged: %(host)s <-> %(ifname)s',
                   {'port': vif['id'], 'host': spec['host_dev'],
                    'ifname': ifname}, instance=instance)
         return ifname
+
+    def _add_plain_ovs_port(self, obj, info) -> bool:
+        """Add a plain port's host end to its bridge in one transaction,
+        as os-vif's generic plug would; False when os-vif must plug it
+        (what it does beyond that transaction, or a bridge to create)."""
+        if not isinstance(obj, osv_vif.VIFOpenVSwitch):
+            return False
+        options = CONF.os_vif_ovs
+        datapath = (obj.port_profile.datapath_type
+                    if 'datapath_type' in obj.port_profile
+                    and obj.port_profile.datapath_type else
+                    ovs_constants.OVS_DATAPATH_SYSTEM)
+        bridge = obj.network.bridge
+        if (options.per_port_bridge or options.isolate_vif
+                or ovs_plugin.is_trunk_bridge(bridge)
+                or (options.default_qos_type and datapath
+                    == ovs_constants.OVS_DATAPATH_SYSTEM)):
+            return False
+        try:
+            self._ovsdb.add_port(bridge, obj.vif_name, {
+                'iface-id': obj.port_profile.interface_id,
+                'iface-status': 'active',
+                'attached-mac': str(obj.address),
+                'vm-uuid': info.uuid})
+        except ovsdb.OVSDBError as exc:
+            LOG.debug('Adding port %(port)s to %(bridge)s in one '
+                      'transaction failed (%(exc)s): os-vif plugs it',
+                      {'port': obj.vif_name, 'bridge': bridge, 'exc': exc})
+            return False
+        return True
 
     def _clear_stale_ovs_state(self, instance, vif, spec, pid: int, obj,
                                info, new_netns: bool = False) -> None:
@@ -313,10 +350,12 @@ class VIFPlugger:
                 os_vif.unplug(native_obj, info)
             return
         qbr = ('qbr' + vif['id'])[:network_model.NIC_NAME_LEN]
+        # The record first: a local replica lookup, where the peer's is a
+        # netlink dump; no record, nothing stale whatever the peer.
         if os.path.exists('/sys/class/net/%s' % qbr) or (
+                self._ovsdb.port_exists(host_dev) and
                 (new_netns or
-                 linux_net.find_peer(pid, host_dev, spec['mac']) is None)
-                and self._ovsdb.port_exists(host_dev)):
+                 linux_net.find_peer(pid, host_dev, spec['mac']) is None)):
             os_vif.unplug(obj, info)
 
     def _unplug_one(self, instance, vif) -> None:
