@@ -307,6 +307,32 @@ class ScaleBenchmark(base.IntegrationTestCase):
         return (at(build[0]['start_time']) - at(action['start_time']),
                 at(build[0]['finish_time']) - at(build[0]['start_time']))
 
+    # -- the engine's own floor ----------------------------------------------
+
+    def raw_engine_pair(self, samples: int = 5) -> float:
+        """p50 seconds of what a spawn asks of the engine, done raw: a
+        sandbox created and started (network none), a second container
+        created and started in its namespace, then both removed; on the
+        engine as it is now (N instances' containers on it)."""
+        image = self.driver._sandbox_image_id
+        label = {'org.openstack.nova-docker.benchmark': 'scale-raw'}
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            made = []
+            try:
+                for network in ('none', 'container:%s'):
+                    mode = network % made[0] if made else network
+                    made.insert(0, self.docker.create_container(
+                        image, labels=label, host_config=self.docker.
+                        create_host_config(network_mode=mode))['Id'])
+                    self.docker.start(made[0])
+                times.append(time.perf_counter() - start)
+            finally:
+                for container in made:
+                    self.docker.remove_container(container, force=True)
+        return percentile(times, 50)
+
     # -- periodic tasks ------------------------------------------------------
 
     def periodic_tasks(self):
@@ -364,6 +390,7 @@ class ScaleBenchmark(base.IntegrationTestCase):
         count = ARGS.n
         points = sorted({1, count // 2 or 1, count})
         servers, boots, measured = [], [], collections.OrderedDict()
+        raw = collections.OrderedDict()   # the engine's raw pair, by N
         spans = windows(count)
         profiles = (BootProfiles(spans[0][1:], spans[-1][1:], ARGS.profile)
                     if ARGS.profile else None)
@@ -380,6 +407,7 @@ class ScaleBenchmark(base.IntegrationTestCase):
                 counts, made = self.count_tasks(servers)
                 log = len(self.stdlog.logger.output) / 2.0 ** 20
                 measured[number] = (counts, rss_mib(), log)
+                raw[number] = self.raw_engine_pair()
                 print('  N=%d booted (%.0f s so far), RSS %.0f MiB, '
                       'threads: %s' % (
                           number, time.time() - started, rss_mib(),
@@ -399,6 +427,11 @@ class ScaleBenchmark(base.IntegrationTestCase):
 
         self.report(count, boots, boot_wall, delete_wall, measured, made,
                     containers, network_left, bridge_left, rss_after)
+        print('\nthe engine\'s own floor: a sandbox + a container in its '
+              'namespace created, started (and removed), raw, p50 of 5:')
+        for number, seconds in raw.items():
+            print('  N=%-4d %5.0f ms  (x%.2f of N=1)' % (
+                number, seconds * 1000, seconds / raw[next(iter(raw))]))
         if profiles:
             profiles.report()
         self.assertEqual([], containers)
@@ -413,7 +446,7 @@ class ScaleBenchmark(base.IntegrationTestCase):
                   ARGS.ports))
         print('boot = POST /servers -> ACTIVE (polled every %d ms), '
               'in %.0f s in all' % (POLL * 1000, boot_wall))
-        first = None
+        first = first_without = None
         for label, a, b in windows(count):
             window = boots[a - 1:b]
             p50, p90 = percentile(window, 50), percentile(window, 90)
@@ -443,6 +476,11 @@ class ScaleBenchmark(base.IntegrationTestCase):
                   'the node\'s allocations (a placement request per '
                   'instance) p50 %.2f s' % (percentile(claims, 50),
                                            percentile(listings, 50)))
+            without = percentile([boot - listing for boot, listing in
+                                  zip(window, listings)], 50)
+            first_without = first_without or without
+            print('    boot without that listing p50 %.2f s (x%.2f of '
+                  '1-10\'s)' % (without, without / first_without))
         print('  load average at the end: %.1f' % os.getloadavg()[0])
         names = list(next(iter(measured.values()))[0])
         print('\nDocker API requests of one run of each periodic task '

@@ -59,6 +59,10 @@ if [[ "$VIRT_DRIVER" == "docker" ]]; then
             echo_summary "Configuring Glance for container_format=docker"
             configure_glance_for_docker
         fi
+        if is_service_enabled q-svc neutron-api; then
+            echo_summary "Configuring Neutron's events to Nova"
+            configure_neutron_for_docker
+        fi
 
     elif [[ "$1" == "stack" && "$2" == "extra" ]]; then
         if [[ "$_nova_docker_upload" == "True" ]]; then

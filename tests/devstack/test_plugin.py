@@ -75,6 +75,12 @@ class PluginTestCase(testtools.TestCase):
             os.makedirs(path, exist_ok=True)
         self.nova_conf = os.path.join(self.etc('nova'), 'nova.conf')
         self.glance_conf = os.path.join(self.etc('glance'), 'glance-api.conf')
+        os.makedirs(self.etc('neutron'), exist_ok=True)
+        self.neutron_conf = os.path.join(self.etc('neutron'), 'neutron.conf')
+        self.write(self.neutron_conf, """
+            [DEFAULT]
+            core_plugin = ml2
+            """)
         self.write(self.nova_conf, """
             [DEFAULT]
             debug = True
@@ -108,6 +114,7 @@ class PluginTestCase(testtools.TestCase):
             'NOVA_CONF_DIR': self.etc('nova'),
             'NOVA_CONF': self.nova_conf,
             'GLANCE_API_CONF': self.glance_conf,
+            'NEUTRON_CONF': self.neutron_conf,
             'REGION_NAME': 'RegionOne',
             'VIRT_DRIVER': 'docker',
             'ENABLED_SERVICES': 'key,g-api,n-api,n-cpu,n-sch,tempest',
@@ -549,6 +556,31 @@ class TestPostConfig(PluginTestCase):
         other[4] = 'some.other.privsep.context'
         match = rootwrap_wrapper.match_filter(loaded, other, exec_dirs)
         self.assertNotIsInstance(match, rootwrap_filters.RegExpFilter)
+
+    def test_neutron_server_sends_events_without_the_2s_sleep(self):
+        for services in ('q-svc', 'neutron-api'):
+            self.write(self.neutron_conf, '[DEFAULT]\ncore_plugin = ml2\n')
+            self.run_plugin(('stack', 'post-config'),
+                            ENABLED_SERVICES='key,%s,n-cpu' % services)
+            neutron = self.ini(self.neutron_conf)
+            self.assertEqual('1', neutron.get('DEFAULT',
+                                              'send_events_interval'))
+            self.assertEqual('ml2', neutron.get('DEFAULT', 'core_plugin'))
+        # Neutron reads it as its option (an int of at least 1).
+        conf = cfg.ConfigOpts()
+        conf.register_opt(cfg.IntOpt('send_events_interval', min=1))
+        conf(['--config-file', self.neutron_conf], project='neutron')
+        self.assertEqual(1, conf.send_events_interval)
+
+    def test_neutron_conf_left_without_the_server_or_the_setting(self):
+        with open(self.neutron_conf) as f:
+            before = f.read()
+        self.run_plugin(('stack', 'post-config'), ENABLED_SERVICES='n-cpu')
+        self.run_plugin(('stack', 'post-config'),
+                        ENABLED_SERVICES='q-svc,n-cpu',
+                        NOVA_DOCKER_NEUTRON_SEND_EVENTS_INTERVAL='')
+        with open(self.neutron_conf) as f:
+            self.assertEqual(before, f.read())
 
     def test_glance_only_node_leaves_nova_conf(self):
         with open(self.nova_conf) as f:

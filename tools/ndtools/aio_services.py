@@ -684,6 +684,10 @@ service_plugins = ovn-router,auto_allocate
 auth_strategy = keystone
 api_paste_config = %(etc)s/neutron/api-paste.ini
 transport_url = %(rabbit)s
+# Neutron sends Nova's events in batches, sleeping this long after each: a
+# port's network-vif-plugged, soon after its network-changed, waited out the
+# default 2 s (a container is up well before). 1 is the least it takes.
+send_events_interval = 1
 [database]
 connection = %(db)s/aio_neutron
 [oslo_concurrency]
