@@ -17,12 +17,12 @@ other end is ``ethN`` in the sandbox's namespace (named by the sandbox's PID;
 ``linux_net`` refuses the host's).
 The OVS side: a plain port (``VIFOpenVSwitch`` on a bridge that exists,
 no per-port bridge, dead-VLAN isolation or QoS row, which os-vif gives
-every port on the kernel datapath) is
-added by the driver in one OVSDB transaction with the external_ids os-vif
-would set (iface-id, iface-status, attached-mac, vm-uuid): os-vif's plug
-makes that port transaction too, plus a bridge transaction and a privileged
-MTU set the veth does not need (it is made with its MTU). Anything else
-goes through os-vif: for ``ovs_hybrid_plug`` ports (``VIFBridge``) it
+every port on the kernel datapath) is added by the driver in one OVSDB
+transaction with the external_ids os-vif would set (iface-id,
+iface-status, attached-mac, vm-uuid): os-vif's plug makes that port
+transaction too, plus a bridge transaction and a privileged MTU set the
+veth does not need (it is made with its MTU). Anything else goes through
+os-vif: for ``ovs_hybrid_plug`` ports (``VIFBridge``) it
 builds ``qbr``/``qvb``/``qvo`` and the host end is enslaved to ``qbr``;
 os-vif also does every unplug. Everything else (veth, MAC, MTU,
 addresses, routes, sysctls) is ``linux_net``: netlink in a privsep context.
