@@ -23,6 +23,7 @@ from nova.console import type as ctype
 from nova import exception
 
 from novadocker.virt.docker import console
+from tests.fixtures import console as console_fixtures
 from tests.fixtures import images as image_fixtures
 from tests.functional import base
 
@@ -67,7 +68,9 @@ class SerialConsoleTest(base.DriverTestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.config(enabled=True, group='serial_console')
+        ports = self.useFixture(console_fixtures.PrivatePortRange())
+        self.conf.config(enabled=True, port_range=ports.port_range,
+                         group='serial_console')
 
     def spawn_shell(self):
         return self.spawn(

@@ -79,7 +79,9 @@ class SerialConsoleProxyTest(base.IntegrationTestCase):
 
     def setUp(self):
         super().setUp()
-        self.flags(enabled=True, group='serial_console')
+        ports = self.useFixture(console_fixtures.PrivatePortRange())
+        self.flags(enabled=True, port_range=ports.port_range,
+                   group='serial_console')
 
     def console_url(self, server) -> str:
         self.addCleanup(setattr, self.api, 'microversion',

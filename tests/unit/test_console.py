@@ -13,6 +13,8 @@
 """The serial console's relay and listeners, with socket pairs standing
 in for Docker's attach streams behind a specced APIClient."""
 
+import fcntl
+import os
 import socket
 import threading
 from unittest import mock
@@ -28,6 +30,7 @@ import nova.conf  # noqa: F401  (registers nova's options)
 from novadocker import conf
 from novadocker.virt.docker import console
 from novadocker.virt.docker import guest
+from tests.fixtures import console as console_fixtures
 from tests.fixtures import objects as obj_fixtures
 
 CONF = conf.CONF
@@ -221,7 +224,9 @@ class SerialConsolesTest(testtools.TestCase):
         super().setUp()
         self.useFixture(fixtures.FakeLogger())
         cfg = self.useFixture(config_fixture.Config(CONF))
-        cfg.config(proxyclient_address='127.0.0.1', group='serial_console')
+        ports = self.useFixture(console_fixtures.PrivatePortRange())
+        cfg.config(proxyclient_address='127.0.0.1',
+                   port_range=ports.port_range, group='serial_console')
         self.workload = FakeWorkload(self)
         self.consoles = console.SerialConsoles(self.workload.connect)
         self.addCleanup(self.consoles.close_all)
@@ -274,3 +279,33 @@ class SerialConsolesTest(testtools.TestCase):
         self.assertFalse(self.allocated(taken[0]))
         self.assertRaises(ConnectionRefusedError, socket.create_connection,
                           ('127.0.0.1', taken[0]), TIMEOUT)
+
+
+class PrivatePortRangeTest(testtools.TestCase):
+    """Test processes side by side never share a console port."""
+
+    def test_ranges_held_at_once_are_disjoint_and_freed_after(self):
+        first = console_fixtures.PrivatePortRange()
+        second = console_fixtures.PrivatePortRange()
+        first.setUp()
+        second.setUp()
+        ports = [set(range(*map(int, f.port_range.split(':'))))
+                 for f in (first, second)]
+        self.assertEqual(set(), ports[0] & ports[1])
+        self.assertTrue(all(1024 < p < 32768 for p in ports[0] | ports[1]))
+        first.cleanUp()
+        second.cleanUp()
+        # Their slots are free again.
+        for fixture in (first, second):
+            slot = ((int(fixture.port_range.split(':')[0]) - fixture.FIRST)
+                    // fixture.WIDTH)
+            with open(os.path.join(fixture.LOCKS, str(slot))) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def test_nova_allocates_inside_the_range(self):
+        ports = self.useFixture(console_fixtures.PrivatePortRange())
+        cfg = self.useFixture(config_fixture.Config(CONF))
+        cfg.config(port_range=ports.port_range, group='serial_console')
+        port = serial_ports.acquire_port('127.0.0.1')
+        self.addCleanup(serial_ports.release_port, '127.0.0.1', port)
+        self.assertIn(port, range(*map(int, ports.port_range.split(':'))))

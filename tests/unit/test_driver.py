@@ -33,6 +33,7 @@ from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from novadocker.virt.docker import images
 from novadocker.virt.docker import reaper
+from tests.fixtures import console as console_fixtures
 from tests.fixtures import fake_docker
 from tests.fixtures import glance as glance_fixtures
 from tests.fixtures import images as image_fixtures
@@ -618,8 +619,9 @@ class SerialConsoleTest(DriverTestBase):
 
     def setUp(self):
         super().setUp()
+        ports = self.useFixture(console_fixtures.PrivatePortRange())
         self.cfg.config(enabled=True, proxyclient_address='127.0.0.1',
-                        group='serial_console')
+                        port_range=ports.port_range, group='serial_console')
         self.instance = self.spawn(self.add_image())
         self.addCleanup(self.driver.cleanup_host, 'unit-host')
 
