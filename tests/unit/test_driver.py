@@ -527,11 +527,13 @@ class CarrierTest(DriverTestBase):
         self.assertIn('netlink says no', self.logs.output)
 
     def _attach(self) -> dict:
-        self.attach = self.useFixture(fixtures.MockPatchObject(
-            self.driver._vifs, 'attach', autospec=True,
-            return_value='eth1')).mock
-        self.detach = self.useFixture(fixtures.MockPatchObject(
-            self.driver._vifs, 'detach', autospec=True)).mock
+        if not hasattr(self, 'attach'):   # patched once per test
+            self.attach = self.useFixture(fixtures.MockPatchObject(
+                self.driver._vifs, 'attach', autospec=True,
+                return_value='eth1')).mock
+            self.detach = self.useFixture(fixtures.MockPatchObject(
+                self.driver._vifs, 'detach', autospec=True)).mock
+        self.attach.reset_mock()
         vif = net_fixtures.make_vif()
         self.driver.attach_interface(self.context, self.instance, None, vif)
         self.attach.assert_called_once_with(self.instance, vif, mock.ANY)

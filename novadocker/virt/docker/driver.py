@@ -551,10 +551,7 @@ class DockerDriver(driver.ComputeDriver):
 
             guest = self._build(instance, network_info, power_on,
                                 make_workload)
-            if power_on:
-                self._start_workload(guest)
-            else:
-                self._vifs.set_carrier(instance, network_info, up=False)
+            self._power_built(instance, guest, network_info, power_on)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('%s failed; removing what it created', action,
@@ -681,6 +678,15 @@ class DockerDriver(driver.ComputeDriver):
                   instance=instance)
         if CONF.vif_plugging_is_fatal:
             raise exception.VirtualInterfaceCreateException()
+
+    def _power_built(self, instance, guest: guest_mod.Guest, network_info,
+                     power_on: bool) -> None:
+        """A just-built instance as Nova asked for it: running, or stopped
+        with its links down (a powered-off VM's NICs carry nothing)."""
+        if power_on:
+            self._start_workload(guest)
+        else:
+            self._vifs.set_carrier(instance, network_info, up=False)
 
     def _start_workload(self, guest: guest_mod.Guest) -> None:
         """Start the workload; a refused start is a readable fault.
@@ -1139,10 +1145,7 @@ class DockerDriver(driver.ComputeDriver):
                                          None, sandbox_id, runtime))
 
             guest = self._build(instance, network_info, False, make_workload)
-            if power_on:
-                self._start_workload(guest)
-            else:
-                self._vifs.set_carrier(instance, network_info, up=False)
+            self._power_built(instance, guest, network_info, power_on)
         except Exception:
             with excutils.save_and_reraise_exception():
                 LOG.warning('Revert failed; the resize commit %s is kept',
