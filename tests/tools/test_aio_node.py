@@ -166,9 +166,13 @@ class NodeCommandsTest(testtools.TestCase):
     def test_unexplained_differences_are_ours_or_unknown(self):
         before = {'lo', 'br-int', 'br-int:tap1'}
         after = {'lo', 'br-int', 'kvt-underlay', 'kvt-underlay:aio-kvm250-u',
-                 'aio-kvm250-u', 'tapabc', 'aio-node2-u', 'stranger0'}
-        # The KVM node test's underlay and veth, and instance taps, made
-        # by runs beside this one, are theirs; node and unknown names count.
+                 'aio-kvm250-u', 'tapabc', 'aio-node2-u', 'stranger0',
+                 'ndst1234abcd', 'br-nd0123456789', 'ndbr1a2b:ndo3c4d',
+                 'ovs-netdev'}
+        # The KVM node test's underlay and veth, instance taps, the
+        # functional and unit tests' devices and bridges and OVS's datapath
+        # device, made by tests beside this one, are theirs; node and
+        # unknown names count.
         self.assertEqual(['aio-node2-u', 'br-int:tap1', 'stranger0'],
                          unexplained(before, after))
         self.assertEqual(['aio-node2-u'],
@@ -181,14 +185,16 @@ NUMBERS = (2, 3)
 TENANT_NET = '192.168.77'
 IMAGE = 'aio-node-test/busybox:latest'
 LOCK_FILE = '/tmp/nova-docker-aio-node-test.lock'
-# Links, OVS bridges and ports that other test runs on this host make and
-# remove meanwhile (nova-docker's instance ports, the functional tests'
-# bridges, Docker's veths): a difference in those is theirs, not ours.
-# Names other runs make on the host meanwhile: instance ports and bridges,
-# and the KVM node test's and the all-in-one KVM node's underlay
-# (kvt-underlay, aio-kvmN-u), which phase 1 runs beside this test.
+# Links, OVS bridges and ports that tests running beside this one make and
+# remove meanwhile: a difference in those is theirs, not ours. Instance
+# ports and bridges (tap, qbr, qvb, qvo), Docker's veths, the functional
+# and unit tests' bridges, ports and stand-in devices (nd*: ndbr, ndo,
+# ndst; br-nd*), the KVM node test's and the all-in-one KVM node's
+# underlay (kvt-underlay, aio-kvmN-u), and OVS's own ovs-netdev, made and
+# removed with the first and last userspace bridge of any test.
 FOREIGN = re.compile(
-    r'(tap|qbr|qvb|qvo|ndbr|veth|kvt-|aio-kvm|vmt-)[0-9A-Za-z_-]*\Z')
+    r'(tap|qbr|qvb|qvo|nd|br-nd|veth|kvt-|aio-kvm|vmt-)[0-9A-Za-z_-]*\Z'
+    r'|ovs-netdev\Z')
 OURS = re.compile(r'aio-node|aio-underlay|br-phy|br-test|gnv|tnt|tin|ul0')
 
 

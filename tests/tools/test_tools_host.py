@@ -17,6 +17,7 @@ touched."""
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -156,6 +157,31 @@ class WaitForTest(testtools.TestCase):
 
     def test_false_after_timeout(self):
         self.assertFalse(host.wait_for(lambda: False, 0.05, interval=0.01))
+
+
+class SplitSelectionTest(testtools.TestCase):
+    """A regex run keeps the test_serial_ tests (they restart the host's
+    OVS) apart from the rest, as a full run does."""
+
+    IDS = ('tests.functional.test_serial_faults.OvsTest.test_restart',
+           'tests.functional.test_network.PlugTest.test_plug',
+           'tests.unit.test_ovsdb.RealOVSDBTest.test_add_port',
+           'tests.functional.test_images.ImportTest.test_load')
+
+    def selected(self, regex):
+        return [[i for i in self.IDS if re.search(part, i)]
+                for part in runtests.split_selection(regex)]
+
+    def test_serial_tests_run_apart(self):
+        self.assertEqual([[self.IDS[1]], [self.IDS[0]]],
+                         self.selected('test_(network|serial)'))
+
+    def test_anchored_and_alternative_regexes(self):
+        self.assertEqual([[self.IDS[2]], []],
+                         self.selected('^tests\\.unit'))
+        self.assertEqual([[self.IDS[1], self.IDS[3]], []],
+                         self.selected('PlugTest|images'))
+        self.assertEqual([[], [self.IDS[0]]], self.selected('serial'))
 
 
 class CountsTest(testtools.TestCase):

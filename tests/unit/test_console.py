@@ -13,7 +13,6 @@
 """The serial console's relay and listeners, with socket pairs standing
 in for Docker's attach streams behind a specced APIClient."""
 
-import fcntl
 import os
 import socket
 import threading
@@ -293,14 +292,28 @@ class PrivatePortRangeTest(testtools.TestCase):
                  for f in (first, second)]
         self.assertEqual(set(), ports[0] & ports[1])
         self.assertTrue(all(1024 < p < 32768 for p in ports[0] | ports[1]))
+        slots = {self.slot_inode(f) for f in (first, second)}
+        self.assertEqual(slots, slots & self.inodes_locked_here())
         first.cleanUp()
         second.cleanUp()
-        # Their slots are free again.
-        for fixture in (first, second):
-            slot = ((int(fixture.port_range.split(':')[0]) - fixture.FIRST)
-                    // fixture.WIDTH)
-            with open(os.path.join(fixture.LOCKS, str(slot))) as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Released (another worker may take a freed slot at once, so only
+        # this process's locks are looked at).
+        self.assertEqual(set(), slots & self.inodes_locked_here())
+
+    @staticmethod
+    def slot_inode(fixture) -> int:
+        slot = ((int(fixture.port_range.split(':')[0]) - fixture.FIRST)
+                // fixture.WIDTH)
+        return os.stat(os.path.join(fixture.LOCKS, str(slot))).st_ino
+
+    @staticmethod
+    def inodes_locked_here() -> set:
+        """Inodes of the flocks this process holds (/proc/locks: ``1:
+        FLOCK ADVISORY WRITE pid major:minor:inode start end``)."""
+        with open('/proc/locks') as locks:
+            return {int(fields[5].rsplit(':', 1)[1])
+                    for fields in map(str.split, locks)
+                    if fields[1] == 'FLOCK' and fields[4] == str(os.getpid())}
 
     def test_nova_allocates_inside_the_range(self):
         ports = self.useFixture(console_fixtures.PrivatePortRange())

@@ -353,9 +353,9 @@ class TestRun:
         self.failed += counts['Failed']
         self.skipped += counts['Skipped']
 
-    def serial_tests_exist(self) -> bool:
+    def tests_exist(self, select: str = 'test_serial_') -> bool:
         listing = subprocess.run(
-            ['%s/bin/stestr' % self.venv, 'list', 'test_serial_'], cwd=TOP,
+            ['%s/bin/stestr' % self.venv, 'list', select], cwd=TOP,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         return bool(listing.stdout.strip())
 
@@ -388,12 +388,16 @@ class TestRun:
         # slowest test takes about a minute on a busy machine).
         os.environ.setdefault('OS_TEST_TIMEOUT', '600')
         if self.regex:
-            self.run_phase(phase + 'selected', self.regex)
+            rest, serial = split_selection(self.regex)
+            if self.tests_exist(rest):
+                self.run_phase(phase + 'selected', rest)
+            if self.tests_exist(serial):
+                self.run_phase(phase + 'selected-serial', '--serial', serial)
         else:
             self.run_phase(phase + 'parallel', '--concurrency', os.environ.get(
                 'NOVA_DOCKER_TEST_CONCURRENCY', '2'), '--exclude-regex',
                 exclude)
-            if self.docker != '26' and self.serial_tests_exist():
+            if self.docker != '26' and self.tests_exist():
                 self.run_phase(phase + 'serial', '--serial', 'test_serial_')
         self.stop_docker26()
         print()
@@ -417,6 +421,14 @@ def host_mirror() -> typing.Optional[str]:
         if len(fields) == 2 and fields[1] == codename:
             return fields[0]
     return None
+
+
+def split_selection(regex: str) -> typing.Tuple[str, str]:
+    """A REGEX run split as a full run is: (the rest, run in parallel;
+    the test_serial_ tests, which restart the host's OVS, alone after).
+    stestr searches each test id, so both are anchored look-aheads."""
+    return ('^(?!.*test_serial_)(?=.*(?:%s))' % regex,
+            '^(?=.*test_serial_)(?=.*(?:%s))' % regex)
 
 
 def stestr_totals(output: str) -> typing.Optional[typing.Dict[str, int]]:
