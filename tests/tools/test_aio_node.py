@@ -23,12 +23,10 @@ a Geneve port and a veth into a container of each node's own dockerd
 novadocker.rootfs's busybox tarball, imported into each node's engine).
 """
 
-import fcntl
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -41,6 +39,7 @@ from ndtools import node
 from novadocker import rootfs
 from tests.fixtures.commands import run
 from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import host as host_fixtures
 
 
 def value(argv, flag):
@@ -261,23 +260,11 @@ class TwoNodesTest(testtools.TestCase):
     userspace OVS carry a Geneve tunnel, and down leaves nothing."""
 
     def require(self):
-        problems = []
-        if os.geteuid() != 0:
-            problems.append('not running as root')
-        for command in ('ip', 'nsenter', 'ovsdb-tool', 'ovsdb-server',
-                        'ovs-vswitchd', 'ovs-vsctl', 'ovs-appctl',
-                        'containerd', 'dockerd', 'docker'):
-            if not host.command_present(command):
-                problems.append('%s missing' % command)
-        if not os.path.exists(node.OVS_SCHEMA):
-            problems.append('%s missing' % node.OVS_SCHEMA)
-        if not os.path.exists(rootfs.BUSYBOX):
-            problems.append('%s missing' % rootfs.BUSYBOX)
-        if not problems and not host.ovs_ok():
-            problems.append("the host's Open vSwitch is not running")
-        if problems:
-            docker_fixtures.require_functional_missing(
-                self, '; '.join(problems))
+        host_fixtures.require(
+            self, commands=('ip', 'nsenter', 'ovsdb-tool', 'ovsdb-server',
+                            'ovs-vswitchd', 'ovs-vsctl', 'ovs-appctl',
+                            'containerd', 'dockerd', 'docker'),
+            paths=(node.OVS_SCHEMA, rootfs.BUSYBOX), host_ovs=True)
         # Someone else's nodes (a tools/aio with --nodes) must not be
         # taken over or torn down by this test.
         for number in NUMBERS:
@@ -290,9 +277,7 @@ class TwoNodesTest(testtools.TestCase):
         super().setUp()
         # The node numbers and aio-underlay are one per host: this class's
         # tests, run by parallel workers, take turns.
-        lock = open(LOCK_FILE, 'a')
-        self.addCleanup(lock.close)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        self.useFixture(host_fixtures.HostLock(LOCK_FILE))
         self.require()
         self.base = tempfile.mkdtemp(prefix='aio-nodes-', dir='/var/tmp')
         self.addCleanup(shutil.rmtree, self.base, ignore_errors=True)
@@ -332,12 +317,7 @@ class TwoNodesTest(testtools.TestCase):
         """up stopped after OVS (dockerd never started): down still
         leaves nothing."""
         n = self.nodes[2]
-        for path in (n.s.run, n.s.logs, n.ovs_run,
-                     os.path.dirname(n.ovs_db)):
-            os.makedirs(path, exist_ok=True)
-        n.underlay.up()
-        n.plug()
-        n.start_ovs()
+        n.up_to_ovs()
         self.assertEqual({'netns': True, 'veth': True, 'ovsdb-server': True,
                           'ovs-vswitchd': True, 'underlay-ip': True,
                           'dockerd': False}, n.status())
@@ -480,11 +460,8 @@ class TwoNodesTest(testtools.TestCase):
         for number, container in containers.items():
             pid = self.api(number).inspect_container(container)['State'][
                 'Pid']
-            run('nsenter', '-t', str(pid), '-n', sys.executable, '-c',
-                'from pyroute2.ethtool import ioctl\n'
-                'e = ioctl.IoctlEthtool("tin0")\n'
-                'e.set_offload_flag("tx-checksumming", 0)\n'
-                'e.close()')
+            run('nsenter', '-t', str(pid), '-n',
+                *host_fixtures.checksums_in_software_argv('tin0'))
         api2, api3 = self.api(2), self.api(3)
         target = '%s.3' % TENANT_NET
 

@@ -24,18 +24,15 @@ veth kvt-dh0/kvt-dh1 to the DHCP server (192.168.198.1/24). Nothing is
 routed out.
 """
 
-import fcntl
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from xml.etree import ElementTree
 
-import fixtures
 import testtools
 
 from ndtools import host
@@ -43,8 +40,8 @@ from ndtools import kvm_node
 from ndtools import node
 from ndtools import vmimage
 from tests.fixtures.commands import run
-from tests.fixtures import docker as docker_fixtures
-from tests.tools import test_vmimage
+from tests.fixtures import host as host_fixtures
+from tests.fixtures import vmguest
 
 
 class KvmNodeCommandsTest(testtools.TestCase):
@@ -134,22 +131,18 @@ class NovaComputeOptionsTest(testtools.TestCase):
     """The node's nova-compute: libvirt driver on the node's libvirtd and
     OVS, virt_type by what /dev/kvm can boot."""
 
-    def setUp(self):
-        super().setUp()
-        self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.kvm = os.path.join(self.tmp, 'kvm')
-        self.modules = os.path.join(self.tmp, 'module')
-        os.mkdir(self.modules)
-
     def test_virt_type_kvm_only_where_it_boots_debian(self):
-        choose = lambda: kvm_node.virt_type(self.kvm, self.modules)  # noqa
+        kvm = self.useFixture(host_fixtures.FakeKvmFiles())
+
+        def choose():
+            return kvm_node.virt_type(kvm.dev_kvm, kvm.sys_module)
         self.assertEqual('qemu', choose()[0])
-        open(self.kvm, 'w').close()
-        os.mkdir(os.path.join(self.modules, 'kvm_pvm'))
+        kvm.add_dev_kvm()
+        kvm.load_module('kvm_pvm')
         virt, why = choose()
         self.assertEqual('qemu', virt)
         self.assertIn('PVM', why)
-        os.mkdir(os.path.join(self.modules, 'kvm_intel'))
+        kvm.load_module('kvm_intel')
         self.assertEqual(('kvm', ''), choose())
 
     def test_options(self):
@@ -199,12 +192,8 @@ NUMBER = 250
 SUBNET = '192.168.198'
 TEST_UNDERLAY = node.Underlay('kvt-underlay', '10.251.0.1')
 LOCK_FILE = '/tmp/nova-docker-kvm-node-test.lock'
-MARKER_SECONDS = 300     # TCG on a busy 2-CPU machine: ~30 s
-LEASE_SECONDS = 120
-
-
-def pid_rss_mib(pid: int) -> float:
-    return test_vmimage.rss_mib(pid)
+# The test's links on the host: its underlay, the node's veth.
+OUR_LINKS = r'kvt-|aio-kvm'
 
 
 class KvmNodeBootTest(testtools.TestCase):
@@ -212,39 +201,23 @@ class KvmNodeBootTest(testtools.TestCase):
     the node's br-int; DHCP, ping both ways and HTTP work; destroy and
     down leave nothing."""
 
-    def require(self):
-        problems = []
-        if os.geteuid() != 0:
-            problems.append('not running as root')
-        for command in ('ip', 'nsenter', 'unshare', 'ovsdb-tool',
-                        'ovsdb-server', 'ovs-vswitchd', 'ovs-vsctl',
-                        'ovs-appctl', 'libvirtd', 'virsh',
-                        'qemu-system-x86_64', 'apt-get', 'dpkg-deb'):
-            if not host.command_present(command):
-                problems.append('%s missing' % command)
-        if not os.access(vmimage.BUSYBOX, os.X_OK):
-            problems.append('%s missing' % vmimage.BUSYBOX)
-        if not os.path.exists('/dev/net/tun'):
-            problems.append('/dev/net/tun missing')
-        if not problems and not host.ovs_ok():
-            problems.append("the host's Open vSwitch is not running")
-        if problems:
-            docker_fixtures.require_functional_missing(
-                self, '; '.join(problems))
-
     def setUp(self):
         super().setUp()
-        lock = open(LOCK_FILE, 'a')
-        self.addCleanup(lock.close)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        self.require()
+        self.useFixture(host_fixtures.HostLock(LOCK_FILE))
+        host_fixtures.require(
+            self, commands=('ip', 'nsenter', 'unshare', 'ovsdb-tool',
+                            'ovsdb-server', 'ovs-vswitchd', 'ovs-vsctl',
+                            'ovs-appctl', 'libvirtd', 'virsh',
+                            'qemu-system-x86_64', 'apt-get', 'dpkg-deb'),
+            executables=(vmimage.BUSYBOX,), paths=('/dev/net/tun',),
+            host_ovs=True)
         self.node = kvm_node.KvmNode(NUMBER, underlay=TEST_UNDERLAY,
                                      base_dir=tempfile.mkdtemp(
                                          prefix='kvt-', dir='/var/tmp'))
         self.assertFalse(os.path.exists(self.node.netns_path),
                          '%s exists already: not ours' % self.node.netns)
         self.assertFalse(TEST_UNDERLAY.exists())
-        self.links_before = test_vmimage.host_links()
+        self.links_before = host_fixtures.links_named(OUR_LINKS)
         # Runs last: after the node, the DHCP namespace and the files.
         self.addCleanup(self.check_nothing_left)
         self.addCleanup(shutil.rmtree, os.path.dirname(self.node.dir),
@@ -254,65 +227,24 @@ class KvmNodeBootTest(testtools.TestCase):
         self.dir = os.path.join(os.path.dirname(self.node.dir), 'test')
         os.makedirs(self.dir)
 
-    def start(self, name: str, argv: list) -> subprocess.Popen:
-        log = open(os.path.join(self.dir, name + '.log'), 'wb')
-        self.addCleanup(log.close)
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        self.addCleanup(test_vmimage.BootTest.stop, proc)
-        return proc
-
-    def in_dhcp(self, *argv: str) -> list:
-        return ['ip', 'netns', 'exec', self.dhcp_netns] + list(argv)
-
     def make_dhcp_server(self) -> None:
         """A second port on the node's br-int: a veth into a namespace
         with udhcpd (the VM's router and DHCP server)."""
-        run('ip', 'netns', 'add', self.dhcp_netns)
-        self.addCleanup(run, 'ip', 'netns', 'delete', self.dhcp_netns,
-                        check=False)
+        host_fixtures.add_netns(self, self.dhcp_netns)
         self.node.ip('link', 'add', 'kvt-dh0', 'type', 'veth', 'peer',
                      'name', 'kvt-dh1', 'netns', self.dhcp_netns)
         self.node.vsctl('add-port', kvm_node.INTEGRATION_BRIDGE, 'kvt-dh0')
         self.node.ip('link', 'set', 'kvt-dh0', 'up')
         ip = ['ip', '-n', self.dhcp_netns]
-        run(*ip, 'link', 'set', 'lo', 'up')
         run(*ip, 'addr', 'add', SUBNET + '.1/24', 'dev', 'kvt-dh1')
         run(*ip, 'link', 'set', 'kvt-dh1', 'up')
-        # A userspace datapath forwards a veth's partial TX checksums as
-        # they are (ndtools.node): the server's kernel fills them in.
-        run(*self.in_dhcp(sys.executable, '-c',
-                          'from pyroute2.ethtool import ioctl\n'
-                          'e = ioctl.IoctlEthtool("kvt-dh1")\n'
-                          'e.set_offload_flag("tx-checksumming", 0)\n'
-                          'e.close()'))
-        conf = os.path.join(self.dir, 'udhcpd.conf')
-        with open(conf, 'w') as f:
-            f.write(test_vmimage.UDHCPD_CONF % {
-                'bridge': 'kvt-dh1', 'subnet': SUBNET, 'dir': self.dir})
-        open(os.path.join(self.dir, 'udhcpd.leases'), 'w').close()
-        self.start('udhcpd', self.in_dhcp(vmimage.BUSYBOX, 'udhcpd', '-f',
-                                          conf))
-
-    def console(self) -> str:
-        try:
-            with open(self.console_log, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except FileNotFoundError:
-            return ''
-
-    def wait_console(self, pattern: str, seconds: float) -> re.Match:
-        deadline = time.monotonic() + seconds
-        while True:
-            found = re.search(pattern, self.console())
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                self.fail('no %r on the console within %d s:\n%s\n'
-                          'domain log:\n%s' % (
-                              pattern, seconds, self.console()[-3000:],
-                              self.domain_log()))
-            time.sleep(0.05)
+        # The node's OVS is a userspace datapath: the server's kernel
+        # fills in its TX checksums.
+        run(*host_fixtures.in_netns(
+            self.dhcp_netns,
+            *host_fixtures.checksums_in_software_argv('kvt-dh1')))
+        vmguest.start_udhcpd(self, self.dhcp_netns, 'kvt-dh1', SUBNET,
+                             self.dir)
 
     def domain_log(self) -> str:
         try:
@@ -321,17 +253,10 @@ class KvmNodeBootTest(testtools.TestCase):
         except FileNotFoundError:
             return '(none)'
 
-    def http_get(self, address: str, path: str) -> str:
-        return run(*self.in_dhcp(sys.executable, '-c', (
-            'import urllib.request, sys; sys.stdout.write(urllib.request.'
-            'urlopen("http://%s%s", timeout=30).read().decode())'
-            % (address, path))))
-
     def test_boot_on_the_nodes_ovs(self):
         manifest = vmimage.build_cached(log=print)
-        accel, why = vmimage.accelerator()
-        virt_type = 'kvm' if accel == 'kvm' else 'qemu'
-        if accel != 'kvm':
+        virt_type, why = kvm_node.virt_type()
+        if virt_type != 'kvm':
             print('WARNING: virt_type qemu (TCG), not kvm: %s' % why,
                   flush=True)
         n = self.node
@@ -346,40 +271,40 @@ class KvmNodeBootTest(testtools.TestCase):
         vif = kvm_node.Interface('fa:16:3e:c0:ff:ee', port_id,
                                  'tap' + port_id[:11])
         self.domain = 'kvt-vm'
-        self.console_log = os.path.join(self.dir, 'console.log')
+        console = vmguest.SerialConsole(
+            self, os.path.join(self.dir, 'console.log'),
+            hypervisor_log=lambda: 'domain log:\n' + self.domain_log())
         files = manifest['files']
         xml = os.path.join(self.dir, 'domain.xml')
         with open(xml, 'w') as f:
             f.write(kvm_node.domain_xml(
                 self.domain, virt_type, files['kernel']['path'],
-                files['initrd']['path'], vmimage.CMDLINE, self.console_log,
+                files['initrd']['path'], vmimage.CMDLINE, console.path,
                 [vif]))
         n.virsh('define', xml)
         started = time.monotonic()
         n.virsh('start', self.domain)
         self.check_vif_on_the_nodes_ovs(vif)
 
-        self.wait_console(re.escape(vmimage.MARKER), MARKER_SECONDS)
+        console.wait_for_marker()
         marker_seconds = time.monotonic() - started
-        lease = self.wait_console(
-            r'vm-tiny: lease eth0 (%s\.\d+)/24 router %s\.1'
-            % (re.escape(SUBNET), re.escape(SUBNET)), LEASE_SECONDS)
+        address = console.wait_for_lease(SUBNET)
         lease_seconds = time.monotonic() - started
-        address = lease.group(1)
         # Guest to server: the guest pings its router by itself.
-        self.wait_console(r'vm-tiny: router %s\.1 (answers|does not answer)'
-                          ' ping' % re.escape(SUBNET), 60)
+        console.wait(r'vm-tiny: router %s\.1 (answers|does not answer)'
+                     ' ping' % re.escape(SUBNET), 60)
         self.assertIn('vm-tiny: router %s.1 answers ping' % SUBNET,
-                      self.console())
+                      console.text())
         # Server to guest.
-        ping = run(*self.in_dhcp(vmimage.BUSYBOX, 'ping', '-c', '3', '-w',
-                                 '20', address))
+        ping = vmguest.ping(self.dhcp_netns, address)
         self.assertIn('3 packets transmitted, 3 packets received', ping)
         # TCP both ways through the userspace datapath, and the guest's
         # ping on demand (ndtools.vmimage's CGI).
-        self.assertEqual('vm-tiny\n', self.http_get(address, '/'))
+        self.assertEqual('vm-tiny\n', vmguest.http_get(self.dhcp_netns,
+                                                       address))
         self.assertIn('3 packets transmitted, 3 packets received',
-                      self.http_get(address, '/cgi-bin/ping?%s.1' % SUBNET))
+                      vmguest.http_get(self.dhcp_netns, address,
+                                       '/cgi-bin/ping?%s.1' % SUBNET))
 
         qemu_pid = self.qemu_pid()
         figures = ('aio-kvm node (virt_type %s, libvirt 9.0, OVS netdev): '
@@ -387,10 +312,10 @@ class KvmNodeBootTest(testtools.TestCase):
                    'after virsh start; RSS QEMU %.0f MiB, libvirtd %.0f MiB, '
                    'ovs-vswitchd %.0f MiB, ovsdb-server %.0f MiB' % (
                        virt_type, up_seconds, marker_seconds, address,
-                       lease_seconds, pid_rss_mib(qemu_pid),
-                       pid_rss_mib(n.state.pid('libvirtd')),
-                       pid_rss_mib(n.state.pid('ovs-vswitchd')),
-                       pid_rss_mib(n.state.pid('ovsdb-server'))))
+                       lease_seconds, host_fixtures.rss_mib(qemu_pid),
+                       host_fixtures.rss_mib(n.state.pid('libvirtd')),
+                       host_fixtures.rss_mib(n.state.pid('ovs-vswitchd')),
+                       host_fixtures.rss_mib(n.state.pid('ovsdb-server'))))
         print(figures, flush=True)
 
         n.virsh('destroy', self.domain)
@@ -406,12 +331,7 @@ class KvmNodeBootTest(testtools.TestCase):
         """up stopped after OVS (libvirtd never started): down still
         leaves nothing."""
         n = self.node
-        for path in (n.s.run, n.s.logs, n.ovs_run,
-                     os.path.dirname(n.ovs_db)):
-            os.makedirs(path, exist_ok=True)
-        n.underlay.up()
-        n.plug()
-        n.start_ovs()
+        n.up_to_ovs()
         status = n.status()
         self.assertFalse(status.pop('libvirtd'))
         self.assertFalse(status.pop('br-int'))
@@ -473,10 +393,8 @@ class KvmNodeBootTest(testtools.TestCase):
         self.assertFalse(os.path.exists(self.node.netns_path))
         self.assertFalse(os.path.exists('/run/netns/' + self.dhcp_netns))
         self.assertFalse(TEST_UNDERLAY.exists())
-        self.assertEqual([], test_vmimage.processes_naming(self.node.dir))
-        self.assertEqual([], test_vmimage.processes_naming('guest=kvt-vm'))
+        self.assertEqual([], host_fixtures.processes_naming(self.node.dir))
+        self.assertEqual([], host_fixtures.processes_naming('guest=kvt-vm'))
         self.assertEqual([], node.mounts_under(self.node.dir))
-        ours = re.compile(r'kvt-|aio-kvm')
-        self.assertEqual(
-            sorted(x for x in self.links_before if ours.match(x)),
-            sorted(x for x in test_vmimage.host_links() if ours.match(x)))
+        self.assertEqual(self.links_before,
+                         host_fixtures.links_named(OUR_LINKS))

@@ -29,17 +29,17 @@ import shutil
 import stat
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 
 import fixtures
 import testtools
 
-from ndtools import host
 from ndtools import vmimage
 from tests.fixtures.commands import run
 from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import host as host_fixtures
+from tests.fixtures import vmguest
 
 BUSYBOX = vmimage.BUSYBOX
 
@@ -392,30 +392,28 @@ class AcceleratorTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.kvm = os.path.join(self.tmp, 'kvm')
-        self.modules = os.path.join(self.tmp, 'module')
-        os.mkdir(self.modules)
+        self.kvm = self.useFixture(host_fixtures.FakeKvmFiles())
 
     def choose(self):
-        return vmimage.accelerator(self.kvm, self.modules)
+        return vmimage.accelerator(self.kvm.dev_kvm, self.kvm.sys_module)
 
     def test_no_dev_kvm(self):
-        self.assertEqual(('tcg', '%s is missing' % self.kvm), self.choose())
+        self.assertEqual(('tcg', '%s is missing' % self.kvm.dev_kvm),
+                         self.choose())
 
     def test_hardware_kvm(self):
-        open(self.kvm, 'w').close()
-        os.mkdir(os.path.join(self.modules, 'kvm_intel'))
+        self.kvm.add_dev_kvm()
+        self.kvm.load_module('kvm_intel')
         self.assertEqual(('kvm', ''), self.choose())
 
     def test_pvm_runs_no_debian_kernel(self):
-        open(self.kvm, 'w').close()
-        os.mkdir(os.path.join(self.modules, 'kvm_pvm'))
+        self.kvm.add_dev_kvm()
+        self.kvm.load_module('kvm_pvm')
         accel, why = self.choose()
         self.assertEqual('tcg', accel)
         self.assertIn('PVM', why)
         # Both loaded (PVM beside VMX): the hardware one is used.
-        os.mkdir(os.path.join(self.modules, 'kvm_amd'))
+        self.kvm.load_module('kvm_amd')
         self.assertEqual(('kvm', ''), self.choose())
 
     def test_qemu_argv(self):
@@ -442,45 +440,6 @@ class AcceleratorTest(testtools.TestCase):
 SUBNET = '192.168.199'
 BRIDGE = 'vmt-br0'
 TAP = 'vmt-tap0'
-MARKER_SECONDS = 300     # TCG on a busy 2-CPU machine: ~30 s
-LEASE_SECONDS = 120
-UDHCPD_CONF = '''interface %(bridge)s
-start %(subnet)s.100
-end %(subnet)s.150
-max_leases 16
-lease_file %(dir)s/udhcpd.leases
-pidfile %(dir)s/udhcpd.pid
-opt subnet 255.255.255.0
-opt router %(subnet)s.1
-opt lease 600
-'''
-
-
-def host_links() -> set:
-    return {line.split(':', 2)[1].strip().split('@')[0]
-            for line in run('ip', '-o', 'link').splitlines()}
-
-
-def processes_naming(text: str) -> list:
-    """PIDs whose command line mentions ``text``."""
-    found = []
-    for pid in os.listdir('/proc'):
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                    if text.encode() in f.read():
-                        found.append(int(pid))
-            except OSError:
-                pass
-    return found
-
-
-def rss_mib(pid: int) -> float:
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 class BootTest(testtools.TestCase):
@@ -488,25 +447,12 @@ class BootTest(testtools.TestCase):
     marker and a DHCP lease on its serial console, ping and HTTP from the
     bridge; afterwards nothing of it is left."""
 
-    def require(self):
-        problems = []
-        if os.geteuid() != 0:
-            problems.append('not running as root')
-        for command in ('qemu-system-x86_64', 'ip', 'apt-get', 'apt-cache',
-                        'dpkg-deb'):
-            if not host.command_present(command):
-                problems.append('%s missing' % command)
-        if not os.access(BUSYBOX, os.X_OK):
-            problems.append('%s missing' % BUSYBOX)
-        if not os.path.exists('/dev/net/tun'):
-            problems.append('/dev/net/tun missing')
-        if problems:
-            docker_fixtures.require_functional_missing(
-                self, '; '.join(problems))
-
     def setUp(self):
         super().setUp()
-        self.require()
+        host_fixtures.require(
+            self, commands=('qemu-system-x86_64', 'ip', 'apt-get',
+                            'apt-cache', 'dpkg-deb'),
+            executables=(BUSYBOX,), paths=('/dev/net/tun',))
         # Registered first, so it runs last: after QEMU, udhcpd, the
         # namespace and the files went.
         self.addCleanup(self.check_nothing_left)
@@ -514,74 +460,27 @@ class BootTest(testtools.TestCase):
         self.assertFalse(os.path.exists('/run/netns/' + self.netns))
         self.dir = tempfile.mkdtemp(prefix='vmt-', dir='/var/tmp')
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
-        self.links_before = host_links()
-
-    def ns(self, *argv: str) -> list:
-        return ['ip', 'netns', 'exec', self.netns] + list(argv)
-
-    def start(self, name: str, argv: list) -> subprocess.Popen:
-        log = open(os.path.join(self.dir, name + '.log'), 'wb')
-        self.addCleanup(log.close)
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        self.addCleanup(self.stop, proc)
-        return proc
-
-    @staticmethod
-    def stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.links_before = host_fixtures.links_named('vmt-')
 
     def make_network(self) -> None:
-        run('ip', 'netns', 'add', self.netns)
-        self.addCleanup(run, 'ip', 'netns', 'delete', self.netns,
-                        check=False)
+        host_fixtures.add_netns(self, self.netns)
         ip = ['ip', '-n', self.netns]
-        run(*ip, 'link', 'set', 'lo', 'up')
         run(*ip, 'link', 'add', BRIDGE, 'type', 'bridge')
         run(*ip, 'addr', 'add', SUBNET + '.1/24', 'dev', BRIDGE)
         run(*ip, 'link', 'set', BRIDGE, 'up')
         run(*ip, 'tuntap', 'add', TAP, 'mode', 'tap')
         run(*ip, 'link', 'set', TAP, 'master', BRIDGE, 'up')
-        conf = os.path.join(self.dir, 'udhcpd.conf')
-        with open(conf, 'w') as f:
-            f.write(UDHCPD_CONF % {'bridge': BRIDGE, 'subnet': SUBNET,
-                                   'dir': self.dir})
-        open(os.path.join(self.dir, 'udhcpd.leases'), 'w').close()
-        self.udhcpd = self.start('udhcpd', self.ns(BUSYBOX, 'udhcpd', '-f',
-                                                   conf))
-
-    def console(self) -> str:
-        try:
-            with open(self.console_log, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except FileNotFoundError:
-            return ''
-
-    def wait_console(self, pattern: str, seconds: float) -> re.Match:
-        deadline = time.monotonic() + seconds
-        while True:
-            found = re.search(pattern, self.console())
-            if found:
-                return found
-            if self.qemu.poll() is not None:
-                self.fail('QEMU exited %s before %r; console:\n%s\n'
-                          'qemu: %s' % (self.qemu.returncode, pattern,
-                                        self.console()[-3000:],
-                                        self.log('qemu')))
-            if time.monotonic() > deadline:
-                self.fail('no %r on the console within %d s:\n%s'
-                          % (pattern, seconds, self.console()[-3000:]))
-            time.sleep(0.05)
+        self.udhcpd = vmguest.start_udhcpd(self, self.netns, BRIDGE, SUBNET,
+                                           self.dir)
 
     def log(self, name: str) -> str:
         with open(os.path.join(self.dir, name + '.log'), 'rb') as f:
             return f.read().decode('utf-8', 'replace')
+
+    def qemu_exited(self):
+        if self.qemu.poll() is not None:
+            return 'QEMU exited %s' % self.qemu.returncode
+        return None
 
     def test_boots_gets_a_lease_answers_ping_and_http(self):
         started = time.monotonic()
@@ -592,34 +491,31 @@ class BootTest(testtools.TestCase):
             print('WARNING: booting under TCG, not KVM: %s' % why,
                   flush=True)
         self.make_network()
-        self.console_log = os.path.join(self.dir, 'console.log')
-        argv = vmimage.qemu_argv(manifest, accel, self.console_log, tap=TAP,
+        console = vmguest.SerialConsole(
+            self, os.path.join(self.dir, 'console.log'),
+            hypervisor_log=lambda: 'qemu: ' + self.log('qemu'),
+            ended=self.qemu_exited)
+        argv = vmimage.qemu_argv(manifest, accel, console.path, tap=TAP,
                                  mac='52:54:00:c0:ff:ee')
         started = time.monotonic()
-        self.qemu = self.start('qemu', self.ns(*argv))
-        self.wait_console(re.escape(vmimage.MARKER), MARKER_SECONDS)
+        self.qemu = host_fixtures.start_logged(
+            self, os.path.join(self.dir, 'qemu.log'),
+            host_fixtures.in_netns(self.netns, *argv))
+        console.wait_for_marker()
         marker_seconds = time.monotonic() - started
-        lease = self.wait_console(
-            r'vm-tiny: lease eth0 (%s\.\d+)/24 router %s\.1'
-            % (re.escape(SUBNET), re.escape(SUBNET)), LEASE_SECONDS)
+        address = console.wait_for_lease(SUBNET)
         lease_seconds = time.monotonic() - started
-        address = lease.group(1)
         self.assertIn(int(address.rsplit('.', 1)[1]), range(100, 151))
-        self.wait_console(r'vm-tiny: httpd', 30)
-        self.wait_console(r'vm-tiny: router %s\.1 answers ping'
-                          % re.escape(SUBNET), 60)
+        console.wait(r'vm-tiny: httpd', 30)
+        console.wait(r'vm-tiny: router %s\.1 answers ping'
+                     % re.escape(SUBNET), 60)
         for trouble in ('vm-tiny: insmod', 'vm-tiny: no eth0'):
-            self.assertNotIn(trouble, self.console())
-        ping = run(*self.ns(BUSYBOX, 'ping', '-c', '3', '-w', '20',
-                            address))
+            self.assertNotIn(trouble, console.text())
+        ping = vmguest.ping(self.netns, address)
         self.assertIn('3 packets transmitted, 3 packets received', ping)
-        # (busybox-static's wget segfaults here: Python's client.)
-        page = run(*self.ns(sys.executable, '-c', (
-            'import urllib.request, sys; sys.stdout.write(urllib.request.'
-            'urlopen("http://%s/", timeout=20).read().decode())'
-            % address)))
+        page = vmguest.http_get(self.netns, address, timeout=20)
         self.assertEqual('vm-tiny\n', page)
-        rss = rss_mib(self.qemu.pid)
+        rss = host_fixtures.rss_mib(self.qemu.pid)
         files = manifest['files']
         print('vm-tiny (%s, %s): build %.1f s (%s), kernel %.1f MiB, '
               'initramfs %.2f MiB; QEMU -accel %s -m 128: marker after '
@@ -631,9 +527,6 @@ class BootTest(testtools.TestCase):
                  marker_seconds, address, lease_seconds, rss), flush=True)
 
     def check_nothing_left(self):
-        self.assertEqual([], processes_naming(self.dir))
+        self.assertEqual([], host_fixtures.processes_naming(self.dir))
         self.assertFalse(os.path.exists('/run/netns/' + self.netns))
-        ours = re.compile(r'vmt-')
-        self.assertEqual(
-            sorted(n for n in self.links_before if ours.match(n)),
-            sorted(n for n in host_links() if ours.match(n)))
+        self.assertEqual(self.links_before, host_fixtures.links_named('vmt-'))

@@ -292,12 +292,7 @@ class KvmNode(node.Node):
 
     def up(self) -> None:
         """Like Node.up, with libvirtd instead of dockerd."""
-        for path in (self.s.run, self.s.logs, self.ovs_run,
-                     os.path.dirname(self.ovs_db)):
-            os.makedirs(path, exist_ok=True)
-        self.underlay.up()
-        self.plug()
-        self.start_ovs()
+        self.up_to_ovs()
         self.vsctl('--may-exist', 'add-br', INTEGRATION_BRIDGE, '--', 'set',
                    'bridge', INTEGRATION_BRIDGE, 'datapath_type=netdev')
         self.start_libvirtd()

@@ -421,16 +421,24 @@ class Node:
     def up(self) -> None:
         """Everything, each part only if missing; StepFailed if a part
         does not come up (down then undoes the rest)."""
-        for path in (self.s.run, self.s.logs, self.ovs_run,
-                     os.path.dirname(self.ovs_db), self.docker_root):
-            os.makedirs(path, exist_ok=True)
-        self.underlay.up()
-        self.plug()
-        self.start_ovs()
+        os.makedirs(self.docker_root, exist_ok=True)
+        self.up_to_ovs()
         self.start_docker()
         print('%s up: underlay %s on %s, OVS %s, dockerd %s' % (
             self.name, self.address, PHYS_BRIDGE, self.ovs_socket,
             self.docker_host), flush=True)
+
+    def up_to_ovs(self) -> None:
+        """The steps of up that every kind of node shares (a KVM node
+        too): its directories, the underlay, the namespace and veth, its
+        userspace OVS. What runs on it (dockerd, libvirtd) comes after;
+        tests stop here to check that down undoes a partial up."""
+        for path in (self.s.run, self.s.logs, self.ovs_run,
+                     os.path.dirname(self.ovs_db)):
+            os.makedirs(path, exist_ok=True)
+        self.underlay.up()
+        self.plug()
+        self.start_ovs()
 
     def plug(self) -> None:
         """The namespace and the veth pair, the host end on aio-underlay."""
