@@ -28,12 +28,3 @@ os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
 from nova import monkey_patch  # noqa: E402
 
 monkey_patch.patch(backend='threading')
-
-# And every test process mocks alike, whichever modules it loaded: nova's
-# test module (imported by the integration tests) makes autospec'd methods
-# patched on a class record their calls without ``self`` (oslotest's fix of
-# mock issue 396). Applied here, a test run alone (testtools.run) sees what
-# it sees in stestr's full discovery.
-from oslotest import mock_fixture  # noqa: E402
-
-mock_fixture.patch_mock_module()
