@@ -15,6 +15,16 @@
 import os
 import sys
 
+from oslotest import mock_fixture
+
+# The class-level autospec mocks here record calls without ``self``, as
+# mock behaves once nova's test module has patched it (oslotest's fix of
+# mock issue 396), which stestr's discovery does in every worker. A run of
+# these tests alone gets the same patch here. (Not in tests/__init__: the
+# functional tests' child processes and the all-in-one's scenario venv
+# rely on plain mock, or have no oslotest.)
+mock_fixture.patch_mock_module()
+
 # The tools' package (tools/ndtools) is no installed package: its tests
 # import it from the checkout.
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
