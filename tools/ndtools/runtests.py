@@ -389,10 +389,15 @@ class TestRun:
         os.environ.setdefault('OS_TEST_TIMEOUT', '600')
         if self.regex:
             rest, serial = split_selection(self.regex)
-            if self.tests_exist(rest):
-                self.run_phase(phase + 'selected', rest)
-            if self.tests_exist(serial):
-                self.run_phase(phase + 'selected-serial', '--serial', serial)
+            selected = [(name, select) for name, select in (
+                ('selected', [rest]),
+                ('selected-serial', ['--serial', serial]))
+                if self.tests_exist(select[-1])]
+            for name, select in selected:
+                self.run_phase(phase + name, *select)
+            if not selected:   # a mistyped REGEX passes nothing
+                say('no test id matches %r' % self.regex)
+                self.failed += 1
         else:
             self.run_phase(phase + 'parallel', '--concurrency', os.environ.get(
                 'NOVA_DOCKER_TEST_CONCURRENCY', '2'), '--exclude-regex',
