@@ -18,7 +18,6 @@ remapping and a second OCI runtime (Debian's crun) on a private dockerd
 configured for them.
 """
 
-import fcntl
 import glob
 import json
 import os
@@ -35,6 +34,7 @@ from novadocker import conf
 from novadocker.virt.docker import driver as docker_driver
 from novadocker.virt.docker import guest
 from tests.fixtures import docker as docker_fixtures
+from tests.fixtures import host as host_fixtures
 from tests.functional import base
 from tests.functional import test_network
 
@@ -349,9 +349,7 @@ class UsernsRemapFixture(fixtures.Fixture):
     LOCK = '/tmp/nova-docker-dockremap.lock'
 
     def _setUp(self):
-        lock = open(self.LOCK, 'a')
-        self.addCleanup(lock.close)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        self.useFixture(host_fixtures.HostLock(self.LOCK))
         try:
             pwd.getpwnam('dockremap')
             existed = True
